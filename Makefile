@@ -1,0 +1,58 @@
+# Milestream: `make run` (the main job on a local broker) and `make test` (every test)
+# do all set-up themselves: a virtualenv in .venv, the Python dependencies, and
+# Apache Kafka's jars from Maven Central into .local/kafka (needs Java 17 + Maven).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+KAFKA  := $(PYTHON) deploy/local_kafka.py
+BOOTSTRAP_FILE := .local/kafka/run/bootstrap
+
+.PHONY: install kafka-fetch kafka-up kafka-down topics worker demo run test test-unit bench schemas clean
+
+$(STAMP):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+kafka-fetch:
+	$(KAFKA) fetch
+
+kafka-up: kafka-fetch
+	$(KAFKA) up
+
+kafka-down:
+	$(KAFKA) down
+
+topics: install kafka-up
+	KAFKA_BOOTSTRAP_SERVERS=$$(cat $(BOOTSTRAP_FILE)) $(VENV)/bin/milestream topics apply
+
+worker: topics
+	KAFKA_BOOTSTRAP_SERVERS=$$(cat $(BOOTSTRAP_FILE)) $(VENV)/bin/milestream worker
+
+demo: install
+	KAFKA_BOOTSTRAP_SERVERS=$$(cat $(BOOTSTRAP_FILE)) $(VENV)/bin/milestream demo
+
+## run: broker + topics + a worker, then a demo stream whose milestone events are printed.
+## The worker keeps running afterwards; Ctrl-C stops it (`make kafka-down` stops the broker).
+run: topics
+	KAFKA_BOOTSTRAP_SERVERS=$$(cat $(BOOTSTRAP_FILE)) deploy/run.sh $(VENV)/bin/milestream
+
+test: install kafka-fetch
+	$(PY) -m pytest
+
+test-unit: install
+	$(PY) -m pytest -m "not kafka"
+
+bench: install kafka-fetch
+	$(PY) -m bench.run
+
+schemas: install
+	$(VENV)/bin/milestream schemas --out schemas
+
+clean:
+	rm -rf .local $(VENV)

@@ -1,0 +1,3 @@
+"""Milestream: an event-sourced loyalty milestones engine on Kafka."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,462 @@
+"""The milestone engine: a pure function of (definitions, customer state, event).
+
+No I/O and no clock: the caller passes the event and the time it was recorded,
+and gets back the output events; the customer's state (a JSON-able dict) is
+updated in place. The Faust agents, the in-process topology driver and the
+simulator all call this same code.
+
+Customer state layout (short keys: it is stored once per customer)::
+
+    {"m": {milestone_id: {
+        "enr": true|false,          # explicit enrolment (specific/none methods)
+        "ena": iso,                 # when the customer enrolled
+        "an": iso,                  # anchor of rolling / till-achieved cycles
+        "tc": int,                  # current till-achieved cycle
+        "c": {"<cycle>": {          # progress per cycle
+            "s": iso, "e": iso|null,
+            "t": {target_id: {"v": "dec", "d": [days], "x": {day: "dec"}, "a": 1}},
+            "f": [fired triggers],  # achievement / sub-target keys already emitted
+        }},
+    }}}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Iterable
+
+from ..schemas.base import utc_iso
+from ..schemas.definitions import (
+    CalendarCycles,
+    CustomCycles,
+    MilestoneDefinition,
+    OrganisationSettings,
+    RollingCycles,
+    Target,
+    TillAchievedCycles,
+)
+from ..schemas.inputs import Enrolment, InputEvent
+from .cycles import Window, fixed_window_at, period_name, rolling_window, rolling_window_at
+from .ids import milestone_event_id
+from .measures import ZERO, Accumulation, accumulation, activity_of, measure
+
+GROUP = "group"
+
+
+def _dec(text: str | None) -> Decimal:
+    return Decimal(text) if text else ZERO
+
+
+def _fmt(value: Decimal) -> str:
+    return format(value, "f")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Organisation settings with a milestone's overrides applied."""
+
+    adjust_on_bill_return: bool
+    line_item_return: str
+    buffer_days: int
+    track_from_enrolment: bool
+    award_when_target_achieved: bool
+
+    @classmethod
+    def resolve(cls, org: OrganisationSettings, definition: MilestoneDefinition) -> "Settings":
+        values = {name: getattr(org, name) for name in cls.__dataclass_fields__}
+        values.update(definition.settings.model_dump(exclude_none=True))
+        return cls(**values)
+
+
+@dataclass
+class Compiled:
+    """A definition plus what the engine derives from it once, not per event."""
+
+    definition: MilestoneDefinition
+    settings: Settings
+    activities: frozenset[str]
+    headline_id: str
+    headline_name: str
+
+    @classmethod
+    def build(cls, definition: MilestoneDefinition, org: OrganisationSettings) -> "Compiled":
+        group = definition.group
+        single = len(group.targets) == 1 and group.overall is None
+        return cls(
+            definition=definition,
+            settings=Settings.resolve(org, definition),
+            activities=frozenset(t.activity.value for t in group.all_targets()),
+            headline_id=group.targets[0].target_id if single else GROUP,
+            headline_name=group.targets[0].name if single else definition.name,
+        )
+
+    @property
+    def single_target(self) -> bool:
+        return self.headline_id != GROUP
+
+
+@dataclass
+class Registry:
+    """The definitions and settings every worker sees, indexed for the hot path."""
+
+    org_settings: dict[str, OrganisationSettings] = field(default_factory=dict)
+    milestones: dict[str, Compiled] = field(default_factory=dict)
+    _by_activity: dict[str, list[Compiled]] = field(default_factory=dict)
+
+    def settings_for(self, org_id: str) -> OrganisationSettings:
+        return self.org_settings.get(org_id) or OrganisationSettings(org_id=org_id)
+
+    def put_definition(self, definition: MilestoneDefinition) -> None:
+        self.milestones[definition.milestone_id] = Compiled.build(definition, self.settings_for(definition.org_id))
+        self._reindex()
+
+    def put_settings(self, settings: OrganisationSettings) -> None:
+        self.org_settings[settings.org_id] = settings
+        for mid, compiled in list(self.milestones.items()):
+            if compiled.definition.org_id == settings.org_id:
+                self.milestones[mid] = Compiled.build(compiled.definition, settings)
+        self._reindex()
+
+    def _reindex(self) -> None:
+        index: dict[str, list[Compiled]] = {}
+        for compiled in sorted(self.milestones.values(), key=lambda c: c.definition.milestone_id):
+            for activity in compiled.activities:
+                index.setdefault(activity, []).append(compiled)
+        self._by_activity = index
+
+    def listening(self, activity: str) -> list[Compiled]:
+        return self._by_activity.get(activity, [])
+
+
+@dataclass
+class LateEvent:
+    """An event that arrived after its cycle's buffer had elapsed: recorded, not counted."""
+
+    milestone_id: str
+    customer_id: str
+    event_id: str
+    cycle: int
+    event_time: datetime
+    recorded_at: datetime
+    cycle_end: datetime
+
+
+@dataclass
+class Result:
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    late: list[LateEvent] = field(default_factory=list)
+
+
+class Engine:
+    """Applies customer events to customer state under a registry of definitions."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    # ------------------------------------------------------------------ events
+    def apply(self, state: dict[str, Any], event: InputEvent, recorded_at: datetime, cause: str) -> Result:
+        """Apply one customer event; ``recorded_at`` is when it was recorded upstream."""
+        result = Result()
+        if isinstance(event, Enrolment):
+            self._enrol(state, event)
+            return result
+        activity = activity_of(event)
+        if activity is None:
+            return result
+        recorded = event.recorded_at or recorded_at
+        for compiled in self.registry.listening(activity.value):
+            self._apply_to_milestone(state, compiled, event, recorded, cause, result)
+        return result
+
+    def _enrol(self, state: dict[str, Any], event: Enrolment) -> None:
+        ms = state.setdefault("m", {}).setdefault(event.milestone_id, {})
+        if event.action == "enrol":
+            if not ms.get("enr"):
+                ms["ena"] = utc_iso(event.event_time)
+            ms["enr"] = True
+            if event.targets:
+                ms["ov"] = [o.model_dump(mode="json", exclude_none=True) for o in event.targets]
+        else:
+            ms["enr"] = False
+
+    def is_enrolled(self, compiled: Compiled, ms: dict[str, Any], customer_id: str) -> bool:
+        explicit = ms.get("enr")
+        if explicit is not None:
+            return bool(explicit)
+        enrolment = compiled.definition.enrolment
+        if enrolment.method == "all":
+            return True
+        return enrolment.method == "specific" and customer_id in enrolment.customers
+
+    def _apply_to_milestone(
+        self,
+        state: dict[str, Any],
+        compiled: Compiled,
+        event: InputEvent,
+        recorded: datetime,
+        cause: str,
+        result: Result,
+    ) -> None:
+        definition = compiled.definition
+        moment = event.event_time
+        if not definition.active or not (definition.starts_at <= moment < definition.ends_at):
+            return
+        milestones = state.setdefault("m", {})
+        ms = milestones.get(definition.milestone_id, {})
+        if not self.is_enrolled(compiled, ms, event.customer_id):
+            return
+        if compiled.settings.track_from_enrolment and ms.get("ena") and moment < datetime.fromisoformat(ms["ena"]):
+            return
+        contributions = [
+            (target, value)
+            for target in definition.group.all_targets()
+            if (value := measure(target, event)) is not None
+        ]
+        if not contributions:
+            return
+        window = self._window_for(compiled, ms, moment)
+        if window is None:
+            return
+        if window.end is not None:
+            deadline = window.end + timedelta(days=compiled.settings.buffer_days)
+            if recorded >= deadline:
+                result.late.append(
+                    LateEvent(definition.milestone_id, event.customer_id, event.event_id, window.index, moment, recorded, window.end)
+                )
+                return
+        milestones[definition.milestone_id] = ms
+        cycle = ms.setdefault("c", {}).setdefault(
+            str(window.index),
+            {"s": utc_iso(window.start), "e": utc_iso(window.end) if window.end else None, "t": {}, "f": []},
+        )
+        day = moment.astimezone(definition.zone).date().isoformat()
+        for target, value in contributions:
+            _accumulate(cycle["t"].setdefault(target.target_id, {}), accumulation(target.kpi), value, day)
+        self._evaluate(compiled, ms, cycle, window, event.customer_id, moment, cause, result)
+
+    def _window_for(self, compiled: Compiled, ms: dict[str, Any], moment: datetime) -> Window | None:
+        definition = compiled.definition
+        cycles = definition.cycles
+        if isinstance(cycles, (CalendarCycles, CustomCycles)):
+            window = fixed_window_at(definition, moment)
+            if window is not None and window.start < definition.starts_at:
+                # A first cycle created mid-period only tracks from the milestone start.
+                window = Window(window.index, window.name, definition.starts_at, window.end)
+            return window
+        if isinstance(cycles, RollingCycles):
+            if "an" not in ms:
+                ms["an"] = utc_iso(moment)
+            return rolling_window_at(definition, datetime.fromisoformat(ms["an"]), moment)
+        assert isinstance(cycles, TillAchievedCycles)
+        index = ms.get("tc", 1)
+        if cycles.max_cycles is not None and index > cycles.max_cycles:
+            return None
+        if "an" not in ms:
+            ms["an"] = utc_iso(moment)
+        return Window(index, period_name(definition, index), datetime.fromisoformat(ms["an"]), None)
+
+    # ------------------------------------------------------------- evaluation
+    def defined_value(self, compiled: Compiled, ms: dict[str, Any], target: Target, cycle_index: int) -> Decimal:
+        """The customer's target for a cycle: a per-cycle override, a per-customer
+        override, the definition's per-cycle value, or its single value."""
+        overrides = {o.get("cycle"): o for o in ms.get("ov", ()) if o["target_id"] == target.target_id}
+        override = overrides.get(cycle_index) or overrides.get(None)
+        if override is not None:
+            return Decimal(override["value"])
+        if target.values_per_cycle is not None:
+            return target.values_per_cycle[cycle_index - 1]
+        return target.value if target.value is not None else ZERO
+
+    def _statuses(
+        self, compiled: Compiled, ms: dict[str, Any], cycle: dict[str, Any], index: int
+    ) -> list[dict[str, Any]]:
+        statuses = []
+        overall = compiled.definition.group.overall
+        for target in compiled.definition.group.all_targets():
+            progress = cycle["t"].get(target.target_id, {})
+            achieved_value = progress_value(progress, accumulation(target.kpi))
+            defined = self.defined_value(compiled, ms, target, index)
+            statuses.append(
+                {
+                    "target_id": target.target_id,
+                    "target_name": target.name,
+                    "achieved_value": _fmt(achieved_value),
+                    "defined_value": _fmt(defined),
+                    "gap": _fmt(defined - achieved_value),
+                    "achieved": achieved_value >= defined,
+                    "overall": target is overall,
+                }
+            )
+        return statuses
+
+    def group_status(self, compiled: Compiled, statuses: list[dict[str, Any]]) -> tuple[Decimal, Decimal, bool]:
+        """(achieved, defined, reached) of the group: targets met vs targets required."""
+        group = compiled.definition.group
+        met = sum(1 for s in statuses if s["achieved"] and not s["overall"])
+        required = len(group.targets) if group.condition == "all" else group.min_targets
+        return Decimal(met), Decimal(required), met >= required
+
+    def _evaluate(
+        self,
+        compiled: Compiled,
+        ms: dict[str, Any],
+        cycle: dict[str, Any],
+        window: Window,
+        customer_id: str,
+        moment: datetime,
+        cause: str,
+        result: Result,
+    ) -> None:
+        definition = compiled.definition
+        statuses = self._statuses(compiled, ms, cycle, window.index)
+        fired: list[str] = cycle["f"]
+        immediate = compiled.settings.award_when_target_achieved
+        emit = result.outputs.append if immediate else (lambda _event: None)
+        by_id = {s["target_id"]: s for s in statuses}
+        for target in definition.group.all_targets():
+            status = by_id[target.target_id]
+            achieved_value = Decimal(status["achieved_value"])
+            defined = Decimal(status["defined_value"])
+            for sub in target.sub_targets:
+                key = f"sub:{target.target_id}:{sub.name}"
+                sub_value = self.sub_target_value(ms, target, sub, defined)
+                if key not in fired and achieved_value >= sub_value:
+                    fired.append(key)
+                    emit(
+                        self._event(
+                            compiled, customer_id, window, "sub_target", target.target_id, target.name,
+                            achieved_value, defined, statuses, moment, cause,
+                            trigger=f"sub_target:{sub.name}", triggers=[sub.name], sub_value=sub_value,
+                        )
+                    )
+            key = f"ach:{target.target_id}"
+            if status["achieved"] and key not in fired:
+                fired.append(key)
+                emit(
+                    self._event(
+                        compiled, customer_id, window, "achievement", target.target_id, target.name,
+                        achieved_value, defined, statuses, moment, cause,
+                        trigger="achievement", triggers=[target.name],
+                    )
+                )
+        group_achieved, group_defined, reached = self.group_status(compiled, statuses)
+        if not compiled.single_target and reached and f"ach:{GROUP}" not in fired:
+            fired.append(f"ach:{GROUP}")
+            emit(
+                self._event(
+                    compiled, customer_id, window, "achievement", GROUP, definition.name,
+                    group_achieved, group_defined, statuses, moment, cause,
+                    trigger="achievement", triggers=[definition.name],
+                )
+            )
+        if isinstance(definition.cycles, TillAchievedCycles) and reached:
+            # The cycle ends at achievement and the next one starts at once.
+            result.outputs.append(self.close_event(compiled, ms, cycle, window, customer_id, moment, "achieved"))
+            del ms["c"][str(window.index)]
+            ms["tc"] = window.index + 1
+            ms["an"] = utc_iso(moment)
+
+    def sub_target_value(self, ms: dict[str, Any], target: Target, sub, defined: Decimal) -> Decimal:
+        for override in ms.get("ov", ()):
+            if override["target_id"] == target.target_id and sub.name in override.get("sub_targets", {}):
+                return Decimal(override["sub_targets"][sub.name])
+        if sub.criterion == "percentage":
+            return (defined * sub.value / 100).quantize(Decimal("0.01")) if defined else ZERO
+        return sub.value
+
+    # ----------------------------------------------------------------- outputs
+    def close_event(
+        self,
+        compiled: Compiled,
+        ms: dict[str, Any],
+        cycle: dict[str, Any] | None,
+        window: Window,
+        customer_id: str,
+        occurred_at: datetime,
+        cause: str,
+    ) -> dict[str, Any]:
+        """The cycle-close event for one customer (achieved or not)."""
+        cycle = cycle or {"t": {}, "f": []}
+        statuses = self._statuses(compiled, ms, cycle, window.index)
+        if compiled.single_target:
+            status = statuses[0]
+            achieved_value, defined = Decimal(status["achieved_value"]), Decimal(status["defined_value"])
+        else:
+            achieved_value, defined, _ = self.group_status(compiled, statuses)
+        return self._event(
+            compiled, customer_id, window, "cycle_close", compiled.headline_id, compiled.headline_name,
+            achieved_value, defined, statuses, occurred_at, cause,
+            trigger="cycle_close", triggers=[],
+        )
+
+    def _event(
+        self,
+        compiled: Compiled,
+        customer_id: str,
+        window: Window,
+        kind: str,
+        target_id: str,
+        target_name: str,
+        achieved_value: Decimal,
+        defined: Decimal,
+        statuses: list[dict[str, Any]],
+        occurred_at: datetime,
+        cause: str,
+        *,
+        trigger: str,
+        triggers: Iterable[str],
+        sub_value: Decimal | None = None,
+    ) -> dict[str, Any]:
+        definition = compiled.definition
+        return {
+            "type": "milestone_event",
+            "schema_version": 1,
+            "event_id": milestone_event_id(definition.milestone_id, target_id, customer_id, window.index, trigger),
+            "kind": kind,
+            "customer_id": customer_id,
+            "milestone_id": definition.milestone_id,
+            "milestone_name": definition.name,
+            "till_code": definition.till_code,
+            "target_id": target_id,
+            "target_name": target_name,
+            "cycle": {
+                "index": window.index,
+                "name": window.name,
+                "start": utc_iso(window.start),
+                "end": utc_iso(window.end) if window.end else None,
+            },
+            "achieved_value": _fmt(achieved_value),
+            "defined_value": _fmt(defined),
+            "gap": _fmt(defined - achieved_value),
+            "achieved": achieved_value >= defined,
+            "is_target_achieved_event": kind == "achievement",
+            "milestone_value_defined": _fmt(sub_value) if sub_value is not None else None,
+            "trigger_names": list(triggers),
+            "targets": statuses,
+            "occurred_at": utc_iso(occurred_at),
+            "cause": cause,
+        }
+
+
+def _accumulate(progress: dict[str, Any], mode: Accumulation, value: Decimal, day: str) -> None:
+    if mode is Accumulation.SUM:
+        progress["v"] = _fmt(_dec(progress.get("v")) + value)
+    elif mode is Accumulation.DAYS:
+        days = progress.setdefault("d", [])
+        if day not in days:
+            days.append(day)
+            days.sort()
+    else:
+        highs = progress.setdefault("x", {})
+        if value > _dec(highs.get(day)):
+            highs[day] = _fmt(value)
+
+
+def progress_value(progress: dict[str, Any], mode: Accumulation) -> Decimal:
+    if mode is Accumulation.SUM:
+        return _dec(progress.get("v"))
+    if mode is Accumulation.DAYS:
+        return Decimal(len(progress.get("d", ())))
+    return sum((Decimal(v) for v in progress.get("x", {}).values()), ZERO)

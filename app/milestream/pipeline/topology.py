@@ -1,0 +1,196 @@
+"""The processing topology: input records in, output records out.
+
+This is everything between the broker and the engine, free of Kafka and Faust:
+decode and validate, route bad input to the dead-letter topic, skip input
+already applied (redelivery after a crash), call the engine, encode outputs.
+The Faust worker feeds it records from the real broker; the topology test
+driver feeds it records in-process. Both run this same code.
+
+Exactly-once state, at-least-once outputs
+-----------------------------------------
+Each customer's state records the last input offset applied per source
+partition (``"o"``). A redelivered record (offset at or below it) is not
+applied again. Its outputs, which may or may not have reached the broker
+before the crash, are re-emitted from a small per-customer outbox (``"ob"``)
+with the same deterministic ids, so a consumer that deduplicates on
+``event_id`` sees each output exactly once.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import BaseModel
+
+from ..engine.core import Engine, LateEvent, Registry
+from ..schemas.base import utc_iso
+from ..schemas.codec import Decoder, Rejected, decoder_for, dumps
+from ..schemas.definitions import MilestoneDefinition, OrganisationSettings
+from ..settings import Settings
+from ..state.base import StateStore
+from ..topics import TopicSpec
+
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: datetime  # the Kafka record timestamp
+
+    @property
+    def source(self) -> str:
+        return f"{self.topic}/{self.partition}/{self.offset}"
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
+@dataclass
+class Processed:
+    """What processing one record did: ``outcome`` is "applied", "duplicate",
+    "ignored" or a dead-letter reason; ``records`` are to be produced."""
+
+    outcome: str
+    records: list[OutRecord] = field(default_factory=list)
+    milestone_events: list[dict[str, Any]] = field(default_factory=list)
+    late_events: int = 0
+
+
+class Topology:
+    """Routes records of every input topic; holds the definitions registry."""
+
+    def __init__(self, settings: Settings, topics: dict[str, TopicSpec], registry: Registry | None = None) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.registry = registry or Registry()
+        self.engine = Engine(self.registry)
+        self.promotions = topics["promotions"].name
+        self.late_topic = topics["late-events"].name
+        self.dead_letters = topics["dead-letters"].name
+        self.definitions_topic = topics["definitions"].name
+        self._decoders: dict[str, Decoder] = {
+            spec.name: decoder_for(spec.value_types, settings.max_payload_bytes)
+            for spec in topics.values()
+            if spec.role == "input"
+        }
+        self.customer_topics = [
+            spec.name for spec in topics.values() if spec.role == "input" and spec.name != self.definitions_topic
+        ]
+
+    # ------------------------------------------------------------- dead letters
+    def dead_letter(self, record: Record, reason: str, detail: str) -> Processed:
+        letter = {
+            "type": "dead_letter",
+            "schema_version": 1,
+            "reason": reason,
+            "detail": detail[:2000],
+            "source_topic": record.topic,
+            "source_partition": record.partition,
+            "source_offset": record.offset,
+            "key_b64": base64.b64encode(record.key).decode() if record.key is not None else None,
+            "value_b64": base64.b64encode(record.value or b"").decode(),
+            "failed_at": utc_iso(record.timestamp),
+        }
+        return Processed(reason, [OutRecord(self.dead_letters, record.key, dumps(letter))])
+
+    # --------------------------------------------------------------- definitions
+    def decode_definition(self, record: Record) -> BaseModel:
+        """Validate a definitions-topic record; raises ``Rejected``."""
+        try:
+            item = self._decoders[record.topic].decode(record.value)
+        except Rejected as exc:
+            if exc.reason == "schema_violation":
+                raise Rejected("invalid_definition", exc.detail) from None
+            raise
+        key = record.key.decode(errors="replace") if record.key is not None else None
+        expected = (
+            item.milestone_id if isinstance(item, MilestoneDefinition) else f"settings:{item.org_id}"  # type: ignore[attr-defined]
+        )
+        if key != expected:
+            raise Rejected("wrong_key", f"key {key!r} must be {expected!r}")
+        return item
+
+    def apply_definition(self, item: BaseModel) -> None:
+        if isinstance(item, MilestoneDefinition):
+            self.registry.put_definition(item)
+        elif isinstance(item, OrganisationSettings):
+            self.registry.put_settings(item)
+
+    def process_definition(self, record: Record) -> Processed:
+        """Validate and apply one definitions record (dead-letter it if invalid)."""
+        try:
+            item = self.decode_definition(record)
+        except Rejected as exc:
+            return self.dead_letter(record, exc.reason, exc.detail)
+        self.apply_definition(item)
+        return Processed("applied")
+
+    # ------------------------------------------------------------------ customers
+    def process(self, record: Record, store: StateStore) -> Processed:
+        """Process one record of a customer-keyed input topic."""
+        try:
+            event = self._decoders[record.topic].decode(record.value)
+        except Rejected as exc:
+            return self.dead_letter(record, exc.reason, exc.detail)
+        customer_id: str = event.customer_id  # type: ignore[attr-defined]
+        if record.key is None or record.key != customer_id.encode():
+            return self.dead_letter(
+                record, "wrong_key", f"key {record.key!r} does not match customer_id {customer_id!r}"
+            )
+        state = store.get(customer_id) or {"v": STATE_VERSION}
+        offsets: dict[str, int] = state.setdefault("o", {})
+        position = f"{record.topic}/{record.partition}"
+        if record.offset <= offsets.get(position, -1):
+            return self._replay_outbox(state, record)
+        result = self.engine.apply(state, event, record.timestamp, record.source)  # type: ignore[arg-type]
+        offsets[position] = record.offset
+        processed = Processed("applied" if result.outputs else "ignored")
+        processed.milestone_events = result.outputs
+        key = customer_id.encode()
+        processed.records = [OutRecord(self.promotions, key, dumps(out)) for out in result.outputs]
+        processed.records += [OutRecord(self.late_topic, key, dumps(_late_record(late, record))) for late in result.late]
+        processed.late_events = len(result.late)
+        if processed.records:
+            outbox: list[Any] = state.setdefault("ob", [])
+            outbox.append([record.source, [[r.topic, r.value.decode()] for r in processed.records]])
+            del outbox[: -self.settings.outbox_size]
+        store.put(customer_id, state)
+        return processed
+
+    def _replay_outbox(self, state: dict[str, Any], record: Record) -> Processed:
+        for source, entries in state.get("ob", ()):
+            if source == record.source:
+                records = [OutRecord(topic, record.key, value.encode()) for topic, value in entries]
+                return Processed("duplicate", records)
+        return Processed("duplicate")
+
+
+def _late_record(late: LateEvent, record: Record) -> dict[str, Any]:
+    return {
+        "type": "late_event",
+        "schema_version": 1,
+        "event_id": late.event_id,
+        "customer_id": late.customer_id,
+        "milestone_id": late.milestone_id,
+        "cycle_index": late.cycle,
+        "cycle_end": utc_iso(late.cycle_end),
+        "event_time": utc_iso(late.event_time),
+        "recorded_at": utc_iso(late.recorded_at),
+        "source": record.source,
+    }
+
+
+def utc_from_millis(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)

@@ -1,0 +1,112 @@
+"""Events Milestream publishes.
+
+``MilestoneEvent`` goes to the promotions topic; its fields are what a
+promotion rule reads (the spec's ``currentEvent`` attributes). ``DeadLetter``
+goes to the dead-letter topic. Both carry a deterministic ``event_id`` derived
+from their cause, so reprocessing the same input yields the same id.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .base import Amount, Id, Name, StrictModel, Text, Timestamp
+
+
+class CycleRef(StrictModel):
+    index: int = Field(ge=1)
+    name: str  # currentEvent.targetPeriod
+    start: Timestamp
+    end: Timestamp | None = None  # open-ended for "till target achieved" cycles
+
+
+class TargetStatus(StrictModel):
+    """Progress of one target of the group at the time of the event."""
+
+    target_id: Id
+    target_name: Name
+    achieved_value: Amount  # currentEvent.targetAchieved
+    defined_value: Amount  # currentEvent.targetDefined
+    gap: Amount  # currentEvent.targetGaps: defined - achieved (negative once exceeded)
+    achieved: bool
+    overall: bool = False
+
+
+class MilestoneEvent(StrictModel):
+    """An achievement, sub-target or cycle-close event for one customer.
+
+    ``kind`` tells the three apart without any rule on the flag:
+
+    * ``achievement``: the target (or the group) was just reached;
+      ``is_target_achieved_event`` is true.
+    * ``sub_target``: a sub-target was just reached; ``milestone_value_defined``
+      is its value and ``trigger_names`` holds its name.
+    * ``cycle_close``: the cycle ended (after its buffer days); sent for every
+      enrolled customer, achieved or not; ``is_target_achieved_event`` is false.
+    """
+
+    type: Literal["milestone_event"] = "milestone_event"
+    schema_version: Literal[1] = 1
+    event_id: Id
+    kind: Literal["achievement", "sub_target", "cycle_close"]
+    customer_id: Id
+    milestone_id: Id
+    milestone_name: Name  # currentEvent.targetName reads the target's name, see target_name
+    till_code: Id | None = None
+    target_id: Id  # the target this event is about, or "group" for a unified group
+    target_name: Name  # currentEvent.targetName
+    cycle: CycleRef
+    achieved_value: Amount  # currentEvent.targetAchieved
+    defined_value: Amount  # currentEvent.targetDefined
+    gap: Amount  # currentEvent.targetGaps
+    achieved: bool
+    is_target_achieved_event: bool  # currentEvent.isTargetAchievedEvent
+    milestone_value_defined: Amount | None = None  # currentEvent.milestoneValueDefined (sub-target value)
+    trigger_names: list[Name] = Field(default_factory=list)  # currentEvent.targetMilestoneTrigger
+    targets: list[TargetStatus] = Field(default_factory=list)  # every target of the group
+    occurred_at: Timestamp  # event time of the activity (or cycle end) that caused it
+    cause: Text  # what caused it: "<topic>/<partition>/<offset>" or "cycle-end"
+
+
+class DeadLetter(StrictModel):
+    """An input record Milestream could not use, with why and where it came from."""
+
+    type: Literal["dead_letter"] = "dead_letter"
+    schema_version: Literal[1] = 1
+    reason: Literal[
+        "malformed_json",
+        "schema_violation",
+        "unknown_event_type",
+        "oversize_payload",
+        "wrong_key",
+        "invalid_definition",
+        "processing_error",
+    ]
+    detail: Text
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    key_b64: str | None = None
+    value_b64: str
+    failed_at: Timestamp
+
+
+class LateEventRecord(StrictModel):
+    """An input event that arrived after its cycle's buffer days had elapsed.
+
+    It is not attributed to any other cycle; this record (and a metric) keep
+    it from being lost without trace.
+    """
+
+    type: Literal["late_event"] = "late_event"
+    schema_version: Literal[1] = 1
+    event_id: Id  # the late input event's own id
+    customer_id: Id
+    milestone_id: Id
+    cycle_index: int = Field(ge=1)
+    cycle_end: Timestamp
+    event_time: Timestamp
+    recorded_at: Timestamp
+    source: Text  # "<topic>/<partition>/<offset>"

@@ -1,0 +1,205 @@
+"""The Faust worker: the topology on a real broker.
+
+* ``customer_events``: one agent over every customer-keyed input topic (they
+  are co-partitioned), state in the ``customer-state`` table (RocksDB via
+  rocksdict), outputs to promotions / late-events / dead-letters.
+* ``validate_definitions``: the definitions topic in the consumer group, so
+  exactly one worker dead-letters an invalid definition.
+* ``follow_definitions``: every worker reads the whole definitions topic into
+  its own registry (Faust's GlobalTable is unreliable across workers), and
+  customer processing waits until that registry has caught up at start-up.
+
+Run it with ``milestream worker`` (or ``faust -A milestream.worker.app worker``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ..pipeline.topology import Processed, Record, Topology, utc_from_millis
+from ..settings import Settings
+from ..state.base import StateStore, decode_state, encode_state
+from ..topics import load_topics
+from . import metrics
+
+log = logging.getLogger("milestream.worker")
+
+
+class TableStore(StateStore):
+    """A Faust table of JSON bytes seen through the StateStore interface."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return decode_state(self.table.get(key.encode()))
+
+    def put(self, key: str, state: dict[str, Any]) -> None:
+        self.table[key.encode()] = encode_state(state)
+
+    def keys(self):  # pragma: no cover - diagnostics only
+        return (k.decode() for k in self.table.keys())
+
+
+def create_app(settings: Settings) -> faust.App:
+    topics = load_topics(settings)
+    partitions = topics["transactions"].partitions
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")],
+        store=settings.store,
+        datadir=settings.data_dir,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        processing_guarantee=settings.processing_guarantee,
+        topic_partitions=partitions,
+        topic_allow_declare=False,  # topics.yaml owns the topics; Faust only creates its changelog
+        table_standby_replicas=settings.standby_replicas,
+        broker_commit_interval=settings.commit_interval_s,
+        broker_max_poll_records=settings.max_poll_records,
+        stream_buffer_maxsize=settings.stream_buffer_maxsize,
+        consumer_auto_offset_reset="earliest",
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    topology = Topology(settings, topics)
+    app.milestream_topology = topology  # type: ignore[attr-defined]
+    definitions_ready = asyncio.Event()
+
+    def raw_topic(*names: str) -> faust.TopicT:
+        return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+    outputs = {spec.name: raw_topic(spec.name) for spec in topics.values() if spec.role != "input"}
+    state_table = app.Table(
+        "customer-state",
+        partitions=partitions,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        options={"driver": "rocksdict"},
+        help="Per-customer milestone progress (JSON documents).",
+    )
+    store = TableStore(state_table)
+
+    async def publish(processed: Processed, topic_name: str) -> None:
+        for out in processed.records:
+            await outputs[out.topic].send(key=out.key, value=out.value)
+        metrics.EVENTS_CONSUMED.labels(topic_name, processed.outcome).inc()
+        if processed.outcome not in ("applied", "ignored", "duplicate"):
+            metrics.DEAD_LETTERS.labels(processed.outcome).inc()
+        for event in processed.milestone_events:
+            metrics.OUTPUTS_EMITTED.labels(event["kind"]).inc()
+        if processed.late_events:
+            metrics.LATE_EVENTS.inc(processed.late_events)
+
+    @app.agent(raw_topic(*topology.customer_topics))
+    async def customer_events(stream):
+        await definitions_ready.wait()
+        async for event in stream.events():
+            message = event.message
+            record = Record(
+                message.topic, message.partition, message.offset, message.key, message.value,
+                utc_from_millis(message.timestamp),
+            )
+            started = time.perf_counter()
+            try:
+                processed = topology.process(record, store)
+            except Exception as exc:  # a bug must not stop the partition: dead-letter and go on
+                log.exception("processing %s failed", record.source)
+                processed = topology.dead_letter(record, "processing_error", f"{type(exc).__name__}: {exc}")
+            metrics.PROCESSING_SECONDS.observe(time.perf_counter() - started)
+            await publish(processed, message.topic)
+
+    @app.agent(raw_topic(topology.definitions_topic))
+    async def validate_definitions(stream):
+        async for event in stream.events():
+            message = event.message
+            record = Record(
+                message.topic, message.partition, message.offset, message.key, message.value,
+                utc_from_millis(message.timestamp),
+            )
+            try:
+                topology.decode_definition(record)
+                processed = Processed("applied")
+            except Exception as exc:
+                reason = getattr(exc, "reason", "processing_error")
+                processed = topology.dead_letter(record, reason, getattr(exc, "detail", str(exc)))
+            await publish(processed, message.topic)
+
+    @app.task
+    async def follow_definitions() -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            enable_auto_commit=False,
+            client_id=f"{settings.app_id}-definitions",
+        )
+        await consumer.start()
+        try:
+            partitions_of = consumer.partitions_for_topic(topology.definitions_topic)
+            while not partitions_of:
+                await consumer.force_metadata_update()
+                partitions_of = consumer.partitions_for_topic(topology.definitions_topic)
+                if not partitions_of:
+                    log.warning("definitions topic %s not found yet", topology.definitions_topic)
+                    await asyncio.sleep(1)
+            assigned = [TopicPartition(topology.definitions_topic, p) for p in sorted(partitions_of)]
+            consumer.assign(assigned)
+            await consumer.seek_to_beginning(*assigned)
+            end = await consumer.end_offsets(assigned)
+            caught_up = {tp: end[tp] == 0 for tp in assigned}
+            if all(caught_up.values()):
+                definitions_ready.set()
+            while True:
+                batches = await consumer.getmany(timeout_ms=500, max_records=1000)
+                for tp, messages in batches.items():
+                    for message in messages:
+                        record = Record(
+                            message.topic, message.partition, message.offset, message.key, message.value,
+                            utc_from_millis(message.timestamp),
+                        )
+                        try:
+                            topology.apply_definition(topology.decode_definition(record))
+                        except Exception as exc:  # dead-lettered by validate_definitions
+                            log.warning("skipping definition %s: %s", record.source, exc)
+                metrics.DEFINITIONS_LOADED.set(len(topology.registry.milestones))
+                if not definitions_ready.is_set():
+                    for tp in assigned:
+                        caught_up[tp] = caught_up[tp] or await consumer.position(tp) >= end[tp]
+                    if all(caught_up.values()):
+                        log.info("definitions loaded: %d milestones", len(topology.registry.milestones))
+                        definitions_ready.set()
+        finally:
+            await consumer.stop()
+
+    @app.page("/metrics")
+    async def metrics_page(web, request):
+        return web.bytes(generate_latest(metrics.REGISTRY), content_type=CONTENT_TYPE_LATEST)
+
+    @app.page("/healthz")
+    async def health_page(web, request):
+        ready = definitions_ready.is_set()
+        return web.json({"status": "ok" if ready else "starting", "definitions": len(topology.registry.milestones)},
+                        status=200 if ready else 503)
+
+    @app.page("/definitions")
+    async def definitions_page(web, request):
+        return web.json(
+            {
+                mid: {"name": c.definition.name, "active": c.definition.active}
+                for mid, c in sorted(topology.registry.milestones.items())
+            }
+        )
+
+    return app
+
+
+app = create_app(Settings.from_env())

@@ -1,0 +1,85 @@
+"""The topology in-process: bad input, redelivery, outbox."""
+
+import base64
+
+import orjson
+import pytest
+
+from tests.factories import at, monthly_gross_definition, transaction
+
+WHEN = "2024-01-05T10:00:00+05:30"
+
+
+@pytest.fixture
+def loaded(driver):
+    driver.pipe("definitions", "m-monthly", monthly_gross_definition())
+    return driver
+
+
+BAD_RECORDS = [
+    ("malformed_json", "c1", b'{"type": "transaction",'),
+    ("schema_violation", "c1", orjson.dumps(transaction("c1", "12.5", "2024-01-05T10:00:00"))),  # naive timestamp
+    ("schema_violation", "c1", orjson.dumps(transaction("c1", "-5", WHEN))),  # negative amount
+    ("schema_violation", "c1", orjson.dumps(transaction("c1", "1e3", WHEN, customer_id=""))),
+    ("schema_violation", "c1", orjson.dumps({**transaction("c1", "10", WHEN), "surprise": 1})),
+    ("schema_violation", "c1", b"[1, 2, 3]"),
+    ("unknown_event_type", "c1", orjson.dumps({**transaction("c1", "10", WHEN), "type": "refund"})),
+    ("unknown_event_type", "c1", orjson.dumps({"event_id": "x"})),
+    ("oversize_payload", "c1", orjson.dumps({**transaction("c1", "10", WHEN), "pad": "x" * 300_000})),
+    ("wrong_key", "someone-else", orjson.dumps(transaction("c1", "10", WHEN))),
+    ("wrong_key", None, orjson.dumps(transaction("c1", "10", WHEN))),
+]
+
+
+@pytest.mark.parametrize("reason,key,value", BAD_RECORDS, ids=[f"{r[0]}-{i}" for i, r in enumerate(BAD_RECORDS)])
+def test_bad_input_goes_to_dead_letters_with_reason_and_original_bytes(loaded, reason, key, value):
+    processed = loaded.pipe("transactions", key, value, timestamp=at(WHEN))
+    assert processed.outcome == reason
+    (letter,) = loaded.read("dead-letters")
+    assert letter["reason"] == reason
+    assert base64.b64decode(letter["value_b64"]) == value
+    assert letter["source_topic"] == "milestream.transactions"
+    assert letter["source_offset"] == 0
+    assert letter["detail"]
+
+
+def test_valid_events_around_bad_ones_still_count(loaded):
+    loaded.pipe("transactions", "c1", transaction("c1", "3000", WHEN, 1), timestamp=at(WHEN))
+    loaded.pipe("transactions", "c1", b"not json", timestamp=at(WHEN))
+    loaded.pipe("transactions", "c1", transaction("c1", "3000", WHEN, 2), timestamp=at(WHEN))
+    assert [e["kind"] for e in loaded.read("promotions")] == ["achievement"]
+    assert len(loaded.read("dead-letters")) == 1
+
+
+def test_invalid_definition_is_dead_lettered_and_not_applied(driver):
+    broken = monthly_gross_definition(name=" padded name ")
+    processed = driver.pipe("definitions", "m-monthly", broken)
+    assert processed.outcome == "invalid_definition"
+    assert "name" in driver.read("dead-letters")[0]["detail"]
+    assert driver.topology.registry.milestones == {}
+
+
+def test_definition_key_must_be_its_id(driver):
+    assert driver.pipe("definitions", "other", monthly_gross_definition()).outcome == "wrong_key"
+
+
+def test_redelivered_record_is_not_applied_twice(loaded):
+    first = loaded.pipe("transactions", "c1", transaction("c1", "3000", WHEN, 1), timestamp=at(WHEN), offset=0)
+    again = loaded.pipe("transactions", "c1", transaction("c1", "3000", WHEN, 1), timestamp=at(WHEN), offset=0)
+    assert (first.outcome, again.outcome) == ("ignored", "duplicate")
+    assert loaded.read("promotions") == []  # 3,000 counted once, not 6,000
+
+
+def test_redelivered_record_re_emits_its_outputs_with_the_same_ids(loaded):
+    loaded.pipe("transactions", "c1", transaction("c1", "6000", WHEN, 1), timestamp=at(WHEN), offset=0)
+    replay = loaded.pipe("transactions", "c1", transaction("c1", "6000", WHEN, 1), timestamp=at(WHEN), offset=0)
+    assert replay.outcome == "duplicate"
+    first, second = loaded.read("promotions")
+    assert first == second
+
+
+def test_offsets_are_tracked_per_partition(loaded):
+    loaded.pipe("transactions", "c1", transaction("c1", "3000", WHEN, 1), timestamp=at(WHEN), partition=0, offset=5)
+    loaded.pipe("returns", "c1", b"{}", timestamp=at(WHEN), partition=0, offset=0)
+    second = loaded.pipe("transactions", "c1", transaction("c1", "3000", WHEN, 2), timestamp=at(WHEN), partition=0, offset=6)
+    assert second.outcome == "applied"

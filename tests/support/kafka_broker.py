@@ -1,0 +1,96 @@
+"""Pytest plugin: a real Kafka broker for the test session.
+
+Loaded with ``-p tests.support.kafka_broker`` (see ``addopts`` in pyproject.toml).
+Tests that need Kafka take the session-scoped ``kafka_bootstrap`` fixture, a
+``host:port`` bootstrap string. Where the broker comes from, first match wins:
+
+1. ``KAFKA_BOOTSTRAP_SERVERS`` is set: that (already running) cluster is used.
+2. ``MILESTREAM_TEST_DOCKER=1`` and ``testcontainers`` is installed: a Kafka
+   container is started (image from ``MILESTREAM_TEST_KAFKA_IMAGE`` if set).
+3. Otherwise a local broker is started from the jars fetched by
+   ``deploy/local_kafka.py`` (Java 17+ and Maven needed), on free ports, with
+   fresh storage in a temporary folder, and stopped at the end of the session.
+
+No broker is started unless a test asks for ``kafka_bootstrap``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Iterator
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LOCAL_KAFKA_PATH = REPO_ROOT / "deploy" / "local_kafka.py"
+_MODULE_NAME = "milestream_local_kafka"
+
+
+def load_local_kafka() -> ModuleType:
+    """Import ``deploy/local_kafka.py`` (it is a script, not part of a package)."""
+    module = sys.modules.get(_MODULE_NAME)
+    if module is not None:
+        return module
+    spec = importlib.util.spec_from_file_location(_MODULE_NAME, LOCAL_KAFKA_PATH)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {LOCAL_KAFKA_PATH}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[_MODULE_NAME] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[_MODULE_NAME]
+        raise
+    return module
+
+
+def _docker_requested() -> bool:
+    if os.environ.get("MILESTREAM_TEST_DOCKER") != "1":
+        return False
+    return importlib.util.find_spec("testcontainers") is not None
+
+
+def _docker_broker() -> Iterator[str]:
+    try:
+        from testcontainers.community.kafka import KafkaContainer
+    except ImportError:  # testcontainers < 4.14
+        from testcontainers.kafka import KafkaContainer
+
+    image = os.environ.get("MILESTREAM_TEST_KAFKA_IMAGE")
+    container = KafkaContainer(image) if image else KafkaContainer()
+    container = container.with_kraft()
+    with container:
+        yield container.get_bootstrap_server()
+
+
+def _local_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    local_kafka = load_local_kafka()
+    try:
+        local_kafka.fetch()
+    except local_kafka.KafkaError as exc:
+        pytest.fail(f"could not fetch the Kafka broker jars: {exc}", pytrace=False)
+    run_dir = tmp_path_factory.mktemp("kafka")
+    try:
+        broker = local_kafka.start(run_dir, fresh=True)
+    except local_kafka.KafkaError as exc:
+        pytest.fail(f"local Kafka broker did not start: {exc}", pytrace=False)
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap address (``host:port``) of a Kafka broker for this test session."""
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+    if external:
+        yield external
+    elif _docker_requested():
+        yield from _docker_broker()
+    else:
+        yield from _local_broker(tmp_path_factory)
