@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 KAFKA  := $(PYTHON) deploy/local_kafka.py
-BOOTSTRAP_FILE := .local/kafka/run/bootstrap
+BOOTSTRAP_FILE := $(or $(MILESTREAM_KAFKA_DIR),.local/kafka)/run/bootstrap
 
 .PHONY: install kafka-fetch kafka-up kafka-down topics worker demo run test test-unit bench schemas clean
 

@@ -95,7 +95,7 @@ async def run_demo(settings: Settings, customers: int = 20, timeout: float = 90.
                     "event_time": (now - timedelta(minutes=10 - n)).isoformat(),
                     "bill_id": f"bill-{now:%H%M%S}-{c}-{n}",
                     "store_id": "store-1",
-                    "gross_amount": str(rng.choice([150, 250, 400, 600])),
+                    "gross_amount": str(rng.choice([300, 400, 500, 600])),
                 }
                 await producer.send(topics["transactions"].name, orjson.dumps(event), key=customer.encode())
                 sent += 1

@@ -50,7 +50,8 @@ async def apply_topics(settings: Settings, specs: dict[str, TopicSpec]) -> list[
 
     Returns human-readable lines: "created X", "ok X", "drift X: ...".
     """
-    from aiokafka.admin import AIOKafkaAdminClient, ConfigResource, ConfigResourceType, NewTopic
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="milestream-topics")
     await admin.start()

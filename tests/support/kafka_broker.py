@@ -69,15 +69,17 @@ def _docker_broker() -> Iterator[str]:
 
 def _local_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     local_kafka = load_local_kafka()
+    run_dir = tmp_path_factory.mktemp("kafka")
+    broker = None
+    error = ""
     try:
         local_kafka.fetch()
-    except local_kafka.KafkaError as exc:
-        pytest.fail(f"could not fetch the Kafka broker jars: {exc}", pytrace=False)
-    run_dir = tmp_path_factory.mktemp("kafka")
-    try:
         broker = local_kafka.start(run_dir, fresh=True)
     except local_kafka.KafkaError as exc:
-        pytest.fail(f"local Kafka broker did not start: {exc}", pytrace=False)
+        error = str(exc)
+    if broker is None:
+        # Outside the except block, so the report is not doubled by exception chaining.
+        pytest.fail(f"local Kafka broker did not start: {error}", pytrace=False)
     try:
         yield broker.bootstrap
     finally:

@@ -21,7 +21,7 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
 
 from ..pipeline.topology import Processed, Record, Topology, utc_from_millis
 from ..settings import Settings
@@ -30,6 +30,9 @@ from ..topics import load_topics
 from . import metrics
 
 log = logging.getLogger("milestream.worker")
+
+# Prometheus text format; aiohttp wants the charset separately, and defaults to UTF-8.
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4"
 
 
 class TableStore(StateStore):
@@ -61,7 +64,6 @@ def create_app(settings: Settings) -> faust.App:
         web_host=settings.web_host,
         processing_guarantee=settings.processing_guarantee,
         topic_partitions=partitions,
-        topic_allow_declare=False,  # topics.yaml owns the topics; Faust only creates its changelog
         table_standby_replicas=settings.standby_replicas,
         broker_commit_interval=settings.commit_interval_s,
         broker_max_poll_records=settings.max_poll_records,
@@ -82,9 +84,7 @@ def create_app(settings: Settings) -> faust.App:
         "customer-state",
         partitions=partitions,
         key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
+        value_type=bytes,  # raw bytes: the app's key/value serializers are "raw"
         options={"driver": "rocksdict"},
         help="Per-customer milestone progress (JSON documents).",
     )
@@ -135,8 +135,8 @@ def create_app(settings: Settings) -> faust.App:
                 processed = topology.dead_letter(record, reason, getattr(exc, "detail", str(exc)))
             await publish(processed, message.topic)
 
-    @app.task
-    async def follow_definitions() -> None:
+    async def read_definitions() -> None:
+        """Read the whole definitions topic into this worker's registry, then follow it."""
         consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap_servers,
             enable_auto_commit=False,
@@ -144,23 +144,21 @@ def create_app(settings: Settings) -> faust.App:
         )
         await consumer.start()
         try:
-            partitions_of = consumer.partitions_for_topic(topology.definitions_topic)
-            while not partitions_of:
-                await consumer.force_metadata_update()
-                partitions_of = consumer.partitions_for_topic(topology.definitions_topic)
-                if not partitions_of:
-                    log.warning("definitions topic %s not found yet", topology.definitions_topic)
-                    await asyncio.sleep(1)
-            assigned = [TopicPartition(topology.definitions_topic, p) for p in sorted(partitions_of)]
+            while topology.definitions_topic not in await consumer.topics():
+                log.warning("definitions topic %s not found yet", topology.definitions_topic)
+                await asyncio.sleep(1)
+            assigned = [TopicPartition(topology.definitions_topic, p) for p in range(topics["definitions"].partitions)]
             consumer.assign(assigned)
             await consumer.seek_to_beginning(*assigned)
             end = await consumer.end_offsets(assigned)
-            caught_up = {tp: end[tp] == 0 for tp in assigned}
-            if all(caught_up.values()):
-                definitions_ready.set()
             while True:
+                if not definitions_ready.is_set():
+                    positions = [await consumer.position(tp) for tp in assigned]
+                    if all(pos >= end[tp] for pos, tp in zip(positions, assigned)):
+                        log.info("definitions loaded: %d milestones", len(topology.registry.milestones))
+                        definitions_ready.set()
                 batches = await consumer.getmany(timeout_ms=500, max_records=1000)
-                for tp, messages in batches.items():
+                for messages in batches.values():
                     for message in messages:
                         record = Record(
                             message.topic, message.partition, message.offset, message.key, message.value,
@@ -168,21 +166,27 @@ def create_app(settings: Settings) -> faust.App:
                         )
                         try:
                             topology.apply_definition(topology.decode_definition(record))
-                        except Exception as exc:  # dead-lettered by validate_definitions
+                        except Exception as exc:  # validate_definitions dead-letters it
                             log.warning("skipping definition %s: %s", record.source, exc)
                 metrics.DEFINITIONS_LOADED.set(len(topology.registry.milestones))
-                if not definitions_ready.is_set():
-                    for tp in assigned:
-                        caught_up[tp] = caught_up[tp] or await consumer.position(tp) >= end[tp]
-                    if all(caught_up.values()):
-                        log.info("definitions loaded: %d milestones", len(topology.registry.milestones))
-                        definitions_ready.set()
         finally:
             await consumer.stop()
 
+    @app.task
+    async def follow_definitions() -> None:
+        # Faust reports a failed task only as "cancelled": log the cause and retry.
+        while True:
+            try:
+                await read_definitions()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reading definitions failed; retrying in 2 s")
+                await asyncio.sleep(2)
+
     @app.page("/metrics")
     async def metrics_page(web, request):
-        return web.bytes(generate_latest(metrics.REGISTRY), content_type=CONTENT_TYPE_LATEST)
+        return web.bytes(generate_latest(metrics.REGISTRY), content_type=PROMETHEUS_CONTENT_TYPE)
 
     @app.page("/healthz")
     async def health_page(web, request):

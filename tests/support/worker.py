@@ -1,0 +1,182 @@
+"""A real `milestream worker` process against the test broker, and Kafka I/O helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from milestream.settings import Settings
+from milestream.topics import apply_topics, load_topics
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def isolated_settings(bootstrap: str, data_dir: Path, **overrides: Any) -> Settings:
+    """Settings with their own topic prefix, consumer group and ports, so tests never collide."""
+    tag = uuid.uuid4().hex[:8]
+    values = {
+        "kafka_bootstrap_servers": bootstrap,
+        "topic_prefix": f"t{tag}.",
+        "app_id": f"milestream-t{tag}",
+        "data_dir": str(data_dir),
+        "web_port": free_port(),
+        "commit_interval_s": 0.5,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    for name, info in Settings.model_fields.items():
+        env[info.json_schema_extra["env"]] = str(getattr(settings, name))  # type: ignore[index]
+    return env
+
+
+def create_topics(settings: Settings) -> None:
+    asyncio.run(apply_topics(settings, load_topics(settings)))
+
+
+@dataclass
+class WorkerProcess:
+    settings: Settings
+    log_path: Path
+    process: subprocess.Popen | None = None
+    starts: int = field(default=0)
+
+    def start(self, timeout: float = 120.0) -> None:
+        self.starts += 1
+        log = open(self.log_path, "ab")
+        log.write(f"\n===== start {self.starts} =====\n".encode())
+        log.flush()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "milestream.cli", "worker"],
+            env=settings_env(self.settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.process.returncode}:\n{self.log_tail()}")
+            if self.http("/healthz", expect_json=True) is not None:
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"worker not healthy after {timeout}s:\n{self.log_tail()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, sig)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def kill(self) -> None:
+        """Crash the worker: no clean shutdown, no final commit."""
+        self.stop(signal.SIGKILL)
+
+    def http(self, path: str, expect_json: bool = False) -> Any:
+        url = f"http://127.0.0.1:{self.settings.web_port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
+                body = response.read()
+        except OSError:
+            return None
+        return json.loads(body) if expect_json else body.decode()
+
+    def wait_for_definition(self, milestone_id: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if milestone_id in (self.http("/definitions", expect_json=True) or {}):
+                return
+            time.sleep(0.3)
+        raise AssertionError(f"worker never loaded {milestone_id}:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 80) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def topic(settings: Settings, logical: str) -> str:
+    return settings.topic_prefix + logical
+
+
+async def _produce(settings: Settings, records: list[tuple[str, bytes | None, Any]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        for logical, key, value in records:
+            raw = value if isinstance(value, (bytes, type(None))) else orjson.dumps(value)
+            await producer.send(topic(settings, logical), raw, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def produce(settings: Settings, records: list[tuple[str, bytes | str | None, Any]]) -> None:
+    """Produce (logical topic, key, value) records; str keys are UTF-8 encoded."""
+    encoded = [(t, k.encode() if isinstance(k, str) else k, v) for t, k, v in records]
+    asyncio.run(_produce(settings, encoded))
+
+
+async def _consume(settings: Settings, logical: str, until: Callable[[list[dict]], bool], timeout: float) -> list[dict]:
+    consumer = AIOKafkaConsumer(
+        topic(settings, logical),
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+        group_id=None,
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    seen: list[dict] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not until(seen):
+            batches = await consumer.getmany(timeout_ms=500)
+            for messages in batches.values():
+                seen.extend(orjson.loads(m.value) for m in messages)
+    finally:
+        await consumer.stop()
+    return seen
+
+
+def consume(settings: Settings, logical: str, until: Callable[[list[dict]], bool], timeout: float = 60.0) -> list[dict]:
+    """Read a topic from the beginning until ``until(records)`` holds or the timeout passes."""
+    return asyncio.run(_consume(settings, logical, until, timeout))
+
+
+def consume_quietly(settings: Settings, logical: str, quiet: float = 3.0, timeout: float = 60.0) -> list[dict]:
+    """Read a topic from the beginning until no new record arrived for ``quiet`` seconds."""
+    state = {"count": -1, "since": time.monotonic()}
+
+    def settled(records: list[dict]) -> bool:
+        if len(records) != state["count"]:
+            state["count"], state["since"] = len(records), time.monotonic()
+            return False
+        return time.monotonic() - state["since"] >= quiet
+
+    return consume(settings, logical, settled, timeout)
