@@ -1,0 +1,43 @@
+"""`milestream topics apply` against the real broker: idempotent, reports drift, never deletes."""
+
+import asyncio
+from dataclasses import replace
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+
+from milestream.topics import apply_topics, load_topics
+from tests.support.worker import isolated_settings
+
+pytestmark = pytest.mark.kafka
+
+
+def test_apply_creates_then_reports_ok_then_drift(kafka_bootstrap, tmp_path):
+    settings = isolated_settings(kafka_bootstrap, tmp_path)
+    specs = load_topics(settings)
+    first = asyncio.run(apply_topics(settings, specs))
+    assert all(line.startswith("created") for line in first) and len(first) == len(specs)
+    second = asyncio.run(apply_topics(settings, specs))
+    assert all(line.startswith("ok") for line in second), second
+
+    async def list_topic_names():
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            names = await admin.list_topics()
+        finally:
+            await admin.close()
+        return names
+
+    names = asyncio.run(list_topic_names())
+    assert {s.name for s in specs.values()} <= set(names)
+
+    # Declare more partitions and another retention: apply reports drift and changes nothing.
+    grown = dict(specs)
+    grown["returns"] = replace(specs["returns"], partitions=specs["returns"].partitions + 4)
+    grown["promotions"] = replace(specs["promotions"], config={**specs["promotions"].config, "retention.ms": "1000"})
+    third = asyncio.run(apply_topics(settings, grown))
+    drift = [line for line in third if line.startswith("drift")]
+    assert len(drift) == 2, third
+    assert any("partitions 8 (declared 12)" in line for line in drift)
+    assert any("retention.ms=2592000000 (declared 1000)" in line for line in drift)

@@ -1,0 +1,35 @@
+"""The README and topics.yaml stay true to the code."""
+
+import re
+from pathlib import Path
+
+from milestream.schemas.codec import ALL_INPUT_MODELS
+from milestream.schemas.export import OUTPUT_MODELS
+from milestream.settings import Settings
+from milestream.topics import load_topics
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readme_lists_every_setting_with_its_default():
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- settings:start -->")[1].split("<!-- settings:end -->")[0]
+    rows = dict(re.findall(r"^\| `([A-Z_]+)` \| `([^`]*)` \|", block, re.M))
+    expected = {env: default for env, default, _ in Settings.documentation()}
+    assert rows == expected
+
+
+def test_topics_yaml_names_only_known_types_and_co_partitions_customer_topics():
+    topics = load_topics(Settings())
+    known = set(ALL_INPUT_MODELS) | set(OUTPUT_MODELS)
+    for spec in topics.values():
+        assert spec.value_types and set(spec.value_types) <= known, spec
+    customer = [s for s in topics.values() if s.logical not in ("definitions", "dead-letters")]
+    assert len({s.partitions for s in customer}) == 1
+    assert topics["definitions"].config["cleanup.policy"] == "compact"
+
+
+def test_every_event_type_has_a_topic():
+    topics = load_topics(Settings())
+    carried = {t for spec in topics.values() for t in spec.value_types}
+    assert set(ALL_INPUT_MODELS) | set(OUTPUT_MODELS) <= carried
