@@ -37,7 +37,12 @@ class Settings(BaseModel):
     web_host: str = _setting("127.0.0.1", "MILESTREAM_WEB_HOST", "Interface the worker's HTTP server binds.")
     max_payload_bytes: int = _setting(256 * 1024, "MILESTREAM_MAX_PAYLOAD_BYTES", "Larger input records go to the dead-letter topic.")
     outbox_size: int = _setting(8, "MILESTREAM_OUTBOX_SIZE", "Recent input offsets per customer whose outputs are kept for re-emission after a crash.")
-    commit_interval_s: float = _setting(2.8, "MILESTREAM_COMMIT_INTERVAL", "Seconds between consumer offset commits.")
+    commit_interval_s: float = _setting(
+        0.5, "MILESTREAM_COMMIT_INTERVAL", "Seconds between commits; outputs are published at each commit, so this bounds their delay."
+    )
+    session_timeout_s: float = _setting(
+        30.0, "MILESTREAM_SESSION_TIMEOUT", "Consumer-group session timeout: how soon a crashed worker's partitions move."
+    )
     max_poll_records: int = _setting(2000, "MILESTREAM_MAX_POLL_RECORDS", "Records fetched per poll.")
     stream_buffer_maxsize: int = _setting(8192, "MILESTREAM_STREAM_BUFFER_MAXSIZE", "Faust per-partition buffer of records awaiting the agent.")
     standby_replicas: int = _setting(0, "MILESTREAM_STANDBY_REPLICAS", "Faust table standby replicas (0 on a single worker).")

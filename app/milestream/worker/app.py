@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from typing import Any
 
 import faust
@@ -67,6 +68,8 @@ def create_app(settings: Settings) -> faust.App:
         table_standby_replicas=settings.standby_replicas,
         broker_commit_interval=settings.commit_interval_s,
         broker_max_poll_records=settings.max_poll_records,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         stream_buffer_maxsize=settings.stream_buffer_maxsize,
         consumer_auto_offset_reset="earliest",
         key_serializer="raw",
@@ -90,9 +93,7 @@ def create_app(settings: Settings) -> faust.App:
     )
     store = TableStore(state_table)
 
-    async def publish(processed: Processed, topic_name: str) -> None:
-        for out in processed.records:
-            await outputs[out.topic].send(key=out.key, value=out.value)
+    def observe(processed: Processed, topic_name: str) -> None:
         metrics.EVENTS_CONSUMED.labels(topic_name, processed.outcome).inc()
         if processed.outcome not in ("applied", "ignored", "duplicate"):
             metrics.DEAD_LETTERS.labels(processed.outcome).inc()
@@ -101,39 +102,70 @@ def create_app(settings: Settings) -> faust.App:
         if processed.late_events:
             metrics.LATE_EVENTS.inc(processed.late_events)
 
+    async def publish(processed: Processed) -> list[asyncio.Future]:
+        """Send the outputs now; return their delivery futures."""
+        return [await outputs[out.topic].send(key=out.key, value=out.value) for out in processed.records]
+
+    def to_record(message: Any) -> Record:
+        return Record(
+            message.topic, message.partition, message.offset, message.key, message.value,
+            utc_from_millis(message.timestamp),
+        )
+
+    async def ack_when_delivered(stream: Any, pending: deque) -> None:
+        """Ack events, oldest first, once the broker has acknowledged all their outputs.
+
+        An input's offset is committed only after it is acked, so no input is
+        committed before its outputs are durable (docs/guarantees.md).
+        """
+        while pending and all(f.done() for f in pending[0][1]):
+            event, futures = pending.popleft()
+            for future in futures:
+                if future.exception() is not None:  # the producer gave up: let Faust crash and redeliver
+                    raise future.exception()
+            await stream.ack(event)
+
     @app.agent(raw_topic(*topology.customer_topics))
     async def customer_events(stream):
         await definitions_ready.wait()
-        async for event in stream.events():
-            message = event.message
-            record = Record(
-                message.topic, message.partition, message.offset, message.key, message.value,
-                utc_from_millis(message.timestamp),
-            )
-            started = time.perf_counter()
-            try:
-                processed = topology.process(record, store)
-            except Exception as exc:  # a bug must not stop the partition: dead-letter and go on
-                log.exception("processing %s failed", record.source)
-                processed = topology.dead_letter(record, "processing_error", f"{type(exc).__name__}: {exc}")
-            metrics.PROCESSING_SECONDS.observe(time.perf_counter() - started)
-            await publish(processed, message.topic)
+        pending: deque = deque()
+        stream = stream.noack()
+
+        async def ack_in_background() -> None:
+            while True:
+                await asyncio.sleep(0.05)
+                await ack_when_delivered(stream, pending)
+
+        acker = asyncio.ensure_future(ack_in_background())
+        try:
+            async for event in stream.events():
+                record = to_record(event.message)
+                started = time.perf_counter()
+                try:
+                    processed = topology.process(record, store)
+                except Exception as exc:  # a bug must not stop the partition: dead-letter and go on
+                    log.exception("processing %s failed", record.source)
+                    processed = topology.dead_letter(record, "processing_error", f"{type(exc).__name__}: {exc}")
+                metrics.PROCESSING_SECONDS.observe(time.perf_counter() - started)
+                observe(processed, record.topic)
+                pending.append((event, await publish(processed)))
+                await ack_when_delivered(stream, pending)
+        finally:
+            acker.cancel()
 
     @app.agent(raw_topic(topology.definitions_topic))
     async def validate_definitions(stream):
         async for event in stream.events():
-            message = event.message
-            record = Record(
-                message.topic, message.partition, message.offset, message.key, message.value,
-                utc_from_millis(message.timestamp),
-            )
+            record = to_record(event.message)
             try:
                 topology.decode_definition(record)
                 processed = Processed("applied")
             except Exception as exc:
                 reason = getattr(exc, "reason", "processing_error")
                 processed = topology.dead_letter(record, reason, getattr(exc, "detail", str(exc)))
-            await publish(processed, message.topic)
+            observe(processed, record.topic)
+            for future in await publish(processed):
+                await future  # rare: wait, so the ack below implies the dead letter is durable
 
     async def read_definitions() -> None:
         """Read the whole definitions topic into this worker's registry, then follow it."""
@@ -160,10 +192,7 @@ def create_app(settings: Settings) -> faust.App:
                 batches = await consumer.getmany(timeout_ms=500, max_records=1000)
                 for messages in batches.values():
                     for message in messages:
-                        record = Record(
-                            message.topic, message.partition, message.offset, message.key, message.value,
-                            utc_from_millis(message.timestamp),
-                        )
+                        record = to_record(message)
                         try:
                             topology.apply_definition(topology.decode_definition(record))
                         except Exception as exc:  # validate_definitions dead-letters it

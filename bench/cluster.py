@@ -1,0 +1,79 @@
+"""The broker of a benchmark run and what the benchmark asks it: offsets, lag, topics."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LOCAL_KAFKA_PATH = REPO_ROOT / "deploy" / "local_kafka.py"
+_MODULE_NAME = "milestream_local_kafka"
+
+
+def local_kafka() -> ModuleType:
+    """``deploy/local_kafka.py`` as a module (it is a script, not part of a package)."""
+    module = sys.modules.get(_MODULE_NAME)
+    if module is not None:
+        return module
+    spec = importlib.util.spec_from_file_location(_MODULE_NAME, LOCAL_KAFKA_PATH)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {LOCAL_KAFKA_PATH}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[_MODULE_NAME] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class Offsets:
+    """End offsets and consumer-group offsets of topics, over one admin and one plain consumer."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self.admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="milestream-bench-admin")
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, client_id="milestream-bench-offsets"
+        )
+
+    async def start(self) -> None:
+        await self.admin.start()
+        await self.consumer.start()
+
+    async def close(self) -> None:
+        await self.consumer.stop()
+        await self.admin.close()
+
+    async def partitions(self, topic: str) -> list[TopicPartition]:
+        parts = self.consumer.partitions_for_topic(topic)
+        if not parts:
+            await self.consumer._client.force_metadata_update()  # noqa: SLF001 - a freshly created topic
+            parts = self.consumer.partitions_for_topic(topic) or set()
+        return [TopicPartition(topic, p) for p in sorted(parts)]
+
+    async def end_offsets(self, topic: str) -> dict[TopicPartition, int]:
+        tps = await self.partitions(topic)
+        return dict(await self.consumer.end_offsets(tps)) if tps else {}
+
+    async def total(self, topic: str) -> int:
+        """Records in a topic (sum of end offsets: nothing is deleted during a run)."""
+        return sum((await self.end_offsets(topic)).values())
+
+    async def committed(self, group: str, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        found = await self.admin.list_consumer_group_offsets(group, partitions=tps)
+        return {tp: (meta.offset if meta is not None and meta.offset >= 0 else 0) for tp, meta in found.items()}
+
+    async def lag(self, group: str, end: dict[TopicPartition, int]) -> int:
+        """Records of ``end`` the group has not committed yet."""
+        committed = await self.committed(group, list(end))
+        return sum(max(0, offset - committed.get(tp, 0)) for tp, offset in end.items())
+
+    async def delete_topics(self, names: list[str]) -> None:
+        if names:
+            await self.admin.delete_topics(names)
+
+    async def topics_starting_with(self, *prefixes: str) -> list[str]:
+        return sorted(t for t in await self.admin.list_topics() if t.startswith(prefixes))

@@ -1,0 +1,104 @@
+"""In-process throughput: the topology and the engine without a broker.
+
+* ``driver``: ``TopologyTestDriver`` (decode, validate, engine, memory state,
+  output encoding): the work the worker does per record, minus Kafka and Faust.
+* ``engine``: ``Engine.apply`` alone on pre-decoded events and live state dicts.
+* ``profile``: cProfile of the driver, the functions that take the most time.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import pstats
+import time
+from datetime import datetime
+from typing import Any
+
+from milestream.pipeline.driver import TopologyTestDriver
+from milestream.schemas.inputs import Transaction
+
+from . import workload
+
+
+def _driver(now: datetime) -> TopologyTestDriver:
+    driver = TopologyTestDriver()
+    processed = driver.pipe("definitions", workload.MILESTONE_ID, workload.definition(now))
+    if processed.outcome != "applied":
+        raise RuntimeError(f"the benchmark definition was rejected: {processed.outcome} {processed.records}")
+    return driver
+
+
+def driver_rate(records: list[tuple[bytes, bytes]], now: datetime) -> dict[str, Any]:
+    driver = _driver(now)
+    outputs = 0
+    outcomes: dict[str, int] = {}
+    started = time.perf_counter()
+    for key, value in records:
+        processed = driver.pipe("transactions", key, value, timestamp=now)
+        outputs += len(processed.records)
+        outcomes[processed.outcome] = outcomes.get(processed.outcome, 0) + 1
+    seconds = time.perf_counter() - started
+    return {"events": len(records), "seconds": seconds, "rate": len(records) / seconds, "outputs": outputs,
+            "outcomes": outcomes}
+
+
+def engine_rate(records: list[tuple[bytes, bytes]], now: datetime) -> dict[str, Any]:
+    """``Engine.apply`` only: events decoded beforehand, state kept as dicts (no JSON round trip)."""
+    driver = _driver(now)
+    engine = driver.topology.engine
+    started = time.perf_counter()
+    events = [Transaction.model_validate_json(value) for _, value in records]
+    decode_seconds = time.perf_counter() - started
+    states: dict[str, dict[str, Any]] = {}
+    outputs = 0
+    started = time.perf_counter()
+    for n, event in enumerate(events):
+        state = states.get(event.customer_id)
+        if state is None:
+            state = states[event.customer_id] = {"v": 1}
+        outputs += len(engine.apply(state, event, now, f"bench/0/{n}").outputs)
+    seconds = time.perf_counter() - started
+    return {"events": len(events), "seconds": seconds, "rate": len(events) / seconds, "outputs": outputs,
+            "decode_rate": len(events) / decode_seconds}
+
+
+def profile(records: list[tuple[bytes, bytes]], now: datetime, top: int = 20) -> tuple[str, list[dict[str, Any]]]:
+    """cProfile of the driver: the full report text and the top functions by own time."""
+    driver = _driver(now)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for key, value in records:
+        driver.pipe("transactions", key, value, timestamp=now)
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    total = stats.total_tt  # type: ignore[attr-defined]
+    rows = []
+    for (filename, line, name), (_cc, calls, own, cumulative, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        rows.append(
+            {
+                "function": _where(filename, line, name),
+                "calls": calls,
+                "own_share": own / total,
+                "cumulative_share": cumulative / total,
+            }
+        )
+    rows.sort(key=lambda r: r["own_share"], reverse=True)
+    text = io.StringIO()
+    report = pstats.Stats(profiler, stream=text)
+    report.sort_stats("tottime").print_stats(40)
+    report.sort_stats("cumulative").print_stats(40)
+    return text.getvalue(), rows[:top]
+
+
+def _where(filename: str, line: int, name: str) -> str:
+    if filename == "~":
+        return name  # a builtin, e.g. "<built-in method orjson.dumps>"
+    marker = "/milestream/"
+    if marker in filename:
+        filename = "milestream/" + filename.split(marker, 1)[1]
+    elif "site-packages/" in filename:
+        filename = filename.split("site-packages/", 1)[1]
+    else:
+        filename = filename.rsplit("/", 1)[-1]
+    return f"{filename}:{line}({name})"

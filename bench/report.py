@@ -1,0 +1,280 @@
+"""The machine a benchmark ran on, the results table, and BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS_MD = REPO_ROOT / "BENCHMARKS.md"
+START_MARKER = "<!-- results:start -->"
+END_MARKER = "<!-- results:end -->"
+
+
+# ----------------------------------------------------------------------- machine
+
+
+def _first_match(path: str, pattern: str) -> str | None:
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return None
+    found = re.search(pattern, text, re.M)
+    return found.group(1).strip() if found else None
+
+
+def _command_output(*command: str) -> str | None:
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    return lines[0].strip() if lines else None
+
+
+def machine(kafka: str) -> dict[str, Any]:
+    mem_kb = _first_match("/proc/meminfo", r"^MemTotal:\s+(\d+)")
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": _first_match("/proc/cpuinfo", r"^model name\s*:\s*(.+)$") or platform.processor() or "unknown",
+        "ram_gib": round(int(mem_kb) / 1024 / 1024, 1) if mem_kb else None,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "java": _command_output("java", "-version") or "unknown",
+        "kafka": kafka,
+    }
+
+
+def git_revision() -> str:
+    commit = _command_output("git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD") or "unknown"
+    dirty = _command_output("git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no")
+    return f"{commit}{' (with uncommitted changes)' if dirty else ''}"
+
+
+# ------------------------------------------------------------------------ tables
+
+
+def _rate(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.0f}"
+
+
+def _ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.1f}"
+
+
+def _seconds(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.1f}"
+
+
+def _cpu_us(phase: dict[str, Any]) -> str:
+    per_s = phase.get("events_per_cpu_s")
+    return "—" if not per_s else f"{1e6 / per_s:,.0f}"
+
+
+def _cores(phase: dict[str, Any]) -> str:
+    cores = phase.get("cores") or {}
+    if not cores:
+        return "—"
+    broker = f"{cores['broker']:.2f}" if "broker" in cores else "?"
+    return f"{cores.get('consumer', 0):.2f} / {broker} / {cores.get('others', 0):.2f}"
+
+
+THROUGHPUT_HEADER = [
+    "Measurement", "Events", "Processing s", "Events/s", "Events/s from process start to committed",
+    "Consumer CPU µs/event", "Cores: consumer / broker / other", "Outputs",
+]
+
+
+def throughput_rows(results: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    produce = results.get("produce")
+    if produce:
+        rows.append(["Produce (aiokafka, acks=1)", f"{produce['events']:,}", _seconds(produce["seconds"]),
+                     _rate(produce["rate"]), "—", "—", "—", "—"])
+    labels = {
+        "raw": "Raw aiokafka consumer (count only)",
+        "naive": "Naive Faust agent (orjson + rocksdict sum)",
+        "milestream": "Milestream worker",
+    }
+    for key, label in labels.items():
+        phase = results.get(key)
+        if not phase:
+            continue
+        outputs = phase.get("outputs")
+        rows.append(
+            [
+                label,
+                f"{phase['events']:,}",
+                _seconds(phase["processing_seconds"]),
+                _rate(phase["processing_rate"]),
+                _rate(phase.get("e2e_rate")),
+                _cpu_us(phase),
+                _cores(phase),
+                "—" if outputs is None else f"{outputs:,}",
+            ]
+        )
+    for key, label in (("driver", "In-process TopologyTestDriver (memory state)"), ("engine", "In-process Engine.apply only")):
+        phase = (results.get("inprocess") or {}).get(key)
+        if phase:
+            rows.append([label, f"{phase['events']:,}", _seconds(phase["seconds"]), _rate(phase["rate"]), "—",
+                         f"{1e6 / phase['rate']:,.0f}", "1 core", f"{phase['outputs']:,}"])
+    return rows
+
+
+RATIO_HEADER = ["", "Events/s", "Events/s from process start", "Events per consumer CPU-second"]
+
+
+def ratio_rows(results: dict[str, Any]) -> list[list[str]]:
+    ratios = results.get("ratios") or {}
+    rows = []
+    for key, label in (("raw", "Milestream / raw aiokafka"), ("naive", "Milestream / naive Faust")):
+        if key in ratios:
+            r = ratios[key]
+            rows.append([label, _ratio(r.get("processing")), _ratio(r.get("e2e")), _ratio(r.get("cpu"))])
+    return rows
+
+
+def latency_rows(results: dict[str, Any]) -> list[list[str]]:
+    latency = results.get("latency")
+    if not latency:
+        return []
+    rows = []
+    for key, label in (("from_ack", "from producer ack"), ("from_send", "from producer send")):
+        p = latency[key]
+        rows.append([label, _ms(p["p50"]), _ms(p["p95"]), _ms(p["p99"]), _ms(p["max"]), _ms(p["mean"])])
+    return rows
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def text_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    def line(row: list[str]) -> str:
+        return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+    return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
+
+
+# ---------------------------------------------------------------------- output
+
+
+def console_report(results: dict[str, Any]) -> str:
+    parts = ["", "Throughput", text_table(THROUGHPUT_HEADER, throughput_rows(results))]
+    ratios = ratio_rows(results)
+    if ratios:
+        parts += ["", "Ratios", text_table(RATIO_HEADER, ratios)]
+    latency = latency_rows(results)
+    if latency:
+        lat = results["latency"]
+        parts += [
+            "",
+            f"Event → output latency (ms), {lat['events']:,} events at {lat['achieved_rate']:,.0f}/s "
+            f"(target {lat['target_rate']:,.0f}/s), {lat['missing']} without output",
+            text_table(["", "p50", "p95", "p99", "max", "mean"], latency),
+        ]
+    hotspots = (results.get("inprocess") or {}).get("hotspots")
+    if hotspots:
+        parts += ["", "In-process hotspots (cProfile, share of total time)",
+                  text_table(["Function", "Calls", "Own", "Cumulative"], _hotspot_rows(hotspots[:12]))]
+    busy = contention(results)
+    if busy:
+        parts += ["", f"Note: other processes were busy during the measurements ({busy})."]
+    parts.append("")
+    parts.append(f"Wall-clock time of the run: {results['wall_clock_seconds']:.0f} s")
+    return "\n".join(parts)
+
+
+def _hotspot_rows(hotspots: list[dict[str, Any]]) -> list[list[str]]:
+    return [
+        [f"`{h['function']}`", f"{h['calls']:,}", f"{h['own_share']:.1%}", f"{h['cumulative_share']:.1%}"]
+        for h in hotspots
+    ]
+
+
+def contention(results: dict[str, Any], threshold: float = 0.25) -> str:
+    """Which measurements other processes took noticeable CPU during, e.g. "naive Faust: 0.97 cores"."""
+    names = {"raw": "raw aiokafka", "naive": "naive Faust", "milestream": "Milestream"}
+    busy = []
+    for key, name in names.items():
+        others = ((results.get(key) or {}).get("cores") or {}).get("others", 0.0)
+        if others >= threshold:
+            busy.append(f"{name}: {others:.2f} cores")
+    return ", ".join(busy)
+
+
+def results_markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    s = results["settings"]
+    lines = [
+        f"Run on **{results['date']}** at commit `{results['revision']}`; the whole run took "
+        f"{results['wall_clock_seconds']:.0f} s.",
+        "",
+        f"- **Machine:** {m['cpus']} CPUs ({m['cpu_model']}), {m['ram_gib']} GiB RAM, {m['os']}",
+        f"- **Software:** Python {m['python']}, {m['java']}, Kafka {m['kafka']}",
+        f"- **Workload:** {s['events']:,} transactions of {s['customers']:,} customers, "
+        f"{s['partitions']} partitions, one milestone (monthly gross spend 5,000, sub-targets 25/50/75 %)",
+        f"- **Worker settings:** store `{s['store']}`, commit interval {s['commit_interval_s']} s, "
+        f"max poll records {s['max_poll_records']}, stream buffer {s['stream_buffer_maxsize']}, "
+        f"{s['processing_guarantee']} (the naive agent uses the same Faust settings)",
+        "",
+        "### Throughput",
+        "",
+        markdown_table(THROUGHPUT_HEADER, throughput_rows(results)),
+    ]
+    busy = contention(results)
+    if busy:
+        lines += ["", f"Other processes were busy during the measurements ({busy}); the rates are lower than "
+                  "on a quiet machine, the CPU per event is not."]
+    ratios = ratio_rows(results)
+    if ratios:
+        lines += ["", "### Ratios", "", markdown_table(RATIO_HEADER, ratios)]
+    latency = results.get("latency")
+    if latency:
+        lines += [
+            "",
+            "### Event → output latency",
+            "",
+            f"{latency['events']:,} transactions of fresh customers at {latency['achieved_rate']:,.0f}/s "
+            f"(target {latency['target_rate']:,.0f}/s), each producing one milestone event; "
+            f"{latency['missing']} without an output. Milliseconds:",
+            "",
+            markdown_table(["", "p50", "p95", "p99", "max", "mean"], latency_rows(results)),
+        ]
+    inprocess = results.get("inprocess") or {}
+    if inprocess.get("engine"):
+        lines += [
+            "",
+            f"Decoding alone (`Transaction.model_validate_json`): {inprocess['engine']['decode_rate']:,.0f} events/s.",
+        ]
+    if inprocess.get("hotspots"):
+        lines += [
+            "",
+            f"### In-process hotspots (cProfile of the driver over {inprocess['profile_events']:,} events)",
+            "",
+            markdown_table(["Function", "Calls", "Own time", "Cumulative"], _hotspot_rows(inprocess["hotspots"][:12])),
+        ]
+    return "\n".join(lines)
+
+
+def update_benchmarks_md(results: dict[str, Any], path: Path = BENCHMARKS_MD) -> None:
+    """Rewrite the results block of BENCHMARKS.md, keeping everything around it."""
+    block = f"{START_MARKER}\n{results_markdown(results)}\n{END_MARKER}"
+    text = path.read_text() if path.exists() else f"# Benchmarks\n\n{START_MARKER}\n{END_MARKER}\n"
+    if START_MARKER in text and END_MARKER in text:
+        before = text.split(START_MARKER, 1)[0]
+        after = text.split(END_MARKER, 1)[1]
+        text = before + block + after
+    else:
+        text = text.rstrip("\n") + "\n\n## Latest results\n\n" + block + "\n"
+    path.write_text(text)

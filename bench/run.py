@@ -1,0 +1,640 @@
+"""``make bench``: Milestream's throughput and latency on a real Kafka broker.
+
+Phases (see BENCHMARKS.md for what each measures and why):
+
+1. a broker (a fresh local one unless ``KAFKA_BOOTSTRAP_SERVERS`` is set),
+   isolated topics, the benchmark milestone on the definitions topic;
+2. N generated transactions produced into the transactions topic;
+3. three consumers over that same topic, one after the other: a raw aiokafka
+   consumer, a naive Faust agent, the Milestream worker;
+4. event → output latency of the running worker at a paced rate;
+5. the topology and engine in-process (no broker), with a profile.
+
+Then a table on stdout, ``.local/bench/<run>/results.json``, and the results
+block of BENCHMARKS.md rewritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import statistics
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from milestream.settings import Settings
+from milestream.topics import apply_topics, load_topics
+
+from . import inprocess, report, workload
+from .cluster import Offsets, local_kafka
+from .procs import BenchError, CpuMeter, Service, free_port, settings_env
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BENCH_DIR = REPO_ROOT / ".local" / "bench"
+PHASES = ("raw", "naive", "milestream", "latency", "inprocess")
+POLL_S = 0.25  # how often the Faust apps' progress and the group lag are sampled
+STALL_S = 90.0  # a phase fails when nothing moves for this long
+LATENCY_RATE_CAP = 5000.0
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    p.add_argument("--events", type=int, default=_env_int("BENCH_EVENTS", 200_000),
+                   help="transactions pre-loaded and consumed (env BENCH_EVENTS, default 200000)")
+    p.add_argument("--customers", type=int, default=_env_int("BENCH_CUSTOMERS", 10_000),
+                   help="distinct customers (env BENCH_CUSTOMERS, default 10000)")
+    p.add_argument("--latency-events", type=int, default=_env_int("BENCH_LATENCY_EVENTS", 20_000),
+                   help="transactions of the latency phase (env BENCH_LATENCY_EVENTS, default 20000)")
+    p.add_argument("--latency-rate", type=float, default=float(os.environ.get("BENCH_LATENCY_RATE", 0)),
+                   help="events/s of the latency phase (default: half the measured Milestream rate, "
+                        f"at most {LATENCY_RATE_CAP:.0f})")
+    p.add_argument("--inprocess-events", type=int, default=_env_int("BENCH_INPROCESS_EVENTS", 100_000),
+                   help="transactions of the in-process phase (env BENCH_INPROCESS_EVENTS, default 100000)")
+    p.add_argument("--profile-events", type=int, default=_env_int("BENCH_PROFILE_EVENTS", 20_000),
+                   help="transactions profiled in-process (0: no profile)")
+    p.add_argument("--commit-interval", type=float, default=0.5, help="Faust commit interval, s (default 0.5)")
+    p.add_argument("--skip", default="", help=f"comma-separated phases to skip: {', '.join(PHASES)}")
+    p.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    args = p.parse_args(argv)
+    args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    unknown = args.skip - set(PHASES)
+    if unknown:
+        p.error(f"unknown phases to skip: {', '.join(sorted(unknown))}")
+    if args.events < 1 or args.customers < 1:
+        p.error("--events and --customers must be positive")
+    return args
+
+
+# ------------------------------------------------------------------- helpers
+
+
+async def wait_for(
+    what: str,
+    probe: Callable[[], Any],
+    *,
+    progress: Callable[[], Any] | None = None,
+    timeout: float,
+    interval: float = POLL_S,
+    service: Service | None = None,
+) -> float:
+    """Poll the async ``probe`` until it is true; returns the wall-clock time it was seen true.
+
+    Fails after ``timeout`` s, or after STALL_S s in which ``progress`` (if given) did not change.
+    """
+    started = time.monotonic()
+    last_progress, last_change = None, started
+    while True:
+        if service is not None:
+            service.check_alive()
+        if await probe():
+            return time.time()
+        now = time.monotonic()
+        if progress is not None:
+            current = await progress()
+            if current != last_progress:
+                last_progress, last_change = current, now
+            elif now - last_change > STALL_S:
+                raise _failure(service, f"{what}: no progress for {STALL_S:.0f} s (stuck at {current})")
+        if now - started > timeout:
+            raise _failure(service, f"{what}: not done after {timeout:.0f} s")
+        await asyncio.sleep(interval)
+
+
+def _failure(service: Service | None, message: str) -> BenchError:
+    return service.failure(message) if service is not None else BenchError(message)
+
+
+async def http_json(service: Service, path: str) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(None, service.get_json, path)
+
+
+async def http_text(service: Service, path: str) -> str | None:
+    answer = await asyncio.get_running_loop().run_in_executor(None, service.get, path, 5.0)
+    return answer[1].decode() if answer is not None and answer[0] == 200 else None
+
+
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p95": None, "p99": None, "max": None, "mean": None}
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+    return {"p50": at(0.50), "p95": at(0.95), "p99": at(0.99), "max": ordered[-1], "mean": statistics.fmean(ordered)}
+
+
+def rates(events: int, first: float, done: float, started: float, committed: float | None,
+          cpu: dict[str, float]) -> dict[str, Any]:
+    processing = max(done - first, 1e-9)
+    result = {"events": events, "processing_seconds": processing, "processing_rate": events / processing}
+    if committed is not None:
+        result["e2e_seconds"] = committed - started
+        result["e2e_rate"] = events / (committed - started)
+    result["cpu"] = cpu
+    result["events_per_cpu_s"] = events / cpu["consumer"] if cpu.get("consumer") else None
+    result["cores"] = {name: used / processing for name, used in cpu.items() if name not in ("wall",)}
+    return result
+
+
+# --------------------------------------------------------------------- phases
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, bootstrap: str, run_dir: Path, broker_pid: int | None) -> None:
+        self.args = args
+        self.broker_pid = broker_pid
+        self.bootstrap = bootstrap
+        self.run_dir = run_dir
+        self.tag = uuid.uuid4().hex[:8]
+        self.now = datetime.now(timezone.utc)
+        self.settings = Settings(
+            kafka_bootstrap_servers=bootstrap,
+            topic_prefix=f"bench-{self.tag}.",
+            app_id=f"milestream-bench-{self.tag}",
+            data_dir=str(run_dir / "milestream-data"),
+            web_port=free_port(),
+            commit_interval_s=args.commit_interval,
+        )
+        self.topics = load_topics(self.settings)
+        self.transactions = self.topics["transactions"].name
+        self.promotions = self.topics["promotions"].name
+        self.naive_app_id = f"naive-faust-bench-{self.tag}"
+        self.offsets = Offsets(bootstrap)
+        self.results: dict[str, Any] = {}
+        self.end: dict[TopicPartition, int] = {}
+        self.worker: Service | None = None
+
+    # ------------------------------------------------------------- set-up
+    async def setup(self) -> workload.Workload:
+        await self.offsets.start()
+        for line in await apply_topics(self.settings, self.topics):
+            if not line.startswith("created"):
+                raise BenchError(f"topic prefix {self.settings.topic_prefix} is not fresh: {line}")
+        log(f"topics created with prefix {self.settings.topic_prefix} "
+            f"({self.topics['transactions'].partitions} partitions)")
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                self.topics["definitions"].name,
+                orjson.dumps(workload.definition(self.now)),
+                key=workload.MILESTONE_ID.encode(),
+            )
+        finally:
+            await producer.stop()
+        started = time.perf_counter()
+        load = workload.transactions(self.args.events, self.args.customers, self.now)
+        log(f"generated {len(load):,} transactions of {load.customers:,} customers in "
+            f"{time.perf_counter() - started:.1f} s; the milestone should yield {load.expected_outputs:,} outputs")
+        return load
+
+    async def produce(self, load: workload.Workload) -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            acks=1,
+            linger_ms=20,
+            max_batch_size=512 * 1024,
+            max_request_size=8 * 1024 * 1024,
+        )
+        await producer.start()
+        try:
+            started = time.perf_counter()
+            pending = []
+            for key, value in load.records:
+                pending.append(await producer.send(self.transactions, value, key=key))
+                if len(pending) >= 20_000:
+                    await asyncio.gather(*pending)
+                    pending.clear()
+            await asyncio.gather(*pending)
+            seconds = time.perf_counter() - started
+        finally:
+            await producer.stop()
+        self.end = await self.offsets.end_offsets(self.transactions)
+        on_topic = sum(self.end.values())
+        if on_topic != len(load):
+            raise BenchError(f"{on_topic} records on {self.transactions}, expected {len(load)}")
+        size = sum(len(v) for _, v in load.records)
+        self.results["produce"] = {"events": len(load), "seconds": seconds, "rate": len(load) / seconds,
+                                   "mb_per_s": size / seconds / 1e6}
+        log(f"produced {len(load):,} records ({size / 1e6:.1f} MB) in {seconds:.1f} s: "
+            f"{len(load) / seconds:,.0f}/s")
+
+    async def raw_consumer(self, events: int) -> None:
+        consumer = AIOKafkaConsumer(
+            self.transactions,
+            bootstrap_servers=self.bootstrap,
+            group_id=f"raw-bench-{self.tag}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            fetch_max_bytes=64 * 1024 * 1024,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+        )
+        started = time.time()
+        await consumer.start()
+        count, first, meter = 0, None, None
+        deadline = time.monotonic() + 120
+        try:
+            while count < events:
+                if time.monotonic() > deadline:
+                    raise BenchError(f"raw consumer: {count:,}/{events:,} records after 120 s")
+                polled = time.time()
+                batches = await consumer.getmany(timeout_ms=1000, max_records=100_000)
+                if first is None and any(batches.values()):
+                    first = polled  # the start of the first fetch that returned records
+                    meter = CpuMeter({"consumer": os.getpid(), "broker": self.broker_pid})
+                count += sum(len(messages) for messages in batches.values())
+            done = time.time()
+        finally:
+            await consumer.stop()
+        assert first is not None and meter is not None
+        self.results["raw"] = rates(count, first, done, started, done, meter.read())
+        log(f"raw aiokafka: {count:,} records, {self.results['raw']['processing_rate']:,.0f}/s "
+            f"({self.results['raw']['e2e_rate']:,.0f}/s including the group join)")
+
+    async def _follow(self, name: str, service: Service, group: str, events: int,
+                      count: Callable[[], Any], started: float, healthy: float) -> dict[str, Any]:
+        """Sample a Faust app's processed count until all ``events`` are processed and committed."""
+        seen: dict[str, Any] = {"count": 0, "first": None, "done": None, "committed": None, "cpu": None,
+                                "last_log": time.monotonic()}
+        pids = {"consumer": service.process.pid if service.process else None, "broker": self.broker_pid,
+                "bench": os.getpid()}
+        meter = CpuMeter(pids)
+
+        async def sample() -> bool:
+            now = time.time()
+            value = await count()
+            if value is not None:
+                seen["count"] = value
+                if value > 0 and seen["first"] is None:
+                    seen["first"] = now
+                    meter.restart()  # CPU is counted from the first record processed
+                if value >= events and seen["done"] is None:
+                    seen["done"] = now
+                    seen["cpu"] = meter.read()
+            if seen["done"] is not None and seen["committed"] is None:
+                if await self.offsets.lag(group, self.end) == 0:
+                    seen["committed"] = time.time()
+            if time.monotonic() - seen["last_log"] >= 10:
+                seen["last_log"] = time.monotonic()
+                elapsed = now - seen["first"] if seen["first"] else 0
+                log(f"{name}: {seen['count']:,}/{events:,} processed"
+                    + (f" ({seen['count'] / elapsed:,.0f}/s)" if elapsed > 0 else ""))
+            return seen["done"] is not None and seen["committed"] is not None
+
+        async def progress() -> tuple[Any, ...]:
+            return seen["count"], seen["committed"]
+
+        timeout = 120 + events / 200
+        await wait_for(f"{name} processing {events:,} records", sample, progress=progress,
+                       timeout=timeout, service=service)
+        result = rates(events, seen["first"], seen["done"], started, seen["committed"], seen["cpu"])
+        result["startup_seconds"] = seen["first"] - started
+        result["healthy_after_seconds"] = healthy - started
+        result["processed_to_committed_seconds"] = seen["committed"] - seen["done"]
+        return result
+
+    async def naive_faust(self, events: int) -> None:
+        config = {
+            "app_id": self.naive_app_id,
+            "bootstrap": self.bootstrap,
+            "topic": self.transactions,
+            "data_dir": str(self.run_dir / "naive-data"),
+            "web_port": free_port(),
+            "partitions": self.topics["transactions"].partitions,
+            "commit_interval": self.settings.commit_interval_s,
+            "max_poll_records": self.settings.max_poll_records,
+            "stream_buffer_maxsize": self.settings.stream_buffer_maxsize,
+        }
+        env = dict(os.environ, NAIVE_FAUST_CONFIG=json.dumps(config))
+        service = Service("naive Faust agent", [sys.executable, "-m", "bench.naive_faust", "worker", "-l", "info"],
+                          env, self.run_dir / "naive-faust.log", config["web_port"])
+        service.start()
+        try:
+            healthy = await asyncio.get_running_loop().run_in_executor(None, service.wait_healthy, "/healthz", 120.0)
+
+            async def count() -> int | None:
+                answer = await http_json(service, "/progress")
+                return None if answer is None else answer["count"]
+
+            result = await self._follow("naive Faust", service, self.naive_app_id, events, count,
+                                        service.started_at, healthy)
+        finally:
+            service.stop()
+        self.results["naive"] = result
+        log(f"naive Faust: {result['processing_rate']:,.0f}/s processing, "
+            f"{result['e2e_rate']:,.0f}/s from process start to committed")
+
+    async def milestream(self, load: workload.Workload) -> None:
+        worker = self.worker = Service(
+            "milestream worker", [sys.executable, "-m", "milestream.cli", "worker"], settings_env(self.settings),
+            self.run_dir / "milestream-worker.log", self.settings.web_port,
+        )
+        worker.start()
+        healthy = await asyncio.get_running_loop().run_in_executor(None, worker.wait_healthy, "/healthz", 120.0)
+
+        async def knows_definition() -> bool:
+            return workload.MILESTONE_ID in (await http_json(worker, "/definitions") or {})
+
+        await wait_for("worker loading the benchmark milestone", knows_definition, timeout=60, service=worker)
+        log(f"milestream worker healthy {healthy - worker.started_at:.1f} s after start, milestone loaded")
+        pattern = re.compile(
+            r'^milestream_events_consumed_total\{outcome="([^"]+)",topic="' + re.escape(self.transactions)
+            + r'"\} ([0-9.e+]+)$', re.M)
+        outcomes: dict[str, int] = {}
+
+        async def count() -> int | None:
+            text = await http_text(worker, "/metrics")
+            if text is None:
+                return None
+            outcomes.clear()
+            outcomes.update({m.group(1): int(float(m.group(2))) for m in pattern.finditer(text)})
+            return sum(outcomes.values())
+
+        result = await self._follow("milestream", worker, self.settings.app_id, len(load), count,
+                                    worker.started_at, healthy)
+        result["outcomes"] = dict(outcomes)
+
+        async def outputs_settled() -> bool:
+            return await self.offsets.total(self.promotions) >= load.expected_outputs
+
+        try:
+            await wait_for("milestone events on the promotions topic", outputs_settled, timeout=30, service=worker)
+        except BenchError as exc:
+            log(f"WARNING: {str(exc).splitlines()[0]}")
+        result["outputs"] = await self.offsets.total(self.promotions)
+        result["expected_outputs"] = load.expected_outputs
+        result["dead_letters"] = await self.offsets.total(self.topics["dead-letters"].name)
+        result["late_events"] = await self.offsets.total(self.topics["late-events"].name)
+        self.results["milestream"] = result
+        log(f"milestream: {result['processing_rate']:,.0f}/s processing, {result['e2e_rate']:,.0f}/s from process "
+            f"start to committed; {result['outputs']:,} outputs (expected {load.expected_outputs:,}), "
+            f"{result['dead_letters']} dead letters, outcomes {result['outcomes']}")
+        if result["outputs"] != load.expected_outputs or result["dead_letters"]:
+            log("WARNING: outputs differ from what the workload should yield")
+
+    async def latency(self, count: int) -> None:
+        worker = self.worker
+        if worker is None:
+            raise BenchError("the latency phase needs the milestream phase's worker")
+        measured = (self.results.get("milestream") or {}).get("processing_rate")
+        rate = self.args.latency_rate or min(LATENCY_RATE_CAP, 0.5 * measured)
+        load = workload.latency_transactions(count, self.now, tag=f"lat-{self.tag}")
+        promotions = await self.offsets.partitions(self.promotions)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=5,
+            client_id="milestream-bench-latency",
+        )
+        await consumer.start()
+        consumer.assign(promotions)
+        await consumer.seek_to_end(*promotions)
+        for tp in promotions:
+            await consumer.position(tp)
+        arrivals: dict[str, float] = {}
+        acks: dict[tuple[int, int], tuple[float, float]] = {}
+        outputs = 0
+
+        async def read_outputs() -> None:
+            nonlocal outputs
+            while True:
+                batches = await consumer.getmany(timeout_ms=100, max_records=10_000)
+                arrived = time.time()
+                for messages in batches.values():
+                    for message in messages:
+                        outputs += 1
+                        arrivals.setdefault(orjson.loads(message.value)["cause"], arrived)
+
+        reader = asyncio.create_task(read_outputs())
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks=1, linger_ms=0)
+        await producer.start()
+        try:
+            log(f"latency: {count:,} transactions at {rate:,.0f}/s, each yielding one milestone event")
+            started = time.monotonic()
+            for i, (key, value) in enumerate(load.records):
+                due = started + i / rate
+                delay = due - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                sent_at = time.time()
+                future = await producer.send(self.transactions, value, key=key)
+
+                def acked(f: asyncio.Future, sent_at: float = sent_at) -> None:
+                    if not f.cancelled() and f.exception() is None:
+                        meta = f.result()
+                        acks[(meta.partition, meta.offset)] = (sent_at, time.time())
+
+                future.add_done_callback(acked)
+            await producer.flush()
+            achieved = count / (time.monotonic() - started)
+
+            async def all_arrived() -> bool:
+                return len(acks) == count and all(
+                    f"{self.transactions}/{p}/{o}" in arrivals for p, o in acks
+                )
+
+            async def progress() -> int:
+                return len(arrivals)
+
+            try:
+                await wait_for("outputs of the latency phase", all_arrived, progress=progress, timeout=120,
+                               service=worker)
+            except BenchError as exc:
+                log(f"WARNING: {str(exc).splitlines()[0]}")
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+            await producer.stop()
+            await consumer.stop()
+        from_ack, from_send = [], []
+        for (partition, offset), (sent_at, acked_at) in acks.items():
+            arrived = arrivals.get(f"{self.transactions}/{partition}/{offset}")
+            if arrived is not None:
+                from_ack.append((arrived - acked_at) * 1000)
+                from_send.append((arrived - sent_at) * 1000)
+        self.results["latency"] = {
+            "events": count,
+            "target_rate": rate,
+            "achieved_rate": achieved,
+            "outputs": outputs,
+            "missing": count - len(from_ack),
+            "from_ack": percentiles(from_ack),
+            "from_send": percentiles(from_send),
+        }
+        p = self.results["latency"]["from_ack"]
+        log(f"latency from ack: p50 {p['p50']:.1f} ms, p95 {p['p95']:.1f} ms, p99 {p['p99']:.1f} ms, "
+            f"max {p['max']:.1f} ms; {count - len(from_ack)} inputs without output")
+
+    async def cleanup(self, external: bool) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+        if external:  # a shared cluster: remove what this run created
+            try:
+                names = await self.offsets.topics_starting_with(
+                    self.settings.topic_prefix, self.settings.app_id, self.naive_app_id)
+                await self.offsets.delete_topics(names)
+                log(f"deleted {len(names)} benchmark topics")
+            except Exception as exc:  # best effort
+                log(f"could not delete the benchmark topics: {exc}")
+        await self.offsets.close()
+
+
+async def kafka_phases(args: argparse.Namespace, bootstrap: str, run_dir: Path, broker_pid: int | None,
+                       ) -> tuple[Bench, workload.Workload]:
+    bench = Bench(args, bootstrap, run_dir, broker_pid)
+    try:
+        load = await bench.setup()
+        await bench.produce(load)
+        if "raw" not in args.skip:
+            await bench.raw_consumer(len(load))
+        if "naive" not in args.skip:
+            await bench.naive_faust(len(load))
+        if "milestream" not in args.skip:
+            await bench.milestream(load)
+            if "latency" not in args.skip and args.latency_events > 0:
+                await bench.latency(args.latency_events)
+    finally:
+        await bench.cleanup(external=broker_pid is None)
+    return bench, load
+
+
+def inprocess_phase(args: argparse.Namespace, now: datetime, load: workload.Workload | None,
+                    run_dir: Path) -> dict[str, Any]:
+    count = args.inprocess_events
+    if load is not None and count <= len(load):
+        records = load.records[:count]  # the same generator and seed: the first records of the Kafka workload
+    else:
+        records = workload.transactions(count, args.customers, now).records
+    log(f"in-process: TopologyTestDriver over {len(records):,} transactions ...")
+    result: dict[str, Any] = {"driver": inprocess.driver_rate(records, now)}
+    log(f"in-process driver: {result['driver']['rate']:,.0f}/s; Engine.apply alone ...")
+    result["engine"] = inprocess.engine_rate(records, now)
+    log(f"in-process Engine.apply: {result['engine']['rate']:,.0f}/s "
+        f"(decoding alone {result['engine']['decode_rate']:,.0f}/s)")
+    if args.profile_events > 0:
+        text, top = inprocess.profile(records[: args.profile_events], now)
+        (run_dir / "profile.txt").write_text(text)
+        result["hotspots"] = top
+        result["profile_events"] = min(args.profile_events, len(records))
+        log(f"profile of {result['profile_events']:,} events written to {run_dir / 'profile.txt'}")
+    return result
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # Fresh topics make aiokafka log retries (no leader yet, no coordinator yet) that it then recovers from.
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    wall_started = time.monotonic()
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    run_dir = BENCH_DIR / time.strftime("%Y%m%d-%H%M%S")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+    kafka_label = "external cluster (KAFKA_BOOTSTRAP_SERVERS)"
+    broker = None
+    results: dict[str, Any] = {}
+    load = None
+    now = datetime.now(timezone.utc)
+    kafka_needed = not {"raw", "naive", "milestream"} <= args.skip
+    try:
+        if kafka_needed:
+            if external:
+                bootstrap = external
+            else:
+                kafka = local_kafka()
+                kafka.fetch()
+                log("starting a fresh local Kafka broker ...")
+                broker = kafka.start(BENCH_DIR / "kafka", fresh=True)
+                bootstrap = broker.bootstrap
+                kafka_label = broker.kafka_version or "unknown"
+                log(f"Kafka {kafka_label} on {bootstrap}")
+            bench, load = asyncio.run(kafka_phases(args, bootstrap, run_dir, broker.pid if broker else None))
+            results.update(bench.results)
+            settings = bench.settings
+            now = bench.now
+        else:
+            settings = Settings(commit_interval_s=args.commit_interval)
+            kafka_label = local_kafka().kafka_version() or "unknown"
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+    except BenchError as exc:
+        log(f"FAILED: {exc}")
+        return 1
+    finally:
+        Service.stop_all()
+        if broker is not None:
+            broker.stop()
+            shutil.rmtree(broker.run_dir / "data", ignore_errors=True)
+            log("broker stopped")
+        for data in ("milestream-data", "naive-data"):
+            shutil.rmtree(run_dir / data, ignore_errors=True)
+
+    if "inprocess" not in args.skip:
+        results["inprocess"] = inprocess_phase(args, now, load, run_dir)
+
+    ratios: dict[str, dict[str, float]] = {}
+    ms = results.get("milestream")
+    for key in ("raw", "naive"):
+        base = results.get(key)
+        if ms and base:
+            ratios[key] = {"processing": ms["processing_rate"] / base["processing_rate"],
+                           "e2e": ms["e2e_rate"] / base["e2e_rate"]}
+            if ms.get("events_per_cpu_s") and base.get("events_per_cpu_s"):
+                ratios[key]["cpu"] = ms["events_per_cpu_s"] / base["events_per_cpu_s"]
+    results["ratios"] = ratios
+    results.update(
+        {
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "revision": report.git_revision(),
+            "machine": report.machine(kafka_label),
+            "settings": {
+                "events": args.events,
+                "customers": args.customers,
+                "partitions": load_topics(settings)["transactions"].partitions,
+                "store": settings.store,
+                "commit_interval_s": settings.commit_interval_s,
+                "max_poll_records": settings.max_poll_records,
+                "stream_buffer_maxsize": settings.stream_buffer_maxsize,
+                "processing_guarantee": settings.processing_guarantee,
+                "latency_events": args.latency_events,
+                "inprocess_events": args.inprocess_events,
+            },
+            "wall_clock_seconds": time.monotonic() - wall_started,
+        }
+    )
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(report.console_report(results))
+    print(f"\nlogs and results.json in {run_dir}")
+    if not args.no_write:
+        report.update_benchmarks_md(results)
+        print(f"updated {report.BENCHMARKS_MD.relative_to(REPO_ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
