@@ -25,7 +25,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ..engine.core import Engine, LateEvent, Registry
+from ..engine.core import Engine, LateEvent
+from ..engine.registry import Registry
 from ..schemas.base import utc_iso
 from ..schemas.codec import Decoder, Rejected, decoder_for, dumps
 from ..schemas.definitions import MilestoneDefinition, OrganisationSettings

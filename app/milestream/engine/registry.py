@@ -1,0 +1,86 @@
+"""The definitions and settings an engine works with, compiled once for the hot path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..schemas.definitions import MilestoneDefinition, OrganisationSettings
+
+GROUP = "group"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Organisation settings with a milestone's overrides applied."""
+
+    adjust_on_bill_return: bool
+    line_item_return: str
+    buffer_days: int
+    track_from_enrolment: bool
+    award_when_target_achieved: bool
+
+    @classmethod
+    def resolve(cls, org: OrganisationSettings, definition: MilestoneDefinition) -> "Settings":
+        values = {name: getattr(org, name) for name in cls.__dataclass_fields__}
+        values.update(definition.settings.model_dump(exclude_none=True))
+        return cls(**values)
+
+
+@dataclass
+class Compiled:
+    """A definition plus what the engine derives from it once, not per event."""
+
+    definition: MilestoneDefinition
+    settings: Settings
+    activities: frozenset[str]
+    headline_id: str
+    headline_name: str
+
+    @classmethod
+    def build(cls, definition: MilestoneDefinition, org: OrganisationSettings) -> "Compiled":
+        group = definition.group
+        single = len(group.targets) == 1 and group.overall is None
+        return cls(
+            definition=definition,
+            settings=Settings.resolve(org, definition),
+            activities=frozenset(t.activity.value for t in group.all_targets()),
+            headline_id=group.targets[0].target_id if single else GROUP,
+            headline_name=group.targets[0].name if single else definition.name,
+        )
+
+    @property
+    def single_target(self) -> bool:
+        return self.headline_id != GROUP
+
+
+@dataclass
+class Registry:
+    """The definitions and settings every worker sees, indexed for the hot path."""
+
+    org_settings: dict[str, OrganisationSettings] = field(default_factory=dict)
+    milestones: dict[str, Compiled] = field(default_factory=dict)
+    _by_activity: dict[str, list[Compiled]] = field(default_factory=dict)
+
+    def settings_for(self, org_id: str) -> OrganisationSettings:
+        return self.org_settings.get(org_id) or OrganisationSettings(org_id=org_id)
+
+    def put_definition(self, definition: MilestoneDefinition) -> None:
+        self.milestones[definition.milestone_id] = Compiled.build(definition, self.settings_for(definition.org_id))
+        self._reindex()
+
+    def put_settings(self, settings: OrganisationSettings) -> None:
+        self.org_settings[settings.org_id] = settings
+        for mid, compiled in list(self.milestones.items()):
+            if compiled.definition.org_id == settings.org_id:
+                self.milestones[mid] = Compiled.build(compiled.definition, settings)
+        self._reindex()
+
+    def _reindex(self) -> None:
+        index: dict[str, list[Compiled]] = {}
+        for compiled in sorted(self.milestones.values(), key=lambda c: c.definition.milestone_id):
+            for activity in compiled.activities:
+                index.setdefault(activity, []).append(compiled)
+        self._by_activity = index
+
+    def listening(self, activity: str) -> list[Compiled]:
+        return self._by_activity.get(activity, [])
