@@ -26,10 +26,11 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..engine.core import Engine, LateEvent
+from ..engine.lifecycle import apply_command
 from ..engine.registry import Registry
 from ..schemas.base import utc_iso
 from ..schemas.codec import Decoder, Rejected, decoder_for, dumps
-from ..schemas.definitions import MilestoneDefinition, OrganisationSettings
+from ..schemas.definitions import OrganisationSettings
 from ..settings import Settings
 from ..state.base import StateStore
 from ..topics import TopicSpec
@@ -117,26 +118,27 @@ class Topology:
             raise
         key = record.key.decode(errors="replace") if record.key is not None else None
         expected = (
-            item.milestone_id if isinstance(item, MilestoneDefinition) else f"settings:{item.org_id}"  # type: ignore[attr-defined]
+            f"settings:{item.org_id}" if isinstance(item, OrganisationSettings) else item.milestone_id  # type: ignore[attr-defined]
         )
         if key != expected:
             raise Rejected("wrong_key", f"key {key!r} must be {expected!r}")
         return item
 
-    def apply_definition(self, item: BaseModel) -> None:
-        if isinstance(item, MilestoneDefinition):
-            self.registry.put_definition(item)
-        elif isinstance(item, OrganisationSettings):
-            self.registry.put_settings(item)
-
     def process_definition(self, record: Record) -> Processed:
-        """Validate and apply one definitions record (dead-letter it if invalid)."""
+        """Validate and apply one definitions record; dead-letter it if invalid.
+
+        A lifecycle command (activate, deactivate, clone) yields the resulting
+        definition, republished under the same key so the compacted topic
+        keeps a full definition per milestone.
+        """
         try:
-            item = self.decode_definition(record)
+            snapshot = apply_command(self.registry, self.decode_definition(record), record.timestamp)
         except Rejected as exc:
             return self.dead_letter(record, exc.reason, exc.detail)
-        self.apply_definition(item)
-        return Processed("applied")
+        if snapshot is None:
+            return Processed("applied")
+        value = dumps(snapshot.model_dump(mode="json", by_alias=True))
+        return Processed("applied", [OutRecord(self.definitions_topic, snapshot.milestone_id.encode(), value)])
 
     # ------------------------------------------------------------------ customers
     def process(self, record: Record, store: StateStore) -> Processed:

@@ -8,12 +8,15 @@ from typing import Any, Mapping
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from .commands import MilestoneClone, MilestoneStatusChange
 from .definitions import MilestoneDefinition, OrganisationSettings
 from .inputs import CUSTOMER_EVENT_MODELS
 
 DEFINITION_MODELS: dict[str, type[BaseModel]] = {
     "milestone_definition": MilestoneDefinition,
     "organisation_settings": OrganisationSettings,
+    "milestone_status": MilestoneStatusChange,
+    "milestone_clone": MilestoneClone,
 }
 
 ALL_INPUT_MODELS: dict[str, type[BaseModel]] = {**CUSTOMER_EVENT_MODELS, **DEFINITION_MODELS}

@@ -3,11 +3,12 @@
 * ``customer_events``: one agent over every customer-keyed input topic (they
   are co-partitioned), state in the ``customer-state`` table (RocksDB via
   rocksdict), outputs to promotions / late-events / dead-letters.
-* ``validate_definitions``: the definitions topic in the consumer group, so
-  exactly one worker dead-letters an invalid definition.
 * ``follow_definitions``: every worker reads the whole definitions topic into
   its own registry (Faust's GlobalTable is unreliable across workers), and
   customer processing waits until that registry has caught up at start-up.
+* ``publish_definition_outcomes``: the definitions topic in the consumer
+  group, so exactly one worker publishes what applying a record produced (a
+  dead letter, or the definition resulting from a lifecycle command).
 
 Run it with ``milestream worker`` (or ``faust -A milestream.worker.app worker``).
 """
@@ -153,19 +154,25 @@ def create_app(settings: Settings) -> faust.App:
         finally:
             acker.cancel()
 
+    # Every worker applies every definitions record (follow_definitions); the one worker
+    # that owns the definitions partition in the group publishes what applying it produced
+    # (a dead letter, or the resulting definition after a lifecycle command).
+    verdicts: dict[tuple[int, int], Processed] = {}
+    followed = asyncio.Condition()
+    position: dict[int, int] = {}
+
     @app.agent(raw_topic(topology.definitions_topic))
-    async def validate_definitions(stream):
+    async def publish_definition_outcomes(stream):
         async for event in stream.events():
-            record = to_record(event.message)
-            try:
-                topology.decode_definition(record)
-                processed = Processed("applied")
-            except Exception as exc:
-                reason = getattr(exc, "reason", "processing_error")
-                processed = topology.dead_letter(record, reason, getattr(exc, "detail", str(exc)))
-            observe(processed, record.topic)
+            message = event.message
+            async with followed:
+                await followed.wait_for(lambda: position.get(message.partition, -1) > message.offset)
+            processed = verdicts.pop((message.partition, message.offset), None)
+            if processed is None:  # applied before this worker started: nothing left to publish
+                continue
+            observe(processed, message.topic)
             for future in await publish(processed):
-                await future  # rare: wait, so the ack below implies the dead letter is durable
+                await future  # rare: wait, so the ack implies the output is durable
 
     async def read_definitions() -> None:
         """Read the whole definitions topic into this worker's registry, then follow it."""
@@ -193,10 +200,15 @@ def create_app(settings: Settings) -> faust.App:
                 for messages in batches.values():
                     for message in messages:
                         record = to_record(message)
-                        try:
-                            topology.apply_definition(topology.decode_definition(record))
-                        except Exception as exc:  # validate_definitions dead-letters it
-                            log.warning("skipping definition %s: %s", record.source, exc)
+                        processed = topology.process_definition(record)
+                        verdicts[(message.partition, message.offset)] = processed
+                        if processed.outcome != "applied":
+                            log.warning("definition %s rejected: %s", record.source, processed.outcome)
+                    async with followed:
+                        position[messages[-1].partition] = messages[-1].offset + 1
+                        followed.notify_all()
+                while len(verdicts) > 10_000:  # bound memory if this worker is not the publisher
+                    verdicts.pop(next(iter(verdicts)))
                 metrics.DEFINITIONS_LOADED.set(len(topology.registry.milestones))
         finally:
             await consumer.stop()

@@ -1,0 +1,116 @@
+"""Milestone lifecycle: create, edit, activate, deactivate, clone.
+
+Pure rules over the registry; ``now`` is the time of the command (the Kafka
+record time in a worker, event time in the simulator). A command that breaks a
+rule raises ``Rejected("invalid_definition", ...)`` and changes nothing.
+
+Edits apply from the edit on. What an edit may change follows the spec: the
+description, end date, scope, rules, target values, sub-target amounts,
+enrolment, settings and till code. The name is immutable; so are the cycles,
+the timezone, the organisation, the target-value mode, each target's activity,
+KPI, level and field, and each sub-target's criterion ("only the amount can be
+updated").
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from ..schemas.codec import Rejected
+from ..schemas.commands import MilestoneClone, MilestoneStatusChange
+from ..schemas.definitions import MilestoneDefinition, OrganisationSettings
+from .registry import Registry
+
+_TARGET_IMMUTABLE = ("activity", "level", "kpi", "event_name", "field", "currency", "currency_kind", "source_milestone_id")
+
+
+def status(definition: MilestoneDefinition, now: datetime) -> tuple[str, str]:
+    """(timeline, activity): upcoming/live/ended and active/inactive."""
+    timeline = "upcoming" if now < definition.starts_at else "ended" if now >= definition.ends_at else "live"
+    return timeline, "active" if definition.active else "inactive"
+
+
+def _invalid(detail: str) -> Rejected:
+    return Rejected("invalid_definition", detail)
+
+
+def check_edit(before: MilestoneDefinition, after: MilestoneDefinition) -> None:
+    """Raise if ``after`` changes what an edit may not change."""
+    for field in ("name", "org_id", "timezone", "target_values", "cycles"):
+        if getattr(before, field) != getattr(after, field):
+            raise _invalid(f"{before.milestone_id}: {field} cannot be changed after creation")
+    old_targets = {t.target_id: t for t in before.group.all_targets()}
+    new_targets = {t.target_id: t for t in after.group.all_targets()}
+    if set(old_targets) != set(new_targets):
+        raise _invalid(f"{before.milestone_id}: targets cannot be added or removed by an edit (clone instead)")
+    for target_id, old in old_targets.items():
+        new = new_targets[target_id]
+        for field in _TARGET_IMMUTABLE:
+            if getattr(old, field) != getattr(new, field):
+                raise _invalid(f"target {old.name!r}: {field} cannot be changed after creation")
+        old_subs = {s.name: s.criterion for s in old.sub_targets}
+        for sub in new.sub_targets:
+            if sub.name in old_subs and old_subs[sub.name] != sub.criterion:
+                raise _invalid(
+                    f"target {old.name!r}: sub-target {sub.name!r} keeps its criterion ({old_subs[sub.name]}); only the amount can change"
+                )
+
+
+def _name_taken(registry: Registry, name: str, milestone_id: str) -> bool:
+    return any(c.definition.name == name and mid != milestone_id for mid, c in registry.milestones.items())
+
+
+def apply_command(registry: Registry, item: BaseModel, now: datetime) -> MilestoneDefinition | None:
+    """Apply one definitions-topic item; return the resulting definition to republish (if any)."""
+    if isinstance(item, OrganisationSettings):
+        registry.put_settings(item)
+        return None
+    if isinstance(item, MilestoneDefinition):
+        current = registry.milestones.get(item.milestone_id)
+        if current is not None:
+            if current.definition == item:
+                return None  # our own republished snapshot, or a repeated edit
+            check_edit(current.definition, item)
+        if _name_taken(registry, item.name, item.milestone_id):
+            raise _invalid(f"milestone name {item.name!r} is already used by another milestone")
+        registry.put_definition(item)
+        return None
+    if isinstance(item, MilestoneStatusChange):
+        current = registry.milestones.get(item.milestone_id)
+        if current is None:
+            raise _invalid(f"unknown milestone {item.milestone_id!r}")
+        definition = current.definition
+        if item.active and not definition.active and now >= definition.ends_at:
+            raise _invalid(f"{item.milestone_id}: an ended milestone cannot be reactivated")
+        updated = definition.model_copy(update={"active": item.active})
+        registry.put_definition(updated)
+        return updated
+    if isinstance(item, MilestoneClone):
+        source = registry.milestones.get(item.source_milestone_id)
+        if source is None:
+            raise _invalid(f"unknown source milestone {item.source_milestone_id!r}")
+        if item.milestone_id in registry.milestones:
+            raise _invalid(f"milestone {item.milestone_id!r} already exists")
+        if status(source.definition, now)[0] == "ended":
+            raise _invalid(f"{item.source_milestone_id}: only a live or upcoming milestone can be cloned")
+        if _name_taken(registry, item.name, item.milestone_id):
+            raise _invalid(f"milestone name {item.name!r} is already used by another milestone")
+        data: dict[str, Any] = source.definition.model_dump()
+        data.update(
+            milestone_id=item.milestone_id,
+            name=item.name,
+            enrolment=item.enrolment.model_dump(),
+            active=True,
+        )
+        if item.description is not None:
+            data["description"] = item.description
+        try:
+            clone = MilestoneDefinition.model_validate(data)
+        except ValueError as exc:
+            raise _invalid(f"clone of {item.source_milestone_id}: {exc}") from None
+        registry.put_definition(clone)
+        return clone
+    raise _invalid(f"unsupported definitions item {type(item).__name__}")

@@ -1,0 +1,36 @@
+"""Lifecycle commands on the definitions topic (keyed by the milestone id).
+
+Creating and editing a milestone is a ``milestone_definition`` record (the
+whole definition). Activation, deactivation and cloning are the commands
+below. After applying a command, Milestream publishes the resulting
+definition under the same key, so the compacted topic always ends with a
+full definition per milestone.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from .base import Id, Name, StrictModel, Text
+from .definitions import Enrolment
+
+
+class MilestoneStatusChange(StrictModel):
+    """Deactivate (stop tracking) or reactivate (resume, while the milestone has not ended)."""
+
+    type: Literal["milestone_status"] = "milestone_status"
+    schema_version: Literal[1] = 1
+    milestone_id: Id
+    active: bool
+
+
+class MilestoneClone(StrictModel):
+    """Copy a live or upcoming milestone, everything but its enrolment, under a new id and name."""
+
+    type: Literal["milestone_clone"] = "milestone_clone"
+    schema_version: Literal[1] = 1
+    milestone_id: Id  # the new milestone
+    source_milestone_id: Id
+    name: Name
+    description: Text | None = None
+    enrolment: Enrolment
