@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     simulate.add_argument("--definitions", required=True, help="JSON or JSON-lines file of definitions/settings")
     simulate.add_argument("--events", required=True, help="JSON-lines file of customer events ('-' for stdin)")
     simulate.add_argument("--state", default=None, help="RocksDB folder for state (default: in memory)")
+    simulate.add_argument("--until", default=None, help="close cycles due by this time at the end (default: last event time)")
+    simulate.add_argument("--close-all", action="store_true", help="close every open cycle at the end")
     simulate.set_defaults(func=_simulate)
 
     args = parser.parse_args(argv)
