@@ -19,12 +19,14 @@ import asyncio
 import logging
 import time
 from collections import deque
+from datetime import datetime, timezone
 from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import generate_latest
 
+from ..engine.lifecycle import status
 from ..pipeline.topology import Processed, Record, Topology, utc_from_millis
 from ..settings import Settings
 from ..state.base import StateStore, decode_state, encode_state
@@ -237,9 +239,10 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.page("/definitions")
     async def definitions_page(web, request):
+        now = datetime.now(timezone.utc)
         return web.json(
             {
-                mid: {"name": c.definition.name, "active": c.definition.active}
+                mid: {"name": c.definition.name, "status": "/".join(status(c.definition, now))}
                 for mid, c in sorted(topology.registry.milestones.items())
             }
         )
