@@ -189,6 +189,15 @@ class Engine:
             return target.values_per_cycle[cycle_index - 1]
         return target.value if target.value is not None else ZERO
 
+    def has_defined_value(self, ms: dict[str, Any], target: Target, cycle_index: int) -> bool:
+        """Whether the customer has a target for the cycle at all: on a milestone with a
+        different target for each customer, one enrolled without a value has none."""
+        if target.value is not None or target.values_per_cycle is not None:
+            return True
+        return any(
+            o["target_id"] == target.target_id and o.get("cycle") in (None, cycle_index) for o in ms.get("ov", ())
+        )
+
     def _statuses(
         self, compiled: Compiled, ms: dict[str, Any], cycle: dict[str, Any], index: int
     ) -> list[dict[str, Any]]:
@@ -205,7 +214,7 @@ class Engine:
                     "achieved_value": _fmt(achieved_value),
                     "defined_value": _fmt(defined),
                     "gap": _fmt(defined - achieved_value),
-                    "achieved": achieved_value >= defined,
+                    "achieved": achieved_value >= defined and self.has_defined_value(ms, target, index),
                     "overall": target is overall,
                 }
             )
@@ -236,6 +245,8 @@ class Engine:
         emit = result.outputs.append if immediate else (lambda _event: None)
         by_id = {s["target_id"]: s for s in statuses}
         for target in definition.group.all_targets():
+            if not self.has_defined_value(ms, target, window.index):
+                continue  # no target for this customer: nothing to achieve
             status = by_id[target.target_id]
             achieved_value = Decimal(status["achieved_value"])
             defined = Decimal(status["defined_value"])
@@ -272,8 +283,10 @@ class Engine:
                 )
             )
         if isinstance(definition.cycles, TillAchievedCycles) and reached:
-            # The cycle ends at achievement and the next one starts at once.
-            result.outputs.append(self.close_event(compiled, ms, cycle, window, customer_id, moment, "achieved"))
+            # The cycle ends at achievement and the next one starts at once; the
+            # close event reports that end and the record that caused it.
+            closed = Window(window.index, window.name, window.start, moment)
+            result.outputs.append(self.close_event(compiled, ms, cycle, closed, customer_id, moment, cause))
             del ms["c"][str(window.index)]
             ms["tc"] = window.index + 1
             ms["an"] = utc_iso(moment)

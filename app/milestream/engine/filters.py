@@ -33,6 +33,8 @@ def _resolve(context: dict[str, Any], path: str) -> Any:
     for part in path.split("."):
         if isinstance(current, dict):
             current = current.get(part, _MISSING)
+        elif part == "net_amount" and hasattr(current, "net"):
+            current = current.net  # no net_amount means paid in full: net equals gross
         else:
             current = getattr(current, part, _MISSING)
         if current is _MISSING or current is None:
@@ -43,6 +45,10 @@ def _resolve(context: dict[str, Any], path: str) -> Any:
 def _equal(left: Any, right: Any) -> bool:
     if isinstance(left, bool) or isinstance(right, bool):
         return left is right or (isinstance(left, bool) and isinstance(right, bool) and left == right)
+    if isinstance(left, str) and isinstance(right, str):
+        # Text against text is compared as text: codes such as SKU "00123" and
+        # "123" differ. A number on either side makes it a numeric comparison.
+        return left == right
     a, b = as_number(left), as_number(right)
     if a is not None and b is not None:
         return a == b

@@ -154,5 +154,7 @@ def measure(target: Target, event: InputEvent) -> Decimal | None:
     if isinstance(event, LedgerEntry):
         return _ledger_measure(target, event)
     if isinstance(event, Return):
+        if target.filter is not None and not evaluate(target.filter, {"event": event}):
+            return None
         return ONE  # returns as a countable activity
     return None

@@ -257,6 +257,8 @@ class Target(StrictModel):
         if self.value is not None and self.values_per_cycle is not None:
             raise ValueError(f"{where}: give either value or values_per_cycle, not both")
         values = [self.value] if self.value is not None else list(self.values_per_cycle or [])
+        # An absolute sub-target is a value of the same KPI, so the same rule applies.
+        values += [sub.value for sub in self.sub_targets if sub.criterion == "absolute"]
         if self.kpi in WHOLE_NUMBER_KPIS or (self.activity != Activity.TRANSACTION and self.kpi in (Kpi.COUNT, Kpi.DAYS_OF_ACTIVITY)):
             for v in values:
                 if v != v.to_integral_value():
@@ -430,7 +432,9 @@ class MilestoneDefinition(StrictModel):
             first = self.cycles.periods[0].start
             last = self.cycles.periods[-1].end
             tz = ZoneInfo(self.timezone)
-            if datetime.combine(first, datetime.min.time(), tz) < self.starts_at.replace(hour=0, minute=0, second=0, microsecond=0):
+            # The first period may start on the milestone's first local day (its
+            # tracking then starts at ``starts_at``), judged in the milestone's timezone.
+            if first < self.starts_at.astimezone(tz).date():
                 raise ValueError("custom periods must lie within the milestone duration (first period starts too early)")
             if datetime.combine(last, datetime.min.time(), tz) > self.ends_at:
                 raise ValueError("custom periods must lie within the milestone duration (last period ends too late)")

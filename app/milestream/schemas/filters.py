@@ -18,6 +18,10 @@ Field paths name what a rule can look at:
   other customer activities);
 * ``entry.<field>``: currency, kind, amount, source (ledger entries).
 
+``eq`` / ``in`` compare text with text as text (SKU "00123" is not "123") and
+numerically when either side is a number; ``transaction.net_amount`` and
+``line_item.net_amount`` read the gross amount when no net amount was given.
+
 Line-item fields are only valid on line-item targets (the spec's note: rules on
 line items need the line-item level); the definition validator enforces it.
 """
