@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 from ..schemas.base import utc_iso
 from ..schemas.definitions import (
@@ -48,6 +48,17 @@ def _dec(text: str | None) -> Decimal:
 
 def _fmt(value: Decimal) -> str:
     return format(value, "f")
+
+
+class Progress(NamedTuple):
+    """One target's standing in a cycle."""
+
+    target: Target
+    achieved: Decimal
+    defined: Decimal
+    reached: bool
+    has_target: bool
+    overall: bool
 
 
 @dataclass
@@ -141,16 +152,19 @@ class Engine:
             return
         if window.end is not None:
             deadline = window.end + timedelta(days=compiled.settings.buffer_days)
-            if recorded >= deadline:
+            # Late: recorded after the cycle's buffer, or the cycle was already closed.
+            if recorded >= deadline or window.index <= ms.get("cl", 0):
                 result.late.append(
                     LateEvent(definition.milestone_id, event.customer_id, event.event_id, window.index, moment, recorded, window.end)
                 )
                 return
         milestones[definition.milestone_id] = ms
-        cycle = ms.setdefault("c", {}).setdefault(
-            str(window.index),
-            {"s": utc_iso(window.start), "e": utc_iso(window.end) if window.end else None, "t": {}, "f": []},
-        )
+        cycles = ms.setdefault("c", {})
+        cycle = cycles.get(str(window.index))
+        if cycle is None:
+            cycle = cycles[str(window.index)] = {
+                "s": utc_iso(window.start), "e": utc_iso(window.end) if window.end else None, "t": {}, "f": [],
+            }
         day = moment.astimezone(definition.zone).date().isoformat()
         for target, value in contributions:
             _accumulate(cycle["t"].setdefault(target.target_id, {}), accumulation(target.kpi), value, day)
@@ -160,10 +174,17 @@ class Engine:
         definition = compiled.definition
         cycles = definition.cycles
         if isinstance(cycles, (CalendarCycles, CustomCycles)):
+            # Fixed windows change at local midnights: cache them by local date.
+            local_day = moment.astimezone(definition.zone).date()
+            if local_day in compiled.windows:
+                return compiled.windows[local_day]
             window = fixed_window_at(definition, moment)
             if window is not None and window.start < definition.starts_at:
                 # A first cycle created mid-period only tracks from the milestone start.
                 window = Window(window.index, window.name, definition.starts_at, window.end)
+            if len(compiled.windows) > 4096:
+                compiled.windows.clear()
+            compiled.windows[local_day] = window
             return window
         if isinstance(cycles, RollingCycles):
             if "an" not in ms:
@@ -198,32 +219,23 @@ class Engine:
             o["target_id"] == target.target_id and o.get("cycle") in (None, cycle_index) for o in ms.get("ov", ())
         )
 
-    def _statuses(
-        self, compiled: Compiled, ms: dict[str, Any], cycle: dict[str, Any], index: int
-    ) -> list[dict[str, Any]]:
-        statuses = []
+    def _progress(self, compiled: Compiled, ms: dict[str, Any], cycle: dict[str, Any], index: int) -> list[Progress]:
+        """Where each target of the group stands in a cycle (decimals; formatted only for outputs)."""
+        progress = []
         overall = compiled.definition.group.overall
+        targets = cycle["t"]
         for target in compiled.definition.group.all_targets():
-            progress = cycle["t"].get(target.target_id, {})
-            achieved_value = progress_value(progress, accumulation(target.kpi))
+            achieved_value = progress_value(targets.get(target.target_id, {}), accumulation(target.kpi))
             defined = self.defined_value(compiled, ms, target, index)
-            statuses.append(
-                {
-                    "target_id": target.target_id,
-                    "target_name": target.name,
-                    "achieved_value": _fmt(achieved_value),
-                    "defined_value": _fmt(defined),
-                    "gap": _fmt(defined - achieved_value),
-                    "achieved": achieved_value >= defined and self.has_defined_value(ms, target, index),
-                    "overall": target is overall,
-                }
-            )
-        return statuses
+            has_target = self.has_defined_value(ms, target, index)
+            progress.append(Progress(target, achieved_value, defined, has_target and achieved_value >= defined,
+                                     has_target, target is overall))
+        return progress
 
-    def group_status(self, compiled: Compiled, statuses: list[dict[str, Any]]) -> tuple[Decimal, Decimal, bool]:
+    def group_status(self, compiled: Compiled, progress: list[Progress]) -> tuple[Decimal, Decimal, bool]:
         """(achieved, defined, reached) of the group: targets met vs targets required."""
         group = compiled.definition.group
-        met = sum(1 for s in statuses if s["achieved"] and not s["overall"])
+        met = sum(1 for p in progress if p.reached and not p.overall)
         required = len(group.targets) if group.condition == "all" else group.min_targets
         return Decimal(met), Decimal(required), met >= required
 
@@ -239,17 +251,14 @@ class Engine:
         result: Result,
     ) -> None:
         definition = compiled.definition
-        statuses = self._statuses(compiled, ms, cycle, window.index)
+        statuses = self._progress(compiled, ms, cycle, window.index)
         fired: list[str] = cycle["f"]
         immediate = compiled.settings.award_when_target_achieved
         emit = result.outputs.append if immediate else (lambda _event: None)
-        by_id = {s["target_id"]: s for s in statuses}
-        for target in definition.group.all_targets():
-            if not self.has_defined_value(ms, target, window.index):
+        for status in statuses:
+            if not status.has_target:
                 continue  # no target for this customer: nothing to achieve
-            status = by_id[target.target_id]
-            achieved_value = Decimal(status["achieved_value"])
-            defined = Decimal(status["defined_value"])
+            target, achieved_value, defined = status.target, status.achieved, status.defined
             for sub in target.sub_targets:
                 key = f"sub:{target.target_id}:{sub.name}"
                 sub_value = self.sub_target_value(ms, target, sub, defined)
@@ -263,7 +272,7 @@ class Engine:
                         )
                     )
             key = f"ach:{target.target_id}"
-            if status["achieved"] and key not in fired:
+            if status.reached and key not in fired:
                 fired.append(key)
                 emit(
                     self._event(
@@ -312,10 +321,9 @@ class Engine:
     ) -> dict[str, Any]:
         """The cycle-close event for one customer (achieved or not)."""
         cycle = cycle or {"t": {}, "f": []}
-        statuses = self._statuses(compiled, ms, cycle, window.index)
+        statuses = self._progress(compiled, ms, cycle, window.index)
         if compiled.single_target:
-            status = statuses[0]
-            achieved_value, defined = Decimal(status["achieved_value"]), Decimal(status["defined_value"])
+            achieved_value, defined = statuses[0].achieved, statuses[0].defined
         else:
             achieved_value, defined, _ = self.group_status(compiled, statuses)
         return self._event(
@@ -334,7 +342,7 @@ class Engine:
         target_name: str,
         achieved_value: Decimal,
         defined: Decimal,
-        statuses: list[dict[str, Any]],
+        statuses: list[Progress],
         occurred_at: datetime,
         cause: str,
         *,
@@ -367,7 +375,18 @@ class Engine:
             "is_target_achieved_event": kind == "achievement",
             "milestone_value_defined": _fmt(sub_value) if sub_value is not None else None,
             "trigger_names": list(triggers),
-            "targets": statuses,
+            "targets": [
+                {
+                    "target_id": p.target.target_id,
+                    "target_name": p.target.name,
+                    "achieved_value": _fmt(p.achieved),
+                    "defined_value": _fmt(p.defined),
+                    "gap": _fmt(p.defined - p.achieved),
+                    "achieved": p.reached,
+                    "overall": p.overall,
+                }
+                for p in statuses
+            ],
             "occurred_at": utc_iso(occurred_at),
             "cause": cause,
         }

@@ -35,6 +35,7 @@ class Compiled:
     activities: frozenset[str]
     headline_id: str
     headline_name: str
+    windows: dict = field(default_factory=dict)  # local date -> fixed-calendar Window (a cache)
 
     @classmethod
     def build(cls, definition: MilestoneDefinition, org: OrganisationSettings) -> "Compiled":
