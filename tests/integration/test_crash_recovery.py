@@ -80,7 +80,12 @@ def test_sigkill_mid_stream_neither_double_applies_nor_loses_outputs(kafka_boots
         events = consume(settings, "promotions", lambda seen: len({e["event_id"] for e in seen}) >= expected, timeout=240)
         time.sleep(3)  # let any stray duplicate arrive before judging
         events = consume(settings, "promotions", lambda seen: len(seen) >= len(events), timeout=30)
+    except AssertionError:
+        raise
     finally:
+        tasks = worker.http("/debug/tasks")
+        if tasks:
+            (tmp_path.parent / "tasks-dump.txt").write_text(tasks)
         worker.stop()
 
     unique = {e["event_id"]: e for e in events}

@@ -39,10 +39,34 @@ log = logging.getLogger("milestream.worker")
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4"
 
 
+class ChangelogTrackingTable(faust.Table):
+    """A Faust table that keeps the delivery future of each changelog write.
+
+    Faust commits an input's offset without waiting for the changelog write it
+    caused; a crash in between rolls the state back on recovery while the input
+    is not redelivered. The worker acks an input only once this future (and its
+    outputs') are done.
+    """
+
+    def on_key_set(self, key: Any, value: Any) -> None:
+        fut = self.send_changelog(self.partition_for_key(key), key, value)
+        self._maybe_set_key_ttl(key, fut.message.partition)
+        self._sensor_on_set(self, key, value)
+        self.changelog_futures.append(fut)
+
+    @property
+    def changelog_futures(self) -> list:
+        try:
+            return self._changelog_futures
+        except AttributeError:
+            self._changelog_futures: list = []
+            return self._changelog_futures
+
+
 class TableStore(StateStore):
     """A Faust table of JSON bytes seen through the StateStore interface."""
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: ChangelogTrackingTable) -> None:
         self.table = table
 
     def get(self, key: str) -> dict[str, Any] | None:
@@ -50,6 +74,12 @@ class TableStore(StateStore):
 
     def put(self, key: str, state: dict[str, Any]) -> None:
         self.table[key.encode()] = encode_state(state)
+
+    def take_changelog_futures(self) -> list:
+        """Delivery futures of the changelog writes since the last call."""
+        futures = self.table.changelog_futures[:]
+        self.table.changelog_futures.clear()
+        return futures
 
     def keys(self):  # pragma: no cover - diagnostics only
         return (k.decode() for k in self.table.keys())
@@ -86,14 +116,16 @@ def create_app(settings: Settings) -> faust.App:
         return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
     outputs = {spec.name: raw_topic(spec.name) for spec in topics.values() if spec.role != "input"}
-    state_table = app.Table(
-        "customer-state",
+    state_table = app.tables.add(ChangelogTrackingTable(
+        app,
+        name="customer-state",
+        beacon=app.tables.beacon,
         partitions=partitions,
         key_type=bytes,
         value_type=bytes,  # raw bytes: the app's key/value serializers are "raw"
         options={"driver": "rocksdict"},
         help="Per-customer milestone progress (JSON documents).",
-    )
+    ))
     store = TableStore(state_table)
 
     def observe(processed: Processed, topic_name: str) -> None:
@@ -116,10 +148,11 @@ def create_app(settings: Settings) -> faust.App:
         )
 
     async def ack_when_delivered(stream: Any, pending: deque) -> None:
-        """Ack events, oldest first, once the broker has acknowledged all their outputs.
+        """Ack events, oldest first, once the broker has acknowledged their state
+        write (changelog) and all their outputs.
 
         An input's offset is committed only after it is acked, so no input is
-        committed before its outputs are durable (docs/guarantees.md).
+        committed before its state and outputs are durable (docs/guarantees.md).
         """
         while pending and all(f.done() for f in pending[0][1]):
             event, futures = pending.popleft()
@@ -151,7 +184,7 @@ def create_app(settings: Settings) -> faust.App:
                     processed = topology.dead_letter(record, "processing_error", f"{type(exc).__name__}: {exc}")
                 metrics.PROCESSING_SECONDS.observe(time.perf_counter() - started)
                 observe(processed, record.topic)
-                pending.append((event, await publish(processed)))
+                pending.append((event, await publish(processed) + store.take_changelog_futures()))
                 await ack_when_delivered(stream, pending)
         finally:
             acker.cancel()
@@ -236,6 +269,19 @@ def create_app(settings: Settings) -> faust.App:
         ready = definitions_ready.is_set()
         return web.json({"status": "ok" if ready else "starting", "definitions": len(topology.registry.milestones)},
                         status=200 if ready else 503)
+
+    @app.page("/debug/tasks")
+    async def tasks_page(web, request):
+        """Where every asyncio task of the worker is waiting: for diagnosing a stalled worker."""
+        import io
+        import traceback
+
+        out = io.StringIO()
+        for task in asyncio.all_tasks():
+            out.write(f"--- {task.get_name()} {task.get_coro()!r}\n")
+            for frame in task.get_stack(limit=8):
+                out.write("".join(traceback.format_stack(frame, limit=1)))
+        return web.text(out.getvalue())
 
     @app.page("/definitions")
     async def definitions_page(web, request):
