@@ -121,6 +121,11 @@ def throughput_rows(results: dict[str, Any]) -> list[list[str]]:
                 "—" if outputs is None else f"{outputs:,}",
             ]
         )
+    capacity = results.get("output_capacity")
+    if capacity:
+        rows.append(["Milestream worker, every event yields an output", f"{capacity['events']:,}",
+                     _seconds(capacity["processing_seconds"]), _rate(capacity["processing_rate"]), "—", "—", "—",
+                     f"{capacity['events']:,}"])
     for key, label in (("driver", "In-process TopologyTestDriver (memory state)"), ("engine", "In-process Engine.apply only")):
         phase = (results.get("inprocess") or {}).get(key)
         if phase:
@@ -147,8 +152,15 @@ def latency_rows(results: dict[str, Any]) -> list[list[str]]:
     if not latency:
         return []
     rows = []
-    for key, label in (("from_ack", "from producer ack"), ("from_send", "from producer send")):
-        p = latency[key]
+    for key, label in (
+        ("from_ack", "input acked → output received"),
+        ("from_send", "input sent → output received"),
+        ("ack_to_output_produced", "input acked → output produced by the worker"),
+        ("output_produced_to_arrival", "output produced → output received"),
+    ):
+        p = latency.get(key)
+        if not p:
+            continue
         rows.append([label, _ms(p["p50"]), _ms(p["p95"]), _ms(p["p99"]), _ms(p["max"]), _ms(p["mean"])])
     return rows
 
@@ -169,6 +181,26 @@ def text_table(header: list[str], rows: list[list[str]]) -> str:
 # ---------------------------------------------------------------------- output
 
 
+def latency_summary(latency: dict[str, Any], capacity: dict[str, Any] | None) -> str:
+    basis = (f" (half the worker's {capacity['processing_rate']:,.0f}/s on such events)" if capacity else "")
+    return (f"{latency['events']:,} transactions of fresh customers at {latency['achieved_rate']:,.0f}/s{basis}, "
+            f"each producing one milestone event; {latency['missing']} without an output")
+
+
+def fell_behind(latency: dict[str, Any]) -> bool:
+    """True when the median latency of the last window is far above the first: the worker did not keep up."""
+    windows = [w for w in latency.get("timeline") or [] if w["p50"] is not None]
+    if len(windows) < 3:
+        return False
+    first, last = windows[0]["p50"], max(w["p50"] for w in windows[-2:])
+    return last > 1000 and last > 4 * first
+
+
+def latency_timeline(latency: dict[str, Any]) -> str:
+    windows = latency.get("timeline") or []
+    return ", ".join(f"{w['p50']:,.0f}" for w in windows if w["p50"] is not None)
+
+
 def console_report(results: dict[str, Any]) -> str:
     parts = ["", "Throughput", text_table(THROUGHPUT_HEADER, throughput_rows(results))]
     ratios = ratio_rows(results)
@@ -179,10 +211,13 @@ def console_report(results: dict[str, Any]) -> str:
         lat = results["latency"]
         parts += [
             "",
-            f"Event → output latency (ms), {lat['events']:,} events at {lat['achieved_rate']:,.0f}/s "
-            f"(target {lat['target_rate']:,.0f}/s), {lat['missing']} without output",
+            f"Event → output latency (ms): {latency_summary(lat, results.get('output_capacity'))}",
             text_table(["", "p50", "p95", "p99", "max", "mean"], latency),
+            f"p50 per {lat.get('window_s', 5):.0f} s of sending: {latency_timeline(lat)} ms",
         ]
+        if fell_behind(lat):
+            parts.append("The worker fell behind the paced rate: these figures include queueing, not just the "
+                         "pipeline's latency (see the cores used by other processes).")
     hotspots = (results.get("inprocess") or {}).get("hotspots")
     if hotspots:
         parts += ["", "In-process hotspots (cProfile, share of total time)",
@@ -204,7 +239,7 @@ def _hotspot_rows(hotspots: list[dict[str, Any]]) -> list[list[str]]:
 
 def contention(results: dict[str, Any], threshold: float = 0.25) -> str:
     """Which measurements other processes took noticeable CPU during, e.g. "naive Faust: 0.97 cores"."""
-    names = {"raw": "raw aiokafka", "naive": "naive Faust", "milestream": "Milestream"}
+    names = {"raw": "raw aiokafka", "naive": "naive Faust", "milestream": "Milestream", "latency": "latency"}
     busy = []
     for key, name in names.items():
         others = ((results.get(key) or {}).get("cores") or {}).get("others", 0.0)
@@ -245,12 +280,17 @@ def results_markdown(results: dict[str, Any]) -> str:
             "",
             "### Event → output latency",
             "",
-            f"{latency['events']:,} transactions of fresh customers at {latency['achieved_rate']:,.0f}/s "
-            f"(target {latency['target_rate']:,.0f}/s), each producing one milestone event; "
-            f"{latency['missing']} without an output. Milliseconds:",
+            f"{latency_summary(latency, results.get('output_capacity'))}. Milliseconds:",
             "",
             markdown_table(["", "p50", "p95", "p99", "max", "mean"], latency_rows(results)),
+            "",
+            f"Median per {latency.get('window_s', 5):.0f} s of sending (a rising series means the worker fell "
+            f"behind): {latency_timeline(latency)} ms.",
         ]
+        if fell_behind(latency):
+            cores = latency.get("cores") or {}
+            lines += ["", f"**The worker fell behind the paced rate in this run** (other processes used "
+                      f"{cores.get('others', 0):.2f} cores while it ran), so these latencies are mostly queueing."]
     inprocess = results.get("inprocess") or {}
     if inprocess.get("engine"):
         lines += [

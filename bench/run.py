@@ -48,6 +48,7 @@ PHASES = ("raw", "naive", "milestream", "latency", "inprocess")
 POLL_S = 0.25  # how often the Faust apps' progress and the group lag are sampled
 STALL_S = 90.0  # a phase fails when nothing moves for this long
 LATENCY_RATE_CAP = 5000.0
+LATENCY_WINDOW_S = 5.0
 
 
 def log(message: str) -> None:
@@ -67,8 +68,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--latency-events", type=int, default=_env_int("BENCH_LATENCY_EVENTS", 20_000),
                    help="transactions of the latency phase (env BENCH_LATENCY_EVENTS, default 20000)")
     p.add_argument("--latency-rate", type=float, default=float(os.environ.get("BENCH_LATENCY_RATE", 0)),
-                   help="events/s of the latency phase (default: half the measured Milestream rate, "
-                        f"at most {LATENCY_RATE_CAP:.0f})")
+                   help="events/s of the latency phase (default: half the worker's measured rate on such "
+                        f"events, at most {LATENCY_RATE_CAP:.0f})")
+    p.add_argument("--latency-seconds", type=float, default=float(os.environ.get("BENCH_LATENCY_SECONDS", 60)),
+                   help="at most this long at the paced rate: fewer events if needed (default 60)")
     p.add_argument("--inprocess-events", type=int, default=_env_int("BENCH_INPROCESS_EVENTS", 100_000),
                    help="transactions of the in-process phase (env BENCH_INPROCESS_EVENTS, default 100000)")
     p.add_argument("--profile-events", type=int, default=_env_int("BENCH_PROFILE_EVENTS", 20_000),
@@ -210,7 +213,8 @@ class Bench:
             f"{time.perf_counter() - started:.1f} s; the milestone should yield {load.expected_outputs:,} outputs")
         return load
 
-    async def produce(self, load: workload.Workload) -> None:
+    async def produce_fast(self, records: list[tuple[bytes, bytes]]) -> float:
+        """Produce records to the transactions topic as fast as one producer can; returns the seconds taken."""
         producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap,
             acks=1,
@@ -222,15 +226,18 @@ class Bench:
         try:
             started = time.perf_counter()
             pending = []
-            for key, value in load.records:
+            for key, value in records:
                 pending.append(await producer.send(self.transactions, value, key=key))
                 if len(pending) >= 20_000:
                     await asyncio.gather(*pending)
                     pending.clear()
             await asyncio.gather(*pending)
-            seconds = time.perf_counter() - started
+            return time.perf_counter() - started
         finally:
             await producer.stop()
+
+    async def produce(self, load: workload.Workload) -> None:
+        seconds = await self.produce_fast(load.records)
         self.end = await self.offsets.end_offsets(self.transactions)
         on_topic = sum(self.end.values())
         if on_topic != len(load):
@@ -346,6 +353,21 @@ class Bench:
         log(f"naive Faust: {result['processing_rate']:,.0f}/s processing, "
             f"{result['e2e_rate']:,.0f}/s from process start to committed")
 
+    async def worker_outcomes(self) -> dict[str, int] | None:
+        """Transactions the worker has processed, by outcome, from its /metrics page."""
+        assert self.worker is not None
+        text = await http_text(self.worker, "/metrics")
+        if text is None:
+            return None
+        pattern = re.compile(
+            r'^milestream_events_consumed_total\{outcome="([^"]+)",topic="' + re.escape(self.transactions)
+            + r'"\} ([0-9.e+]+)$', re.M)
+        return {m.group(1): int(float(m.group(2))) for m in pattern.finditer(text)}
+
+    async def worker_processed(self) -> int | None:
+        outcomes = await self.worker_outcomes()
+        return None if outcomes is None else sum(outcomes.values())
+
     async def milestream(self, load: workload.Workload) -> None:
         worker = self.worker = Service(
             "milestream worker", [sys.executable, "-m", "milestream.cli", "worker"], settings_env(self.settings),
@@ -359,17 +381,14 @@ class Bench:
 
         await wait_for("worker loading the benchmark milestone", knows_definition, timeout=60, service=worker)
         log(f"milestream worker healthy {healthy - worker.started_at:.1f} s after start, milestone loaded")
-        pattern = re.compile(
-            r'^milestream_events_consumed_total\{outcome="([^"]+)",topic="' + re.escape(self.transactions)
-            + r'"\} ([0-9.e+]+)$', re.M)
         outcomes: dict[str, int] = {}
 
         async def count() -> int | None:
-            text = await http_text(worker, "/metrics")
-            if text is None:
+            found = await self.worker_outcomes()
+            if found is None:
                 return None
             outcomes.clear()
-            outcomes.update({m.group(1): int(float(m.group(2))) for m in pattern.finditer(text)})
+            outcomes.update(found)
             return sum(outcomes.values())
 
         result = await self._follow("milestream", worker, self.settings.app_id, len(load), count,
@@ -394,12 +413,52 @@ class Bench:
         if result["outputs"] != load.expected_outputs or result["dead_letters"]:
             log("WARNING: outputs differ from what the workload should yield")
 
+    async def output_capacity(self, count: int) -> float:
+        """The worker's rate on the latency workload (every event yields a milestone event).
+
+        ``count`` such transactions are produced at once; the rate is how fast the
+        worker works through them. Returns once their outputs are all on the promotions topic.
+        """
+        worker = self.worker
+        assert worker is not None
+        load = workload.latency_transactions(count, self.now, seed=13, tag=f"cal-{self.tag}")
+        base = await self.worker_processed() or 0
+        outputs_before = await self.offsets.total(self.promotions)
+        seen: dict[str, Any] = {"count": 0, "first": None}
+        await self.produce_fast(load.records)
+
+        async def done() -> bool:
+            now = time.time()
+            seen["count"] = (await self.worker_processed() or base) - base
+            if seen["count"] > 0 and seen["first"] is None:
+                seen["first"] = now
+            return seen["count"] >= count
+
+        async def progress() -> int:
+            return seen["count"]
+
+        finished = await wait_for("worker on output-producing transactions", done, progress=progress,
+                                  timeout=120 + count / 20, service=worker)
+
+        async def outputs_out() -> bool:
+            return await self.offsets.total(self.promotions) >= outputs_before + count
+
+        await wait_for("outputs of the capacity run", outputs_out, timeout=60, service=worker)
+        rate = count / max(finished - seen["first"], 1e-9)
+        self.results["output_capacity"] = {"events": count, "processing_seconds": finished - seen["first"],
+                                           "processing_rate": rate}
+        log(f"worker capacity when every event yields an output: {rate:,.0f}/s ({count:,} events)")
+        return rate
+
     async def latency(self, count: int) -> None:
         worker = self.worker
         if worker is None:
             raise BenchError("the latency phase needs the milestream phase's worker")
-        measured = (self.results.get("milestream") or {}).get("processing_rate")
-        rate = self.args.latency_rate or min(LATENCY_RATE_CAP, 0.5 * measured)
+        rate = self.args.latency_rate
+        if not rate:
+            capacity = await self.output_capacity(max(1000, min(5000, count // 4)))
+            rate = min(LATENCY_RATE_CAP, 0.5 * capacity)
+        count = max(1, min(count, int(rate * self.args.latency_seconds)))
         load = workload.latency_transactions(count, self.now, tag=f"lat-{self.tag}")
         promotions = await self.offsets.partitions(self.promotions)
         consumer = AIOKafkaConsumer(
@@ -412,6 +471,7 @@ class Bench:
         for tp in promotions:
             await consumer.position(tp)
         arrivals: dict[str, float] = {}
+        created: dict[str, float] = {}  # the output record's timestamp: when the worker produced it
         acks: dict[tuple[int, int], tuple[float, float]] = {}
         outputs = 0
 
@@ -423,7 +483,10 @@ class Bench:
                 for messages in batches.values():
                     for message in messages:
                         outputs += 1
-                        arrivals.setdefault(orjson.loads(message.value)["cause"], arrived)
+                        cause = orjson.loads(message.value)["cause"]
+                        if cause not in arrivals:
+                            arrivals[cause] = arrived
+                            created[cause] = message.timestamp / 1000
 
         reader = asyncio.create_task(read_outputs())
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks=1, linger_ms=0)
@@ -431,6 +494,8 @@ class Bench:
         try:
             log(f"latency: {count:,} transactions at {rate:,.0f}/s, each yielding one milestone event")
             started = time.monotonic()
+            meter = CpuMeter({"consumer": worker.process.pid if worker.process else None,
+                              "broker": self.broker_pid, "bench": os.getpid()})
             for i, (key, value) in enumerate(load.records):
                 due = started + i / rate
                 delay = due - time.monotonic()
@@ -446,7 +511,9 @@ class Bench:
 
                 future.add_done_callback(acked)
             await producer.flush()
-            achieved = count / (time.monotonic() - started)
+            sending = time.monotonic() - started
+            achieved = count / sending
+            cpu = meter.read()
 
             async def all_arrived() -> bool:
                 return len(acks) == count and all(
@@ -466,12 +533,23 @@ class Bench:
             await asyncio.gather(reader, return_exceptions=True)
             await producer.stop()
             await consumer.stop()
-        from_ack, from_send = [], []
+        from_ack, from_send, in_worker, delivery = [], [], [], []
+        windows: dict[int, list[float]] = {}
+        first_sent = min((sent_at for sent_at, _ in acks.values()), default=0.0)
         for (partition, offset), (sent_at, acked_at) in acks.items():
-            arrived = arrivals.get(f"{self.transactions}/{partition}/{offset}")
+            cause = f"{self.transactions}/{partition}/{offset}"
+            arrived = arrivals.get(cause)
             if arrived is not None:
                 from_ack.append((arrived - acked_at) * 1000)
                 from_send.append((arrived - sent_at) * 1000)
+                in_worker.append((created[cause] - acked_at) * 1000)
+                delivery.append((arrived - created[cause]) * 1000)
+                windows.setdefault(int((sent_at - first_sent) // LATENCY_WINDOW_S), []).append(from_ack[-1])
+        # p50 and max per window of send time: a latency that keeps growing means the worker fell behind.
+        timeline = [
+            {"from_s": w * LATENCY_WINDOW_S, "events": len(v), "p50": percentiles(v)["p50"], "max": max(v)}
+            for w, v in sorted(windows.items())
+        ]
         self.results["latency"] = {
             "events": count,
             "target_rate": rate,
@@ -480,6 +558,12 @@ class Bench:
             "missing": count - len(from_ack),
             "from_ack": percentiles(from_ack),
             "from_send": percentiles(from_send),
+            # from_ack split at the output record's timestamp (the worker's clock, the same machine)
+            "ack_to_output_produced": percentiles(in_worker),
+            "output_produced_to_arrival": percentiles(delivery),
+            "timeline": timeline,
+            "window_s": LATENCY_WINDOW_S,
+            "cores": {name: used / sending for name, used in cpu.items() if name != "wall"},
         }
         p = self.results["latency"]["from_ack"]
         log(f"latency from ack: p50 {p['p50']:.1f} ms, p95 {p['p95']:.1f} ms, p99 {p['p99']:.1f} ms, "
