@@ -36,13 +36,22 @@ class Settings(BaseModel):
     web_port: int = _setting(6066, "MILESTREAM_WEB_PORT", "HTTP port of the worker: /metrics, /healthz.")
     web_host: str = _setting("127.0.0.1", "MILESTREAM_WEB_HOST", "Interface the worker's HTTP server binds.")
     max_payload_bytes: int = _setting(256 * 1024, "MILESTREAM_MAX_PAYLOAD_BYTES", "Larger input records go to the dead-letter topic.")
-    outbox_size: int = _setting(8, "MILESTREAM_OUTBOX_SIZE", "Recent input offsets per customer whose outputs are kept for re-emission after a crash.")
+    outbox_size: int = Field(
+        default=8,
+        ge=1,
+        description="Recent input offsets per customer whose outputs are kept for re-emission after a crash.",
+        json_schema_extra={"env": "MILESTREAM_OUTBOX_SIZE"},
+    )
     commit_interval_s: float = _setting(
         0.5, "MILESTREAM_COMMIT_INTERVAL", "Seconds between commits; outputs are published at each commit, so this bounds their delay."
     )
     session_timeout_s: float = _setting(
         30.0, "MILESTREAM_SESSION_TIMEOUT", "Consumer-group session timeout: how soon a crashed worker's partitions move."
     )
+    producer_linger_ms: float = _setting(
+        5.0, "MILESTREAM_PRODUCER_LINGER_MS", "How long the producer waits to batch changelog writes and outputs."
+    )
+    producer_max_batch_bytes: int = _setting(262144, "MILESTREAM_PRODUCER_MAX_BATCH_BYTES", "Largest producer batch.")
     max_poll_records: int = _setting(2000, "MILESTREAM_MAX_POLL_RECORDS", "Records fetched per poll.")
     stream_buffer_maxsize: int = _setting(8192, "MILESTREAM_STREAM_BUFFER_MAXSIZE", "Faust per-partition buffer of records awaiting the agent.")
     standby_replicas: int = _setting(0, "MILESTREAM_STANDBY_REPLICAS", "Faust table standby replicas (0 on a single worker).")

@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from milestream.pipeline.driver import TopologyTestDriver
+from milestream.pipeline.topology import OUTBOX_SUFFIX
 
 from .builders import TOPIC_OF, at, calendar, definition, outputs, progress, target
 
@@ -182,6 +183,7 @@ def test_redelivering_any_record_never_changes_state(data):
             assert replay.outcome == "duplicate"
             assert {c: driver.store.get(c) for c in driver.store.keys()} == before
             # Outputs still in the customer's outbox are re-emitted unchanged; older ones are not re-sent.
-            outbox = [source for source, _ in driver.store.get(again["customer_id"]).get("ob", ())]
+            stored = driver.store.get(again["customer_id"] + OUTBOX_SUFFIX) or {}
+            outbox = [source for source, _ in stored.get("ob", ())]
             source = f"{driver.topic(topic_again)}/0/{again_offset}"
             assert replay.records == (original if source in outbox else [])

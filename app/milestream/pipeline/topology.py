@@ -11,9 +11,11 @@ Exactly-once state, at-least-once outputs
 Each customer's state records the last input offset applied per source
 partition (``"o"``). A redelivered record (offset at or below it) is not
 applied again. Its outputs, which may or may not have reached the broker
-before the crash, are re-emitted from a small per-customer outbox (``"ob"``)
-with the same deterministic ids, so a consumer that deduplicates on
-``event_id`` sees each output exactly once.
+before the crash, are re-emitted from a small per-customer outbox with the
+same deterministic ids, so a consumer that deduplicates on ``event_id`` sees
+each output exactly once. The outbox lives under its own key
+(``<customer>\x00outbox``), written before the state and only when an input
+produced outputs, so the common no-output event does not carry it around.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from ..state.base import StateStore
 from ..topics import TopicSpec
 
 STATE_VERSION = 1
+OUTBOX_SUFFIX = "\x00outbox"
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +159,7 @@ class Topology:
         offsets: dict[str, int] = state.setdefault("o", {})
         position = f"{record.topic}/{record.partition}"
         if record.offset <= offsets.get(position, -1):
-            return self._replay_outbox(state, record)
+            return self._replay_outbox(store.get(customer_id + OUTBOX_SUFFIX) or {}, record)
         result = self.engine.apply(state, event, record.timestamp, record.source)  # type: ignore[arg-type]
         offsets[position] = record.offset
         processed = Processed("applied" if result.outputs else "ignored")
@@ -166,14 +169,18 @@ class Topology:
         processed.records += [OutRecord(self.late_topic, key, dumps(_late_record(late, record))) for late in result.late]
         processed.late_events = len(result.late)
         if processed.records:
-            outbox: list[Any] = state.setdefault("ob", [])
-            outbox.append([record.source, [[r.topic, r.value.decode()] for r in processed.records]])
-            del outbox[: -self.settings.outbox_size]
+            # Outbox first: if only it survives a crash, the input is re-applied and
+            # yields the same outputs; if the state survived without it, they could be lost.
+            outbox_key = customer_id + OUTBOX_SUFFIX
+            outbox = store.get(outbox_key) or {"ob": []}
+            outbox["ob"].append([record.source, [[r.topic, r.value.decode()] for r in processed.records]])
+            del outbox["ob"][: -self.settings.outbox_size]
+            store.put(outbox_key, outbox)
         store.put(customer_id, state)
         return processed
 
-    def _replay_outbox(self, state: dict[str, Any], record: Record) -> Processed:
-        for source, entries in state.get("ob", ()):
+    def _replay_outbox(self, outbox: dict[str, Any], record: Record) -> Processed:
+        for source, entries in outbox.get("ob", ()):
             if source == record.source:
                 records = [OutRecord(topic, record.key, value.encode()) for topic, value in entries]
                 return Processed("duplicate", records)
