@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-LOCAL_KAFKA_PATH = REPO_ROOT / "deploy" / "local_kafka.py"
-_MODULE_NAME = "milestream_local_kafka"
-
-
 def local_kafka() -> ModuleType:
-    """``deploy/local_kafka.py`` as a module (it is a script, not part of a package)."""
-    module = sys.modules.get(_MODULE_NAME)
-    if module is not None:
-        return module
-    spec = importlib.util.spec_from_file_location(_MODULE_NAME, LOCAL_KAFKA_PATH)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {LOCAL_KAFKA_PATH}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[_MODULE_NAME] = module
-    spec.loader.exec_module(module)
+    """``deploy/local_kafka.py``, which starts and stops the local broker."""
+    from deploy import local_kafka as module
+
     return module
 
 

@@ -18,34 +18,16 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Iterator
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-LOCAL_KAFKA_PATH = REPO_ROOT / "deploy" / "local_kafka.py"
-_MODULE_NAME = "milestream_local_kafka"
-
-
 def load_local_kafka() -> ModuleType:
-    """Import ``deploy/local_kafka.py`` (it is a script, not part of a package)."""
-    module = sys.modules.get(_MODULE_NAME)
-    if module is not None:
-        return module
-    spec = importlib.util.spec_from_file_location(_MODULE_NAME, LOCAL_KAFKA_PATH)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {LOCAL_KAFKA_PATH}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[_MODULE_NAME] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[_MODULE_NAME]
-        raise
-    return module
+    """``deploy/local_kafka.py``, which starts and stops the local broker."""
+    from deploy import local_kafka
+
+    return local_kafka
 
 
 def _docker_requested() -> bool:

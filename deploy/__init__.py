@@ -1,0 +1,1 @@
+"""Deployment helpers; ``deploy.local_kafka`` runs a local broker (also a script)."""
