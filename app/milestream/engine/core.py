@@ -29,6 +29,7 @@ from typing import Any, Iterable, NamedTuple
 
 from ..schemas.base import utc_iso
 from ..schemas.definitions import (
+    Activity,
     CalendarCycles,
     CustomCycles,
     RollingCycles,
@@ -78,6 +79,26 @@ class LateEvent:
 class Result:
     outputs: list[dict[str, Any]] = field(default_factory=list)
     late: list[LateEvent] = field(default_factory=list)
+    # (milestone id, cycle, moment) of each milestone reached by this event: the
+    # "milestone achieved" activity of milestones that track it.
+    achieved: list[tuple[str, int, datetime]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class MilestoneAchieved:
+    """The internal activity "customer achieved milestone X" (not a wire event)."""
+
+    customer_id: str
+    milestone_id: str
+    cycle: int
+    event_time: datetime
+    event_id: str
+    type: str = "milestone_achieved"
+    recorded_at: datetime | None = None
+
+
+# Levels of "milestone achieved" tracking followed from one event (daily → weekly → quarterly is 2).
+MAX_TRACKING_DEPTH = 5
 
 
 class Engine:
@@ -99,7 +120,23 @@ class Engine:
         recorded = event.recorded_at or recorded_at
         for compiled in self.registry.listening(activity.value):
             self._apply_to_milestone(state, compiled, event, recorded, cause, result)
+        self._track_achievements(state, event.customer_id, recorded, cause, result)
         return result
+
+    def _track_achievements(self, state: dict[str, Any], customer_id: str, recorded: datetime, cause: str,
+                            result: Result) -> None:
+        """Feed each milestone reached to the milestones that count its achievements, level by level."""
+        done = 0
+        for _ in range(MAX_TRACKING_DEPTH):
+            reached, done = result.achieved[done:], len(result.achieved)
+            if not reached:
+                return
+            trackers = self.registry.listening(Activity.MILESTONE_ACHIEVED.value)
+            for milestone_id, cycle, moment in reached:
+                internal = MilestoneAchieved(customer_id, milestone_id, cycle, moment, f"{milestone_id}#{cycle}")
+                for compiled in trackers:
+                    if any(t.source_milestone_id == milestone_id for t in compiled.definition.group.all_targets()):
+                        self._apply_to_milestone(state, compiled, internal, recorded, cause, result)
 
     def _enrol(self, state: dict[str, Any], event: Enrolment) -> None:
         ms = state.setdefault("m", {}).setdefault(event.milestone_id, {})
@@ -253,6 +290,8 @@ class Engine:
         definition = compiled.definition
         statuses = self._progress(compiled, ms, cycle, window.index)
         fired: list[str] = cycle["f"]
+        headline_key = f"ach:{compiled.headline_id}"
+        was_reached = headline_key in fired
         immediate = compiled.settings.award_when_target_achieved
         emit = result.outputs.append if immediate else (lambda _event: None)
         for status in statuses:
@@ -291,6 +330,8 @@ class Engine:
                     trigger="achievement", triggers=[definition.name],
                 )
             )
+        if not was_reached and headline_key in fired:
+            result.achieved.append((definition.milestone_id, window.index, moment))
         if isinstance(definition.cycles, TillAchievedCycles) and reached:
             # The cycle ends at achievement and the next one starts at once; the
             # close event reports that end and the record that caused it.

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from ..schemas.codec import Rejected
 from ..schemas.commands import MilestoneClone, MilestoneStatusChange
-from ..schemas.definitions import MilestoneDefinition, OrganisationSettings
+from ..schemas.definitions import CalendarCycles, MilestoneDefinition, OrganisationSettings
 from .registry import Registry
 
 _TARGET_IMMUTABLE = ("activity", "level", "kpi", "event_name", "field", "currency", "currency_kind", "source_milestone_id")
@@ -59,6 +59,36 @@ def check_edit(before: MilestoneDefinition, after: MilestoneDefinition) -> None:
                 )
 
 
+FREQUENCY_ORDER = ["daily", "weekly", "monthly", "quarterly", "half_yearly", "yearly"]
+
+
+def check_tracking(registry: Registry, definition: MilestoneDefinition) -> None:
+    """The spec's conditions for a "milestone achieved" target: the tracked milestone exists and
+    is active, has a fixed calendar window of a lower frequency, and its duration fits within
+    this milestone's."""
+    for target in definition.group.all_targets():
+        if target.source_milestone_id is None:
+            continue
+        where = f"target {target.name!r}"
+        source = registry.milestones.get(target.source_milestone_id)
+        if source is None:
+            raise _invalid(f"{where}: tracked milestone {target.source_milestone_id!r} does not exist")
+        tracked = source.definition
+        if not tracked.active:
+            raise _invalid(f"{where}: tracked milestone {tracked.milestone_id!r} must be active")
+        if not isinstance(tracked.cycles, CalendarCycles):
+            raise _invalid(f"{where}: tracked milestone {tracked.milestone_id!r} must have a fixed calendar window")
+        if not isinstance(definition.cycles, CalendarCycles) or FREQUENCY_ORDER.index(
+            tracked.cycles.frequency.value
+        ) >= FREQUENCY_ORDER.index(definition.cycles.frequency.value):
+            raise _invalid(
+                f"{where}: the tracked milestone's frequency ({tracked.cycles.frequency.value}) must be lower than "
+                f"this milestone's calendar frequency"
+            )
+        if tracked.starts_at < definition.starts_at or tracked.ends_at > definition.ends_at:
+            raise _invalid(f"{where}: the tracked milestone's duration must fit within this milestone's")
+
+
 def _name_taken(registry: Registry, name: str, milestone_id: str) -> bool:
     return any(c.definition.name == name and mid != milestone_id for mid, c in registry.milestones.items())
 
@@ -76,6 +106,7 @@ def apply_command(registry: Registry, item: BaseModel, now: datetime) -> Milesto
             check_edit(current.definition, item)
         if _name_taken(registry, item.name, item.milestone_id):
             raise _invalid(f"milestone name {item.name!r} is already used by another milestone")
+        check_tracking(registry, item)
         registry.put_definition(item)
         return None
     if isinstance(item, MilestoneStatusChange):

@@ -61,7 +61,9 @@ EVENT_ACTIVITY: dict[str, Activity] = {
 }
 
 
-def activity_of(event: InputEvent) -> Activity | None:
+def activity_of(event: Any) -> Activity | None:
+    if getattr(event, "type", None) == "milestone_achieved":
+        return Activity.MILESTONE_ACHIEVED
     if isinstance(event, CustomerActivity):
         return Activity(event.activity.value)
     return EVENT_ACTIVITY.get(event.type)  # type: ignore[attr-defined]
@@ -157,4 +159,6 @@ def measure(target: Target, event: InputEvent) -> Decimal | None:
         if target.filter is not None and not evaluate(target.filter, {"event": event}):
             return None
         return ONE  # returns as a countable activity
+    if target.activity == Activity.MILESTONE_ACHIEVED:
+        return ONE if getattr(event, "milestone_id", None) == target.source_milestone_id else None
     return None
