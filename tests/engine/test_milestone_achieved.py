@@ -91,3 +91,32 @@ def test_an_inactive_milestone_cannot_be_tracked(driver):
     driver.pipe("definitions", "daily-steps", {**DAILY_STEPS, "active": False}, timestamp=at(STARTS))
     assert driver.pipe("definitions", "weekly-5-days", WEEKLY, timestamp=at(STARTS)).outcome == "invalid_definition"
     assert "active" in driver.read("dead-letters")[-1]["detail"]
+
+
+def test_streak_counts_the_longest_run_of_consecutive_achieved_days(driver):
+    """A 5-day streak in a week: missing a day breaks the run; the longest run counts."""
+    streak = milestone("weekly-streak", "weekly", 13, {
+        "target_id": "streak", "name": "5 days in a row", "activity": "milestone_achieved", "kpi": "streak",
+        "source_milestone_id": "daily-steps", "value": "5"})
+    for definition in (DAILY_STEPS, streak):
+        assert driver.pipe("definitions", definition["milestone_id"], definition, timestamp=at(STARTS)).outcome == "applied"
+    n = 0
+    # Week 1: Mon, Tue, Wed, (Thu missed), Fri, Sat, Sun -> runs of 3 and 3: no streak.
+    for day in (1, 2, 3, 5, 6, 7):
+        n += 1
+        walk(driver, day, 6000, n)
+    assert achievements(driver, "weekly-streak") == []
+    assert driver.store.get("kim")["m"]["weekly-streak"]["c"]["1"]["t"]["streak"]["k"] == [1, 2, 3, 5, 6, 7]
+    # Week 2: Mon to Fri in a row.
+    for day in (8, 9, 10, 11, 12):
+        n += 1
+        walk(driver, day, 6000, n)
+    (event,) = achievements(driver, "weekly-streak")
+    assert (event.cycle.index, event.achieved_value) == (2, 5)
+
+
+@pytest.mark.parametrize("indexes, longest", [([], 0), ([4], 1), ([1, 2, 3, 5, 6], 3), ([2, 3, 4, 5, 9], 4)])
+def test_longest_run(indexes, longest):
+    from milestream.engine.core import longest_run
+
+    assert longest_run(indexes) == longest

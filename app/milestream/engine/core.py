@@ -441,6 +441,11 @@ def _accumulate(progress: dict[str, Any], mode: Accumulation, value: Decimal, da
         if day not in days:
             days.append(day)
             days.sort()
+    elif mode is Accumulation.STREAK:
+        cycles = progress.setdefault("k", [])
+        if int(value) not in cycles:
+            cycles.append(int(value))
+            cycles.sort()
     else:
         highs = progress.setdefault("x", {})
         if value > _dec(highs.get(day)):
@@ -452,4 +457,16 @@ def progress_value(progress: dict[str, Any], mode: Accumulation) -> Decimal:
         return _dec(progress.get("v"))
     if mode is Accumulation.DAYS:
         return Decimal(len(progress.get("d", ())))
+    if mode is Accumulation.STREAK:
+        return Decimal(longest_run(progress.get("k", ())))
     return sum((Decimal(v) for v in progress.get("x", {}).values()), ZERO)
+
+
+def longest_run(indexes: Iterable[int]) -> int:
+    """Length of the longest run of consecutive numbers in a sorted sequence."""
+    best = run = 0
+    previous = None
+    for index in indexes:
+        run = run + 1 if previous is not None and index == previous + 1 else 1
+        best, previous = max(best, run), index
+    return best

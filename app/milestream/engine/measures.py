@@ -6,7 +6,8 @@ How contributions accumulate over a cycle depends on the KPI:
 
 * ``SUM``: amounts, counts, quantities, currency: added up;
 * ``DAYS``: days of activity: the set of local dates with a contribution;
-* ``DAILY_MAX``: sum of each day's highest value.
+* ``DAILY_MAX``: sum of each day's highest value;
+* ``STREAK``: the longest run of consecutive achieved cycles of a tracked milestone.
 
 All three are commutative, so the order events arrive in within a cycle does
 not change the result.
@@ -39,12 +40,14 @@ class Accumulation(Enum):
     SUM = "sum"
     DAYS = "days"
     DAILY_MAX = "daily_max"
+    STREAK = "streak"
 
 
 ACCUMULATION: dict[Kpi, Accumulation] = {
     Kpi.DAYS_OF_ACTIVITY: Accumulation.DAYS,
     Kpi.EXTENDED_FIELD_DAILY_MAX: Accumulation.DAILY_MAX,
     Kpi.ATTRIBUTE_DAILY_MAX: Accumulation.DAILY_MAX,
+    Kpi.STREAK: Accumulation.STREAK,
 }
 
 
@@ -160,5 +163,8 @@ def measure(target: Target, event: InputEvent) -> Decimal | None:
             return None
         return ONE  # returns as a countable activity
     if target.activity == Activity.MILESTONE_ACHIEVED:
-        return ONE if getattr(event, "milestone_id", None) == target.source_milestone_id else None
+        if getattr(event, "milestone_id", None) != target.source_milestone_id:
+            return None
+        # A streak accumulates which of the tracked milestone's cycles were achieved.
+        return Decimal(event.cycle) if target.kpi == Kpi.STREAK else ONE
     return None

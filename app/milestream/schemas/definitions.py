@@ -132,6 +132,7 @@ class Kpi(StrEnum):
     ATTRIBUTE_SUM = "attribute_sum"
     ATTRIBUTE_DAILY_MAX = "attribute_daily_max"
     CURRENCY_EARNED = "currency_earned"
+    STREAK = "streak"  # milestone achieved: longest run of consecutive achieved cycles
 
 
 OTHER_ACTIVITIES = frozenset(
@@ -176,11 +177,12 @@ ALLOWED_KPIS: dict[tuple[Activity, str | None], frozenset[Kpi]] = {
     ),
     (Activity.CURRENCY_EARNED, None): frozenset({Kpi.CURRENCY_EARNED}),
     **{(activity, None): frozenset({Kpi.COUNT, Kpi.DAYS_OF_ACTIVITY}) for activity in OTHER_ACTIVITIES},
+    (Activity.MILESTONE_ACHIEVED, None): frozenset({Kpi.COUNT, Kpi.DAYS_OF_ACTIVITY, Kpi.STREAK}),
 }
 
 # KPIs whose target must be a whole number ("Supports entering decimal value: No").
 WHOLE_NUMBER_KPIS = frozenset(
-    {Kpi.COUNT, Kpi.DAYS_OF_ACTIVITY, Kpi.QUANTITY, Kpi.EXTENDED_FIELD_COUNT}
+    {Kpi.COUNT, Kpi.DAYS_OF_ACTIVITY, Kpi.QUANTITY, Kpi.EXTENDED_FIELD_COUNT, Kpi.STREAK}
 )
 AMOUNT_KPIS = frozenset({Kpi.GROSS_AMOUNT, Kpi.NET_AMOUNT})
 FIELD_KPIS = frozenset(
