@@ -2,7 +2,8 @@
 
 A cycle closes when its end plus the milestone's buffer days has passed (late
 data can count until then). Each close emits one ``cycle_close`` event for the
-customer, achieved or not, and drops the cycle's progress from the state; the
+customer, achieved or not (in end-of-cycle award mode preceded by the
+sub-target events of the sub-targets reached in the cycle), and drops the cycle's progress from the state; the
 highest closed index per milestone (``"cl"``) keeps a closed cycle closed.
 """
 
@@ -42,6 +43,9 @@ def close_due(engine: Engine, state: dict[str, Any], customer_id: str, now: date
             datetime.fromisoformat(cycle["s"]),
             datetime.fromisoformat(cycle["e"]),
         )
+        if not compiled.settings.award_when_target_achieved:
+            # End-of-cycle award mode: sub-targets reached in the cycle take effect now.
+            outputs += engine.deferred_sub_target_events(compiled, ms, cycle, window, customer_id)
         outputs.append(engine.close_event(compiled, ms, cycle, window, customer_id, window.end, "cycle-end"))
         ms["cl"] = max(ms.get("cl", 0), index)
     return outputs

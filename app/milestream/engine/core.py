@@ -350,6 +350,25 @@ class Engine:
         return sub.value
 
     # ----------------------------------------------------------------- outputs
+    def deferred_sub_target_events(
+        self, compiled: Compiled, ms: dict[str, Any], cycle: dict[str, Any], window: Window, customer_id: str
+    ) -> list[dict[str, Any]]:
+        """Sub-target events held back in end-of-cycle award mode, emitted at the cycle's end."""
+        statuses = self._progress(compiled, ms, cycle, window.index)
+        events = []
+        for status in statuses:
+            for sub in status.target.sub_targets:
+                if f"sub:{status.target.target_id}:{sub.name}" in cycle["f"]:
+                    events.append(
+                        self._event(
+                            compiled, customer_id, window, "sub_target", status.target.target_id, status.target.name,
+                            status.achieved, status.defined, statuses, window.end or window.start, "cycle-end",
+                            trigger=f"sub_target:{sub.name}", triggers=[sub.name],
+                            sub_value=self.sub_target_value(ms, status.target, sub, status.defined),
+                        )
+                    )
+        return events
+
     def close_event(
         self,
         compiled: Compiled,
