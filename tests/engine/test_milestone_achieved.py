@@ -1,6 +1,8 @@
 """Milestone achieved as an activity: counting another milestone's achievements, up to three levels."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from milestream.schemas.outputs import MilestoneEvent
 from tests.factories import at
@@ -120,3 +122,30 @@ def test_longest_run(indexes, longest):
     from milestream.engine.core import longest_run
 
     assert longest_run(indexes) == longest
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 14), st.sampled_from([2000, 6000])), max_size=25), st.data())
+def test_nested_achievements_are_counted_once_each(walks, data):
+    """Whatever the walks and redeliveries, a week counts each achieved day exactly once."""
+    from milestream.pipeline.driver import TopologyTestDriver
+
+    driver = TopologyTestDriver()
+    for definition in (DAILY_STEPS, WEEKLY):
+        driver.pipe("definitions", definition["milestone_id"], definition, timestamp=at(STARTS))
+    totals: dict[int, int] = {}
+    offsets = []
+    for n, (day, steps) in enumerate(walks):
+        offsets.append((day, steps, n))
+        walk(driver, day, steps, n)
+        totals[day] = totals.get(day, 0) + steps
+        for again_day, again_steps, again_n in data.draw(st.lists(st.sampled_from(offsets), max_size=1)):
+            when = f"2024-01-{again_day:02d}T08:00:00+00:00"
+            body = {"type": "behavioural_event", "event_id": f"w{again_n}", "customer_id": "kim", "event_time": when,
+                    "name": "walk", "attributes": {"steps": again_steps}}
+            assert driver.pipe("behavioural-events", "kim", body, timestamp=at(when), offset=again_n).outcome == "duplicate"
+    state = driver.store.get("kim") or {}
+    for week in (1, 2):
+        achieved_days = sum(1 for d, total in totals.items() if (d - 1) // 7 + 1 == week and total >= 5000)
+        counted = state.get("m", {}).get("weekly-5-days", {}).get("c", {}).get(str(week), {}).get("t", {}).get("times", {})
+        assert int(counted.get("v", "0")) == achieved_days
