@@ -114,7 +114,6 @@ def create_app(settings: Settings) -> faust.App:
         value_serializer="raw",
     )
     topology = Topology(settings, topics)
-    app.milestream_topology = topology  # type: ignore[attr-defined]
     definitions_ready = asyncio.Event()
 
     def raw_topic(*names: str) -> faust.TopicT:
