@@ -311,19 +311,24 @@ def test_no_tracking_between_the_milestone_start_and_the_first_cycle(driver):
 
 
 # ---------------------------------------------------------- backdated milestones
-def test_case_2_past_milestone_tracks_reprocessed_events_that_carry_their_recorded_time(driver):
-    """Case 2: on 15 May 2024 a milestone running 1 Jan - 31 Mar 2024 is created and
-    the past data is re-processed. Decision: a re-processed record carries the time it
-    was originally recorded (``recorded_at``); lateness is judged on that, so it counts."""
+def load_backdated(driver, ends_at, months):
+    """The spec's backdated milestone: 5,000 a month from 1 Jan 2024 (IST)."""
     load(
         driver,
         definition(
             starts_at="2024-01-01T00:00:00+05:30",
-            ends_at="2024-04-01T00:00:00+05:30",
-            cycles=calendar("monthly", "2024-01-01", 3),
+            ends_at=ends_at,
+            cycles=calendar("monthly", "2024-01-01", months),
             targets=[target(value="5000")],
         ),
     )
+
+
+def test_case_2_past_milestone_tracks_reprocessed_events_that_carry_their_recorded_time(driver):
+    """Case 2: on 15 May 2024 a milestone running 1 Jan - 31 Mar 2024 is created and
+    the past data is re-processed. Decision: a re-processed record carries the time it
+    was originally recorded (``recorded_at``); lateness is judged on that, so it counts."""
+    load_backdated(driver, ends_at="2024-04-01T00:00:00+05:30", months=3)
     today = "2024-05-15T10:00:00+05:30"
     send(
         driver,
@@ -339,15 +344,7 @@ def test_case_2_past_milestone_tracks_reprocessed_events_that_carry_their_record
 def test_case_2_reprocessed_events_without_their_recorded_time_are_late(driver):
     """Without ``recorded_at`` a re-processed record is judged on the time it was
     re-published (15 May): long after its cycle, so it is reported as late."""
-    load(
-        driver,
-        definition(
-            starts_at="2024-01-01T00:00:00+05:30",
-            ends_at="2024-04-01T00:00:00+05:30",
-            cycles=calendar("monthly", "2024-01-01", 3),
-            targets=[target(value="5000")],
-        ),
-    )
+    load_backdated(driver, ends_at="2024-04-01T00:00:00+05:30", months=3)
     send(driver, txn("c1", "2024-02-10T10:00:00+05:30", "6000"), timestamp="2024-05-15T10:00:00+05:30")
     assert outputs(driver) == []
     (late,) = driver.read("late-events")
@@ -357,15 +354,7 @@ def test_case_2_reprocessed_events_without_their_recorded_time_are_late(driver):
 def test_case_1_past_start_tracks_reprocessed_past_data_and_live_data(driver):
     """Case 1: created on 15 May 2024, running 1 Jan - 1 Jun 2024. Data up to 14 May is
     re-processed with its recorded time; from 15 May on it is tracked as it arrives."""
-    load(
-        driver,
-        definition(
-            starts_at="2024-01-01T00:00:00+05:30",
-            ends_at="2024-06-01T00:00:00+05:30",
-            cycles=calendar("monthly", "2024-01-01", 5),
-            targets=[target(value="5000")],
-        ),
-    )
+    load_backdated(driver, ends_at="2024-06-01T00:00:00+05:30", months=5)
     today = "2024-05-15T10:00:00+05:30"
     send(
         driver,

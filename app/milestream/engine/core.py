@@ -135,7 +135,7 @@ class Engine:
             for milestone_id, cycle, moment in reached:
                 internal = MilestoneAchieved(customer_id, milestone_id, cycle, moment, f"{milestone_id}#{cycle}")
                 for compiled in trackers:
-                    if any(t.source_milestone_id == milestone_id for t in compiled.definition.group.all_targets()):
+                    if any(t.source_milestone_id == milestone_id for t in compiled.targets):
                         self._apply_to_milestone(state, compiled, internal, recorded, cause, result)
 
     def _enrol(self, state: dict[str, Any], event: Enrolment) -> None:
@@ -156,7 +156,7 @@ class Engine:
         enrolment = compiled.definition.enrolment
         if enrolment.method == "all":
             return True
-        return enrolment.method == "specific" and customer_id in enrolment.customers
+        return enrolment.method == "specific" and customer_id in compiled.specific_customers
 
     def _apply_to_milestone(
         self,
@@ -179,7 +179,7 @@ class Engine:
             return
         contributions = [
             (target, value)
-            for target in definition.group.all_targets()
+            for target in compiled.targets
             if (value := measure(target, event)) is not None
         ]
         if not contributions:
@@ -261,7 +261,7 @@ class Engine:
         progress = []
         overall = compiled.definition.group.overall
         targets = cycle["t"]
-        for target in compiled.definition.group.all_targets():
+        for target in compiled.targets:
             achieved_value = progress_value(targets.get(target.target_id, {}), accumulation(target.kpi))
             defined = self.defined_value(compiled, ms, target, index)
             has_target = self.has_defined_value(ms, target, index)

@@ -89,6 +89,13 @@ def check_tracking(registry: Registry, definition: MilestoneDefinition) -> None:
             raise _invalid(f"{where}: the tracked milestone's duration must fit within this milestone's")
 
 
+def _existing(registry: Registry, milestone_id: str, role: str = "milestone") -> MilestoneDefinition:
+    compiled = registry.milestones.get(milestone_id)
+    if compiled is None:
+        raise _invalid(f"unknown {role} {milestone_id!r}")
+    return compiled.definition
+
+
 def _name_taken(registry: Registry, name: str, milestone_id: str) -> bool:
     return any(c.definition.name == name and mid != milestone_id for mid, c in registry.milestones.items())
 
@@ -110,26 +117,21 @@ def apply_command(registry: Registry, item: BaseModel, now: datetime) -> Milesto
         registry.put_definition(item)
         return None
     if isinstance(item, MilestoneStatusChange):
-        current = registry.milestones.get(item.milestone_id)
-        if current is None:
-            raise _invalid(f"unknown milestone {item.milestone_id!r}")
-        definition = current.definition
+        definition = _existing(registry, item.milestone_id)
         if item.active and not definition.active and now >= definition.ends_at:
             raise _invalid(f"{item.milestone_id}: an ended milestone cannot be reactivated")
         updated = definition.model_copy(update={"active": item.active})
         registry.put_definition(updated)
         return updated
     if isinstance(item, MilestoneClone):
-        source = registry.milestones.get(item.source_milestone_id)
-        if source is None:
-            raise _invalid(f"unknown source milestone {item.source_milestone_id!r}")
+        source = _existing(registry, item.source_milestone_id, "source milestone")
         if item.milestone_id in registry.milestones:
             raise _invalid(f"milestone {item.milestone_id!r} already exists")
-        if status(source.definition, now)[0] == "ended":
+        if status(source, now)[0] == "ended":
             raise _invalid(f"{item.source_milestone_id}: only a live or upcoming milestone can be cloned")
         if _name_taken(registry, item.name, item.milestone_id):
             raise _invalid(f"milestone name {item.name!r} is already used by another milestone")
-        data: dict[str, Any] = source.definition.model_dump()
+        data: dict[str, Any] = source.model_dump()
         data.update(
             milestone_id=item.milestone_id,
             name=item.name,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..schemas.definitions import MilestoneDefinition, OrganisationSettings
+from ..schemas.definitions import MilestoneDefinition, OrganisationSettings, Target
 
 GROUP = "group"
 
 
 @dataclass(frozen=True)
-class Settings:
+class MilestoneSettings:
     """Organisation settings with a milestone's overrides applied."""
 
     adjust_on_bill_return: bool
@@ -20,7 +20,7 @@ class Settings:
     award_when_target_achieved: bool
 
     @classmethod
-    def resolve(cls, org: OrganisationSettings, definition: MilestoneDefinition) -> "Settings":
+    def resolve(cls, org: OrganisationSettings, definition: MilestoneDefinition) -> "MilestoneSettings":
         values = {name: getattr(org, name) for name in cls.__dataclass_fields__}
         values.update(definition.settings.model_dump(exclude_none=True))
         return cls(**values)
@@ -31,10 +31,12 @@ class Compiled:
     """A definition plus what the engine derives from it once, not per event."""
 
     definition: MilestoneDefinition
-    settings: Settings
+    settings: MilestoneSettings
     activities: frozenset[str]
     headline_id: str
     headline_name: str
+    targets: tuple[Target, ...]  # the group's targets, then the overall target
+    specific_customers: frozenset[str]  # the "specific customers" enrolment list, for O(1) look-ups
     windows: dict = field(default_factory=dict)  # local date -> fixed-calendar Window (a cache)
 
     @classmethod
@@ -43,10 +45,12 @@ class Compiled:
         single = len(group.targets) == 1 and group.overall is None
         return cls(
             definition=definition,
-            settings=Settings.resolve(org, definition),
+            settings=MilestoneSettings.resolve(org, definition),
             activities=frozenset(t.activity.value for t in group.all_targets()),
             headline_id=group.targets[0].target_id if single else GROUP,
             headline_name=group.targets[0].name if single else definition.name,
+            targets=tuple(group.all_targets()),
+            specific_customers=frozenset(definition.enrolment.customers),
         )
 
     @property
