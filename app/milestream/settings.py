@@ -55,6 +55,15 @@ class Settings(BaseModel):
     max_poll_records: int = _setting(2000, "MILESTREAM_MAX_POLL_RECORDS", "Records fetched per poll.")
     stream_buffer_maxsize: int = _setting(8192, "MILESTREAM_STREAM_BUFFER_MAXSIZE", "Faust per-partition buffer of records awaiting the agent.")
     standby_replicas: int = _setting(0, "MILESTREAM_STANDBY_REPLICAS", "Faust table standby replicas (0 on a single worker).")
+    close_tick_interval_s: float = _setting(
+        10.0, "MILESTREAM_CLOSE_TICK_INTERVAL", "Seconds between close ticks: how often a worker closes the cycles due on its partitions."
+    )
+    close_batch_size: int = Field(
+        default=500,
+        ge=1,
+        description="Customers closed per close tick before the worker goes back to other input (more follow at once).",
+        json_schema_extra={"env": "MILESTREAM_CLOSE_BATCH_SIZE"},
+    )
     log_level: str = _setting("info", "MILESTREAM_LOG_LEVEL", "Worker log level.")
 
     @classmethod

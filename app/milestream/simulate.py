@@ -18,7 +18,6 @@ enrolments), ideally in event-time order. A summary goes to stderr.
 from __future__ import annotations
 
 import argparse
-import heapq
 import itertools
 import sys
 from collections import Counter
@@ -27,8 +26,9 @@ from typing import IO, Any, Iterable, Iterator
 
 import orjson
 
-from .engine.closing import close_due, due_closes
+from .pipeline.close_index import CloseIndex, format_time
 from .pipeline.topology import OutRecord, Record, Topology
+from .schemas.base import utc_iso
 from .schemas.codec import dumps
 from .settings import Settings
 from .state.base import StateStore
@@ -78,8 +78,7 @@ class Simulation:
         }
         self.clock = EPOCH
         self.outcomes: Counter[str] = Counter()
-        self._due: list[tuple[datetime, str, str, int]] = []
-        self._queued: set[tuple[str, str, int]] = set()
+        self.close_index = CloseIndex(self.store, 0)  # the simulation is one partition
         self._offsets: Counter[str] = Counter()
         self.rejections: list[str] = []
 
@@ -99,26 +98,14 @@ class Simulation:
         return out
 
     def advance(self, now: datetime) -> Iterator[dict[str, Any]]:
-        """Move the clock to ``now``, closing every cycle due by then."""
+        """Move the clock to ``now``, closing every cycle due by then (as the worker's close ticks do)."""
         self.clock = max(self.clock, now)
-        while self._due and self._due[0][0] <= self.clock:
-            _, customer_id, milestone_id, index = heapq.heappop(self._due)
-            self._queued.discard((customer_id, milestone_id, index))
-            state = self.store.get(customer_id)
-            if state is None:
-                continue
-            closed = close_due(self.topology.engine, state, customer_id, self.clock)
-            if closed:
-                self.store.put(customer_id, state)
-                self.outcomes["cycle_close"] += len(closed)
-                yield from closed
-
-    def _schedule(self, customer_id: str) -> None:
-        state = self.store.get(customer_id) or {}
-        for due, milestone_id, index in due_closes(self.topology.engine, state):
-            if (customer_id, milestone_id, index) not in self._queued:
-                self._queued.add((customer_id, milestone_id, index))
-                heapq.heappush(self._due, (due, customer_id, milestone_id, index))
+        tick = dumps({"type": "close_tick", "schema_version": 1, "now": utc_iso(self.clock)})
+        while (due := self.close_index.next_due()) is not None and due <= format_time(self.clock):
+            record = self._record(self.topology.ticks_topic, None, tick, self.clock)
+            processed = self.topology.process(record, self.store)
+            self.outcomes["cycle_close"] += sum(1 for e in processed.milestone_events if e["kind"] == "cycle_close")
+            yield from processed.milestone_events
 
     def feed(self, raw: bytes) -> Iterator[dict[str, Any]]:
         """Process one JSON event line; yield the milestone events it caused."""
@@ -138,8 +125,6 @@ class Simulation:
             if letter.topic == self.topology.dead_letters:
                 detail = orjson.loads(letter.value)
                 self.rejections.append(f"event {self._offsets[topic]}: {detail['reason']}: {detail['detail']}")
-        if processed.outcome in ("applied", "ignored") and key:
-            self._schedule(key)
         yield from processed.milestone_events
 
     def finish(self, until: datetime | None) -> Iterator[dict[str, Any]]:

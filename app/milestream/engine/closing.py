@@ -1,10 +1,13 @@
-"""Closing cycles: the cycle-close event of one customer, and when it is due.
+"""Closing cycles: the cycle-close events of one customer, and when they are due.
 
 A cycle closes when its end plus the milestone's buffer days has passed (late
-data can count until then). Each close emits one ``cycle_close`` event for the
-customer, achieved or not (in end-of-cycle award mode preceded by the
-sub-target events of the sub-targets reached in the cycle), and drops the cycle's progress from the state; the
-highest closed index per milestone (``"cl"``) keeps a closed cycle closed.
+data can count until then). Each close emits one ``cycle_close`` event for an
+enrolled customer, achieved or not (in end-of-cycle award mode preceded by the
+sub-target events reached in the cycle), drops the cycle's progress and opens
+the customer's next cycle, so an enrolled customer with no activity still gets
+a close for every cycle. The highest closed index per milestone (``"cl"``)
+keeps a closed cycle closed. Who calls this, and when, is the caller's
+business: the pipeline's close index (``pipeline/close_index.py``).
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Iterator
 
-from .core import Engine
-from .cycles import Window, period_name
+from .core import Engine, Result
+from .cycles import next_window
 
 
 def due_closes(engine: Engine, state: dict[str, Any]) -> Iterator[tuple[datetime, str, int]]:
@@ -28,25 +31,26 @@ def due_closes(engine: Engine, state: dict[str, Any]) -> Iterator[tuple[datetime
                 yield datetime.fromisoformat(cycle["e"]) + buffer, milestone_id, int(index)
 
 
-def close_due(engine: Engine, state: dict[str, Any], customer_id: str, now: datetime) -> list[dict[str, Any]]:
-    """Close every cycle of this customer that is due at ``now``; return the cycle-close events."""
-    outputs = []
-    for due, milestone_id, index in sorted(due_closes(engine, state)):
-        if due > now:
+def close_due(engine: Engine, state: dict[str, Any], customer_id: str, now: datetime,
+              milestone_id: str | None = None) -> Result:
+    """Close every cycle of this customer (of one milestone, if given) that is due at ``now``."""
+    result = Result()
+    for due, mid, index in sorted(due_closes(engine, state)):
+        if due > now or (milestone_id is not None and mid != milestone_id):
             continue
-        compiled = engine.registry.milestones[milestone_id]
-        ms = state["m"][milestone_id]
+        compiled = engine.registry.milestones[mid]
+        ms = state["m"][mid]
         cycle = ms["c"].pop(str(index))
-        window = Window(
-            index,
-            period_name(compiled.definition, index),
-            datetime.fromisoformat(cycle["s"]),
-            datetime.fromisoformat(cycle["e"]),
-        )
+        ms["cl"] = max(ms.get("cl", 0), index)
+        if not cycle.get("i") or not compiled.definition.active or not engine.is_enrolled(compiled, ms, customer_id):
+            continue  # progress kept for a customer not enrolled, or tracking stopped: no event
+        window = engine.cycle_window(compiled, index, cycle)
         if not compiled.settings.award_when_target_achieved:
             # End-of-cycle award mode: sub-targets reached in the cycle take effect now.
-            outputs += engine.deferred_sub_target_events(compiled, ms, cycle, window, customer_id)
-        outputs.append(engine.close_event(compiled, ms, cycle, window, customer_id, window.end, "cycle-end"))
-        ms["cl"] = max(ms.get("cl", 0), index)
-    return outputs
-
+            result.outputs += engine.deferred_sub_target_events(compiled, ms, cycle, window, customer_id)
+        result.outputs.append(engine.close_event(compiled, ms, cycle, window, customer_id, window.end, "cycle-end"))
+        anchor = datetime.fromisoformat(ms["an"]) if "an" in ms else None
+        following = next_window(compiled.definition, window, anchor)
+        if following is not None:
+            engine.open_cycle(compiled, ms, following, result, indexed=True)
+    return result

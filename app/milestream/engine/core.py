@@ -36,11 +36,12 @@ from ..schemas.definitions import (
     Target,
     TillAchievedCycles,
 )
-from ..schemas.inputs import Enrolment, InputEvent
+from ..schemas.inputs import Enrolment, InputEvent, Return, Transaction
 from .cycles import Window, fixed_window_at, period_name, rolling_window_at
 from .ids import milestone_event_id
 from .measures import ZERO, Accumulation, accumulation, activity_of, measure
 from .registry import GROUP, Compiled, Registry
+from .returns import BillBook, UnmatchedReturn
 
 
 def _dec(text: str | None) -> Decimal:
@@ -79,6 +80,11 @@ class LateEvent:
 class Result:
     outputs: list[dict[str, Any]] = field(default_factory=list)
     late: list[LateEvent] = field(default_factory=list)
+    # Returns that could not be matched to a retained bill: recorded, not counted.
+    unmatched: list[UnmatchedReturn] = field(default_factory=list)
+    # (due time, milestone id, cycle index) of each cycle this customer now needs a
+    # close for: the caller indexes it so the close happens on schedule.
+    opened: list[tuple[datetime, str, int]] = field(default_factory=list)
     # (milestone id, cycle, moment) of each milestone reached by this event: the
     # "milestone achieved" activity of milestones that track it.
     achieved: list[tuple[str, int, datetime]] = field(default_factory=list)
@@ -106,20 +112,26 @@ class Engine:
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
+        self.bills = BillBook(registry)
 
     # ------------------------------------------------------------------ events
     def apply(self, state: dict[str, Any], event: InputEvent, recorded_at: datetime, cause: str) -> Result:
         """Apply one customer event; ``recorded_at`` is when it was recorded upstream."""
         result = Result()
+        self._join_open_milestones(state, event.event_time, result)
         if isinstance(event, Enrolment):
-            self._enrol(state, event)
+            self._enrol(state, event, cause, result)
             return result
+        if isinstance(event, Return):
+            self.bills.apply_return(self, state, event, result)
         activity = activity_of(event)
         if activity is None:
             return result
         recorded = event.recorded_at or recorded_at
         for compiled in self.registry.listening(activity.value):
             self._apply_to_milestone(state, compiled, event, recorded, cause, result)
+        if isinstance(event, Transaction):
+            self.bills.remember(self, state, event)
         self._track_achievements(state, event.customer_id, recorded, cause, result)
         return result
 
@@ -138,16 +150,58 @@ class Engine:
                     if any(t.source_milestone_id == milestone_id for t in compiled.targets):
                         self._apply_to_milestone(state, compiled, internal, recorded, cause, result)
 
-    def _enrol(self, state: dict[str, Any], event: Enrolment) -> None:
+    # -------------------------------------------------------------- enrolment
+    def _join_open_milestones(self, state: dict[str, Any], moment: datetime, result: Result) -> None:
+        """A customer seen for the first time since an "all customers" milestone started
+        joins it: its current cycle opens (and will close) even without activity in it."""
+        milestones = state.setdefault("m", {})
+        for compiled in self.registry.open_to_all:
+            if compiled.definition.milestone_id not in milestones:
+                ms: dict[str, Any] = {}
+                if self._open_current_cycle(compiled, ms, moment, result):
+                    milestones[compiled.definition.milestone_id] = ms
+
+    def _open_current_cycle(self, compiled: Compiled, ms: dict[str, Any], moment: datetime, result: Result) -> bool:
+        """Open (and index) the fixed cycle running at ``moment``, or the first one if the
+        milestone has not started yet. Rolling cycles open with the first activity."""
+        definition = compiled.definition
+        if not isinstance(definition.cycles, (CalendarCycles, CustomCycles)):
+            return False
+        moment = max(moment, definition.starts_at)
+        if moment >= definition.ends_at:
+            return False
+        window = self._window_for(compiled, ms, moment)
+        if window is None or window.index <= ms.get("cl", 0):
+            return False
+        self.open_cycle(compiled, ms, window, result, indexed=True)
+        return True
+
+    def _enrol(self, state: dict[str, Any], event: Enrolment, cause: str, result: Result) -> None:
         ms = state.setdefault("m", {}).setdefault(event.milestone_id, {})
-        if event.action == "enrol":
-            if not ms.get("enr"):
-                ms["ena"] = utc_iso(event.event_time)
-            ms["enr"] = True
-            if event.targets:
-                ms["ov"] = [o.model_dump(mode="json", exclude_none=True) for o in event.targets]
-        else:
-            ms["enr"] = False
+        if event.action == "unenrol":
+            ms["enr"] = False  # open cycles are dropped without a close event
+            return
+        compiled = self.registry.milestones.get(event.milestone_id)
+        was_enrolled = compiled is not None and self.is_enrolled(compiled, ms, event.customer_id)
+        if not ms.get("enr"):
+            ms["ena"] = utc_iso(event.event_time)
+        ms["enr"] = True
+        if event.targets:
+            ms["ov"] = [o.model_dump(mode="json", exclude_none=True) for o in event.targets]
+        if compiled is None or not compiled.definition.active or was_enrolled:
+            return
+        if compiled.settings.track_from_enrolment:
+            # Activity before the enrolment does not count: drop progress kept while not enrolled.
+            ms["c"] = {k: c for k, c in ms.get("c", {}).items() if c.get("i")}
+        self._open_current_cycle(compiled, ms, event.event_time, result)
+        # Mid-cycle enrolment counts the activity already in the cycle (the spec's default).
+        definition = compiled.definition
+        for key in sorted(ms.get("c", {}), key=int):
+            cycle = ms["c"][key]
+            window = self.cycle_window(compiled, int(key), cycle)
+            self.open_cycle(compiled, ms, window, result, indexed=True)
+            if cycle["t"] and definition.starts_at <= event.event_time:
+                self._evaluate(compiled, ms, cycle, window, event.customer_id, event.event_time, cause, result)
 
     def is_enrolled(self, compiled: Compiled, ms: dict[str, Any], customer_id: str) -> bool:
         explicit = ms.get("enr")
@@ -157,6 +211,39 @@ class Engine:
         if enrolment.method == "all":
             return True
         return enrolment.method == "specific" and customer_id in compiled.specific_customers
+
+    @staticmethod
+    def tracks_before_enrolment(compiled: Compiled) -> bool:
+        """Whether activity of a customer not (yet) enrolled is kept, to count if they enrol mid-cycle."""
+        return compiled.definition.enrolment.method != "all" and not compiled.settings.track_from_enrolment
+
+    # ------------------------------------------------------------------ cycles
+    def open_cycle(self, compiled: Compiled, ms: dict[str, Any], window: Window, result: Result, *,
+               indexed: bool) -> dict[str, Any]:
+        """The customer's progress in a cycle, created on first use; ``indexed`` asks for its close."""
+        cycles = ms.setdefault("c", {})
+        key = str(window.index)
+        cycle = cycles.get(key)
+        if cycle is None:
+            cycle = cycles[key] = {
+                "s": utc_iso(window.start), "e": utc_iso(window.end) if window.end else None, "t": {}, "f": [],
+            }
+            carried = ms.get("adj", {}).pop(key, None)
+            if carried:  # returns carried into this cycle start it below zero
+                for target_id, value in carried.items():
+                    cycle["t"].setdefault(target_id, {})["v"] = value
+            if not ms.get("adj", True):
+                del ms["adj"]
+        if indexed and window.end is not None and not cycle.get("i"):
+            cycle["i"] = 1
+            due = window.end + timedelta(days=compiled.settings.buffer_days)
+            result.opened.append((due, compiled.definition.milestone_id, window.index))
+        return cycle
+
+    def cycle_window(self, compiled: Compiled, index: int, cycle: dict[str, Any]) -> Window:
+        end = cycle.get("e")
+        return Window(index, period_name(compiled.definition, index), datetime.fromisoformat(cycle["s"]),
+                      datetime.fromisoformat(end) if end else None)
 
     def _apply_to_milestone(
         self,
@@ -173,9 +260,11 @@ class Engine:
             return
         milestones = state.setdefault("m", {})
         ms = milestones.get(definition.milestone_id, {})
-        if not self.is_enrolled(compiled, ms, event.customer_id):
+        enrolled = self.is_enrolled(compiled, ms, event.customer_id)
+        if not enrolled and not self.tracks_before_enrolment(compiled):
             return
-        if compiled.settings.track_from_enrolment and ms.get("ena") and moment < datetime.fromisoformat(ms["ena"]):
+        if enrolled and compiled.settings.track_from_enrolment and ms.get("ena") \
+                and moment < datetime.fromisoformat(ms["ena"]):
             return
         contributions = [
             (target, value)
@@ -196,16 +285,18 @@ class Engine:
                 )
                 return
         milestones[definition.milestone_id] = ms
-        cycles = ms.setdefault("c", {})
-        cycle = cycles.get(str(window.index))
-        if cycle is None:
-            cycle = cycles[str(window.index)] = {
-                "s": utc_iso(window.start), "e": utc_iso(window.end) if window.end else None, "t": {}, "f": [],
-            }
+        if not enrolled:
+            # Kept only to count if the customer enrols during this cycle: no older cycle is needed.
+            for key in [k for k in ms.get("c", {}) if k != str(window.index)]:
+                del ms["c"][key]
+        cycle = self.open_cycle(compiled, ms, window, result, indexed=enrolled)
         day = moment.astimezone(definition.zone).date().isoformat()
         for target, value in contributions:
             _accumulate(cycle["t"].setdefault(target.target_id, {}), accumulation(target.kpi), value, day)
-        self._evaluate(compiled, ms, cycle, window, event.customer_id, moment, cause, result)
+        if isinstance(event, Transaction):
+            self.bills.note_contribution(compiled, event, window.index, contributions)
+        if enrolled:
+            self._evaluate(compiled, ms, cycle, window, event.customer_id, moment, cause, result)
 
     def _window_for(self, compiled: Compiled, ms: dict[str, Any], moment: datetime) -> Window | None:
         definition = compiled.definition

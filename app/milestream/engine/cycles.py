@@ -151,3 +151,21 @@ def rolling_window_at(definition: MilestoneDefinition, anchor: datetime, moment:
     if index > cycles.count:
         return None
     return rolling_window(definition, anchor, index)
+
+
+def next_window(definition: MilestoneDefinition, window: Window, anchor: datetime | None) -> Window | None:
+    """The cycle after ``window`` (calendar, custom or rolling), if the milestone has one."""
+    cycles = definition.cycles
+    index = window.index + 1
+    if isinstance(cycles, RollingCycles):
+        if anchor is None or index > cycles.count:
+            return None
+        following = rolling_window(definition, anchor, index)
+    elif isinstance(cycles, (CalendarCycles, CustomCycles)):
+        count = cycles.count if isinstance(cycles, CalendarCycles) else len(cycles.periods)
+        if index > count:
+            return None
+        following = calendar_window(definition, index)
+    else:
+        return None
+    return following if following.start < definition.ends_at else None

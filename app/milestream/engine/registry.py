@@ -65,6 +65,8 @@ class Registry:
     org_settings: dict[str, OrganisationSettings] = field(default_factory=dict)
     milestones: dict[str, Compiled] = field(default_factory=dict)
     _by_activity: dict[str, list[Compiled]] = field(default_factory=dict)
+    # Active "all customers" milestones with fixed cycles: every customer seen joins them.
+    open_to_all: list[Compiled] = field(default_factory=list)
 
     def settings_for(self, org_id: str) -> OrganisationSettings:
         return self.org_settings.get(org_id) or OrganisationSettings(org_id=org_id)
@@ -86,6 +88,11 @@ class Registry:
             for activity in compiled.activities:
                 index.setdefault(activity, []).append(compiled)
         self._by_activity = index
+        self.open_to_all = [
+            c for c in sorted(self.milestones.values(), key=lambda c: c.definition.milestone_id)
+            if c.definition.active and c.definition.enrolment.method == "all"
+            and c.definition.cycles.kind in ("calendar", "custom")
+        ]
 
     def listening(self, activity: str) -> list[Compiled]:
         return self._by_activity.get(activity, [])

@@ -27,15 +27,19 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ..engine.core import Engine, LateEvent
+from ..engine.closing import close_due, due_closes
+from ..engine.core import Engine, LateEvent, Result
 from ..engine.lifecycle import apply_command
 from ..engine.registry import Registry
+from ..engine.returns import UnmatchedReturn
 from ..schemas.base import utc_iso
 from ..schemas.codec import Decoder, Rejected, decoder_for, dumps
+from ..schemas.commands import CloseTick
 from ..schemas.definitions import OrganisationSettings
 from ..settings import Settings
 from ..state.base import StateStore
 from ..topics import TopicSpec
+from .close_index import CloseIndex
 
 STATE_VERSION = 1
 OUTBOX_SUFFIX = "\x00outbox"
@@ -60,6 +64,7 @@ class OutRecord:
     topic: str
     key: bytes | None
     value: bytes
+    partition: int | None = None  # set only for records to a chosen partition (close ticks)
 
 
 @dataclass
@@ -85,14 +90,18 @@ class Topology:
         self.late_topic = topics["late-events"].name
         self.dead_letters = topics["dead-letters"].name
         self.definitions_topic = topics["definitions"].name
+        self.ticks_topic = topics["close-ticks"].name
         self._decoders: dict[str, Decoder] = {
             spec.name: decoder_for(spec.value_types, settings.max_payload_bytes)
             for spec in topics.values()
             if spec.role == "input"
         }
         self.customer_topics = [
-            spec.name for spec in topics.values() if spec.role == "input" and spec.name != self.definitions_topic
+            spec.name for spec in topics.values()
+            if spec.role == "input" and spec.name not in (self.definitions_topic, self.ticks_topic)
         ]
+        # What the worker's customer agent reads: the customers' events and the close ticks.
+        self.partitioned_topics = [*self.customer_topics, self.ticks_topic]
 
     # ------------------------------------------------------------- dead letters
     def dead_letter(self, record: Record, reason: str, detail: str) -> Processed:
@@ -145,11 +154,13 @@ class Topology:
 
     # ------------------------------------------------------------------ customers
     def process(self, record: Record, store: StateStore) -> Processed:
-        """Process one record of a customer-keyed input topic."""
+        """Process one record of a customer-keyed input topic (or a close tick)."""
         try:
             event = self._decoders[record.topic].decode(record.value)
         except Rejected as exc:
             return self.dead_letter(record, exc.reason, exc.detail)
+        if isinstance(event, CloseTick):
+            return self.process_tick(record, event, store)
         customer_id: str = event.customer_id  # type: ignore[attr-defined]
         if record.key is None or record.key != customer_id.encode():
             return self.dead_letter(
@@ -159,30 +170,124 @@ class Topology:
         offsets: dict[str, int] = state.setdefault("o", {})
         position = f"{record.topic}/{record.partition}"
         if record.offset <= offsets.get(position, -1):
-            return self._replay_outbox(store.get(customer_id + OUTBOX_SUFFIX) or {}, record)
+            return self._replay_outbox(store.get(customer_id + OUTBOX_SUFFIX) or {}, record, record.key)
         result = self.engine.apply(state, event, record.timestamp, record.source)  # type: ignore[arg-type]
         offsets[position] = record.offset
         processed = Processed("applied" if result.outputs else "ignored")
-        processed.milestone_events = result.outputs
+        self._commit(store, record, customer_id, state, result, processed)
+        return processed
+
+    def _commit(self, store: StateStore, record: Record, customer_id: str, state: dict[str, Any], result: Result,
+                processed: Processed) -> None:
+        """Write what applying one record to one customer did, in crash-safe order:
+        close-index entries, then the outbox, then the state (see the module doc)."""
+        index = CloseIndex(store, record.partition)
+        for due, milestone_id, cycle in result.opened:
+            index.add(due, milestone_id, customer_id, cycle)
+        processed.milestone_events += result.outputs
         key = customer_id.encode()
-        processed.records = [OutRecord(self.promotions, key, dumps(out)) for out in result.outputs]
-        processed.records += [OutRecord(self.late_topic, key, dumps(_late_record(late, record))) for late in result.late]
-        processed.late_events = len(result.late)
-        if processed.records:
+        records = [OutRecord(self.promotions, key, dumps(out)) for out in result.outputs]
+        records += [OutRecord(self.late_topic, key, dumps(_late_record(late, record))) for late in result.late]
+        records += [OutRecord(self.late_topic, key, dumps(_unmatched_record(u, record))) for u in result.unmatched]
+        processed.late_events += len(result.late)
+        processed.records += records
+        if records:
             # Outbox first: if only it survives a crash, the input is re-applied and
             # yields the same outputs; if the state survived without it, they could be lost.
             outbox_key = customer_id + OUTBOX_SUFFIX
             outbox = store.get(outbox_key) or {"ob": []}
-            outbox["ob"].append([record.source, [[r.topic, r.value.decode()] for r in processed.records]])
+            outbox["ob"].append([record.source, [[r.topic, r.value.decode()] for r in records]])
             del outbox["ob"][: -self.settings.outbox_size]
             store.put(outbox_key, outbox)
         store.put(customer_id, state)
+
+    # ------------------------------------------------------------- cycle close
+    def process_tick(self, record: Record, tick: CloseTick, store: StateStore) -> Processed:
+        """Close the cycles due at ``tick.now`` on the tick's partition, up to a batch.
+
+        Write order makes a redelivered tick safe: each customer's close (index,
+        outbox, state), then the tick's record of whom it closed, then the index
+        advance. A tick found in its record re-emits those customers' outputs from
+        their outboxes; one without re-runs, and customers it already closed
+        re-emit from their outboxes too.
+        """
+        index = CloseIndex(store, record.partition)
+        remembered = index.tick_done(record.offset)
+        if remembered is not None:
+            processed = Processed("duplicate")
+            for customer_id in remembered["c"]:
+                processed.records += self._outbox_records(store, customer_id, record)
+            if remembered["more"]:
+                processed.records.append(self._continuation(record))
+            return processed
+        processed = Processed("ignored")
+        budget = self.settings.close_batch_size
+        closed: list[str] = []
+        advances: list[tuple[str, dict, int]] = []
+        handled: set[tuple[str, str]] = set()
+        more = False
+        for slot in index.due_slots(tick.now):
+            milestone_id = slot.split("|", 1)[1]
+            counter = index.counter(slot)
+            seq = counter["d"]
+            while seq < counter["n"] and not more:
+                found = index.entry(slot, seq)
+                if found is not None and (found[0], milestone_id) not in handled:
+                    if budget == 0:
+                        more = True
+                        break
+                    budget -= 1
+                    handled.add((found[0], milestone_id))
+                    if self._close_customer(store, record, found[0], milestone_id, found[1], tick.now, processed):
+                        closed.append(found[0])
+                seq += 1
+            advances.append((slot, counter, seq))
+            if more:
+                break
+        if closed:
+            processed.outcome = "applied"
+            index.remember_tick(record.offset, closed, more)
+        for slot, counter, done in advances:
+            index.advance(slot, counter, done)
+        if more:
+            processed.records.append(self._continuation(record))
         return processed
 
-    def _replay_outbox(self, outbox: dict[str, Any], record: Record) -> Processed:
+    def _close_customer(self, store: StateStore, record: Record, customer_id: str, milestone_id: str, cycle: int,
+                        now: datetime, processed: Processed) -> bool:
+        """Close one customer's due cycles of a milestone; True if that produced outputs."""
+        state = store.get(customer_id)
+        ms = (state or {}).get("m", {}).get(milestone_id)
+        if state is None or ms is None:
+            return False
+        if str(cycle) not in ms.get("c", {}):
+            # Closed already: by this same tick before a crash (re-emit), or earlier.
+            replay = self._outbox_records(store, customer_id, record)
+            processed.records += replay
+            return bool(replay)
+        result = close_due(self.engine, state, customer_id, now, milestone_id)
+        for due, mid, index_ in self._still_pending(state, milestone_id, cycle, now):
+            result.opened.append((due, mid, index_))  # not due after all (buffer days raised): re-index
+        self._commit(store, record, customer_id, state, result, processed)
+        return bool(result.outputs)
+
+    def _still_pending(self, state: dict[str, Any], milestone_id: str, cycle: int, now: datetime):
+        for due, mid, index_ in due_closes(self.engine, state):
+            if mid == milestone_id and index_ == cycle and due > now:
+                yield due, mid, index_
+
+    def _continuation(self, record: Record) -> OutRecord:
+        """The same tick again, to close the rest of what is due after other input had its turn."""
+        return OutRecord(self.ticks_topic, None, record.value or b"", partition=record.partition)
+
+    def _outbox_records(self, store: StateStore, customer_id: str, record: Record) -> list[OutRecord]:
+        outbox = store.get(customer_id + OUTBOX_SUFFIX) or {}
+        return self._replay_outbox(outbox, record, customer_id.encode()).records
+
+    def _replay_outbox(self, outbox: dict[str, Any], record: Record, key: bytes | None) -> Processed:
         for source, entries in outbox.get("ob", ()):
             if source == record.source:
-                records = [OutRecord(topic, record.key, value.encode()) for topic, value in entries]
+                records = [OutRecord(topic, key, value.encode()) for topic, value in entries]
                 return Processed("duplicate", records)
         return Processed("duplicate")
 
@@ -198,6 +303,20 @@ def _late_record(late: LateEvent, record: Record) -> dict[str, Any]:
         "cycle_end": utc_iso(late.cycle_end),
         "event_time": utc_iso(late.event_time),
         "recorded_at": utc_iso(late.recorded_at),
+        "source": record.source,
+    }
+
+
+def _unmatched_record(unmatched: UnmatchedReturn, record: Record) -> dict[str, Any]:
+    return {
+        "type": "unmatched_return",
+        "schema_version": 1,
+        "event_id": unmatched.event_id,
+        "customer_id": unmatched.customer_id,
+        "return_id": unmatched.return_id,
+        "bill_id": unmatched.bill_id,
+        "reason": unmatched.reason,
+        "event_time": utc_iso(unmatched.event_time),
         "source": record.source,
     }
 

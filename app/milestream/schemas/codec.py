@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from .commands import MilestoneClone, MilestoneStatusChange
+from .commands import CloseTick, MilestoneClone, MilestoneStatusChange
 from .definitions import MilestoneDefinition, OrganisationSettings
 from .inputs import CUSTOMER_EVENT_MODELS
 
@@ -19,7 +19,9 @@ DEFINITION_MODELS: dict[str, type[BaseModel]] = {
     "milestone_clone": MilestoneClone,
 }
 
-ALL_INPUT_MODELS: dict[str, type[BaseModel]] = {**CUSTOMER_EVENT_MODELS, **DEFINITION_MODELS}
+INTERNAL_MODELS: dict[str, type[BaseModel]] = {"close_tick": CloseTick}
+
+ALL_INPUT_MODELS: dict[str, type[BaseModel]] = {**CUSTOMER_EVENT_MODELS, **DEFINITION_MODELS, **INTERNAL_MODELS}
 
 
 class Rejected(Exception):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .base import Id, Name, StrictModel, Text
+from .base import Id, Name, StrictModel, Text, Timestamp
 from .definitions import Enrolment
 
 
@@ -34,3 +34,15 @@ class MilestoneClone(StrictModel):
     name: Name
     description: Text | None = None
     enrolment: Enrolment
+
+
+class CloseTick(StrictModel):
+    """Internal: "close what is due at ``now`` on this partition" (the close-ticks topic).
+
+    Each worker sends one per owned partition every ``MILESTREAM_CLOSE_TICK_INTERVAL``
+    seconds with its wall clock; a redelivered tick closes exactly what it closed before.
+    """
+
+    type: Literal["close_tick"] = "close_tick"
+    schema_version: Literal[1] = 1
+    now: Timestamp

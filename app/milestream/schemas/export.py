@@ -8,11 +8,12 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from .codec import ALL_INPUT_MODELS
-from .outputs import DeadLetter, LateEventRecord, MilestoneEvent
+from .outputs import DeadLetter, LateEventRecord, MilestoneEvent, UnmatchedReturnRecord
 
 OUTPUT_MODELS: dict[str, type[BaseModel]] = {
     "milestone_event": MilestoneEvent,
     "late_event": LateEventRecord,
+    "unmatched_return": UnmatchedReturnRecord,
     "dead_letter": DeadLetter,
 }
 

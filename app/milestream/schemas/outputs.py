@@ -110,3 +110,23 @@ class LateEventRecord(StrictModel):
     event_time: Timestamp
     recorded_at: Timestamp
     source: Text  # "<topic>/<partition>/<offset>"
+
+
+class UnmatchedReturnRecord(StrictModel):
+    """A return whose bill Milestream no longer (or never) kept, so no milestone was adjusted.
+
+    ``bill_unknown``: no milestone that adjusts on returns counted the bill, or it
+    predates Milestream. ``bill_expired``: the bill was older than the
+    organisation's ``bill_retention_days`` (or beyond the per-customer bill cap).
+    The return still counts as a "return" activity.
+    """
+
+    type: Literal["unmatched_return"] = "unmatched_return"
+    schema_version: Literal[1] = 1
+    event_id: Id  # the return event's own id
+    customer_id: Id
+    return_id: Id
+    bill_id: Id
+    reason: Literal["bill_unknown", "bill_expired"]
+    event_time: Timestamp
+    source: Text  # "<topic>/<partition>/<offset>"

@@ -26,6 +26,9 @@ class StateStore(ABC):
     def put(self, key: str, state: dict[str, Any]) -> None: ...
 
     @abstractmethod
+    def delete(self, key: str) -> None: ...
+
+    @abstractmethod
     def keys(self) -> Iterator[str]: ...
 
     def close(self) -> None:  # noqa: B027 - optional hook

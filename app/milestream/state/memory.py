@@ -18,5 +18,8 @@ class MemoryStore(StateStore):
     def put(self, key: str, state: dict[str, Any]) -> None:
         self._data[key] = encode_state(state)
 
+    def delete(self, key: str) -> None:
+        self._data.pop(key, None)
+
     def keys(self) -> Iterator[str]:
         return iter(sorted(self._data))

@@ -22,6 +22,9 @@ class RocksDBStore(StateStore):
     def put(self, key: str, state: dict[str, Any]) -> None:
         self._db[key.encode()] = encode_state(state)
 
+    def delete(self, key: str) -> None:
+        self._db.delete(key.encode())
+
     def keys(self) -> Iterator[str]:
         for raw in self._db.keys():
             yield raw.decode()

@@ -27,6 +27,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import generate_latest
 
 from ..engine.lifecycle import status
+from ..schemas.base import utc_iso
+from ..schemas.codec import dumps
 from ..pipeline.topology import Processed, Record, Topology, utc_from_millis
 from ..settings import Settings
 from ..state.base import StateStore, decode_state, encode_state
@@ -54,6 +56,12 @@ class ChangelogTrackingTable(faust.Table):
         self._sensor_on_set(self, key, value)
         self.changelog_futures.append(fut)
 
+    def on_key_del(self, key: Any) -> None:
+        fut = self.send_changelog(self.partition_for_key(key), key, None, value_serializer="raw")
+        self._maybe_del_key_ttl(key, fut.message.partition)
+        self._sensor_on_del(self, key)
+        self.changelog_futures.append(fut)
+
     @property
     def changelog_futures(self) -> list:
         try:
@@ -74,6 +82,9 @@ class TableStore(StateStore):
 
     def put(self, key: str, state: dict[str, Any]) -> None:
         self.table[key.encode()] = encode_state(state)
+
+    def delete(self, key: str) -> None:
+        self.table.pop(key.encode(), None)
 
     def take_changelog_futures(self) -> list:
         """Delivery futures of the changelog writes since the last call."""
@@ -120,6 +131,7 @@ def create_app(settings: Settings) -> faust.App:
         return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
     outputs = {spec.name: raw_topic(spec.name) for spec in topics.values() if spec.role != "input"}
+    outputs[topology.ticks_topic] = raw_topic(topology.ticks_topic)  # continuations of a close tick
     state_table = app.tables.add(ChangelogTrackingTable(
         app,
         name="customer-state",
@@ -143,7 +155,10 @@ def create_app(settings: Settings) -> faust.App:
 
     async def publish(processed: Processed) -> list[asyncio.Future]:
         """Send the outputs now; return their delivery futures."""
-        return [await outputs[out.topic].send(key=out.key, value=out.value) for out in processed.records]
+        return [
+            await outputs[out.topic].send(key=out.key, value=out.value, partition=out.partition)
+            for out in processed.records
+        ]
 
     def to_record(message: Any) -> Record:
         return Record(
@@ -165,7 +180,7 @@ def create_app(settings: Settings) -> faust.App:
                     raise future.exception()
             await stream.ack(event)
 
-    @app.agent(raw_topic(*topology.customer_topics))
+    @app.agent(raw_topic(*topology.partitioned_topics))
     async def customer_events(stream):
         await definitions_ready.wait()
         pending: deque = deque()
@@ -263,6 +278,19 @@ def create_app(settings: Settings) -> faust.App:
             except Exception:
                 log.exception("reading definitions failed; retrying in 2 s")
                 await asyncio.sleep(2)
+
+    @app.timer(interval=settings.close_tick_interval_s)
+    async def send_close_ticks() -> None:
+        """Ask each partition this worker owns to close what is due now (pipeline/close_index.py)."""
+        if not definitions_ready.is_set():
+            return
+        tick = dumps({"type": "close_tick", "schema_version": 1, "now": utc_iso(datetime.now(timezone.utc))})
+        try:
+            for tp in sorted(app.assignor.assigned_actives()):
+                if tp.topic == topology.ticks_topic:
+                    await outputs[topology.ticks_topic].send(key=None, value=tick, partition=tp.partition)
+        except Exception:  # the next tick retries; a timer that raises would stop for good
+            log.exception("sending close ticks failed")
 
     @app.page("/metrics")
     async def metrics_page(web, request):
