@@ -236,3 +236,20 @@ def rejection(driver, body: dict[str, Any]) -> str:
     assert processed.outcome == "invalid_definition", processed.outcome
     assert body["milestone_id"] not in driver.topology.registry.milestones
     return driver.read("dead-letters")[-1]["detail"]
+
+
+def close(driver, now: str | datetime, partition: int = 0) -> list[Any]:
+    """Send a close tick for ``now`` (and the continuations it asks for); return what each tick did."""
+    moment = at(now) if isinstance(now, str) else now
+    tick = {"type": "close_tick", "schema_version": 1, "now": moment.isoformat()}
+    done = []
+    while True:
+        processed = driver.pipe("close-ticks", None, tick, timestamp=moment, partition=partition)
+        done.append(processed)
+        if not any(r.topic == driver.topic("close-ticks") for r in processed.records):
+            return done
+
+
+def closes(driver) -> list[tuple[str, int, str]]:
+    """(customer, cycle index, achieved value) of every cycle-close event, oldest first."""
+    return [(e.customer_id, e.cycle.index, str(e.achieved_value)) for e in outputs(driver) if e.kind == "cycle_close"]

@@ -188,19 +188,24 @@ class Engine:
         ms["enr"] = True
         if event.targets:
             ms["ov"] = [o.model_dump(mode="json", exclude_none=True) for o in event.targets]
-        if compiled is None or not compiled.definition.active or was_enrolled:
+        if compiled is None or not compiled.definition.active:
             return
-        if compiled.settings.track_from_enrolment:
-            # Activity before the enrolment does not count: drop progress kept while not enrolled.
-            ms["c"] = {k: c for k, c in ms.get("c", {}).items() if c.get("i")}
+        if not was_enrolled:
+            # Progress kept while not enrolled counts only for the cycle running at the enrolment,
+            # and not at all when activity is tracked from the enrolment date.
+            ms["c"] = {
+                k: c for k, c in ms.get("c", {}).items()
+                if c.get("i") or not (compiled.settings.track_from_enrolment
+                                      or (c.get("e") and datetime.fromisoformat(c["e"]) <= event.event_time))
+            }
         self._open_current_cycle(compiled, ms, event.event_time, result)
-        # Mid-cycle enrolment counts the activity already in the cycle (the spec's default).
         definition = compiled.definition
         for key in sorted(ms.get("c", {}), key=int):
             cycle = ms["c"][key]
             window = self.cycle_window(compiled, int(key), cycle)
             self.open_cycle(compiled, ms, window, result, indexed=True)
-            if cycle["t"] and definition.starts_at <= event.event_time:
+            if not was_enrolled and cycle["t"] and definition.starts_at <= event.event_time:
+                # Mid-cycle enrolment counts the activity already in the cycle (the spec's default).
                 self._evaluate(compiled, ms, cycle, window, event.customer_id, event.event_time, cause, result)
 
     def is_enrolled(self, compiled: Compiled, ms: dict[str, Any], customer_id: str) -> bool:

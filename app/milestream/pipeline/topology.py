@@ -249,6 +249,8 @@ class Topology:
             index.remember_tick(record.offset, closed, more)
         for slot, counter, done in advances:
             index.advance(slot, counter, done)
+        # Closes can open cycles that are already due (a worker catching up after downtime).
+        more = more or next(index.due_slots(tick.now), None) is not None
         if more:
             processed.records.append(self._continuation(record))
         return processed

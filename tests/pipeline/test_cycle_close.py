@@ -1,0 +1,177 @@
+"""Scheduled cycle close through the topology: the close index and close ticks.
+
+Every enrolled customer gets exactly one cycle-close event per cycle, with or
+without activity; a tick redelivered or cut short by a crash neither loses nor
+repeats a close.
+"""
+
+import orjson
+import pytest
+
+from milestream.pipeline.close_index import CloseIndex
+from milestream.pipeline.driver import TopologyTestDriver
+from milestream.settings import Settings
+from milestream.state.memory import MemoryStore
+from tests.engine.builders import (
+    behavioural, calendar, close, closes, definition, enrolment, load, outputs, rolling, send, target, txn,
+)
+
+FEB_1 = "2024-02-01T00:00:00+05:30"
+
+
+def quarter(**fields):
+    return definition(cycles=calendar("monthly", "2024-01-01", 3), targets=[target(value="5000")], **fields)
+
+
+def test_every_customer_of_an_all_customers_milestone_gets_a_close_with_or_without_activity(driver):
+    load(driver, quarter())
+    send(driver, txn("buyer", "2024-01-05T10:00:00+05:30", "1200"))
+    send(driver, behavioural("browser", "app_open", "2024-01-06T10:00:00+05:30"))  # counts for nothing
+    close(driver, FEB_1)
+    assert sorted(closes(driver)) == [("browser", 1, "0"), ("buyer", 1, "1200")]
+
+
+def test_a_close_opens_the_next_cycle_so_quiet_customers_keep_getting_closes(driver):
+    load(driver, quarter())
+    send(driver, txn("c1", "2024-01-05T10:00:00+05:30", "1200"))
+    close(driver, "2024-04-02T00:00:00+05:30")
+    assert closes(driver) == [("c1", 1, "1200"), ("c1", 2, "0"), ("c1", 3, "0")]
+    close(driver, "2025-01-01T00:00:00+05:30")  # the milestone has no fourth cycle
+    assert len(closes(driver)) == 3
+
+
+def test_explicit_and_listed_enrolment_get_closes_and_unenrolled_customers_do_not(driver):
+    load(driver, quarter(milestone_id="none", enrolment={"method": "none"}),
+         quarter(milestone_id="listed", enrolment={"method": "specific", "customers": ["ann", "bob"]}))
+    send(driver, enrolment("ann", "none", "2024-01-02T10:00:00+05:30"),
+         enrolment("cid", "none", "2024-01-02T10:00:00+05:30"),
+         enrolment("cid", "none", "2024-01-03T10:00:00+05:30", action="unenrol"),
+         enrolment("ann", "listed", "2024-01-02T10:00:00+05:30"),
+         enrolment("bob", "listed", "2024-01-02T10:00:00+05:30"))
+    send(driver, txn("dan", "2024-01-05T10:00:00+05:30", "9000"))  # not enrolled anywhere
+    close(driver, FEB_1)
+    got = sorted((e.milestone_id, e.customer_id) for e in outputs(driver) if e.kind == "cycle_close")
+    assert got == [("listed", "ann"), ("listed", "bob"), ("none", "ann")]
+
+
+def test_a_deactivated_milestone_closes_nothing(driver):
+    load(driver, quarter())
+    send(driver, txn("c1", "2024-01-05T10:00:00+05:30", "1200"))
+    driver.pipe("definitions", "m1", {"type": "milestone_status", "milestone_id": "m1", "active": False},
+                timestamp=driver_time("2024-01-10T00:00:00+05:30"))
+    close(driver, FEB_1)
+    assert closes(driver) == []
+
+
+def driver_time(text):
+    from datetime import datetime
+
+    return datetime.fromisoformat(text)
+
+
+def test_a_tick_before_the_due_time_closes_nothing_and_writes_nothing(driver):
+    load(driver, quarter())
+    send(driver, txn("c1", "2024-01-05T10:00:00+05:30", "1200"))
+    before = dict(driver.store._data)
+    [processed] = close(driver, "2024-01-31T23:59:00+05:30")
+    assert processed.outcome == "ignored" and driver.store._data == before
+
+
+def test_rolling_cycles_close_within_a_quarter_hour_of_their_end(driver):
+    load(driver, definition(cycles=rolling("daily", 3), targets=[target(value="5000")]))
+    send(driver, txn("c1", "2024-01-05T10:07:00+05:30", "100"))
+    close(driver, "2024-01-06T10:06:59+05:30")
+    assert closes(driver) == []
+    close(driver, "2024-01-06T10:15:00+05:30")
+    assert closes(driver) == [("c1", 1, "100")]
+
+
+def test_a_large_close_goes_in_batches_and_closes_each_customer_once():
+    driver = TopologyTestDriver(Settings(close_batch_size=3))
+    load(driver, quarter())
+    for n in range(10):
+        send(driver, txn(f"c{n}", "2024-01-05T10:00:00+05:30", "100"))
+    ticks = close(driver, FEB_1)
+    assert len(ticks) == 4  # 3 + 3 + 3 + 1, each continuation queued by the one before
+    assert sorted(c for c, _, _ in closes(driver)) == sorted(f"c{n}" for n in range(10))
+
+
+def test_partitions_have_their_own_index(driver):
+    load(driver, quarter())
+    driver.pipe("transactions", "p0", txn("p0", "2024-01-05T10:00:00+05:30"), partition=0)
+    driver.pipe("transactions", "p1", txn("p1", "2024-01-05T10:00:00+05:30"), partition=1)
+    close(driver, FEB_1, partition=1)
+    assert [c for c, _, _ in closes(driver)] == ["p1"]
+    close(driver, FEB_1, partition=0)
+    assert [c for c, _, _ in closes(driver)] == ["p1", "p0"]
+
+
+def test_a_redelivered_tick_re_emits_the_same_bytes_and_changes_nothing(driver):
+    load(driver, quarter())
+    for n in range(3):
+        send(driver, txn(f"c{n}", "2024-01-05T10:00:00+05:30", "100"))
+    [first] = close(driver, FEB_1)
+    state = dict(driver.store._data)
+    tick = {"type": "close_tick", "schema_version": 1, "now": driver_time(FEB_1).isoformat()}
+    again = driver.pipe("close-ticks", None, tick, partition=0, offset=0)
+    assert again.outcome == "duplicate"
+    assert [r.value for r in again.records] == [r.value for r in first.records]
+    assert driver.store._data == state
+
+
+class CrashingStore(MemoryStore):
+    """Memory state that "crashes" (raises) at the n-th write: the writes before it survive."""
+
+    def __init__(self, crash_at: int) -> None:
+        super().__init__()
+        self.writes = 0
+        self.crash_at = crash_at
+
+    def _count(self):
+        self.writes += 1
+        if self.writes == self.crash_at:
+            raise RuntimeError("crash")
+
+    def put(self, key, state):
+        self._count()
+        super().put(key, state)
+
+    def delete(self, key):
+        self._count()
+        super().delete(key)
+
+
+def _run_with_crash_in_close(crash_after: int | None):
+    store = CrashingStore(crash_at=0)
+    driver = TopologyTestDriver(Settings(close_batch_size=4), store=store)
+    load(driver, quarter())
+    for n in range(6):
+        send(driver, txn(f"c{n}", "2024-01-05T10:00:00+05:30", "100" if n % 2 else "6000"))
+    published = list(outputs(driver))
+    tick = {"type": "close_tick", "schema_version": 1, "now": driver_time(FEB_1).isoformat()}
+    if crash_after is not None:
+        store.crash_at = store.writes + crash_after
+        try:
+            driver.pipe("close-ticks", None, tick, partition=0, offset=0)
+            return None, driver  # the tick needs fewer writes than that
+        except RuntimeError:
+            store.crash_at = 0
+        driver.produced.clear()  # a crashed attempt published nothing
+    # The tick is redelivered (same offset), then the continuation and later ticks follow.
+    driver.pipe("close-ticks", None, tick, partition=0, offset=0)
+    close(driver, FEB_1)
+    return published + list(outputs(driver)), driver
+
+
+def test_a_tick_cut_short_by_a_crash_at_any_write_neither_loses_nor_repeats_a_close():
+    clean, _ = _run_with_crash_in_close(None)
+    expected = sorted(orjson.dumps(e.model_dump(mode="json")) for e in clean if e.kind == "cycle_close")
+    for crash_after in range(1, 1000):
+        events, driver = _run_with_crash_in_close(crash_after)
+        if events is None:
+            break
+        got = sorted(orjson.dumps(e.model_dump(mode="json")) for e in events if e.kind == "cycle_close")
+        assert set(got) == set(expected), f"crash after {crash_after} writes"
+        assert len({orjson.loads(e)["event_id"] for e in got}) == 6
+        assert all(slot > "2024-02" for slot in CloseIndex(driver.store, 0).directory()["s"])
+    assert crash_after > 20  # every write of the tick was a crash point
