@@ -175,3 +175,27 @@ def test_a_tick_cut_short_by_a_crash_at_any_write_neither_loses_nor_repeats_a_cl
         assert len({orjson.loads(e)["event_id"] for e in got}) == 6
         assert all(slot > "2024-02" for slot in CloseIndex(driver.store, 0).directory()["s"])
     assert crash_after > 20  # every write of the tick was a crash point
+
+
+def test_customers_on_a_specific_list_are_enrolled_by_events_the_definition_produces(driver):
+    body = quarter(enrolment={"method": "specific", "customers": ["ann", "bob"]})
+    processed = driver.pipe("definitions", "m1", body, timestamp=driver_time("2024-01-10T00:00:00+05:30"))
+    enrolments = [orjson.loads(r.value) for r in processed.records if r.topic == driver.topic("enrolments")]
+    assert [(e["customer_id"], e["event_time"]) for e in enrolments] == [
+        ("ann", "2023-12-31T18:30:00.000000Z"), ("bob", "2023-12-31T18:30:00.000000Z")]  # the audience, from the start
+    edited = {**body, "enrolment": {"method": "specific", "customers": ["ann", "bob", "cat"]}}
+    processed = driver.pipe("definitions", "m1", edited, timestamp=driver_time("2024-01-20T00:00:00+05:30"))
+    added = [orjson.loads(r.value) for r in processed.records if r.topic == driver.topic("enrolments")]
+    assert [(e["customer_id"], e["event_time"]) for e in added] == [("cat", "2024-01-19T18:30:00.000000Z")]  # from the edit on
+    for event in enrolments + added:
+        driver.pipe("enrolments", event["customer_id"], event)
+    close(driver, FEB_1)
+    assert sorted(c for c, _, _ in closes(driver)) == ["ann", "bob", "cat"]
+
+
+def test_enrolling_before_the_first_cycle_opens_that_cycle(driver):
+    load(driver, definition(cycles={"kind": "custom", "periods": [{"start": "2024-03-01", "end": "2024-03-31"}]},
+                            enrolment={"method": "specific", "customers": ["c9"]}))
+    send(driver, enrolment("c1", "m1", "2024-01-15T10:00:00+05:30"))
+    close(driver, "2024-04-01T00:00:00+05:30")
+    assert closes(driver) == [("c1", 1, "0")]

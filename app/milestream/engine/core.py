@@ -37,7 +37,7 @@ from ..schemas.definitions import (
     TillAchievedCycles,
 )
 from ..schemas.inputs import Enrolment, InputEvent, Return, Transaction
-from .cycles import Window, fixed_window_at, period_name, rolling_window_at
+from .cycles import Window, fixed_window_at, fixed_window_from, period_name, rolling_window_at
 from .ids import milestone_event_id
 from .measures import ZERO, Accumulation, accumulation, activity_of, measure
 from .registry import GROUP, Compiled, Registry
@@ -170,7 +170,7 @@ class Engine:
         moment = max(moment, definition.starts_at)
         if moment >= definition.ends_at:
             return False
-        window = self._window_for(compiled, ms, moment)
+        window = self._window_for(compiled, ms, moment) or fixed_window_from(definition, moment)
         if window is None or window.index <= ms.get("cl", 0):
             return False
         self.open_cycle(compiled, ms, window, result, indexed=True)

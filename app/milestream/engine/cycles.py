@@ -169,3 +169,17 @@ def next_window(definition: MilestoneDefinition, window: Window, anchor: datetim
     else:
         return None
     return following if following.start < definition.ends_at else None
+
+
+def fixed_window_from(definition: MilestoneDefinition, moment: datetime) -> Window | None:
+    """The calendar or custom cycle running at ``moment``, else the next one to start."""
+    window = fixed_window_at(definition, moment)
+    if window is not None:
+        return window
+    cycles = definition.cycles
+    count = cycles.count if isinstance(cycles, CalendarCycles) else len(cycles.periods)  # type: ignore[union-attr]
+    for index in range(1, count + 1):
+        candidate = calendar_window(definition, index)
+        if candidate.start > moment:
+            return candidate if candidate.start < definition.ends_at else None
+    return None

@@ -144,13 +144,44 @@ class Topology:
         keeps a full definition per milestone.
         """
         try:
-            snapshot = apply_command(self.registry, self.decode_definition(record), record.timestamp)
+            item = self.decode_definition(record)
+            milestone_id = getattr(item, "milestone_id", None)
+            is_new = milestone_id not in self.registry.milestones
+            listed_before = self._listed(milestone_id)
+            snapshot = apply_command(self.registry, item, record.timestamp)
         except Rejected as exc:
             return self.dead_letter(record, exc.reason, exc.detail)
-        if snapshot is None:
-            return Processed("applied")
-        value = dumps(snapshot.model_dump(mode="json", by_alias=True))
-        return Processed("applied", [OutRecord(self.definitions_topic, snapshot.milestone_id.encode(), value)])
+        processed = Processed("applied")
+        if snapshot is not None:
+            value = dumps(snapshot.model_dump(mode="json", by_alias=True))
+            processed.records.append(OutRecord(self.definitions_topic, snapshot.milestone_id.encode(), value))
+        processed.records += self._enrol_listed(milestone_id, self._listed(milestone_id) - listed_before, record,
+                                                from_start=is_new)
+        return processed
+
+    def _listed(self, milestone_id: str | None) -> frozenset[str]:
+        compiled = self.registry.milestones.get(milestone_id) if milestone_id else None
+        return compiled.specific_customers if compiled else frozenset()
+
+    def _enrol_listed(self, milestone_id: str | None, customers: frozenset[str], record: Record, *,
+                      from_start: bool) -> list[OutRecord]:
+        """An enrolment event for each customer newly on a milestone's "specific customers" list,
+        so that the customer's partition opens (and will close) their cycle without activity.
+
+        The audience a milestone is created with is enrolled from its start; customers added
+        by a later edit, from the edit on."""
+        if not customers or milestone_id is None:
+            return []
+        definition = self.registry.milestones[milestone_id].definition
+        when = utc_iso(definition.starts_at if from_start else max(record.timestamp, definition.starts_at))
+        topic = self.topics["enrolments"].name
+        return [
+            OutRecord(topic, customer.encode(), dumps({
+                "type": "enrolment", "schema_version": 1, "event_id": f"listed:{milestone_id}:{customer}",
+                "customer_id": customer, "event_time": when, "milestone_id": milestone_id,
+            }))
+            for customer in sorted(customers)
+        ]
 
     # ------------------------------------------------------------------ customers
     def process(self, record: Record, store: StateStore) -> Processed:

@@ -130,8 +130,9 @@ def create_app(settings: Settings) -> faust.App:
     def raw_topic(*names: str) -> faust.TopicT:
         return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
-    outputs = {spec.name: raw_topic(spec.name) for spec in topics.values() if spec.role != "input"}
-    outputs[topology.ticks_topic] = raw_topic(topology.ticks_topic)  # continuations of a close tick
+    # Every topic can be written: outputs, close-tick continuations, definitions republished after a
+    # lifecycle command, enrolments of customers listed on a definition.
+    outputs = {spec.name: raw_topic(spec.name) for spec in topics.values()}
     state_table = app.tables.add(ChangelogTrackingTable(
         app,
         name="customer-state",
