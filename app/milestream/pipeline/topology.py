@@ -33,6 +33,7 @@ from ..engine.registry import Registry
 from ..schemas.base import utc_iso
 from ..schemas.codec import Decoder, Rejected, decoder_for, dumps
 from ..schemas.definitions import OrganisationSettings
+from ..schemas.series import SeriesDefinition, SeriesRewardChange
 from ..settings import Settings
 from ..state.base import StateStore
 from ..topics import TopicSpec
@@ -60,6 +61,7 @@ class OutRecord:
     topic: str
     key: bytes | None
     value: bytes
+    partition: int | None = None  # None: the producer's partitioner picks it from the key
 
 
 @dataclass
@@ -93,6 +95,9 @@ class Topology:
         self.customer_topics = [
             spec.name for spec in topics.values() if spec.role == "input" and spec.name != self.definitions_topic
         ]
+        from .series import SeriesStage  # imports this module
+
+        self.series = SeriesStage(topics, settings.outbox_size)
 
     # ------------------------------------------------------------- dead letters
     def dead_letter(self, record: Record, reason: str, detail: str) -> Processed:
@@ -120,7 +125,7 @@ class Topology:
                 raise Rejected("invalid_definition", exc.detail) from None
             raise
         key = record.key.decode(errors="replace") if record.key is not None else None
-        expected = (
+        expected = getattr(item, "definitions_key", None) or (
             f"settings:{item.org_id}" if isinstance(item, OrganisationSettings) else item.milestone_id  # type: ignore[attr-defined]
         )
         if key != expected:
@@ -135,7 +140,10 @@ class Topology:
         keeps a full definition per milestone.
         """
         try:
-            snapshot = apply_command(self.registry, self.decode_definition(record), record.timestamp)
+            item = self.decode_definition(record)
+            if isinstance(item, SeriesDefinition):
+                return Processed("applied", self.series.process_definition(record, item))
+            snapshot = apply_command(self.registry, item, record.timestamp)
         except Rejected as exc:
             return self.dead_letter(record, exc.reason, exc.detail)
         if snapshot is None:
@@ -150,6 +158,8 @@ class Topology:
             event = self._decoders[record.topic].decode(record.value)
         except Rejected as exc:
             return self.dead_letter(record, exc.reason, exc.detail)
+        if isinstance(event, SeriesRewardChange):
+            return self.series.process_command(record, event, store)
         customer_id: str = event.customer_id  # type: ignore[attr-defined]
         if record.key is None or record.key != customer_id.encode():
             return self.dead_letter(
@@ -161,11 +171,13 @@ class Topology:
         if record.offset <= offsets.get(position, -1):
             return self._replay_outbox(store.get(customer_id + OUTBOX_SUFFIX) or {}, record)
         result = self.engine.apply(state, event, record.timestamp, record.source)  # type: ignore[arg-type]
+        series = self.series.apply(state, event, record)
         offsets[position] = record.offset
-        processed = Processed("applied" if result.outputs else "ignored")
-        processed.milestone_events = result.outputs
+        processed = Processed("applied" if result.outputs or series.records else "ignored")
+        processed.milestone_events = result.outputs + series.events
         key = customer_id.encode()
         processed.records = [OutRecord(self.promotions, key, dumps(out)) for out in result.outputs]
+        processed.records += series.records
         processed.records += [OutRecord(self.late_topic, key, dumps(_late_record(late, record))) for late in result.late]
         processed.late_events = len(result.late)
         if processed.records:

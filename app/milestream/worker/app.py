@@ -120,6 +120,7 @@ def create_app(settings: Settings) -> faust.App:
         return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
     outputs = {spec.name: raw_topic(spec.name) for spec in topics.values() if spec.role != "input"}
+    outputs.update({name: raw_topic(name) for name in topology.series.command_topics})
     state_table = app.tables.add(ChangelogTrackingTable(
         app,
         name="customer-state",
@@ -143,7 +144,10 @@ def create_app(settings: Settings) -> faust.App:
 
     async def publish(processed: Processed) -> list[asyncio.Future]:
         """Send the outputs now; return their delivery futures."""
-        return [await outputs[out.topic].send(key=out.key, value=out.value) for out in processed.records]
+        return [
+            await outputs[out.topic].send(key=out.key, value=out.value, partition=out.partition)
+            for out in processed.records
+        ]
 
     def to_record(message: Any) -> Record:
         return Record(
@@ -297,6 +301,9 @@ def create_app(settings: Settings) -> faust.App:
             }
         )
 
+    from .series import add_series_pages
+
+    add_series_pages(app, topology, store)
     return app
 
 
