@@ -90,7 +90,9 @@ class Simulation:
     def load_definitions(self, items: Iterable[Any], moment: datetime) -> list[OutRecord]:
         out = []
         for item in items:
-            key = item.get("milestone_id") or f"settings:{item.get('org_id')}"
+            key = item.get("milestone_id") or (
+                f"series:{item['series_id']}" if item.get("series_id") else f"settings:{item.get('org_id')}"
+            )
             raw = orjson.dumps(item)
             processed = self.topology.process_definition(self._record(self.topology.definitions_topic, key, raw, moment))
             self.outcomes[f"definitions:{processed.outcome}"] += 1

@@ -58,6 +58,11 @@ class TopologyTestDriver:
             processed = self.topology.process(record, self.store)
         for out in processed.records:
             self.produced[out.topic].append((out.key, out.value))
+        # Records the topology sends to its own inputs (series reward-change commands) come back, as on a broker.
+        logical = {spec.name: spec.logical for spec in self.topics.values()}
+        for out in processed.records:
+            if out.topic in self.topology.series.command_topics:
+                self.pipe(logical[out.topic], out.key, out.value, timestamp=record.timestamp, partition=out.partition or 0)
         return processed
 
     def read(self, logical_topic: str) -> list[dict[str, Any]]:

@@ -36,6 +36,7 @@ from ..schemas.base import utc_iso
 from ..schemas.codec import Decoder, Rejected, decoder_for, dumps
 from ..schemas.commands import CloseTick
 from ..schemas.definitions import OrganisationSettings
+from ..schemas.series import SeriesDefinition, SeriesRewardChange
 from ..settings import Settings
 from ..state.base import StateStore
 from ..topics import TopicSpec
@@ -102,6 +103,9 @@ class Topology:
         ]
         # What the worker's customer agent reads: the customers' events and the close ticks.
         self.partitioned_topics = [*self.customer_topics, self.ticks_topic]
+        from .series import SeriesStage  # imports this module
+
+        self.series = SeriesStage(topics, settings.outbox_size)
 
     # ------------------------------------------------------------- dead letters
     def dead_letter(self, record: Record, reason: str, detail: str) -> Processed:
@@ -129,7 +133,7 @@ class Topology:
                 raise Rejected("invalid_definition", exc.detail) from None
             raise
         key = record.key.decode(errors="replace") if record.key is not None else None
-        expected = (
+        expected = getattr(item, "definitions_key", None) or (
             f"settings:{item.org_id}" if isinstance(item, OrganisationSettings) else item.milestone_id  # type: ignore[attr-defined]
         )
         if key != expected:
@@ -148,6 +152,8 @@ class Topology:
             milestone_id = getattr(item, "milestone_id", None)
             is_new = milestone_id not in self.registry.milestones
             listed_before = self._listed(milestone_id)
+            if isinstance(item, SeriesDefinition):
+                return Processed("applied", self.series.process_definition(record, item))
             snapshot = apply_command(self.registry, item, record.timestamp)
         except Rejected as exc:
             return self.dead_letter(record, exc.reason, exc.detail)
@@ -192,6 +198,8 @@ class Topology:
             return self.dead_letter(record, exc.reason, exc.detail)
         if isinstance(event, CloseTick):
             return self.process_tick(record, event, store)
+        if isinstance(event, SeriesRewardChange):
+            return self.series.process_command(record, event, store)
         customer_id: str = event.customer_id  # type: ignore[attr-defined]
         if record.key is None or record.key != customer_id.encode():
             return self.dead_letter(
@@ -203,21 +211,23 @@ class Topology:
         if record.offset <= offsets.get(position, -1):
             return self._replay_outbox(store.get(customer_id + OUTBOX_SUFFIX) or {}, record, record.key)
         result = self.engine.apply(state, event, record.timestamp, record.source)  # type: ignore[arg-type]
+        series = self.series.apply(state, event, record)
         offsets[position] = record.offset
-        processed = Processed("applied" if result.outputs else "ignored")
-        self._commit(store, record, customer_id, state, result, processed)
+        processed = Processed("applied" if result.outputs or series.records else "ignored")
+        self._commit(store, record, customer_id, state, result, processed, series.records, series.events)
         return processed
 
     def _commit(self, store: StateStore, record: Record, customer_id: str, state: dict[str, Any], result: Result,
-                processed: Processed) -> None:
+                processed: Processed, series_records: list[OutRecord] = (), series_events: list[dict] = ()) -> None:
         """Write what applying one record to one customer did, in crash-safe order:
         close-index entries, then the outbox, then the state (see the module doc)."""
         index = CloseIndex(store, record.partition)
         for due, milestone_id, cycle in result.opened:
             index.add(due, milestone_id, customer_id, cycle)
-        processed.milestone_events += result.outputs
+        processed.milestone_events += [*result.outputs, *series_events]
         key = customer_id.encode()
         records = [OutRecord(self.promotions, key, dumps(out)) for out in result.outputs]
+        records += series_records
         records += [OutRecord(self.late_topic, key, dumps(_late_record(late, record))) for late in result.late]
         records += [OutRecord(self.late_topic, key, dumps(_unmatched_record(u, record))) for u in result.unmatched]
         processed.late_events += len(result.late)

@@ -11,17 +11,21 @@ from pydantic import BaseModel, ValidationError
 from .commands import CloseTick, MilestoneClone, MilestoneStatusChange
 from .definitions import MilestoneDefinition, OrganisationSettings
 from .inputs import CUSTOMER_EVENT_MODELS
+from .series import SERIES_DEFINITION_MODELS, SERIES_INPUT_MODELS
 
 DEFINITION_MODELS: dict[str, type[BaseModel]] = {
     "milestone_definition": MilestoneDefinition,
     "organisation_settings": OrganisationSettings,
     "milestone_status": MilestoneStatusChange,
     "milestone_clone": MilestoneClone,
+    **SERIES_DEFINITION_MODELS,
 }
 
 INTERNAL_MODELS: dict[str, type[BaseModel]] = {"close_tick": CloseTick}
 
-ALL_INPUT_MODELS: dict[str, type[BaseModel]] = {**CUSTOMER_EVENT_MODELS, **DEFINITION_MODELS, **INTERNAL_MODELS}
+ALL_INPUT_MODELS: dict[str, type[BaseModel]] = {
+    **CUSTOMER_EVENT_MODELS, **SERIES_INPUT_MODELS, **DEFINITION_MODELS, **INTERNAL_MODELS
+}
 
 
 class Rejected(Exception):

@@ -9,12 +9,14 @@ from pydantic import BaseModel
 
 from .codec import ALL_INPUT_MODELS
 from .outputs import DeadLetter, LateEventRecord, MilestoneEvent, UnmatchedReturnRecord
+from .series import SERIES_OUTPUT_MODELS
 
 OUTPUT_MODELS: dict[str, type[BaseModel]] = {
     "milestone_event": MilestoneEvent,
     "late_event": LateEventRecord,
     "unmatched_return": UnmatchedReturnRecord,
     "dead_letter": DeadLetter,
+    **SERIES_OUTPUT_MODELS,
 }
 
 

@@ -92,7 +92,7 @@ class TableStore(StateStore):
         self.table.changelog_futures.clear()
         return futures
 
-    def keys(self):  # pragma: no cover - diagnostics only
+    def keys(self):  # the series reward-change fan-out and the lifetime-points pages scan them
         return (k.decode() for k in self.table.keys())
 
 
@@ -130,7 +130,7 @@ def create_app(settings: Settings) -> faust.App:
     def raw_topic(*names: str) -> faust.TopicT:
         return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
-    # Every topic can be written: outputs, close-tick continuations, definitions republished after a
+    # Every topic can be written: outputs, close-tick continuations, series reward-change commands, definitions republished after a
     # lifecycle command, enrolments of customers listed on a definition.
     outputs = {spec.name: raw_topic(spec.name) for spec in topics.values()}
     state_table = app.tables.add(ChangelogTrackingTable(
@@ -326,6 +326,9 @@ def create_app(settings: Settings) -> faust.App:
             }
         )
 
+    from .series import add_series_pages
+
+    add_series_pages(app, topology, store)
     return app
 
 

@@ -1,0 +1,152 @@
+"""Milestone series in the topology: definitions, customer events, reward-change fan-out.
+
+The topology calls three hooks (docs/series.md):
+
+* ``process_definition``: a ``milestone_series`` record on the definitions
+  topic. When an edit changed tier rewards, it yields one
+  ``series_reward_change`` command per partition of the series-commands topic
+  (co-partitioned with the customer topics), so every partition's owner finds
+  its customers who unlocked the tier.
+* ``apply``: every customer event, after the milestone engine, on the same
+  state document: memberships, redemptions, and ledger entries (series points
+  and lifetime points).
+* ``process_command``: a reward-change command on partition *p*: every
+  customer whose state lives on *p* and holds the series is visited, with the
+  same exactly-once rules as any input (applied offset per customer, outputs
+  kept in the customer's outbox for re-emission after a crash).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from ..engine.series import SeriesEngine, SeriesRegistry, apply_series_definition, live_at
+from ..schemas.base import utc_iso
+from ..schemas.codec import dumps
+from ..schemas.series import SeriesDefinition, SeriesRewardChange
+from ..state.base import StateStore
+from ..topics import TopicSpec
+from .topology import OUTBOX_SUFFIX, OutRecord, Processed, Record
+
+
+@dataclass
+class SeriesOutcome:
+    records: list[OutRecord] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+def on_partition(state: dict[str, Any], partition: int) -> bool:
+    """Whether a customer's state lives on ``partition``: the partition its inputs came from."""
+    return any(position.rsplit("/", 1)[1] == str(partition) for position in state.get("o", ()))
+
+
+class SeriesStage:
+    def __init__(self, topics: dict[str, TopicSpec], outbox_size: int) -> None:
+        self.registry = SeriesRegistry()
+        self.engine = SeriesEngine(self.registry)
+        self.promotions = topics["promotions"].name
+        self.lifetime_topic = topics["lifetime-points"].name
+        self.commands = topics["series-commands"]
+        self.command_topics = (self.commands.name,)
+        self.outbox_size = outbox_size
+
+    # ---------------------------------------------------------------- definitions
+    def process_definition(self, record: Record, item: SeriesDefinition) -> list[OutRecord]:
+        """Apply a series definition (raises ``Rejected``); return the reward-change commands to send."""
+        changes = apply_series_definition(self.registry, item)
+        if not changes:
+            return []
+        command = SeriesRewardChange(
+            series_id=item.series_id,
+            series_name=item.name,
+            version=record.source,
+            changed_at=record.timestamp,
+            changes=changes,
+        )
+        value = dumps(command.model_dump(mode="json", exclude_none=True))
+        key = item.definitions_key.encode()
+        return [OutRecord(self.commands.name, key, value, p) for p in range(self.commands.partitions)]
+
+    # ------------------------------------------------------------------ customers
+    def apply(self, state: dict[str, Any], event: Any, record: Record) -> SeriesOutcome:
+        result = self.engine.apply(state, event, record.source)
+        outcome = SeriesOutcome(events=result.events)
+        key = event.customer_id.encode()
+        outcome.records = [OutRecord(self.promotions, key, dumps(e)) for e in result.events]
+        if result.lifetime is not None:
+            outcome.records.append(OutRecord(self.lifetime_topic, key, dumps(result.lifetime)))
+        return outcome
+
+    # ------------------------------------------------------------------- commands
+    def process_command(self, record: Record, command: SeriesRewardChange, store: StateStore) -> Processed:
+        """Fan a reward change out to this partition's customers who unlocked the tier and have not redeemed it."""
+        processed = Processed("ignored")
+        position = f"{record.topic}/{record.partition}"
+        for customer_id in [k for k in store.keys() if "\x00" not in k]:
+            state = store.get(customer_id)
+            if not state or command.series_id not in state.get("sr", {}) or not on_partition(state, record.partition):
+                continue
+            offsets = state.setdefault("o", {})
+            if record.offset <= offsets.get(position, -1):
+                processed.records += _replay(store.get(customer_id + OUTBOX_SUFFIX) or {}, record, customer_id)
+                processed.outcome = "duplicate"
+                continue
+            events = self.engine.change_rewards(state, customer_id, command)
+            if not events:
+                continue
+            offsets[position] = record.offset
+            records = [OutRecord(self.promotions, customer_id.encode(), dumps(e)) for e in events]
+            outbox_key = customer_id + OUTBOX_SUFFIX
+            outbox = store.get(outbox_key) or {"ob": []}
+            outbox["ob"].append([record.source, [[r.topic, r.value.decode()] for r in records]])
+            del outbox["ob"][: -self.outbox_size]
+            store.put(outbox_key, outbox)  # outbox first, as in Topology.process
+            store.put(customer_id, state)
+            processed.outcome = "applied"
+            processed.records += records
+            processed.milestone_events += events
+        return processed
+
+    # -------------------------------------------------------------------- queries
+    def lifetime_points(self, store: StateStore, customer_id: str) -> dict[str, Any] | None:
+        state = store.get(customer_id)
+        if state is None or "lp" not in state:
+            return None
+        return {"customer_id": customer_id, "points": state["lp"]}
+
+    def lifetime_ranking(self, store: StateStore, top: int, descending: bool = True) -> list[dict[str, Any]]:
+        """Customers in this store by lifetime points (ties by customer id), at most ``top``."""
+        rows = []
+        for customer_id in store.keys():
+            if "\x00" in customer_id:
+                continue
+            state = store.get(customer_id)
+            if state and "lp" in state:
+                rows.append((Decimal(state["lp"]), customer_id))
+        rows.sort(key=lambda row: ((-row[0] if descending else row[0]), row[1]))
+        return [{"customer_id": c, "points": format(p, "f")} for p, c in rows[:top]]
+
+    def describe(self, now) -> dict[str, Any]:
+        """The series this worker knows, for its /series page."""
+        return {
+            sid: {
+                "name": s.name,
+                "programs": s.program_ids,
+                "tiers": [{"tier_id": t.tier_id, "points": format(t.points, "f"), "reward": t.reward.reward_id} for t in s.tiers],
+                "repeats": s.repeats,
+                "promote_to_program_id": s.promote_to_program_id,
+                "status": "live" if live_at(s, now) else "inactive" if not s.active else "not live",
+                "starts_at": utc_iso(s.starts_at),
+                "ends_at": utc_iso(s.ends_at) if s.ends_at else None,
+            }
+            for sid, s in sorted(self.registry.series.items())
+        }
+
+
+def _replay(outbox: dict[str, Any], record: Record, customer_id: str) -> list[OutRecord]:
+    for source, entries in outbox.get("ob", ()):
+        if source == record.source:
+            return [OutRecord(topic, customer_id.encode(), value.encode()) for topic, value in entries]
+    return []
