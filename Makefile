@@ -50,6 +50,7 @@ test-unit: install
 
 bench: install kafka-fetch
 	$(PY) -m bench.run
+	$(PY) -m bench.close
 
 schemas: install
 	$(VENV)/bin/milestream schemas --out schemas
