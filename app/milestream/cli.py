@@ -53,6 +53,47 @@ def _simulate(args: argparse.Namespace) -> int:
     return simulate_main(args)
 
 
+def _enrol(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    import orjson
+
+    from .enrolment_csv import enrolments_from_csv
+    from .topics import load_topics
+
+    with open(args.csv, encoding="utf-8-sig", newline="") as handle:
+        text = handle.read()
+    at = datetime.fromisoformat(args.at) if args.at else datetime.now(timezone.utc)
+    if at.tzinfo is None:
+        print("--at needs a time zone offset", file=sys.stderr)
+        return 2
+    events, errors = enrolments_from_csv(text, args.milestone, at)
+    for error in errors:
+        print(f"rejected {error}", file=sys.stderr)
+    if args.dry_run:
+        for event in events:
+            sys.stdout.buffer.write(orjson.dumps(event) + b"\n")
+    else:
+        settings = Settings.from_env()
+        asyncio.run(_produce_enrolments(settings, load_topics(settings)["enrolments"].name, events))
+        print(f"{len(events)} enrolments sent to {load_topics(settings)['enrolments'].name}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+async def _produce_enrolments(settings: Settings, topic: str, events: list[dict]) -> None:
+    import orjson
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for event in events:
+            await producer.send(topic, orjson.dumps(event), key=event["customer_id"].encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="milestream", description="Loyalty milestones on Kafka.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -82,6 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     simulate.add_argument("--until", default=None, help="close cycles due by this time at the end (default: last event time)")
     simulate.add_argument("--close-all", action="store_true", help="close every open cycle at the end")
     simulate.set_defaults(func=_simulate)
+
+    enrol = sub.add_parser("enrol", help="send a CSV of customers (with their own targets) as enrolment events")
+    enrol.add_argument("--milestone", required=True, help="the milestone id")
+    enrol.add_argument("--csv", required=True, help="customer_id[,<target_id>][,<target_id>@<cycle>][,<target_id>:<sub-target>]")
+    enrol.add_argument("--at", default=None, help="enrolment time, ISO 8601 with offset (default: now)")
+    enrol.add_argument("--dry-run", action="store_true", help="print the events as JSON lines instead of sending them")
+    enrol.set_defaults(func=_enrol)
 
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)

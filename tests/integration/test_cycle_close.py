@@ -4,7 +4,8 @@ The milestone's only cycle ended yesterday; its "specific customers" list enrols
 a purchase for every tenth of them (recorded in time) arrives now, as in a backfill: the cycle is due at once, so the
 worker's close ticks close it for every customer. The worker is SIGKILLed after the first closes
 are out and restarted on the same data; every customer must end with exactly one distinct
-cycle-close event, and any re-sent copy must be byte-identical.
+cycle-close event, and any re-sent copy must be byte-identical. The milestone awards at the end of
+the cycle, so the buyers' sub-target events come with their closes.
 """
 
 import time
@@ -33,7 +34,10 @@ def test_a_cycle_closes_once_for_each_of_5000_customers_across_a_restart(kafka_b
                                                 "end": (today - timedelta(days=1)).isoformat()}]},
         # The listed customers are enrolled without any event of their own.
         enrolment={"method": "specific", "customers": [f"cust-{n:05d}" for n in range(CUSTOMERS)]},
+        # End-of-cycle award mode: sub-targets reached take effect at the close, with it.
+        settings={"award_when_target_achieved": False},
     )
+    definition["group"]["targets"][0]["sub_targets"] = [{"name": "Started", "criterion": "absolute", "value": "300"}]
     in_cycle = datetime.combine(today - timedelta(days=2), datetime.min.time(), timezone.utc).isoformat()
     records = [("definitions", "m-close", definition)]
     for n in range(CUSTOMERS):
@@ -50,7 +54,8 @@ def test_a_cycle_closes_once_for_each_of_5000_customers_across_a_restart(kafka_b
         assert 500 <= len(before) < CUSTOMERS, "the kill must land in the middle of the close"
         time.sleep(1)
         worker.start()
-        events = consume(settings, "promotions", lambda seen: len({e["event_id"] for e in seen}) >= CUSTOMERS,
+        expected = CUSTOMERS + CUSTOMERS // 10  # a close each, and the buyers' deferred sub-target events
+        events = consume(settings, "promotions", lambda seen: len({e["event_id"] for e in seen}) >= expected,
                          timeout=240)
         time.sleep(3)  # let any stray extra event arrive before judging
         events = consume(settings, "promotions", lambda seen: len(seen) >= len(events), timeout=30)
@@ -59,10 +64,16 @@ def test_a_cycle_closes_once_for_each_of_5000_customers_across_a_restart(kafka_b
         worker.stop()
 
     distinct = {e["event_id"]: e for e in events}
-    assert all(e["kind"] == "cycle_close" for e in distinct.values())
     per_customer = {}
     for event in distinct.values():
-        per_customer.setdefault(event["customer_id"], []).append(event)
+        if event["kind"] == "cycle_close":
+            per_customer.setdefault(event["customer_id"], []).append(event)
+    deferred = [e for e in distinct.values() if e["kind"] != "cycle_close"]
+    missing = sorted(set(f"cust-{n:05d}" for n in range(0, CUSTOMERS, 10)) - {e["customer_id"] for e in deferred})
+    assert not missing, (len(events), len(distinct), len(per_customer), missing[:5],
+                         [per_customer.get(c) for c in missing[:2]], log)
+    assert sorted(e["customer_id"] for e in deferred) == sorted(f"cust-{n:05d}" for n in range(0, CUSTOMERS, 10))
+    assert {(e["kind"], e["milestone_value_defined"], e["cause"]) for e in deferred} == {("sub_target", "300", "cycle-end")}
     assert len(per_customer) == CUSTOMERS, f"{CUSTOMERS - len(per_customer)} customers got no close\n{log}"
     assert all(len(closes) == 1 for closes in per_customer.values())
     for event in events:  # re-sent after the crash: the very same event

@@ -237,7 +237,11 @@ class Topology:
             # yields the same outputs; if the state survived without it, they could be lost.
             outbox_key = customer_id + OUTBOX_SUFFIX
             outbox = store.get(outbox_key) or {"ob": []}
-            outbox["ob"].append([record.source, [[r.topic, r.value.decode()] for r in records]])
+            entries = [[r.topic, r.value.decode()] for r in records]
+            if outbox["ob"] and outbox["ob"][-1][0] == record.source:
+                outbox["ob"][-1][1] += entries  # a second close of this customer in the same tick
+            else:
+                outbox["ob"].append([record.source, entries])
             del outbox["ob"][: -self.settings.outbox_size]
             store.put(outbox_key, outbox)
         store.put(customer_id, state)
@@ -265,7 +269,7 @@ class Topology:
         budget = self.settings.close_batch_size
         closed: list[str] = []
         advances: list[tuple[str, dict, int]] = []
-        handled: set[tuple[str, str]] = set()
+        handled: set[tuple[str, str, int]] = set()  # a duplicate index entry is skipped
         more = False
         for slot in index.due_slots(tick.now):
             milestone_id = slot.split("|", 1)[1]
@@ -273,13 +277,14 @@ class Topology:
             seq = counter["d"]
             while seq < counter["n"] and not more:
                 found = index.entry(slot, seq)
-                if found is not None and (found[0], milestone_id) not in handled:
+                if found is not None and (found[0], milestone_id, found[1]) not in handled:
                     if budget == 0:
                         more = True
                         break
                     budget -= 1
-                    handled.add((found[0], milestone_id))
-                    if self._close_customer(store, record, found[0], milestone_id, found[1], tick.now, processed):
+                    handled.add((found[0], milestone_id, found[1]))
+                    if self._close_customer(store, record, found[0], milestone_id, found[1], tick.now, processed,
+                                            closed_now=found[0] in closed):
                         closed.append(found[0])
                 seq += 1
             advances.append((slot, counter, seq))
@@ -287,7 +292,7 @@ class Topology:
                 break
         if closed:
             processed.outcome = "applied"
-            index.remember_tick(record.offset, closed, more)
+            index.remember_tick(record.offset, list(dict.fromkeys(closed)), more)
         for slot, counter, done in advances:
             index.advance(slot, counter, done)
         # Closes can open cycles that are already due (a worker catching up after downtime).
@@ -297,13 +302,16 @@ class Topology:
         return processed
 
     def _close_customer(self, store: StateStore, record: Record, customer_id: str, milestone_id: str, cycle: int,
-                        now: datetime, processed: Processed) -> bool:
-        """Close one customer's due cycles of a milestone; True if that produced outputs."""
+                        now: datetime, processed: Processed, *, closed_now: bool) -> bool:
+        """Close one customer's due cycles of a milestone; True if that produced outputs
+        (``closed_now``: this tick already closed something of this customer)."""
         state = store.get(customer_id)
         ms = (state or {}).get("m", {}).get(milestone_id)
         if state is None or ms is None:
             return False
         if str(cycle) not in ms.get("c", {}):
+            if closed_now:
+                return False  # closed a moment ago with an earlier cycle of the same customer
             # Closed already: by this same tick before a crash (re-emit), or earlier.
             replay = self._outbox_records(store, customer_id, record)
             processed.records += replay
