@@ -89,11 +89,11 @@ def run(customers: int, folder: Path, batch: int) -> dict:
     }
 
 
-def write(result: dict) -> str:
+def write(result: dict, revision: str) -> str:
     env = machine("none (in-process)")
     block = (
         f"{START_MARKER}\n"
-        f"Run on **{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC** at commit `{git_revision()}`, "
+        f"Run on **{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC** at commit `{revision}`, "
         f"{env['cpus']} CPUs ({env['cpu_model']}), Python {env['python']}.\n\n"
         "| Enrolled customers | Cycle-close events | Close time | Closes/s | Ticks (batch) | "
         "Building the index (enrolments) | Peak RSS |\n"
@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=Settings().close_batch_size)
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = parser.parse_args(argv)
+    revision = git_revision()  # of the code that runs, even if the tree changes meanwhile
     folder = Path(tempfile.mkdtemp(prefix="milestream-close-bench-"))
     try:
         print(f"closing a cycle for {args.customers:,} enrolled customers (RocksDB state in {folder})", flush=True)
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"expected {args.customers} closes, got {result['closes']}")
         return 1
     if not args.no_write:
-        print(write(result))
+        print(write(result, revision))
     return 0
 
 
