@@ -10,14 +10,24 @@ Customer state layout (short keys: it is stored once per customer)::
     {"m": {milestone_id: {
         "enr": true|false,          # explicit enrolment (specific/none methods)
         "ena": iso,                 # when the customer enrolled
+        "ov": [overrides],          # per-customer (and per-cycle) target values
         "an": iso,                  # anchor of rolling / till-achieved cycles
         "tc": int,                  # current till-achieved cycle
-        "c": {"<cycle>": {          # progress per cycle
+        "cl": int,                  # highest closed cycle: a closed cycle stays closed
+        "adj": {"<cycle>": {target_id: "dec"}},  # returns carried into a cycle not open yet
+        "c": {"<cycle>": {          # progress per open cycle
             "s": iso, "e": iso|null,
-            "t": {target_id: {"v": "dec", "d": [days], "x": {day: "dec"}, "a": 1}},
+            "i": 1,                 # in the close index (the customer gets its close)
+            "t": {target_id: {"v": "dec", "d": [days], "x": {day: "dec"}, "k": [cycles]}},
             "f": [fired triggers],  # achievement / sub-target keys already emitted
         }},
-    }}}
+     }},
+     "b": {bill_id: {"t": iso, "g": "dec", "m": {milestone_id: [cycle, {target_id: "dec"}]}, "r": [return ids]}},
+     "xb": [expired bill ids]}
+
+Everything about a milestone lives under its own id, so a milestone whose start is in
+the past can be filled in later by replaying the input topics into that milestone alone
+(its own state, its own applied-offset mark) without touching the others.
 """
 
 from __future__ import annotations
