@@ -126,6 +126,11 @@ class CloseIndex:
     def tick_done(self, offset: int) -> dict | None:
         return self.store.get(tick_key(self.partition, offset))
 
+    def rewrite(self, offset: int, remembered: dict) -> None:
+        """Write a redelivered tick's record and the directory again (see Topology._rewrite)."""
+        self.store.put(tick_key(self.partition, offset), remembered)
+        self.store.put(directory_key(self.partition), self.directory())
+
     def remember_tick(self, offset: int, customers: list[str], more: bool) -> None:
         """Record what a tick closed (before advancing the index), so a redelivered tick re-emits it."""
         self.store.put(tick_key(self.partition, offset), {"c": customers, "more": more})

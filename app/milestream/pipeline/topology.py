@@ -262,6 +262,8 @@ class Topology:
             processed = Processed("duplicate")
             for customer_id in remembered["c"]:
                 processed.records += self._outbox_records(store, customer_id, record)
+                self._rewrite(store, index, customer_id)
+            index.rewrite(record.offset, remembered)
             if remembered["more"]:
                 processed.records.append(self._continuation(record))
             return processed
@@ -321,6 +323,22 @@ class Topology:
             result.opened.append((due, mid, index_))  # not due after all (buffer days raised): re-index
         self._commit(store, record, customer_id, state, result, processed)
         return bool(result.outputs)
+
+    def _rewrite(self, store: StateStore, index: CloseIndex, customer_id: str) -> None:
+        """Write a customer's state, outbox and close-index entries again for an input that is
+        already applied: the first writes may have reached the local store but not the
+        changelog, so the input is acked only once the changelog holds them (a close-index
+        entry written twice is skipped when its cycle is found closed)."""
+        state = store.get(customer_id)
+        if state is None:
+            return
+        for due, milestone_id, cycle in due_closes(self.engine, state):
+            if state["m"][milestone_id]["c"][str(cycle)].get("i"):
+                index.add(due, milestone_id, customer_id, cycle)
+        outbox = store.get(customer_id + OUTBOX_SUFFIX)
+        if outbox is not None:
+            store.put(customer_id + OUTBOX_SUFFIX, outbox)
+        store.put(customer_id, state)
 
     def _still_pending(self, state: dict[str, Any], milestone_id: str, cycle: int, now: datetime):
         for due, mid, index_ in due_closes(self.engine, state):
