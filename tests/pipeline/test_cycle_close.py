@@ -55,13 +55,16 @@ def test_explicit_and_listed_enrolment_get_closes_and_unenrolled_customers_do_no
     assert got == [("listed", "ann"), ("listed", "bob"), ("none", "ann")]
 
 
-def test_a_deactivated_milestone_closes_nothing(driver):
+def test_a_deactivated_milestone_closes_nothing_and_resumes_when_reactivated(driver):
     load(driver, quarter())
     send(driver, txn("c1", "2024-01-05T10:00:00+05:30", "1200"))
-    driver.pipe("definitions", "m1", {"type": "milestone_status", "milestone_id": "m1", "active": False},
-                timestamp=driver_time("2024-01-10T00:00:00+05:30"))
+    status = {"type": "milestone_status", "milestone_id": "m1", "active": False}
+    driver.pipe("definitions", "m1", status, timestamp=driver_time("2024-01-10T00:00:00+05:30"))
     close(driver, FEB_1)
     assert closes(driver) == []
+    driver.pipe("definitions", "m1", {**status, "active": True}, timestamp=driver_time("2024-02-10T00:00:00+05:30"))
+    close(driver, "2024-03-01T00:00:00+05:30")
+    assert closes(driver) == [("c1", 2, "0")]
 
 
 def driver_time(text):

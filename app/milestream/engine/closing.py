@@ -5,7 +5,8 @@ data can count until then). Each close emits one ``cycle_close`` event for an
 enrolled customer, achieved or not (in end-of-cycle award mode preceded by the
 sub-target events reached in the cycle), drops the cycle's progress and opens
 the customer's next cycle, so an enrolled customer with no activity still gets
-a close for every cycle. The highest closed index per milestone (``"cl"``)
+a close for every cycle. A deactivated milestone sends no close, but its cycles
+keep opening, so closes resume for everyone when it is reactivated. The highest closed index per milestone (``"cl"``)
 keeps a closed cycle closed. Who calls this, and when, is the caller's
 business: the pipeline's close index (``pipeline/close_index.py``).
 """
@@ -42,13 +43,14 @@ def close_due(engine: Engine, state: dict[str, Any], customer_id: str, now: date
         ms = state["m"][mid]
         cycle = ms["c"].pop(str(index))
         ms["cl"] = max(ms.get("cl", 0), index)
-        if not cycle.get("i") or not compiled.definition.active or not engine.is_enrolled(compiled, ms, customer_id):
-            continue  # progress kept for a customer not enrolled, or tracking stopped: no event
+        if not cycle.get("i") or not engine.is_enrolled(compiled, ms, customer_id):
+            continue  # progress kept for a customer not (or no longer) enrolled: no close
         window = engine.cycle_window(compiled, index, cycle)
-        if not compiled.settings.award_when_target_achieved:
-            # End-of-cycle award mode: sub-targets reached in the cycle take effect now.
-            result.outputs += engine.deferred_sub_target_events(compiled, ms, cycle, window, customer_id)
-        result.outputs.append(engine.close_event(compiled, ms, cycle, window, customer_id, window.end, "cycle-end"))
+        if compiled.definition.active:  # a deactivated milestone sends nothing, but keeps its schedule
+            if not compiled.settings.award_when_target_achieved:
+                # End-of-cycle award mode: sub-targets reached in the cycle take effect now.
+                result.outputs += engine.deferred_sub_target_events(compiled, ms, cycle, window, customer_id)
+            result.outputs.append(engine.close_event(compiled, ms, cycle, window, customer_id, window.end, "cycle-end"))
         anchor = datetime.fromisoformat(ms["an"]) if "an" in ms else None
         following = next_window(compiled.definition, window, anchor)
         if following is not None:
