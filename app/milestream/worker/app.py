@@ -32,6 +32,7 @@ from ..settings import Settings
 from ..state.base import StateStore, decode_state, encode_state
 from ..topics import load_topics
 from . import metrics
+from .recovery import WorkerTableManager
 
 log = logging.getLogger("milestream.worker")
 
@@ -112,6 +113,9 @@ def create_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         key_serializer="raw",
         value_serializer="raw",
+        # Resumes the input partitions only after seeking them and clearing the stream
+        # buffers, so no fetched record is dropped at the end of a rebalance (recovery.py).
+        TableManager=WorkerTableManager,
     )
     topology = Topology(settings, topics)
     definitions_ready = asyncio.Event()
