@@ -70,12 +70,30 @@ def test_redelivered_record_is_not_applied_twice(loaded):
     assert loaded.read("promotions") == []  # 3,000 counted once, not 6,000
 
 
+def test_redelivered_record_writes_the_state_that_includes_it_again(loaded):
+    """A crash can keep the local write of a state while its changelog write is lost; the redelivery
+    re-sends that state (unchanged), so the record is acked only once the changelog has it too."""
+    loaded.pipe("transactions", "c1", transaction("c1", "3000", WHEN, 1), timestamp=at(WHEN), offset=0)
+    state = loaded.store.get("c1")
+    puts = []
+    put = loaded.store.put
+    loaded.store.put = lambda key, value: (puts.append((key, value)), put(key, value))
+    again = loaded.pipe("transactions", "c1", transaction("c1", "3000", WHEN, 1), timestamp=at(WHEN), offset=0)
+    assert again.outcome == "duplicate"
+    assert puts == [("c1", state)]
+
+
 def test_redelivered_record_re_emits_its_outputs_with_the_same_ids(loaded):
     loaded.pipe("transactions", "c1", transaction("c1", "6000", WHEN, 1), timestamp=at(WHEN), offset=0)
+    state, outbox = loaded.store.get("c1"), loaded.store.get("c1\x00outbox")
+    puts = []
+    put = loaded.store.put
+    loaded.store.put = lambda key, value: (puts.append((key, value)), put(key, value))
     replay = loaded.pipe("transactions", "c1", transaction("c1", "6000", WHEN, 1), timestamp=at(WHEN), offset=0)
     assert replay.outcome == "duplicate"
     first, second = loaded.read("promotions")
     assert first == second
+    assert puts == [("c1\x00outbox", outbox), ("c1", state)]  # both written again, outbox first
 
 
 def test_offsets_are_tracked_per_partition(loaded):

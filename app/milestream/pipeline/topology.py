@@ -10,7 +10,8 @@ Exactly-once state, at-least-once outputs
 -----------------------------------------
 Each customer's state records the last input offset applied per source
 partition (``"o"``). A redelivered record (offset at or below it) is not
-applied again. Its outputs, which may or may not have reached the broker
+applied again, but its state (and outbox entry) is written again: the first
+write may have reached only the worker's local store, not the changelog. Its outputs, which may or may not have reached the broker
 before the crash, are re-emitted from a small per-customer outbox with the
 same deterministic ids, so a consumer that deduplicates on ``event_id`` sees
 each output exactly once. The outbox lives under its own key
@@ -159,7 +160,17 @@ class Topology:
         offsets: dict[str, int] = state.setdefault("o", {})
         position = f"{record.topic}/{record.partition}"
         if record.offset <= offsets.get(position, -1):
-            return self._replay_outbox(store.get(customer_id + OUTBOX_SUFFIX) or {}, record)
+            # Already applied, but the writes that recorded it may be only local: a crash can
+            # keep a local write whose changelog send was lost. Write them again (outbox
+            # first, as the first time), so the record is acked only once the changelog
+            # holds a state that includes it and the outbox entry that re-emits its outputs.
+            outbox_key = customer_id + OUTBOX_SUFFIX
+            outbox = store.get(outbox_key) or {}
+            processed = self._replay_outbox(outbox, record)
+            if processed.records:
+                store.put(outbox_key, outbox)
+            store.put(customer_id, state)
+            return processed
         result = self.engine.apply(state, event, record.timestamp, record.source)  # type: ignore[arg-type]
         offsets[position] = record.offset
         processed = Processed("applied" if result.outputs else "ignored")
