@@ -287,8 +287,17 @@ def create_app(settings: Settings) -> faust.App:
         out = io.StringIO()
         for task in asyncio.all_tasks():
             out.write(f"--- {task.get_name()} {task.get_coro()!r}\n")
-            for frame in task.get_stack(limit=8):
+            # A task's stack shows only its outermost coroutine; follow what each one awaits.
+            awaited: Any = task.get_coro()
+            for _ in range(40):
+                frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
+                if frame is None:
+                    out.write(f"  awaiting {awaited!r}\n")
+                    break
                 out.write("".join(traceback.format_stack(frame, limit=1)))
+                awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
+                if awaited is None:
+                    break
         return web.text(out.getvalue())
 
     @app.page("/definitions")
