@@ -2,7 +2,9 @@
 
 Every customer makes 20 purchases of 100 towards a 1,000 target with 25/50/75% sub-targets, so the
 sub-targets fire at their 3rd, 5th and 8th purchase and the target at the 10th. If a redelivered
-purchase were applied twice, some event would fire one purchase early and name the wrong cause.
+purchase were applied twice, some event would fire one purchase early and name the wrong cause; if
+one were lost, one purchase late. And what a worker would restore from, the state changelog, must
+hold a state for every purchase applied, not only the restarted worker's local store.
 """
 
 import asyncio
@@ -15,7 +17,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from tests.factories import monthly_gross_definition, transaction
-from tests.support.worker import WorkerProcess, consume, create_topics, isolated_settings, produce, topic
+from tests.support.worker import WorkerProcess, consume, create_topics, isolated_settings, produce, read_to_end, topic
 
 pytestmark = pytest.mark.kafka
 
@@ -46,18 +48,11 @@ async def produce_purchases(settings, now):
     return sources
 
 
-# Reported in every run, without blocking, until fixed: see docs/guarantees.md, "Known issue".
-KNOWN_ISSUE = pytest.mark.xfail(
-    strict=False,
-    reason="known issue: in some runs the restarted worker stalls, or one purchase's state write is lost "
-    "across the SIGKILL (docs/guarantees.md, 'Known issue')",
-)
-
-
 @dataclass
 class CrashRun:
     sources: dict[str, list[str]]
     events: list[dict]
+    changelog: list[tuple[bytes | None, bytes | None]]
     log_tail: str
 
 
@@ -104,10 +99,10 @@ def crash_run(kafka_bootstrap, tmp_path_factory) -> CrashRun:
         if tasks:
             (tmp_path / "tasks-dump.txt").write_text(tasks)
         worker.stop()
-    return CrashRun(sources, events, worker.log_tail())
+    changelog = read_to_end(settings, f"{settings.app_id}-customer-state-changelog")
+    return CrashRun(sources, events, changelog, worker.log_tail())
 
 
-@KNOWN_ISSUE
 def test_sigkill_mid_stream_loses_no_output_and_duplicates_none(crash_run):
     expected = CUSTOMERS * len(FIRES_AT)
     unique = {e["event_id"]: e for e in crash_run.events}
@@ -123,10 +118,21 @@ def test_sigkill_mid_stream_loses_no_output_and_duplicates_none(crash_run):
         assert event == unique[event["event_id"]]
 
 
-@KNOWN_ISSUE
 def test_sigkill_mid_stream_applies_every_input_exactly_once(crash_run):
     for event in {e["event_id"]: e for e in crash_run.events}.values():
         trigger = "achievement" if event["kind"] == "achievement" else f"sub_target:{event['trigger_names'][0]}"
         nth = FIRES_AT[trigger]
         assert event["cause"] == crash_run.sources[event["customer_id"]][nth - 1], (trigger, event)
         assert event["achieved_value"] == str(100 * nth)
+
+
+def test_sigkill_mid_stream_leaves_every_applied_purchase_in_the_changelog(crash_run):
+    applied: dict[str, set[str]] = {}
+    for key, value in crash_run.changelog:
+        if key is None or value is None or key.endswith(b"\x00outbox"):
+            continue
+        positions = orjson.loads(value)["o"]
+        applied.setdefault(key.decode(), set()).update(f"{p}/{o}" for p, o in positions.items())
+    missing = {c: sorted(set(s) - applied.get(c, set())) for c, s in crash_run.sources.items()}
+    missing = {c: m for c, m in missing.items() if m}
+    assert not missing, f"{len(missing)} customers have purchases with no state in the changelog: {list(missing.items())[:5]}"
