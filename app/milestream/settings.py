@@ -43,7 +43,7 @@ class Settings(BaseModel):
         json_schema_extra={"env": "MILESTREAM_OUTBOX_SIZE"},
     )
     commit_interval_s: float = _setting(
-        0.5, "MILESTREAM_COMMIT_INTERVAL", "Seconds between commits; outputs are published at each commit, so this bounds their delay."
+        0.5, "MILESTREAM_COMMIT_INTERVAL", "Seconds between offset commits; after a crash, inputs since the last commit are redelivered (and recognised)."
     )
     session_timeout_s: float = _setting(
         30.0, "MILESTREAM_SESSION_TIMEOUT", "Consumer-group session timeout: how soon a crashed worker's partitions move."

@@ -2,7 +2,9 @@
 
 Every customer makes 20 purchases of 100 towards a 1,000 target with 25/50/75% sub-targets, so the
 sub-targets fire at their 3rd, 5th and 8th purchase and the target at the 10th. If a redelivered
-purchase were applied twice, some event would fire one purchase early and name the wrong cause.
+purchase were applied twice, some event would fire one purchase early and name the wrong cause; if
+one were lost, one purchase late. And what a worker would restore from, the state changelog, must
+hold a state for every purchase applied, not only the restarted worker's local store.
 """
 
 import asyncio
@@ -15,7 +17,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from tests.factories import monthly_gross_definition, transaction
-from tests.support.worker import WorkerProcess, consume, create_topics, isolated_settings, produce, topic
+from tests.support.worker import WorkerProcess, consume, create_topics, isolated_settings, produce, read_to_end, topic
 
 pytestmark = pytest.mark.kafka
 
@@ -46,18 +48,11 @@ async def produce_purchases(settings, now):
     return sources
 
 
-# Reported in every run, without blocking, until fixed: see docs/guarantees.md, "Known issue".
-KNOWN_ISSUE = pytest.mark.xfail(
-    strict=False,
-    reason="known issue: in some runs the restarted worker stalls, or one purchase's state write is lost "
-    "across the SIGKILL (docs/guarantees.md, 'Known issue')",
-)
-
-
 @dataclass
 class CrashRun:
     sources: dict[str, list[str]]
     events: list[dict]
+    changelog: list[tuple[bytes | None, bytes | None]]
     log_tail: str
 
 
@@ -99,15 +94,43 @@ def crash_run(kafka_bootstrap, tmp_path_factory) -> CrashRun:
         events = consume(settings, "promotions", lambda seen: len({e["event_id"] for e in seen}) >= expected, timeout=240)
         time.sleep(3)  # let any stray duplicate arrive before judging
         events = consume(settings, "promotions", lambda seen: len(seen) >= len(events), timeout=30)
+        changelog = wait_for_last_purchases_in_changelog(settings, sources)
     finally:
         tasks = worker.http("/debug/tasks")
         if tasks:
             (tmp_path / "tasks-dump.txt").write_text(tasks)
         worker.stop()
-    return CrashRun(sources, events, worker.log_tail())
+    return CrashRun(sources, events, changelog, worker.log_tail())
 
 
-@KNOWN_ISSUE
+def applied_offsets(changelog) -> dict[str, list[str]]:
+    """Per customer, the applied offset ("o") of each state record in the changelog, as topic/partition/offset."""
+    applied: dict[str, list[str]] = {}
+    for key, value in changelog:
+        if key is None or value is None or key.endswith(b"\x00outbox"):
+            continue
+        for position, offset in orjson.loads(value)["o"].items():
+            applied.setdefault(key.decode(), []).append(f"{position}/{offset}")
+    return applied
+
+
+def offset_of(source: str) -> int:
+    return int(source.rsplit("/", 1)[1])
+
+
+def wait_for_last_purchases_in_changelog(settings, sources, timeout: float = 120.0):
+    """The changelog once every customer's state records its last purchase (the outputs can all be out
+    before the purchases after the 10th are processed)."""
+    name = f"{settings.app_id}-customer-state-changelog"
+    deadline = time.monotonic() + timeout
+    while True:
+        changelog = read_to_end(settings, name)
+        applied = applied_offsets(changelog)
+        if all(purchases[-1] in applied.get(c, ()) for c, purchases in sources.items()) or time.monotonic() > deadline:
+            return changelog
+        time.sleep(2)
+
+
 def test_sigkill_mid_stream_loses_no_output_and_duplicates_none(crash_run):
     expected = CUSTOMERS * len(FIRES_AT)
     unique = {e["event_id"]: e for e in crash_run.events}
@@ -123,10 +146,25 @@ def test_sigkill_mid_stream_loses_no_output_and_duplicates_none(crash_run):
         assert event == unique[event["event_id"]]
 
 
-@KNOWN_ISSUE
 def test_sigkill_mid_stream_applies_every_input_exactly_once(crash_run):
     for event in {e["event_id"]: e for e in crash_run.events}.values():
         trigger = "achievement" if event["kind"] == "achievement" else f"sub_target:{event['trigger_names'][0]}"
         nth = FIRES_AT[trigger]
         assert event["cause"] == crash_run.sources[event["customer_id"]][nth - 1], (trigger, event)
         assert event["achieved_value"] == str(100 * nth)
+
+
+def test_sigkill_mid_stream_leaves_every_applied_purchase_in_the_changelog(crash_run):
+    """Each delivery of a purchase that is acked wrote the customer's state to the changelog first, and
+    every purchase was acked at some delivery. So each purchase has its own state record there that
+    records it, or a later purchase already applied by the killed worker, as applied: sorted from the
+    highest, the k-th applied offset is at least the k-th purchase offset. A purchase acked with no
+    changelog write (applied only in the killed worker's local store) leaves a customer a record short."""
+    applied = applied_offsets(crash_run.changelog)
+    short = {}
+    for customer, purchases in crash_run.sources.items():
+        wanted = sorted((offset_of(s) for s in purchases), reverse=True)
+        written = sorted((offset_of(s) for s in applied.get(customer, ())), reverse=True)
+        if len(written) < len(wanted) or any(w < p for w, p in zip(written, wanted)):
+            short[customer] = sorted(set(purchases) - set(applied.get(customer, ())))
+    assert not short, f"{len(short)} customers have purchases with no state of their own in the changelog: {list(short.items())[:5]}"

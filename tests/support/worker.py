@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from milestream.settings import Settings
 from milestream.topics import apply_topics, load_topics
@@ -180,3 +180,35 @@ def consume_quietly(settings: Settings, logical: str, quiet: float = 3.0, timeou
         return time.monotonic() - state["since"] >= quiet
 
     return consume(settings, logical, settled, timeout)
+
+
+async def _read_to_end(settings: Settings, topic_name: str) -> list[tuple[bytes | None, bytes | None]]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic_name)
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic_name) or set()
+        tps = [TopicPartition(topic_name, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        records: list[tuple[bytes | None, bytes | None]] = []
+        remaining = {tp for tp in tps if end[tp] > 0}
+        deadline = time.monotonic() + 60
+        while remaining:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"could not read {topic_name} to its end: {sorted(remaining)} behind")
+            for tp, messages in (await consumer.getmany(*remaining, timeout_ms=1000)).items():
+                records.extend((m.key, m.value) for m in messages)
+                if messages and messages[-1].offset + 1 >= end[tp]:
+                    remaining.discard(tp)
+        return records
+    finally:
+        await consumer.stop()
+
+
+def read_to_end(settings: Settings, topic_name: str) -> list[tuple[bytes | None, bytes | None]]:
+    """Every record of a topic (full name) up to its current end, as (key, value), partition by partition."""
+    return asyncio.run(_read_to_end(settings, topic_name))

@@ -17,7 +17,7 @@ Customer state layout (short keys: it is stored once per customer)::
         "adj": {"<cycle>": {target_id: "dec"}},  # returns carried into a cycle not open yet
         "c": {"<cycle>": {          # progress per open cycle
             "s": iso, "e": iso|null,
-            "i": 1,                 # in the close index (the customer gets its close)
+            "i": 1 or key,          # in the close index (the pipeline stores its entry key)
             "t": {target_id: {"v": "dec", "d": [days], "x": {day: "dec"}, "k": [cycles]}},
             "f": [fired triggers],  # achievement / sub-target keys already emitted
         }},

@@ -70,9 +70,10 @@ class CloseIndex:
         self.store = store
         self.partition = partition
 
-    def add(self, due: datetime, milestone_id: str, customer_id: str, cycle: int) -> None:
-        """Schedule a customer's cycle close. Write before the customer's state, so a
-        state that says "indexed" always has its entry (a duplicate entry is harmless)."""
+    def add(self, due: datetime, milestone_id: str, customer_id: str, cycle: int) -> str:
+        """Schedule a customer's cycle close; return the entry's key, which the customer's
+        state keeps. Write before the customer's state, so a state that names an entry
+        always has it (a duplicate entry is harmless)."""
         slot = f"{slot_of(due)}|{milestone_id}"
         key = counter_key(self.partition, slot)
         counter = self.store.get(key)
@@ -82,9 +83,20 @@ class CloseIndex:
             if slot not in directory["s"]:
                 directory["s"] = sorted([*directory["s"], slot])
                 self.store.put(directory_key(self.partition), directory)
-        self.store.put(entry_key(self.partition, slot, counter["n"]), {"c": customer_id, "i": cycle})
+        entry = entry_key(self.partition, slot, counter["n"])
+        self.store.put(entry, {"c": customer_id, "i": cycle})
         counter["n"] += 1
         self.store.put(key, counter)
+        return entry
+
+    def rewrite_entry(self, entry: str, customer_id: str, cycle: int) -> None:
+        """Write an entry, its slot's counter and the directory again, unchanged (see Topology._rewrite)."""
+        self.store.put(entry, {"c": customer_id, "i": cycle})
+        counter = entry.rsplit(":", 1)[0]
+        for key in (counter, directory_key(self.partition)):
+            value = self.store.get(key)
+            if value is not None:
+                self.store.put(key, value)
 
     def directory(self) -> dict:
         return self.store.get(directory_key(self.partition)) or {"s": [], "t": []}

@@ -10,7 +10,8 @@ Exactly-once state, at-least-once outputs
 -----------------------------------------
 Each customer's state records the last input offset applied per source
 partition (``"o"``). A redelivered record (offset at or below it) is not
-applied again. Its outputs, which may or may not have reached the broker
+applied again, but its state (and outbox entry) is written again: the first
+write may have reached only the worker's local store, not the changelog. Its outputs, which may or may not have reached the broker
 before the crash, are re-emitted from a small per-customer outbox with the
 same deterministic ids, so a consumer that deduplicates on ``event_id`` sees
 each output exactly once. The outbox lives under its own key
@@ -209,7 +210,13 @@ class Topology:
         offsets: dict[str, int] = state.setdefault("o", {})
         position = f"{record.topic}/{record.partition}"
         if record.offset <= offsets.get(position, -1):
-            return self._replay_outbox(store.get(customer_id + OUTBOX_SUFFIX) or {}, record, record.key)
+            # Already applied, but the writes that recorded it may be only local: a crash can
+            # keep a local write whose changelog send was lost. Write them again (index entries
+            # and outbox first, as the first time), so the record is acked only once the changelog
+            # holds a state that includes it and the outbox entry that re-emits its outputs.
+            processed = self._replay_outbox(store.get(customer_id + OUTBOX_SUFFIX) or {}, record, record.key)
+            self._rewrite(store, CloseIndex(store, record.partition), customer_id)
+            return processed
         result = self.engine.apply(state, event, record.timestamp, record.source)  # type: ignore[arg-type]
         series = self.series.apply(state, event, record)
         offsets[position] = record.offset
@@ -223,7 +230,10 @@ class Topology:
         close-index entries, then the outbox, then the state (see the module doc)."""
         index = CloseIndex(store, record.partition)
         for due, milestone_id, cycle in result.opened:
-            index.add(due, milestone_id, customer_id, cycle)
+            entry = index.add(due, milestone_id, customer_id, cycle)
+            opened = state["m"][milestone_id].get("c", {}).get(str(cycle))
+            if opened is not None:
+                opened["i"] = entry  # so a rewrite (see _rewrite) writes this very entry again
         processed.milestone_events += [*result.outputs, *series_events]
         key = customer_id.encode()
         records = [OutRecord(self.promotions, key, dumps(out)) for out in result.outputs]
@@ -327,14 +337,14 @@ class Topology:
     def _rewrite(self, store: StateStore, index: CloseIndex, customer_id: str) -> None:
         """Write a customer's state, outbox and close-index entries again for an input that is
         already applied: the first writes may have reached the local store but not the
-        changelog, so the input is acked only once the changelog holds them (a close-index
-        entry written twice is skipped when its cycle is found closed)."""
+        changelog, so the input is acked only once the changelog holds them."""
         state = store.get(customer_id)
         if state is None:
             return
-        for due, milestone_id, cycle in due_closes(self.engine, state):
-            if state["m"][milestone_id]["c"][str(cycle)].get("i"):
-                index.add(due, milestone_id, customer_id, cycle)
+        for _, milestone_id, cycle in due_closes(self.engine, state):
+            entry = state["m"][milestone_id]["c"][str(cycle)].get("i")
+            if isinstance(entry, str):
+                index.rewrite_entry(entry, customer_id, cycle)
         outbox = store.get(customer_id + OUTBOX_SUFFIX)
         if outbox is not None:
             store.put(customer_id + OUTBOX_SUFFIX, outbox)

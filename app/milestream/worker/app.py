@@ -34,6 +34,7 @@ from ..settings import Settings
 from ..state.base import StateStore, decode_state, encode_state
 from ..topics import load_topics
 from . import metrics
+from .recovery import WorkerTableManager
 
 log = logging.getLogger("milestream.worker")
 
@@ -123,6 +124,9 @@ def create_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         key_serializer="raw",
         value_serializer="raw",
+        # Resumes the input partitions only after seeking them and clearing the stream
+        # buffers, so no fetched record is dropped at the end of a rebalance (recovery.py).
+        TableManager=WorkerTableManager,
     )
     topology = Topology(settings, topics)
     definitions_ready = asyncio.Event()
@@ -312,8 +316,17 @@ def create_app(settings: Settings) -> faust.App:
         out = io.StringIO()
         for task in asyncio.all_tasks():
             out.write(f"--- {task.get_name()} {task.get_coro()!r}\n")
-            for frame in task.get_stack(limit=8):
+            # A task's stack shows only its outermost coroutine; follow what each one awaits.
+            awaited: Any = task.get_coro()
+            for _ in range(40):
+                frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
+                if frame is None:
+                    out.write(f"  awaiting {awaited!r}\n")
+                    break
                 out.write("".join(traceback.format_stack(frame, limit=1)))
+                awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
+                if awaited is None:
+                    break
         return web.text(out.getvalue())
 
     @app.page("/definitions")
