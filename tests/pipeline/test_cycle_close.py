@@ -217,3 +217,14 @@ def test_enrolling_before_the_first_cycle_opens_that_cycle(driver):
     send(driver, enrolment("c1", "m1", "2024-01-15T10:00:00+05:30"))
     close(driver, "2024-04-01T00:00:00+05:30")
     assert closes(driver) == [("c1", 1, "0")]
+
+
+def test_changing_the_enrolment_method_keeps_existing_enrolments(driver):
+    load(driver, quarter())  # "all customers"
+    send(driver, txn("active", "2024-01-05T10:00:00+05:30", "100"))
+    send(driver, behavioural("quiet", "app_open", "2024-01-06T10:00:00+05:30"))
+    load(driver, quarter(enrolment={"method": "specific", "customers": ["listed"]}))
+    send(driver, enrolment("listed", "m1", "2024-01-07T10:00:00+05:30"))
+    send(driver, txn("newcomer", "2024-01-08T10:00:00+05:30", "100"))  # not on the list: not enrolled
+    close(driver, FEB_1)
+    assert sorted(c for c, _, _ in closes(driver)) == ["active", "listed", "quiet"]

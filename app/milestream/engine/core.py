@@ -167,7 +167,7 @@ class Engine:
         milestones = state.setdefault("m", {})
         for compiled in self.registry.open_to_all:
             if compiled.definition.milestone_id not in milestones:
-                ms: dict[str, Any] = {}
+                ms: dict[str, Any] = {"enr": True}  # kept if the enrolment method changes later
                 if self._open_current_cycle(compiled, ms, moment, result):
                     milestones[compiled.definition.milestone_id] = ms
 
@@ -300,6 +300,8 @@ class Engine:
                 )
                 return
         milestones[definition.milestone_id] = ms
+        if enrolled and "enr" not in ms:
+            ms["enr"] = True  # enrolled by the method ("all", or on the list): kept if the method changes
         if not enrolled:
             # Kept only to count if the customer enrols during this cycle: no older cycle is needed.
             for key in [k for k in ms.get("c", {}) if k != str(window.index)]:
