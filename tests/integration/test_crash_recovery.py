@@ -107,7 +107,7 @@ def applied_offsets(changelog) -> dict[str, list[str]]:
     """Per customer, the applied offset ("o") of each state record in the changelog, as topic/partition/offset."""
     applied: dict[str, list[str]] = {}
     for key, value in changelog:
-        if key is None or value is None or key.endswith(b"\x00outbox"):
+        if key is None or value is None or b"\x00" in key:  # outboxes and the close index
             continue
         for position, offset in orjson.loads(value)["o"].items():
             applied.setdefault(key.decode(), []).append(f"{position}/{offset}")
