@@ -10,14 +10,21 @@ store the worker's tables use), on one partition, with the worker's code path:
    customers and asking for the next, until every customer has its close.
 
 It measures phase 2 (the close) and reports phase 1 (building the index) apart,
-with the process's peak memory, then rewrites the close block of BENCHMARKS.md.
-There is no broker here: this is the cost of the close itself, not of Kafka.
+with the process's peak memory. There is no broker there: that is the cost of
+the close itself. Then the same close on the real worker and a local broker,
+for ``BENCH_CLOSE_BROKER_CUSTOMERS`` customers (default 50,000): enrolments are
+produced and applied first, then one close tick per partition is produced and
+the time until every customer's ``cycle_close`` is on the promotions topic is
+measured. The close block of BENCHMARKS.md is rewritten with both.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import sys
+import uuid
 import resource
 import shutil
 import tempfile
@@ -31,6 +38,8 @@ from milestream.pipeline.driver import TopologyTestDriver
 from milestream.settings import Settings
 from milestream.state.rocksdb import RocksDBStore
 
+from .cluster import Offsets, local_kafka
+from .procs import Service, free_port, settings_env
 from .report import BENCHMARKS_MD, git_revision, machine
 
 START_MARKER = "<!-- close:start -->"
@@ -89,7 +98,85 @@ def run(customers: int, folder: Path, batch: int) -> dict:
     }
 
 
-def write(result: dict, revision: str) -> str:
+def definition_in_the_past(now: datetime) -> dict:
+    """The benchmark milestone with one custom cycle that ended yesterday: due at once."""
+    body = definition()
+    today = now.date()
+    body.update({
+        "starts_at": (now - timedelta(days=10)).isoformat(), "ends_at": (now + timedelta(days=10)).isoformat(),
+        "cycles": {"kind": "custom", "periods": [{"start": (today - timedelta(days=5)).isoformat(),
+                                                   "end": (today - timedelta(days=1)).isoformat()}]},
+        # Custom cycles take a list (the spec's table); the benchmark's customers enrol by events.
+        "enrolment": {"method": "specific", "customers": ["c-listed"]},
+    })
+    return body
+
+
+async def run_on_broker(customers: int, bootstrap: str, folder: Path) -> dict:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    from milestream.topics import apply_topics, load_topics
+
+    tag = uuid.uuid4().hex[:8]
+    settings = Settings(kafka_bootstrap_servers=bootstrap, topic_prefix=f"close-{tag}.", app_id=f"close-bench-{tag}",
+                        data_dir=str(folder / "worker"), web_port=free_port(),
+                        close_tick_interval_s=86400)  # no tick of its own: the bench sends them
+    topics = load_topics(settings)
+    await apply_topics(settings, topics)
+    now = datetime.now(timezone.utc)
+    in_cycle = (now - timedelta(days=3)).isoformat()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
+    await producer.start()
+    await producer.send_and_wait(topics["definitions"].name, orjson.dumps(definition_in_the_past(now)),
+                                 key=b"bench-close")
+    for n in range(customers):
+        customer = f"c{n:08d}"
+        await producer.send(topics["enrolments"].name, orjson.dumps({
+            "type": "enrolment", "event_id": f"e{n}", "customer_id": customer, "event_time": in_cycle,
+            "milestone_id": "bench-close"}), key=customer.encode())
+    await producer.flush()
+    worker = Service("milestream worker", [sys.executable, "-m", "milestream.cli", "worker"], settings_env(settings),
+                     folder / "worker.log", settings.web_port)
+    worker.start()
+    offsets = Offsets(bootstrap)
+    await offsets.start()
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, worker.wait_healthy, "/healthz", 120.0)
+        end = await offsets.end_offsets(topics["enrolments"].name)
+        started = time.monotonic()
+        while await offsets.lag(settings.app_id, end) > 0:  # every enrolment applied and committed
+            worker.check_alive()
+            if time.monotonic() - started > 1800:
+                raise RuntimeError("enrolments not applied after 30 minutes")
+            await asyncio.sleep(0.5)
+        enrol_seconds = time.monotonic() - started
+        consumer = AIOKafkaConsumer(topics["promotions"].name, bootstrap_servers=bootstrap, group_id=None,
+                                    auto_offset_reset="earliest", enable_auto_commit=False)
+        await consumer.start()
+        tick = orjson.dumps({"type": "close_tick", "schema_version": 1, "now": datetime.now(timezone.utc).isoformat()})
+        started = time.monotonic()
+        for partition in range(topics["close-ticks"].partitions):
+            await producer.send(topics["close-ticks"].name, tick, partition=partition)
+        await producer.flush()
+        closed: set[str] = set()
+        while len(closed) < customers:
+            worker.check_alive()
+            if time.monotonic() - started > 1800:
+                raise RuntimeError(f"only {len(closed)} of {customers} closes after 30 minutes")
+            for messages in (await consumer.getmany(timeout_ms=500)).values():
+                closed.update(c for m in messages if not (c := orjson.loads(m.value)["customer_id"]).startswith("c-"))
+        close_seconds = time.monotonic() - started
+        await consumer.stop()
+    finally:
+        worker.stop()
+        await offsets.close()
+        await producer.stop()
+    return {"customers": customers, "closes": len(closed), "enrol_seconds": enrol_seconds,
+            "close_seconds": close_seconds, "close_rate": len(closed) / close_seconds,
+            "partitions": topics["close-ticks"].partitions}
+
+
+def write(result: dict, broker: dict | None, revision: str) -> str:
     env = machine("none (in-process)")
     block = (
         f"{START_MARKER}\n"
@@ -101,8 +188,17 @@ def write(result: dict, revision: str) -> str:
         f"| {result['customers']:,} | {result['closes']:,} | {result['close_seconds']:,.1f} s | "
         f"{result['close_rate']:,.0f} | {result['ticks']:,} ({result['batch']}) | "
         f"{result['index_seconds']:,.1f} s | {result['peak_rss_mib']:,.0f} MiB |\n"
-        f"{END_MARKER}"
     )
+    if broker is not None:
+        block += (
+            "\nOn the worker with a local broker (one worker, "
+            f"{broker['partitions']} partitions, one close tick per partition):\n\n"
+            "| Enrolled customers | Cycle-close events | Close time | Closes/s | Applying the enrolments |\n"
+            "|---:|---:|---:|---:|---:|\n"
+            f"| {broker['customers']:,} | {broker['closes']:,} | {broker['close_seconds']:,.1f} s | "
+            f"{broker['close_rate']:,.0f} | {broker['enrol_seconds']:,.1f} s |\n"
+        )
+    block += END_MARKER
     text = BENCHMARKS_MD.read_text()
     if START_MARKER in text:
         head, rest = text.split(START_MARKER, 1)
@@ -117,23 +213,38 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.close", description=__doc__.split("\n\n")[0])
     parser.add_argument("--customers", type=int, default=int(os.environ.get("BENCH_CLOSE_CUSTOMERS", 1_000_000)))
     parser.add_argument("--batch", type=int, default=Settings().close_batch_size)
+    parser.add_argument("--broker-customers", type=int,
+                        default=int(os.environ.get("BENCH_CLOSE_BROKER_CUSTOMERS", 50_000)),
+                        help="customers closed by the real worker on a local broker (0: skip)")
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = parser.parse_args(argv)
     revision = git_revision()  # of the code that runs, even if the tree changes meanwhile
     folder = Path(tempfile.mkdtemp(prefix="milestream-close-bench-"))
+    broker_result = None
     try:
         print(f"closing a cycle for {args.customers:,} enrolled customers (RocksDB state in {folder})", flush=True)
         result = run(args.customers, folder, args.batch)
+        print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode(), flush=True)
+        if args.broker_customers:
+            kafka = local_kafka()
+            kafka.fetch()
+            broker = kafka.start(folder / "kafka", fresh=True)
+            try:
+                print(f"closing a cycle for {args.broker_customers:,} customers on the worker ({broker.bootstrap})",
+                      flush=True)
+                broker_result = asyncio.run(run_on_broker(args.broker_customers, broker.bootstrap, folder))
+            finally:
+                broker.stop()
+            print(orjson.dumps(broker_result, option=orjson.OPT_INDENT_2).decode())
     finally:
+        Service.stop_all()
         shutil.rmtree(folder, ignore_errors=True)
-    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
     if result["closes"] != args.customers:
         print(f"expected {args.customers} closes, got {result['closes']}")
         return 1
     if not args.no_write:
-        print(write(result, revision))
+        print(write(result, broker_result, revision))
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())
