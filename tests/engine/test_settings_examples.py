@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from tests.engine.builders import (
-    at, bill_return, close, closes, definition, enrolment, kinds, line, load, outputs, progress, send, target, txn,
+    bill_return, close, closes, definition, enrolment, kinds, line, load, outputs, progress, send, target, txn,
 )
 
 JAN_31 = "2024-01-31T18:00:00+05:30"

@@ -6,14 +6,13 @@ repeats a close.
 """
 
 import orjson
-import pytest
 
 from milestream.pipeline.close_index import CloseIndex
 from milestream.pipeline.driver import TopologyTestDriver
 from milestream.settings import Settings
 from milestream.state.memory import MemoryStore
 from tests.engine.builders import (
-    behavioural, calendar, close, closes, definition, enrolment, load, outputs, rolling, send, target, txn,
+    at, behavioural, calendar, close, closes, definition, enrolment, load, outputs, rolling, send, target, txn,
 )
 
 FEB_1 = "2024-02-01T00:00:00+05:30"
@@ -59,18 +58,12 @@ def test_a_deactivated_milestone_closes_nothing_and_resumes_when_reactivated(dri
     load(driver, quarter())
     send(driver, txn("c1", "2024-01-05T10:00:00+05:30", "1200"))
     status = {"type": "milestone_status", "milestone_id": "m1", "active": False}
-    driver.pipe("definitions", "m1", status, timestamp=driver_time("2024-01-10T00:00:00+05:30"))
+    driver.pipe("definitions", "m1", status, timestamp=at("2024-01-10T00:00:00+05:30"))
     close(driver, FEB_1)
     assert closes(driver) == []
-    driver.pipe("definitions", "m1", {**status, "active": True}, timestamp=driver_time("2024-02-10T00:00:00+05:30"))
+    driver.pipe("definitions", "m1", {**status, "active": True}, timestamp=at("2024-02-10T00:00:00+05:30"))
     close(driver, "2024-03-01T00:00:00+05:30")
     assert closes(driver) == [("c1", 2, "0")]
-
-
-def driver_time(text):
-    from datetime import datetime
-
-    return datetime.fromisoformat(text)
 
 
 def test_a_tick_before_the_due_time_closes_nothing_and_writes_nothing(driver):
@@ -116,7 +109,7 @@ def test_a_redelivered_tick_re_emits_the_same_bytes_and_rewrites_what_it_wrote(d
         send(driver, txn(f"c{n}", "2024-01-05T10:00:00+05:30", "100"))
     [first] = close(driver, FEB_1)
     customers = {k: v for k, v in driver.store._data.items() if not k.startswith("\x00")}
-    tick = {"type": "close_tick", "schema_version": 1, "now": driver_time(FEB_1).isoformat()}
+    tick = {"type": "close_tick", "schema_version": 1, "now": at(FEB_1).isoformat()}
     writes = []
     original_put = driver.store.put
     driver.store.put = lambda key, value: (writes.append(key), original_put(key, value))
@@ -165,7 +158,7 @@ def _run_with_crash_in_close(crash_after: int | None):
             send(driver, txn(f"c{n}", "2024-02-05T10:00:00+05:30", "100"))
     published = list(outputs(driver))
     # Three months late (a worker catching up): every customer's three cycles close.
-    tick = {"type": "close_tick", "schema_version": 1, "now": driver_time(APR_2).isoformat()}
+    tick = {"type": "close_tick", "schema_version": 1, "now": at(APR_2).isoformat()}
     if crash_after is not None:
         store.crash_at = store.writes + crash_after
         try:
@@ -197,12 +190,12 @@ def test_a_tick_cut_short_by_a_crash_at_any_write_neither_loses_nor_repeats_a_cl
 
 def test_customers_on_a_specific_list_are_enrolled_by_events_the_definition_produces(driver):
     body = quarter(enrolment={"method": "specific", "customers": ["ann", "bob"]})
-    processed = driver.pipe("definitions", "m1", body, timestamp=driver_time("2024-01-10T00:00:00+05:30"))
+    processed = driver.pipe("definitions", "m1", body, timestamp=at("2024-01-10T00:00:00+05:30"))
     enrolments = [orjson.loads(r.value) for r in processed.records if r.topic == driver.topic("enrolments")]
     assert [(e["customer_id"], e["event_time"]) for e in enrolments] == [
         ("ann", "2023-12-31T18:30:00.000000Z"), ("bob", "2023-12-31T18:30:00.000000Z")]  # the audience, from the start
     edited = {**body, "enrolment": {"method": "specific", "customers": ["ann", "bob", "cat"]}}
-    processed = driver.pipe("definitions", "m1", edited, timestamp=driver_time("2024-01-20T00:00:00+05:30"))
+    processed = driver.pipe("definitions", "m1", edited, timestamp=at("2024-01-20T00:00:00+05:30"))
     added = [orjson.loads(r.value) for r in processed.records if r.topic == driver.topic("enrolments")]
     assert [(e["customer_id"], e["event_time"]) for e in added] == [("cat", "2024-01-19T18:30:00.000000Z")]  # from the edit on
     for event in enrolments + added:

@@ -95,6 +95,8 @@ class Result:
     # (due time, milestone id, cycle index) of each cycle this customer now needs a
     # close for: the caller indexes it so the close happens on schedule.
     opened: list[tuple[datetime, str, int]] = field(default_factory=list)
+    # What a transaction counted towards, per milestone (kept with the bill for later returns).
+    counted: dict[str, list[Any]] = field(default_factory=dict)
     # (milestone id, cycle, moment) of each milestone reached by this event: the
     # "milestone achieved" activity of milestones that track it.
     achieved: list[tuple[str, int, datetime]] = field(default_factory=list)
@@ -141,7 +143,7 @@ class Engine:
         for compiled in self.registry.listening(activity.value):
             self._apply_to_milestone(state, compiled, event, recorded, cause, result)
         if isinstance(event, Transaction):
-            self.bills.remember(self, state, event)
+            self.bills.remember(state, event, result.counted)
         self._track_achievements(state, event.customer_id, recorded, cause, result)
         return result
 
@@ -311,7 +313,7 @@ class Engine:
         for target, value in contributions:
             _accumulate(cycle["t"].setdefault(target.target_id, {}), accumulation(target.kpi), value, day)
         if isinstance(event, Transaction):
-            self.bills.note_contribution(compiled, event, window.index, contributions)
+            self.bills.note_contribution(compiled, window.index, contributions, result.counted)
         if enrolled:
             self._evaluate(compiled, ms, cycle, window, event.customer_id, moment, cause, result)
 

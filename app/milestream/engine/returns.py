@@ -65,20 +65,19 @@ class BillBook:
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
-        # What the transaction being applied counted towards: milestone -> [cycle, {target: value}].
-        self._counted: dict[str, list[Any]] = {}
 
-    def note_contribution(self, compiled: Compiled, event: Transaction, cycle: int,
-                          contributions: list[tuple[Target, Decimal]]) -> None:
+    @staticmethod
+    def note_contribution(compiled: Compiled, cycle: int, contributions: list[tuple[Target, Decimal]],
+                          counted: dict[str, list[Any]]) -> None:
+        """Add to ``counted`` (milestone -> [cycle, {target: value}]) what a bill counted towards."""
         if not adjusts_returns(compiled):
             return
         values = {t.target_id: format(v, "f") for t, v in contributions if accumulation(t.kpi) is Accumulation.SUM}
         if values:
-            self._counted[compiled.definition.milestone_id] = [cycle, values]
+            counted[compiled.definition.milestone_id] = [cycle, values]
 
-    def remember(self, engine: "Engine", state: dict[str, Any], event: Transaction) -> None:
+    def remember(self, state: dict[str, Any], event: Transaction, counted: dict[str, list[Any]]) -> None:
         """Keep the bill if a milestone that adjusts on returns counted it; drop expired bills."""
-        counted, self._counted = self._counted, {}
         if not counted:
             return
         bills: dict[str, Any] = state.setdefault("b", {})

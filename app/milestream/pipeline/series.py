@@ -28,7 +28,7 @@ from ..schemas.codec import dumps
 from ..schemas.series import SeriesDefinition, SeriesRewardChange
 from ..state.base import StateStore
 from ..topics import TopicSpec
-from .topology import OUTBOX_SUFFIX, OutRecord, Processed, Record
+from .topology import OutRecord, Processed, Record, append_outbox, outbox_records, rewrite_outbox_and_state
 
 
 @dataclass
@@ -90,7 +90,8 @@ class SeriesStage:
                 continue
             offsets = state.setdefault("o", {})
             if record.offset <= offsets.get(position, -1):
-                processed.records += _replay(store.get(customer_id + OUTBOX_SUFFIX) or {}, record, customer_id)
+                processed.records += outbox_records(store, customer_id, record.source)
+                rewrite_outbox_and_state(store, customer_id, state)  # as Topology.process does
                 processed.outcome = "duplicate"
                 continue
             events = self.engine.change_rewards(state, customer_id, command)
@@ -98,11 +99,7 @@ class SeriesStage:
                 continue
             offsets[position] = record.offset
             records = [OutRecord(self.promotions, customer_id.encode(), dumps(e)) for e in events]
-            outbox_key = customer_id + OUTBOX_SUFFIX
-            outbox = store.get(outbox_key) or {"ob": []}
-            outbox["ob"].append([record.source, [[r.topic, r.value.decode()] for r in records]])
-            del outbox["ob"][: -self.outbox_size]
-            store.put(outbox_key, outbox)  # outbox first, as in Topology.process
+            append_outbox(store, customer_id, record.source, records, self.outbox_size)  # outbox first
             store.put(customer_id, state)
             processed.outcome = "applied"
             processed.records += records
@@ -144,9 +141,3 @@ class SeriesStage:
             for sid, s in sorted(self.registry.series.items())
         }
 
-
-def _replay(outbox: dict[str, Any], record: Record, customer_id: str) -> list[OutRecord]:
-    for source, entries in outbox.get("ob", ()):
-        if source == record.source:
-            return [OutRecord(topic, customer_id.encode(), value.encode()) for topic, value in entries]
-    return []

@@ -214,7 +214,7 @@ class Topology:
             # keep a local write whose changelog send was lost. Write them again (index entries
             # and outbox first, as the first time), so the record is acked only once the changelog
             # holds a state that includes it and the outbox entry that re-emits its outputs.
-            processed = self._replay_outbox(store.get(customer_id + OUTBOX_SUFFIX) or {}, record, record.key)
+            processed = Processed("duplicate", outbox_records(store, customer_id, record.source))
             self._rewrite(store, CloseIndex(store, record.partition), customer_id)
             return processed
         result = self.engine.apply(state, event, record.timestamp, record.source)  # type: ignore[arg-type]
@@ -245,15 +245,7 @@ class Topology:
         if records:
             # Outbox first: if only it survives a crash, the input is re-applied and
             # yields the same outputs; if the state survived without it, they could be lost.
-            outbox_key = customer_id + OUTBOX_SUFFIX
-            outbox = store.get(outbox_key) or {"ob": []}
-            entries = [[r.topic, r.value.decode()] for r in records]
-            if outbox["ob"] and outbox["ob"][-1][0] == record.source:
-                outbox["ob"][-1][1] += entries  # a second close of this customer in the same tick
-            else:
-                outbox["ob"].append([record.source, entries])
-            del outbox["ob"][: -self.settings.outbox_size]
-            store.put(outbox_key, outbox)
+            append_outbox(store, customer_id, record.source, records, self.settings.outbox_size)
         store.put(customer_id, state)
 
     # ------------------------------------------------------------- cycle close
@@ -271,7 +263,7 @@ class Topology:
         if remembered is not None:
             processed = Processed("duplicate")
             for customer_id in remembered["c"]:
-                processed.records += self._outbox_records(store, customer_id, record)
+                processed.records += outbox_records(store, customer_id, record.source)
                 self._rewrite(store, index, customer_id)
             index.rewrite(record.offset, remembered)
             if remembered["more"]:
@@ -325,12 +317,13 @@ class Topology:
             if closed_now:
                 return False  # closed a moment ago with an earlier cycle of the same customer
             # Closed already: by this same tick before a crash (re-emit), or earlier.
-            replay = self._outbox_records(store, customer_id, record)
+            replay = outbox_records(store, customer_id, record.source)
             processed.records += replay
             return bool(replay)
         result = close_due(self.engine, state, customer_id, now, milestone_id)
-        for due, mid, index_ in self._still_pending(state, milestone_id, cycle, now):
-            result.opened.append((due, mid, index_))  # not due after all (buffer days raised): re-index
+        # Not due after all (buffer days raised since it was indexed): index it again.
+        result.opened += [(due, mid, index_) for due, mid, index_ in due_closes(self.engine, state)
+                          if mid == milestone_id and index_ == cycle and due > now]
         self._commit(store, record, customer_id, state, result, processed)
         return bool(result.outputs)
 
@@ -345,30 +338,42 @@ class Topology:
             entry = state["m"][milestone_id]["c"][str(cycle)].get("i")
             if isinstance(entry, str):
                 index.rewrite_entry(entry, customer_id, cycle)
-        outbox = store.get(customer_id + OUTBOX_SUFFIX)
-        if outbox is not None:
-            store.put(customer_id + OUTBOX_SUFFIX, outbox)
-        store.put(customer_id, state)
-
-    def _still_pending(self, state: dict[str, Any], milestone_id: str, cycle: int, now: datetime):
-        for due, mid, index_ in due_closes(self.engine, state):
-            if mid == milestone_id and index_ == cycle and due > now:
-                yield due, mid, index_
+        rewrite_outbox_and_state(store, customer_id, state)
 
     def _continuation(self, record: Record) -> OutRecord:
         """The same tick again, to close the rest of what is due after other input had its turn."""
         return OutRecord(self.ticks_topic, None, record.value or b"", partition=record.partition)
 
-    def _outbox_records(self, store: StateStore, customer_id: str, record: Record) -> list[OutRecord]:
-        outbox = store.get(customer_id + OUTBOX_SUFFIX) or {}
-        return self._replay_outbox(outbox, record, customer_id.encode()).records
 
-    def _replay_outbox(self, outbox: dict[str, Any], record: Record, key: bytes | None) -> Processed:
-        for source, entries in outbox.get("ob", ()):
-            if source == record.source:
-                records = [OutRecord(topic, key, value.encode()) for topic, value in entries]
-                return Processed("duplicate", records)
-        return Processed("duplicate")
+# ----------------------------------------------------------------- the outbox
+def append_outbox(store: StateStore, customer_id: str, source: str, records: list[OutRecord], size: int) -> None:
+    """Keep what an input produced, for re-emission if it is redelivered (the last ``size`` inputs)."""
+    key = customer_id + OUTBOX_SUFFIX
+    outbox = store.get(key) or {"ob": []}
+    entries = [[r.topic, r.value.decode()] for r in records]
+    if outbox["ob"] and outbox["ob"][-1][0] == source:
+        outbox["ob"][-1][1] += entries  # a second close of this customer in the same tick
+    else:
+        outbox["ob"].append([source, entries])
+    del outbox["ob"][:-size]
+    store.put(key, outbox)
+
+
+def outbox_records(store: StateStore, customer_id: str, source: str) -> list[OutRecord]:
+    """What the input at ``source`` produced for this customer, to send again."""
+    for kept, entries in (store.get(customer_id + OUTBOX_SUFFIX) or {}).get("ob", ()):
+        if kept == source:
+            return [OutRecord(topic, customer_id.encode(), value.encode()) for topic, value in entries]
+    return []
+
+
+def rewrite_outbox_and_state(store: StateStore, customer_id: str, state: dict[str, Any]) -> None:
+    """Write a customer's outbox and state again, unchanged, for a redelivered input: its first
+    writes may have reached only the local store, and the input is acked once the changelog has them."""
+    outbox = store.get(customer_id + OUTBOX_SUFFIX)
+    if outbox is not None:
+        store.put(customer_id + OUTBOX_SUFFIX, outbox)
+    store.put(customer_id, state)
 
 
 def _late_record(late: LateEvent, record: Record) -> dict[str, Any]:

@@ -43,7 +43,6 @@ from faust.types import TP
 class InputSafeRecovery(Recovery):
     async def on_recovery_completed(self, generation_id: int = 0) -> None:
         """Same as Faust's, with the input partitions resumed last (see module docstring)."""
-        consumer = self.app.consumer
         self.log.info("Restore complete!")
         await self.app.on_rebalance_complete.send()
         self._set_recovery_ended()
