@@ -12,6 +12,8 @@ from decimal import Decimal
 from typing import Any
 
 from milestream.schemas.outputs import MilestoneEvent
+from milestream.state.base import StateStore
+from milestream.state.keys import Namespace, StateKey
 
 _ids = itertools.count(1)
 
@@ -225,9 +227,18 @@ def progress(driver, customer: str, milestone_id: str, target_id: str, cycle: in
 
     compiled = driver.topology.registry.milestones[milestone_id]
     kpi = next(t.kpi for t in compiled.definition.group.all_targets() if t.target_id == target_id)
-    state = driver.store.get(customer) or {}
+    state = customer_state(driver, customer) or {}
     cycle_state = state.get("m", {}).get(milestone_id, {}).get("c", {}).get(str(cycle), {})
     return progress_value(cycle_state.get("t", {}).get(target_id, {}), accumulation(kpi))
+
+
+def customer_state(driver, customer: str) -> dict[str, Any] | None:
+    return driver.store.get(Namespace.CUSTOMER.key(customer))
+
+
+def documents(store: StateStore) -> dict[StateKey, dict[str, Any] | None]:
+    """Everything in a store, every namespace."""
+    return {key: store.get(key) for namespace in Namespace for key in map(namespace.key, store.keys(namespace))}
 
 
 def rejection(driver, body: dict[str, Any]) -> str:

@@ -5,6 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from milestream.schemas.outputs import MilestoneEvent
+from tests.engine.builders import customer_state
 from tests.factories import at
 
 STARTS, ENDS = "2024-01-01T00:00:00+00:00", "2024-04-01T00:00:00+00:00"
@@ -66,7 +67,7 @@ def test_each_nested_achievement_is_counted_once(driver):
     walk(driver, 1, 3000, 2)  # reaches the day's target
     walk(driver, 1, 9000, 3)  # more walking the same day: no second daily achievement
     walk(driver, 2, 6000, 4)
-    state = driver.store.get("kim")
+    state = customer_state(driver, "kim")
     assert state["m"]["weekly-5-days"]["c"]["1"]["t"]["times"]["v"] == "2"
 
 
@@ -108,7 +109,7 @@ def test_streak_counts_the_longest_run_of_consecutive_achieved_days(driver):
         n += 1
         walk(driver, day, 6000, n)
     assert achievements(driver, "weekly-streak") == []
-    assert driver.store.get("kim")["m"]["weekly-streak"]["c"]["1"]["t"]["streak"]["k"] == [1, 2, 3, 5, 6, 7]
+    assert customer_state(driver, "kim")["m"]["weekly-streak"]["c"]["1"]["t"]["streak"]["k"] == [1, 2, 3, 5, 6, 7]
     # Week 2: Mon to Fri in a row.
     for day in (8, 9, 10, 11, 12):
         n += 1
@@ -144,7 +145,7 @@ def test_nested_achievements_are_counted_once_each(walks, data):
             body = {"type": "behavioural_event", "event_id": f"w{again_n}", "customer_id": "kim", "event_time": when,
                     "name": "walk", "attributes": {"steps": again_steps}}
             assert driver.pipe("behavioural-events", "kim", body, timestamp=at(when), offset=again_n).outcome == "duplicate"
-    state = driver.store.get("kim") or {}
+    state = customer_state(driver, "kim") or {}
     for week in (1, 2):
         achieved_days = sum(1 for d, total in totals.items() if (d - 1) // 7 + 1 == week and total >= 5000)
         counted = state.get("m", {}).get("weekly-5-days", {}).get("c", {}).get(str(week), {}).get("t", {}).get("times", {})

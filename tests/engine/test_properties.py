@@ -17,9 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from milestream.pipeline.driver import TopologyTestDriver
-from milestream.pipeline.topology import OUTBOX_SUFFIX
+from milestream.state.keys import Namespace
 
-from .builders import TOPIC_OF, at, calendar, definition, outputs, progress, target
+from .builders import TOPIC_OF, at, calendar, definition, documents, outputs, progress, target
 
 IST = ZoneInfo("Asia/Kolkata")
 START = datetime(2024, 1, 1, tzinfo=IST)
@@ -160,7 +160,7 @@ def test_replaying_the_same_events_into_fresh_state_gives_byte_identical_outputs
     assert first.produced[topic] == second.produced[topic]
     assert [e["event_id"] for e in first.read("promotions")] == [e["event_id"] for e in second.read("promotions")]
     assert len({e["event_id"] for e in first.read("promotions")}) == len(first.read("promotions"))
-    assert {c: first.store.get(c) for c in first.store.keys()} == {c: second.store.get(c) for c in second.store.keys()}
+    assert documents(first.store) == documents(second.store)
 
 
 @FAST
@@ -178,12 +178,12 @@ def test_redelivering_any_record_never_changes_state(data):
         for topic_again, again, again_offset, original in data.draw(
             st.lists(st.sampled_from(sent), max_size=2), label="redelivered"
         ):
-            before = {c: driver.store.get(c) for c in driver.store.keys()}
+            before = documents(driver.store)
             replay = driver.pipe(topic_again, again["customer_id"], again, timestamp=at(again["event_time"]), offset=again_offset)
             assert replay.outcome == "duplicate"
-            assert {c: driver.store.get(c) for c in driver.store.keys()} == before
+            assert documents(driver.store) == before
             # Outputs still in the customer's outbox are re-emitted unchanged; older ones are not re-sent.
-            stored = driver.store.get(again["customer_id"] + OUTBOX_SUFFIX) or {}
+            stored = driver.store.get(Namespace.OUTBOX.key(again["customer_id"])) or {}
             outbox = [source for source, _ in stored.get("ob", ())]
             source = f"{driver.topic(topic_again)}/0/{again_offset}"
             assert replay.records == (original if source in outbox else [])

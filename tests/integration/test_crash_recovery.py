@@ -16,6 +16,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from milestream.state.keys import Namespace, StateKey
 from tests.factories import monthly_gross_definition, transaction
 from tests.support.worker import WorkerProcess, consume, create_topics, isolated_settings, produce, read_to_end, topic
 
@@ -106,11 +107,12 @@ def crash_run(kafka_bootstrap, tmp_path_factory) -> CrashRun:
 def applied_offsets(changelog) -> dict[str, list[str]]:
     """Per customer, the applied offset ("o") of each state record in the changelog, as topic/partition/offset."""
     applied: dict[str, list[str]] = {}
-    for key, value in changelog:
-        if key is None or value is None or b"\x00" in key:  # outboxes and the close index
+    for raw_key, value in changelog:
+        key = StateKey.decode(raw_key or b"")  # every key of the table is namespaced
+        if key.namespace != Namespace.CUSTOMER or value is None:  # outboxes, the close index, deletions
             continue
         for position, offset in orjson.loads(value)["o"].items():
-            applied.setdefault(key.decode(), []).append(f"{position}/{offset}")
+            applied.setdefault(key.id, []).append(f"{position}/{offset}")
     return applied
 
 

@@ -5,6 +5,7 @@ from datetime import datetime
 import pytest
 
 from milestream.schemas.series import LifetimePoints, SeriesEvent, SeriesRewardChange
+from tests.engine.builders import customer_state
 from tests.engine.series_builders import ledger, membership, redemption, series, tier
 
 T0 = datetime.fromisoformat("2025-01-02T10:00:00+00:00")
@@ -73,7 +74,7 @@ def test_a_redelivered_ledger_entry_re_emits_identical_bytes_and_counts_once(loa
     first, second = loaded.produced[loaded.topic("promotions")]
     assert first == second
     assert len(loaded.read("lifetime-points")) == 2 and loaded.read("lifetime-points")[1]["points"] == "120"
-    assert loaded.store.get("ana")["sr"]["s1"]["pts"] == "120"
+    assert customer_state(loaded, "ana")["sr"]["s1"]["pts"] == "120"
 
 
 def test_a_reward_change_reaches_every_partition_and_only_customers_who_can_still_claim(loaded):

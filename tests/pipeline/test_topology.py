@@ -5,6 +5,8 @@ import base64
 import orjson
 import pytest
 
+from milestream.state.keys import Namespace
+from tests.engine.builders import customer_state
 from tests.factories import at, monthly_gross_definition, transaction
 
 WHEN = "2024-01-05T10:00:00+05:30"
@@ -70,29 +72,33 @@ def test_redelivered_record_is_not_applied_twice(loaded):
     assert loaded.read("promotions") == []  # 3,000 counted once, not 6,000
 
 
+CLOSE_INDEX = (Namespace.CLOSE_DIRECTORY, Namespace.CLOSE_SLOT, Namespace.CLOSE_ENTRY)
+
+
 def index_keys(puts):
-    return [k for k, _ in puts if k.startswith("\x00close:")]
+    return [k for k, _ in puts if k.namespace in CLOSE_INDEX]
 
 
 def test_redelivered_record_writes_the_state_that_includes_it_again(loaded):
     """A crash can keep the local write of a state while its changelog write is lost; the redelivery
     re-sends that state (unchanged), so the record is acked only once the changelog has it too."""
     loaded.pipe("transactions", "c1", transaction("c1", "3000", WHEN, 1), timestamp=at(WHEN), offset=0)
-    state = loaded.store.get("c1")
+    state = customer_state(loaded, "c1")
     puts = []
     put = loaded.store.put
     loaded.store.put = lambda key, value: (puts.append((key, value)), put(key, value))
     again = loaded.pipe("transactions", "c1", transaction("c1", "3000", WHEN, 1), timestamp=at(WHEN), offset=0)
     assert again.outcome == "duplicate"
     # The state last, after its close-index entry, all unchanged.
-    assert puts[-1] == ("c1", state)
-    assert [k for k, _ in puts[:-1]] == [state["m"]["m-monthly"]["c"]["1"]["i"], *index_keys(puts[1:-1])]
+    assert puts[-1] == (Namespace.CUSTOMER.key("c1"), state)
+    entry = Namespace.CLOSE_ENTRY.key(state["m"]["m-monthly"]["c"]["1"]["i"])
+    assert [k for k, _ in puts[:-1]] == [entry, *index_keys(puts[1:-1])]
     assert all(loaded.store.get(k) == v for k, v in puts)
 
 
 def test_redelivered_record_re_emits_its_outputs_with_the_same_ids(loaded):
     loaded.pipe("transactions", "c1", transaction("c1", "6000", WHEN, 1), timestamp=at(WHEN), offset=0)
-    state, outbox = loaded.store.get("c1"), loaded.store.get("c1\x00outbox")
+    state, outbox = customer_state(loaded, "c1"), loaded.store.get(Namespace.OUTBOX.key("c1"))
     puts = []
     put = loaded.store.put
     loaded.store.put = lambda key, value: (puts.append((key, value)), put(key, value))
@@ -100,8 +106,8 @@ def test_redelivered_record_re_emits_its_outputs_with_the_same_ids(loaded):
     assert replay.outcome == "duplicate"
     first, second = loaded.read("promotions")
     assert first == second
-    assert puts[-2:] == [("c1\x00outbox", outbox), ("c1", state)]  # both written again, outbox first
-    assert all(k.startswith("\x00close:") for k, _ in puts[:-2])  # after the close-index entry
+    assert puts[-2:] == [(Namespace.OUTBOX.key("c1"), outbox), (Namespace.CUSTOMER.key("c1"), state)]  # outbox first
+    assert all(k.namespace in CLOSE_INDEX for k, _ in puts[:-2])  # after the close-index entry
 
 
 def test_offsets_are_tracked_per_partition(loaded):

@@ -1,40 +1,142 @@
-"""Conformance cases every state backend runs."""
+"""Conformance cases every state backend runs, and the key namespaces they share."""
+
+import tempfile
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from milestream.state.keys import Namespace, StateKey
 from milestream.state.memory import MemoryStore
 from milestream.state.rocksdb import RocksDBStore
+from milestream.worker.app import TableStore
 
 
-@pytest.fixture(params=["memory", "rocksdb"])
+def open_store(backend: str, folder: Path):
+    if backend == "memory":
+        return MemoryStore()
+    if backend == "rocksdb":
+        return RocksDBStore(folder / "state")
+    return TableStore({})  # the worker's store over a mapping, as Faust's table is one (raw bytes to raw bytes)
+
+
+BACKENDS = ["memory", "rocksdb", "table"]
+
+
+@pytest.fixture(params=BACKENDS)
 def store(request, tmp_path):
-    backend = MemoryStore() if request.param == "memory" else RocksDBStore(tmp_path / "state")
+    backend = open_store(request.param, tmp_path)
     yield backend
     backend.close()
 
 
+def customer(customer_id: str) -> StateKey:
+    return Namespace.CUSTOMER.key(customer_id)
+
+
 def test_missing_key_is_none(store):
-    assert store.get("nobody") is None
+    assert store.get(customer("nobody")) is None
 
 
 def test_round_trip_keeps_nested_documents(store):
     state = {"v": 1, "o": {"t/0": 41}, "m": {"m1": {"c": {"1": {"t": {"spend": {"v": "12.50"}}, "f": []}}}}}
-    store.put("c1", state)
-    assert store.get("c1") == state
+    store.put(customer("c1"), state)
+    assert store.get(customer("c1")) == state
 
 
 def test_put_replaces(store):
-    store.put("c1", {"a": 1})
-    store.put("c1", {"b": 2})
-    assert store.get("c1") == {"b": 2}
+    store.put(customer("c1"), {"a": 1})
+    store.put(customer("c1"), {"b": 2})
+    assert store.get(customer("c1")) == {"b": 2}
 
 
-def test_keys_lists_every_customer(store):
+def test_delete(store):
+    store.put(customer("c1"), {"a": 1})
+    store.delete(customer("c1"))
+    store.delete(customer("never-there"))
+    assert store.get(customer("c1")) is None and list(store.keys(Namespace.CUSTOMER)) == []
+
+
+def test_keys_lists_every_customer_and_nothing_else(store):
     for key in ("b", "a", "c"):
-        store.put(key, {})
-    assert sorted(store.keys()) == ["a", "b", "c"]
+        store.put(customer(key), {})
+        store.put(Namespace.OUTBOX.key(key), {"ob": []})
+    store.put(Namespace.CLOSE_DIRECTORY.key("0"), {"s": [], "t": []})
+    assert sorted(store.keys(Namespace.CUSTOMER)) == ["a", "b", "c"]
+    assert sorted(store.keys(Namespace.OUTBOX)) == ["a", "b", "c"]
+    assert list(store.keys(Namespace.CLOSE_DIRECTORY)) == ["0"]
+    assert list(store.keys(Namespace.CLOSE_TICK)) == []
 
 
 def test_unicode_keys(store):
-    store.put("kunde-ä-客户", {"x": "y"})
-    assert store.get("kunde-ä-客户") == {"x": "y"}
+    store.put(customer("kunde-ä-客户"), {"x": "y"})
+    assert store.get(customer("kunde-ä-客户")) == {"x": "y"}
+    assert list(store.keys(Namespace.CUSTOMER)) == ["kunde-ä-客户"]
+
+
+def test_only_state_keys_are_accepted(store):
+    """No caller can reach the store with a string it built, such as ``customer + "\\x00outbox"``."""
+    for call in (lambda: store.get("c1"), lambda: store.put("c1", {}), lambda: store.delete("c1"),
+                 lambda: store.put(b"c:c1", {}), lambda: list(store.keys("c"))):
+        with pytest.raises(TypeError):
+            call()
+    with pytest.raises(TypeError):
+        StateKey(Namespace.CUSTOMER, b"c1")
+
+
+# Ids an attacker might try: the old internal suffixes and prefixes, every tag, NUL, separators,
+# ids that are prefixes of one another, a lone surrogate.
+TAGS = [namespace.value for namespace in Namespace]
+HOSTILE_IDS = list(dict.fromkeys([
+    "", "victim", "victim\x00outbox", "victim\x00", "\x00", "\x00close:0", "\x00close:0:2024-02-01T00:00:00Z|m1:0",
+    "\x00tick:0:0", ":", "::", "victim:", ":victim", "\udc80", "v" * 5000,
+    *(f"{tag}:" for tag in TAGS), *(f"{tag}:victim" for tag in TAGS), *(f"{tag}\x00victim" for tag in TAGS), *TAGS,
+    "0", "0:2024-02-01T00:00:00Z|m1", "0:2024-02-01T00:00:00Z|m1:0", "0:0",
+]))
+
+
+def test_namespaces_are_disjoint_for_hostile_ids(store):
+    documents = {ns.key(i): {"ns": ns.name, "n": n} for ns in Namespace for n, i in enumerate(HOSTILE_IDS)}
+    for key, document in documents.items():
+        store.put(key, document)
+    assert {key: store.get(key) for key in documents} == documents
+    for namespace in Namespace:
+        assert sorted(store.keys(namespace)) == sorted(HOSTILE_IDS)
+    # Removing a namespace's keys leaves every other namespace whole.
+    for i in HOSTILE_IDS:
+        store.delete(Namespace.CUSTOMER.key(i))
+    assert list(store.keys(Namespace.CUSTOMER)) == []
+    assert {k: store.get(k) for k in documents if k.namespace != Namespace.CUSTOMER} == {
+        k: d for k, d in documents.items() if k.namespace != Namespace.CUSTOMER}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(list(Namespace)), st.text(max_size=12)), max_size=25))
+def test_any_ids_stay_in_their_namespace(backend, keys):
+    with tempfile.TemporaryDirectory() as folder:
+        store = open_store(backend, Path(folder))
+        try:
+            for n, (namespace, key_id) in enumerate(keys):
+                store.put(namespace.key(key_id), {"n": n})
+            last = {namespace.key(key_id): n for n, (namespace, key_id) in enumerate(keys)}
+            assert {key: store.get(key) for key in last} == {key: {"n": n} for key, n in last.items()}
+            for namespace in Namespace:
+                assert sorted(store.keys(namespace)) == sorted(k.id for k in last if k.namespace == namespace)
+        finally:
+            store.close()
+
+
+def test_a_key_encodes_as_its_tag_then_its_id_and_decodes_back():
+    assert Namespace.CUSTOMER.key("victim\x00outbox").encode() == b"c:victim\x00outbox"
+    assert Namespace.OUTBOX.key("victim").encode() == b"o:victim"
+    for ns in Namespace:
+        for i in HOSTILE_IDS:
+            assert StateKey.decode(ns.key(i).encode()) == ns.key(i)
+
+
+@pytest.mark.parametrize("raw", [b"victim", b"victim\x00outbox", b"\x00close:0", b"", b"c", b"x:1"])
+def test_a_key_from_before_namespaces_is_not_mistaken_for_one(raw):
+    with pytest.raises(ValueError):
+        StateKey.decode(raw)

@@ -5,7 +5,9 @@ and gets back the output events; the customer's state (a JSON-able dict) is
 updated in place. The Faust agents, the in-process topology driver and the
 simulator all call this same code.
 
-Customer state layout (short keys: it is stored once per customer)::
+Customer state layout (short keys: it is stored once per customer, under the customer's id in
+the store's customer namespace; the pipeline keeps outboxes and the close index in namespaces
+of their own, state/keys.py)::
 
     {"m": {milestone_id: {
         "enr": true|false,          # explicit enrolment (specific/none methods)
@@ -17,7 +19,7 @@ Customer state layout (short keys: it is stored once per customer)::
         "adj": {"<cycle>": {target_id: "dec"}},  # returns carried into a cycle not open yet
         "c": {"<cycle>": {          # progress per open cycle
             "s": iso, "e": iso|null,
-            "i": 1 or key,          # in the close index (the pipeline stores its entry key)
+            "i": 1 or entry id,     # in the close index (the pipeline stores its entry's id)
             "t": {target_id: {"v": "dec", "d": [days], "x": {day: "dec"}, "k": [cycles]}},
             "f": [fired triggers],  # achievement / sub-target keys already emitted
         }},

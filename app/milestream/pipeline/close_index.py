@@ -8,12 +8,15 @@ partition then walks only the slots that are due. Everything lives in the
 partition's own state store, so it moves with the partition on a rebalance and
 is restored from the changelog like the customers' state.
 
-Keys (``P`` is the partition; slots are fixed-width UTC, so they sort as text)::
+Keys, each in its own namespace of the store (state/keys.py; ``P`` is the partition,
+slots are fixed-width UTC, so they sort as text)::
 
-    \\x00close:P                       {"s": [pending "slot|milestone", sorted], "t": [recent tick offsets]}
-    \\x00close:P:slot|milestone        {"n": next sequence number, "d": first not yet closed}
-    \\x00close:P:slot|milestone:seq    {"c": customer id, "i": cycle index}
-    \\x00tick:P:offset                 {"c": [customers closed by that tick], "more": bool}
+    CLOSE_DIRECTORY  P                        {"s": [pending "slot|milestone", sorted], "t": [recent tick offsets]}
+    CLOSE_SLOT       P:slot|milestone         {"n": next sequence number, "d": first not yet closed}
+    CLOSE_ENTRY      P:slot|milestone:seq     {"c": customer id, "i": cycle index}
+    CLOSE_TICK       P:offset                 {"c": [customers closed by that tick], "more": bool}
+
+A customer's state names its entry by that entry's id (``"i"``).
 
 Fixed (calendar, custom) cycles end at local midnights, which are whole
 quarter-hours in every time zone, so they close exactly at their due time;
@@ -27,6 +30,7 @@ from datetime import datetime, timezone
 from typing import Iterator
 
 from ..state.base import StateStore
+from ..state.keys import Namespace, StateKey
 
 SLOT_SECONDS = 15 * 60
 RECENT_TICKS = 16  # ticks whose closes can be re-emitted after a redelivery
@@ -43,24 +47,20 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def directory_key(partition: int) -> str:
-    return f"\x00close:{partition}"
+def directory_key(partition: int) -> StateKey:
+    return Namespace.CLOSE_DIRECTORY.key(str(partition))
 
 
-def counter_key(partition: int, slot: str) -> str:
-    return f"\x00close:{partition}:{slot}"
+def counter_key(partition: int, slot: str) -> StateKey:
+    return Namespace.CLOSE_SLOT.key(f"{partition}:{slot}")
 
 
-def entry_key(partition: int, slot: str, seq: int) -> str:
-    return f"\x00close:{partition}:{slot}:{seq}"
+def entry_key(partition: int, slot: str, seq: int) -> StateKey:
+    return Namespace.CLOSE_ENTRY.key(f"{partition}:{slot}:{seq}")
 
 
-def tick_key(partition: int, offset: int) -> str:
-    return f"\x00tick:{partition}:{offset}"
-
-
-def is_index_key(key: str) -> bool:
-    return key.startswith("\x00")
+def tick_key(partition: int, offset: int) -> StateKey:
+    return Namespace.CLOSE_TICK.key(f"{partition}:{offset}")
 
 
 class CloseIndex:
@@ -71,7 +71,7 @@ class CloseIndex:
         self.partition = partition
 
     def add(self, due: datetime, milestone_id: str, customer_id: str, cycle: int) -> str:
-        """Schedule a customer's cycle close; return the entry's key, which the customer's
+        """Schedule a customer's cycle close; return the entry's id, which the customer's
         state keeps. Write before the customer's state, so a state that names an entry
         always has it (a duplicate entry is harmless)."""
         slot = f"{slot_of(due)}|{milestone_id}"
@@ -87,12 +87,12 @@ class CloseIndex:
         self.store.put(entry, {"c": customer_id, "i": cycle})
         counter["n"] += 1
         self.store.put(key, counter)
-        return entry
+        return entry.id
 
-    def rewrite_entry(self, entry: str, customer_id: str, cycle: int) -> None:
+    def rewrite_entry(self, entry_id: str, customer_id: str, cycle: int) -> None:
         """Write an entry, its slot's counter and the directory again, unchanged (see Topology._rewrite)."""
-        self.store.put(entry, {"c": customer_id, "i": cycle})
-        counter = entry.rsplit(":", 1)[0]
+        self.store.put(Namespace.CLOSE_ENTRY.key(entry_id), {"c": customer_id, "i": cycle})
+        counter = Namespace.CLOSE_SLOT.key(entry_id.rsplit(":", 1)[0])  # the entry id without its ":seq"
         for key in (counter, directory_key(self.partition)):
             value = self.store.get(key)
             if value is not None:

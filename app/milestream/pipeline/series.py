@@ -27,6 +27,7 @@ from ..schemas.base import utc_iso
 from ..schemas.codec import dumps
 from ..schemas.series import SeriesDefinition, SeriesRewardChange
 from ..state.base import StateStore
+from ..state.keys import Namespace
 from ..topics import TopicSpec
 from .topology import OutRecord, Processed, Record, append_outbox, outbox_records, rewrite_outbox_and_state
 
@@ -84,8 +85,8 @@ class SeriesStage:
         """Fan a reward change out to this partition's customers who unlocked the tier and have not redeemed it."""
         processed = Processed("ignored")
         position = f"{record.topic}/{record.partition}"
-        for customer_id in [k for k in store.keys() if "\x00" not in k]:
-            state = store.get(customer_id)
+        for customer_id in list(store.keys(Namespace.CUSTOMER)):  # listed first: the loop writes to the store
+            state = store.get(Namespace.CUSTOMER.key(customer_id))
             if not state or command.series_id not in state.get("sr", {}) or not on_partition(state, record.partition):
                 continue
             offsets = state.setdefault("o", {})
@@ -100,7 +101,7 @@ class SeriesStage:
             offsets[position] = record.offset
             records = [OutRecord(self.promotions, customer_id.encode(), dumps(e)) for e in events]
             append_outbox(store, customer_id, record.source, records, self.outbox_size)  # outbox first
-            store.put(customer_id, state)
+            store.put(Namespace.CUSTOMER.key(customer_id), state)
             processed.outcome = "applied"
             processed.records += records
             processed.milestone_events += events
@@ -108,7 +109,7 @@ class SeriesStage:
 
     # -------------------------------------------------------------------- queries
     def lifetime_points(self, store: StateStore, customer_id: str) -> dict[str, Any] | None:
-        state = store.get(customer_id)
+        state = store.get(Namespace.CUSTOMER.key(customer_id))
         if state is None or "lp" not in state:
             return None
         return {"customer_id": customer_id, "points": state["lp"]}
@@ -116,10 +117,8 @@ class SeriesStage:
     def lifetime_ranking(self, store: StateStore, top: int, descending: bool = True) -> list[dict[str, Any]]:
         """Customers in this store by lifetime points (ties by customer id), at most ``top``."""
         rows = []
-        for customer_id in store.keys():
-            if "\x00" in customer_id:
-                continue
-            state = store.get(customer_id)
+        for customer_id in store.keys(Namespace.CUSTOMER):
+            state = store.get(Namespace.CUSTOMER.key(customer_id))
             if state and "lp" in state:
                 rows.append((Decimal(state["lp"]), customer_id))
         rows.sort(key=lambda row: ((-row[0] if descending else row[0]), row[1]))

@@ -14,9 +14,10 @@ applied again, but its state (and outbox entry) is written again: the first
 write may have reached only the worker's local store, not the changelog. Its outputs, which may or may not have reached the broker
 before the crash, are re-emitted from a small per-customer outbox with the
 same deterministic ids, so a consumer that deduplicates on ``event_id`` sees
-each output exactly once. The outbox lives under its own key
-(``<customer>\x00outbox``), written before the state and only when an input
-produced outputs, so the common no-output event does not carry it around.
+each output exactly once. The outbox is a document of its own (the customer's
+key in the outbox namespace, state/keys.py), written before the state and only
+when an input produced outputs, so the common no-output event does not carry it
+around.
 """
 
 from __future__ import annotations
@@ -40,11 +41,12 @@ from ..schemas.definitions import OrganisationSettings
 from ..schemas.series import SeriesDefinition, SeriesRewardChange
 from ..settings import Settings
 from ..state.base import StateStore
+from ..state.keys import Namespace
 from ..topics import TopicSpec
 from .close_index import CloseIndex
 
-STATE_VERSION = 1
-OUTBOX_SUFFIX = "\x00outbox"
+# 2: documents live under namespaced keys (state/keys.py); state of version 1 must be rebuilt (docs/guarantees.md).
+STATE_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +208,7 @@ class Topology:
             return self.dead_letter(
                 record, "wrong_key", f"key {record.key!r} does not match customer_id {customer_id!r}"
             )
-        state = store.get(customer_id) or {"v": STATE_VERSION}
+        state = store.get(Namespace.CUSTOMER.key(customer_id)) or {"v": STATE_VERSION}
         offsets: dict[str, int] = state.setdefault("o", {})
         position = f"{record.topic}/{record.partition}"
         if record.offset <= offsets.get(position, -1):
@@ -246,7 +248,7 @@ class Topology:
             # Outbox first: if only it survives a crash, the input is re-applied and
             # yields the same outputs; if the state survived without it, they could be lost.
             append_outbox(store, customer_id, record.source, records, self.settings.outbox_size)
-        store.put(customer_id, state)
+        store.put(Namespace.CUSTOMER.key(customer_id), state)
 
     # ------------------------------------------------------------- cycle close
     def process_tick(self, record: Record, tick: CloseTick, store: StateStore) -> Processed:
@@ -309,7 +311,7 @@ class Topology:
                         now: datetime, processed: Processed, *, closed_now: bool) -> bool:
         """Close one customer's due cycles of a milestone; True if that produced outputs
         (``closed_now``: this tick already closed something of this customer)."""
-        state = store.get(customer_id)
+        state = store.get(Namespace.CUSTOMER.key(customer_id))
         ms = (state or {}).get("m", {}).get(milestone_id)
         if state is None or ms is None:
             return False
@@ -331,7 +333,7 @@ class Topology:
         """Write a customer's state, outbox and close-index entries again for an input that is
         already applied: the first writes may have reached the local store but not the
         changelog, so the input is acked only once the changelog holds them."""
-        state = store.get(customer_id)
+        state = store.get(Namespace.CUSTOMER.key(customer_id))
         if state is None:
             return
         for _, milestone_id, cycle in due_closes(self.engine, state):
@@ -348,7 +350,7 @@ class Topology:
 # ----------------------------------------------------------------- the outbox
 def append_outbox(store: StateStore, customer_id: str, source: str, records: list[OutRecord], size: int) -> None:
     """Keep what an input produced, for re-emission if it is redelivered (the last ``size`` inputs)."""
-    key = customer_id + OUTBOX_SUFFIX
+    key = Namespace.OUTBOX.key(customer_id)
     outbox = store.get(key) or {"ob": []}
     entries = [[r.topic, r.value.decode()] for r in records]
     if outbox["ob"] and outbox["ob"][-1][0] == source:
@@ -361,7 +363,7 @@ def append_outbox(store: StateStore, customer_id: str, source: str, records: lis
 
 def outbox_records(store: StateStore, customer_id: str, source: str) -> list[OutRecord]:
     """What the input at ``source`` produced for this customer, to send again."""
-    for kept, entries in (store.get(customer_id + OUTBOX_SUFFIX) or {}).get("ob", ()):
+    for kept, entries in (store.get(Namespace.OUTBOX.key(customer_id)) or {}).get("ob", ()):
         if kept == source:
             return [OutRecord(topic, customer_id.encode(), value.encode()) for topic, value in entries]
     return []
@@ -370,10 +372,11 @@ def outbox_records(store: StateStore, customer_id: str, source: str) -> list[Out
 def rewrite_outbox_and_state(store: StateStore, customer_id: str, state: dict[str, Any]) -> None:
     """Write a customer's outbox and state again, unchanged, for a redelivered input: its first
     writes may have reached only the local store, and the input is acked once the changelog has them."""
-    outbox = store.get(customer_id + OUTBOX_SUFFIX)
+    outbox_key = Namespace.OUTBOX.key(customer_id)
+    outbox = store.get(outbox_key)
     if outbox is not None:
-        store.put(customer_id + OUTBOX_SUFFIX, outbox)
-    store.put(customer_id, state)
+        store.put(outbox_key, outbox)
+    store.put(Namespace.CUSTOMER.key(customer_id), state)
 
 
 def _late_record(late: LateEvent, record: Record) -> dict[str, Any]:

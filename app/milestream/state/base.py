@@ -1,4 +1,4 @@
-"""The state-store interface the pipeline needs: a key-value map of JSON documents."""
+"""The state-store interface the pipeline needs: JSON documents under namespaced keys."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from abc import ABC, abstractmethod
 from typing import Any, Iterator
 
 import orjson
+
+from .keys import Namespace, StateKey, encoded
 
 
 def encode_state(state: dict[str, Any]) -> bytes:
@@ -17,19 +19,37 @@ def decode_state(raw: bytes | None) -> dict[str, Any] | None:
 
 
 class StateStore(ABC):
-    """Per-customer state documents by key. Backends store them as JSON bytes."""
+    """Documents by :class:`StateKey` (state/keys.py). Every backend stores the same bytes:
+    the encoded key and the document as JSON; a backend only moves bytes."""
+
+    def get(self, key: StateKey) -> dict[str, Any] | None:
+        return decode_state(self._get(encoded(key)))
+
+    def put(self, key: StateKey, state: dict[str, Any]) -> None:
+        self._put(encoded(key), encode_state(state))
+
+    def delete(self, key: StateKey) -> None:
+        self._delete(encoded(key))
+
+    def keys(self, namespace: Namespace) -> Iterator[str]:
+        """The ids of one namespace's keys (in no set order: the worker's table has a store per partition)."""
+        if not isinstance(namespace, Namespace):
+            raise TypeError(f"scan a Namespace, not {type(namespace).__name__}")
+        for raw in self._scan(namespace.prefix):
+            yield StateKey.decode(raw).id
 
     @abstractmethod
-    def get(self, key: str) -> dict[str, Any] | None: ...
+    def _get(self, raw_key: bytes) -> bytes | None: ...
 
     @abstractmethod
-    def put(self, key: str, state: dict[str, Any]) -> None: ...
+    def _put(self, raw_key: bytes, raw_value: bytes) -> None: ...
 
     @abstractmethod
-    def delete(self, key: str) -> None: ...
+    def _delete(self, raw_key: bytes) -> None: ...
 
     @abstractmethod
-    def keys(self) -> Iterator[str]: ...
+    def _scan(self, prefix: bytes) -> Iterator[bytes]:
+        """Every stored key that starts with ``prefix``."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Iterator
 
-from .base import StateStore, decode_state, encode_state
+from .base import StateStore
 
 
 class MemoryStore(StateStore):
     def __init__(self) -> None:
-        # Stored encoded, like the real backends, so tests catch state that does not survive a round trip.
-        self._data: dict[str, bytes] = {}
+        # Encoded keys and values, like the real backends, so tests catch state that does not survive a round trip.
+        self._data: dict[bytes, bytes] = {}
 
-    def get(self, key: str) -> dict[str, Any] | None:
-        return decode_state(self._data.get(key))
+    def _get(self, raw_key: bytes) -> bytes | None:
+        return self._data.get(raw_key)
 
-    def put(self, key: str, state: dict[str, Any]) -> None:
-        self._data[key] = encode_state(state)
+    def _put(self, raw_key: bytes, raw_value: bytes) -> None:
+        self._data[raw_key] = raw_value
 
-    def delete(self, key: str) -> None:
-        self._data.pop(key, None)
+    def _delete(self, raw_key: bytes) -> None:
+        self._data.pop(raw_key, None)
 
-    def keys(self) -> Iterator[str]:
-        return iter(sorted(self._data))
+    def _scan(self, prefix: bytes) -> Iterator[bytes]:
+        return iter(sorted(k for k in self._data if k.startswith(prefix)))

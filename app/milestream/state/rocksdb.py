@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 from rocksdict import Options, Rdict
 
-from .base import StateStore, decode_state, encode_state
+from .base import StateStore
 
 
 class RocksDBStore(StateStore):
@@ -16,18 +16,21 @@ class RocksDBStore(StateStore):
         options.create_if_missing(True)
         self._db = Rdict(str(path), options)
 
-    def get(self, key: str) -> dict[str, Any] | None:
-        return decode_state(self._db.get(key.encode()))
+    def _get(self, raw_key: bytes) -> bytes | None:
+        return self._db.get(raw_key)
 
-    def put(self, key: str, state: dict[str, Any]) -> None:
-        self._db[key.encode()] = encode_state(state)
+    def _put(self, raw_key: bytes, raw_value: bytes) -> None:
+        self._db[raw_key] = raw_value
 
-    def delete(self, key: str) -> None:
-        self._db.delete(key.encode())
+    def _delete(self, raw_key: bytes) -> None:
+        self._db.delete(raw_key)
 
-    def keys(self) -> Iterator[str]:
-        for raw in self._db.keys():
-            yield raw.decode()
+    def _scan(self, prefix: bytes) -> Iterator[bytes]:
+        # Keys are sorted: seek to the namespace and stop at its end.
+        for raw_key in self._db.keys(from_key=prefix):
+            if not raw_key.startswith(prefix):
+                return
+            yield raw_key
 
     def close(self) -> None:
         self._db.close()

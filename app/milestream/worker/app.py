@@ -20,7 +20,7 @@ import logging
 import time
 from collections import deque
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Iterator
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -31,7 +31,7 @@ from ..schemas.base import utc_iso
 from ..schemas.codec import dumps
 from ..pipeline.topology import Processed, Record, Topology, utc_from_millis
 from ..settings import Settings
-from ..state.base import StateStore, decode_state, encode_state
+from ..state.base import StateStore
 from ..topics import load_topics
 from . import metrics
 from .recovery import WorkerTableManager
@@ -73,28 +73,31 @@ class ChangelogTrackingTable(faust.Table):
 
 
 class TableStore(StateStore):
-    """A Faust table of JSON bytes seen through the StateStore interface."""
+    """A Faust table of raw bytes seen through the StateStore interface: the same encoded keys
+    (state/keys.py) and JSON documents as every other backend."""
 
     def __init__(self, table: ChangelogTrackingTable) -> None:
         self.table = table
 
-    def get(self, key: str) -> dict[str, Any] | None:
-        return decode_state(self.table.get(key.encode()))
+    def _get(self, raw_key: bytes) -> bytes | None:
+        return self.table.get(raw_key)
 
-    def put(self, key: str, state: dict[str, Any]) -> None:
-        self.table[key.encode()] = encode_state(state)
+    def _put(self, raw_key: bytes, raw_value: bytes) -> None:
+        self.table[raw_key] = raw_value
 
-    def delete(self, key: str) -> None:
-        self.table.pop(key.encode(), None)
+    def _delete(self, raw_key: bytes) -> None:
+        self.table.pop(raw_key, None)
+
+    def _scan(self, prefix: bytes) -> Iterator[bytes]:
+        # The series reward-change fan-out and the lifetime-points pages scan one namespace. Faust's
+        # table has no seek: it walks the active partitions' keys and this keeps the namespace's.
+        return (k for k in self.table.keys() if k.startswith(prefix))
 
     def take_changelog_futures(self) -> list:
         """Delivery futures of the changelog writes since the last call."""
         futures = self.table.changelog_futures[:]
         self.table.changelog_futures.clear()
         return futures
-
-    def keys(self):  # the series reward-change fan-out and the lifetime-points pages scan them
-        return (k.decode() for k in self.table.keys())
 
 
 def create_app(settings: Settings) -> faust.App:

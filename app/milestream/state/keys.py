@@ -1,0 +1,68 @@
+"""State-store keys: a namespace tag, then an id.
+
+Ids come from input (a customer id is whatever a record says), and the store also
+holds the pipeline's own documents (outboxes, the close index). So a key is never
+built by joining strings: it is a :class:`StateKey`, a namespace and an id, stored
+as the namespace's one-byte tag, ``:``, then the id's UTF-8 bytes. The prefix has a
+fixed width and comes first, so an id of any content (NUL, ``:``, another tag) can
+only ever name a key of its own namespace, and a scan of one namespace walks only
+its keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+# Surrogates survive the round trip too: the encoding is total and one-to-one on str.
+_ERRORS = "surrogatepass"
+
+
+class Namespace(Enum):
+    """Every kind of document in a state store, by tag."""
+
+    CUSTOMER = "c"  # a customer's state (engine/core.py), by customer id
+    OUTBOX = "o"  # a customer's recent outputs, for re-emission (pipeline/topology.py), by customer id
+    CLOSE_DIRECTORY = "d"  # a partition's pending close slots and recent ticks (pipeline/close_index.py)
+    CLOSE_SLOT = "s"  # a slot's entry counters, by "partition:slot|milestone"
+    CLOSE_ENTRY = "e"  # one customer's cycle to close, by "partition:slot|milestone:seq"
+    CLOSE_TICK = "t"  # whom a close tick closed, by "partition:offset"
+
+    @property
+    def prefix(self) -> bytes:
+        return self.value.encode() + b":"
+
+    def key(self, id: str) -> StateKey:
+        return StateKey(self, id)
+
+
+_BY_PREFIX = {namespace.prefix: namespace for namespace in Namespace}
+PREFIX_BYTES = 2
+
+
+@dataclass(frozen=True, slots=True)
+class StateKey:
+    namespace: Namespace
+    id: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.namespace, Namespace) or not isinstance(self.id, str):
+            raise TypeError(f"a state key is a Namespace and a str id, not {self.namespace!r}, {self.id!r}")
+
+    def encode(self) -> bytes:
+        return self.namespace.prefix + self.id.encode("utf-8", _ERRORS)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> StateKey:
+        """The key stored as ``raw``; ValueError if it is not one (state from before key namespaces)."""
+        namespace = _BY_PREFIX.get(raw[:PREFIX_BYTES])
+        if namespace is None:
+            raise ValueError(f"{raw[:40]!r} is not a namespaced state key")
+        return cls(namespace, raw[PREFIX_BYTES:].decode("utf-8", _ERRORS))
+
+
+def encoded(key: StateKey) -> bytes:
+    """``key`` as stored; refuses anything but a StateKey, so no caller can pass a string it built."""
+    if not isinstance(key, StateKey):
+        raise TypeError(f"state keys are StateKey, not {type(key).__name__}")
+    return key.encode()
