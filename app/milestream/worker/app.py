@@ -10,6 +10,8 @@
   group, so exactly one worker publishes what applying a record produced (a
   dead letter, or the definition resulting from a lifecycle command).
 
+Its HTTP pages are in pages.py, who may read them in web.py.
+
 Run it with ``milestream worker`` (or ``faust -A milestream.worker.app worker``).
 """
 
@@ -38,6 +40,7 @@ from .recovery import WorkerTableManager
 from .web import check_bind, faust_web_options
 
 log = logging.getLogger("milestream.worker")
+
 
 class ChangelogTrackingTable(faust.Table):
     """A Faust table that keeps the delivery future of each changelog write.
