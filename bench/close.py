@@ -115,6 +115,7 @@ def definition_in_the_past(now: datetime) -> dict:
 async def run_on_broker(customers: int, bootstrap: str, folder: Path) -> dict:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+    from milestream.kafka_client import client_options
     from milestream.topics import apply_topics, load_topics
 
     tag = uuid.uuid4().hex[:8]
@@ -125,7 +126,7 @@ async def run_on_broker(customers: int, bootstrap: str, folder: Path) -> dict:
     await apply_topics(settings, topics)
     now = datetime.now(timezone.utc)
     in_cycle = (now - timedelta(days=3)).isoformat()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
+    producer = AIOKafkaProducer(**client_options(settings), acks="all", linger_ms=20)
     await producer.start()
     await producer.send_and_wait(topics["definitions"].name, orjson.dumps(definition_in_the_past(now)),
                                  key=b"bench-close")
@@ -138,7 +139,7 @@ async def run_on_broker(customers: int, bootstrap: str, folder: Path) -> dict:
     worker = Service("milestream worker", [sys.executable, "-m", "milestream.cli", "worker"], settings_env(settings),
                      folder / "worker.log", settings.web_port)
     worker.start()
-    offsets = Offsets(bootstrap)
+    offsets = Offsets(settings)
     await offsets.start()
     try:
         await asyncio.get_running_loop().run_in_executor(None, worker.wait_healthy, "/healthz", 120.0)
@@ -150,7 +151,7 @@ async def run_on_broker(customers: int, bootstrap: str, folder: Path) -> dict:
                 raise RuntimeError("enrolments not applied after 30 minutes")
             await asyncio.sleep(0.5)
         enrol_seconds = time.monotonic() - started
-        consumer = AIOKafkaConsumer(topics["promotions"].name, bootstrap_servers=bootstrap, group_id=None,
+        consumer = AIOKafkaConsumer(topics["promotions"].name, **client_options(settings), group_id=None,
                                     auto_offset_reset="earliest", enable_auto_commit=False)
         await consumer.start()
         tick = orjson.dumps({"type": "close_tick", "schema_version": 1, "now": datetime.now(timezone.utc).isoformat()})

@@ -7,6 +7,9 @@ from types import ModuleType
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from milestream.kafka_client import client_options
+from milestream.settings import Settings
+
 def local_kafka() -> ModuleType:
     """``deploy/local_kafka.py``, which starts and stops the local broker."""
     from deploy import local_kafka as module
@@ -17,11 +20,10 @@ def local_kafka() -> ModuleType:
 class Offsets:
     """End offsets and consumer-group offsets of topics, over one admin and one plain consumer."""
 
-    def __init__(self, bootstrap: str) -> None:
-        self.bootstrap = bootstrap
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="milestream-bench-admin")
+    def __init__(self, settings: Settings) -> None:
+        self.admin = AIOKafkaAdminClient(**client_options(settings), client_id="milestream-bench-admin")
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, client_id="milestream-bench-offsets"
+            **client_options(settings), group_id=None, enable_auto_commit=False, client_id="milestream-bench-offsets"
         )
 
     async def start(self) -> None:

@@ -7,8 +7,9 @@ milestone engine and its outputs, so the ratio of the two is Milestream's own
 cost on top of Faust.
 
 Run by ``bench.run`` as ``python -m bench.naive_faust worker``, configured by a
-JSON object in ``NAIVE_FAUST_CONFIG``. ``/progress`` reports how many records
-it has processed; ``/healthz`` answers once the web server is up.
+JSON object in ``NAIVE_FAUST_CONFIG``; the broker and its security come from the
+worker's environment variables (``milestream.settings``). ``/progress`` reports
+how many records it has processed; ``/healthz`` answers once the web server is up.
 """
 
 from __future__ import annotations
@@ -20,11 +21,16 @@ import time
 import faust
 import orjson
 
+from milestream.kafka_client import faust_credentials
+from milestream.settings import Settings
+
 CONFIG = json.loads(os.environ.get("NAIVE_FAUST_CONFIG") or "{}")
+CONNECTION = Settings.from_env()
 
 app = faust.App(
     CONFIG.get("app_id", "naive-faust-bench"),
-    broker=f"kafka://{CONFIG.get('bootstrap', '127.0.0.1:9092')}",
+    broker=[f"kafka://{server.strip()}" for server in CONNECTION.kafka_bootstrap_servers.split(",")],
+    broker_credentials=faust_credentials(CONNECTION),
     store="rocksdb://",
     datadir=CONFIG.get("data_dir", ".local/bench/naive-faust"),
     web_port=int(CONFIG.get("web_port", 6067)),

@@ -29,10 +29,7 @@ def free_port() -> int:
 
 def settings_env(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
     """The environment a ``milestream`` process reads ``settings`` from."""
-    env = dict(os.environ if base is None else base)
-    for name, info in Settings.model_fields.items():
-        env[info.json_schema_extra["env"]] = str(getattr(settings, name))  # type: ignore[index]
-    return env
+    return {**(os.environ if base is None else base), **settings.environment()}
 
 
 def tail(path: Path, lines: int = 60) -> str:

@@ -35,6 +35,7 @@ from typing import Any, Callable
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from milestream.kafka_client import client_options, security_values
 from milestream.settings import Settings
 from milestream.topics import apply_topics, load_topics
 
@@ -165,15 +166,15 @@ def rates(events: int, first: float, done: float, started: float, committed: flo
 
 
 class Bench:
-    def __init__(self, args: argparse.Namespace, bootstrap: str, run_dir: Path, broker_pid: int | None) -> None:
+    def __init__(self, args: argparse.Namespace, connection: Settings, run_dir: Path, broker_pid: int | None) -> None:
         self.args = args
         self.broker_pid = broker_pid
-        self.bootstrap = bootstrap
         self.run_dir = run_dir
         self.tag = uuid.uuid4().hex[:8]
         self.now = datetime.now(timezone.utc)
         self.settings = Settings(
-            kafka_bootstrap_servers=bootstrap,
+            **security_values(connection),
+            kafka_bootstrap_servers=connection.kafka_bootstrap_servers,
             topic_prefix=f"bench-{self.tag}.",
             app_id=f"milestream-bench-{self.tag}",
             data_dir=str(run_dir / "milestream-data"),
@@ -184,7 +185,7 @@ class Bench:
         self.transactions = self.topics["transactions"].name
         self.promotions = self.topics["promotions"].name
         self.naive_app_id = f"naive-faust-bench-{self.tag}"
-        self.offsets = Offsets(bootstrap)
+        self.offsets = Offsets(self.settings)
         self.results: dict[str, Any] = {}
         self.end: dict[TopicPartition, int] = {}
         self.worker: Service | None = None
@@ -197,7 +198,7 @@ class Bench:
                 raise BenchError(f"topic prefix {self.settings.topic_prefix} is not fresh: {line}")
         log(f"topics created with prefix {self.settings.topic_prefix} "
             f"({self.topics['transactions'].partitions} partitions)")
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        producer = AIOKafkaProducer(**client_options(self.settings), acks="all")
         await producer.start()
         try:
             await producer.send_and_wait(
@@ -216,7 +217,7 @@ class Bench:
     async def produce_fast(self, records: list[tuple[bytes, bytes]]) -> float:
         """Produce records to the transactions topic as fast as one producer can; returns the seconds taken."""
         producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
+            **client_options(self.settings),
             acks=1,
             linger_ms=20,
             max_batch_size=512 * 1024,
@@ -251,7 +252,7 @@ class Bench:
     async def raw_consumer(self, events: int) -> None:
         consumer = AIOKafkaConsumer(
             self.transactions,
-            bootstrap_servers=self.bootstrap,
+            **client_options(self.settings),
             group_id=f"raw-bench-{self.tag}",
             auto_offset_reset="earliest",
             enable_auto_commit=False,
@@ -325,7 +326,6 @@ class Bench:
     async def naive_faust(self, events: int) -> None:
         config = {
             "app_id": self.naive_app_id,
-            "bootstrap": self.bootstrap,
             "topic": self.transactions,
             "data_dir": str(self.run_dir / "naive-data"),
             "web_port": free_port(),
@@ -334,7 +334,7 @@ class Bench:
             "max_poll_records": self.settings.max_poll_records,
             "stream_buffer_maxsize": self.settings.stream_buffer_maxsize,
         }
-        env = dict(os.environ, NAIVE_FAUST_CONFIG=json.dumps(config))
+        env = settings_env(self.settings, dict(os.environ, NAIVE_FAUST_CONFIG=json.dumps(config)))
         service = Service("naive Faust agent", [sys.executable, "-m", "bench.naive_faust", "worker", "-l", "info"],
                           env, self.run_dir / "naive-faust.log", config["web_port"])
         service.start()
@@ -462,7 +462,7 @@ class Bench:
         load = workload.latency_transactions(count, self.now, tag=f"lat-{self.tag}")
         promotions = await self.offsets.partitions(self.promotions)
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=5,
+            **client_options(self.settings), group_id=None, enable_auto_commit=False, fetch_max_wait_ms=5,
             client_id="milestream-bench-latency",
         )
         await consumer.start()
@@ -489,7 +489,7 @@ class Bench:
                             created[cause] = message.timestamp / 1000
 
         reader = asyncio.create_task(read_outputs())
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks=1, linger_ms=0)
+        producer = AIOKafkaProducer(**client_options(self.settings), acks=1, linger_ms=0)
         await producer.start()
         try:
             log(f"latency: {count:,} transactions at {rate:,.0f}/s, each yielding one milestone event")
@@ -583,9 +583,9 @@ class Bench:
         await self.offsets.close()
 
 
-async def kafka_phases(args: argparse.Namespace, bootstrap: str, run_dir: Path, broker_pid: int | None,
+async def kafka_phases(args: argparse.Namespace, connection: Settings, run_dir: Path, broker_pid: int | None,
                        ) -> tuple[Bench, workload.Workload]:
-    bench = Bench(args, bootstrap, run_dir, broker_pid)
+    bench = Bench(args, connection, run_dir, broker_pid)
     try:
         load = await bench.setup()
         await bench.produce(load)
@@ -647,16 +647,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if kafka_needed:
             if external:
-                bootstrap = external
+                connection = Settings.from_env()  # bootstrap servers and MILESTREAM_KAFKA_* security
             else:
                 kafka = local_kafka()
                 kafka.fetch()
                 log("starting a fresh local Kafka broker ...")
                 broker = kafka.start(BENCH_DIR / "kafka", fresh=True)
-                bootstrap = broker.bootstrap
+                connection = Settings(kafka_bootstrap_servers=broker.bootstrap)
                 kafka_label = broker.kafka_version or "unknown"
-                log(f"Kafka {kafka_label} on {bootstrap}")
-            bench, load = asyncio.run(kafka_phases(args, bootstrap, run_dir, broker.pid if broker else None))
+                log(f"Kafka {kafka_label} on {broker.bootstrap}")
+            bench, load = asyncio.run(kafka_phases(args, connection, run_dir, broker.pid if broker else None))
             results.update(bench.results)
             settings = bench.settings
             now = bench.now

@@ -7,19 +7,23 @@ No Docker needed: the broker jars come from Maven Central (see
 Command line::
 
     python deploy/local_kafka.py fetch            # download the broker jars
-    python deploy/local_kafka.py up [--port N] [--fresh]
+    python deploy/local_kafka.py up [--port N] [--fresh] [--sasl USER:PASSWORD ...]
     python deploy/local_kafka.py status
     python deploy/local_kafka.py logs [-n 100] [-f]
     python deploy/local_kafka.py down
 
 ``up`` prints the bootstrap address (``127.0.0.1:<port>``) on its last line
-and writes it to ``<run dir>/bootstrap``.
+and writes it to ``<run dir>/bootstrap``. With ``--sasl`` the broker also has a
+SASL_PLAINTEXT listener (SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN, for the users
+given) whose address goes to ``<run dir>/sasl_bootstrap``; the PLAINTEXT
+listener stays for the controller and inter-broker traffic.
 
 As a module (the test suite does this)::
 
     import local_kafka
     local_kafka.fetch()
     broker = local_kafka.start(run_dir)      # free ports, fresh storage
+    broker = local_kafka.start(run_dir, sasl={"alice": "secret"})  # + broker.sasl_bootstrap
     ... broker.bootstrap ...
     broker.stop()
 
@@ -74,6 +78,7 @@ TOOL_JVM_OPTS = ["-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Dj
 
 STATE_FILE = "broker.json"
 BOOTSTRAP_FILE = "bootstrap"
+SASL_BOOTSTRAP_FILE = "sasl_bootstrap"
 PROPERTIES_FILE = "server.properties"
 SERVER_LOG = "server.log"
 STDOUT_LOG = "stdout.log"
@@ -81,6 +86,10 @@ STDERR_LOG = "stderr.log"
 DATA_DIR = "data"
 STAMP_FILE = ".pom.sha256"
 KAFKA_JAR_PREFIX = "kafka_2.13-"
+
+SASL_LISTENER = "SASL_PLAINTEXT"
+SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+SASL_MECHANISMS = (*SCRAM_MECHANISMS, "PLAIN")
 
 
 class KafkaError(RuntimeError):
@@ -404,7 +413,14 @@ class Broker:
     controller_port: int
     kafka_version: str | None = None
     pgid: int | None = None
+    sasl_port: int | None = None
+    sasl_users: tuple[str, ...] = ()
     _process: subprocess.Popen | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    @property
+    def sasl_bootstrap(self) -> str | None:
+        """Address of the SASL_PLAINTEXT listener, when the broker has one."""
+        return f"{HOST}:{self.sasl_port}" if self.sasl_port else None
 
     def is_running(self) -> bool:
         if self._process is not None:
@@ -419,8 +435,9 @@ class Broker:
             state["pid"] = None
             state["stopped_at"] = time.time()
             _write_state(self.run_dir, state)
-            with contextlib.suppress(FileNotFoundError):
-                (self.run_dir / BOOTSTRAP_FILE).unlink()
+            for name in (BOOTSTRAP_FILE, SASL_BOOTSTRAP_FILE):
+                with contextlib.suppress(FileNotFoundError):
+                    (self.run_dir / name).unlink()
 
 
 def status(run_dir: Path | None = None) -> Broker | None:
@@ -438,22 +455,64 @@ def status(run_dir: Path | None = None) -> Broker | None:
         port=state["port"],
         controller_port=state["controller_port"],
         kafka_version=state.get("kafka_version"),
+        sasl_port=state.get("sasl_port"),
+        sasl_users=tuple(state.get("sasl_users") or ()),
     )
 
 
 # --------------------------------------------------------------------------- start/stop
 
 
-def server_properties(port: int, controller_port: int, data_dir: Path) -> str:
-    """Broker configuration for a single combined broker+controller node."""
+def sasl_properties(sasl_port: int, users: dict[str, str]) -> dict[str, str]:
+    """A SASL_PLAINTEXT listener on loopback: SCRAM (users stored at format time) and PLAIN (users in its JAAS)."""
+    prefix = f"listener.name.{SASL_LISTENER.lower()}"
+    plain_users = " ".join(f'user_{name}="{password}"' for name, password in sorted(users.items()))
+    props = {
+        "sasl.enabled.mechanisms": ",".join(SASL_MECHANISMS),
+        f"{prefix}.plain.sasl.jaas.config": f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};",
+    }
+    for mechanism in SCRAM_MECHANISMS:
+        props[f"{prefix}.{mechanism.lower()}.sasl.jaas.config"] = (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        )
+    return props
+
+
+def scram_arguments(users: dict[str, str]) -> list[str]:
+    """``StorageTool format`` arguments that create each user's SCRAM credentials."""
+    args = []
+    for name, password in sorted(users.items()):
+        for mechanism in SCRAM_MECHANISMS:
+            args += ["--add-scram", f"{mechanism}=[name={name},password={password}]"]
+    return args
+
+
+def _check_sasl_users(users: dict[str, str]) -> None:
+    for name, password in users.items():
+        # The storage tool's "[name=...,password=...]" syntax has no escaping.
+        if not name or not password or any(c in name + password for c in ',[]="\\ \n'):
+            raise KafkaError(f"SASL user {name!r}: name and password must be non-empty, without , [ ] = \" \\ or spaces")
+
+
+def server_properties(port: int, controller_port: int, data_dir: Path, sasl_port: int | None = None,
+                      sasl_users: dict[str, str] | None = None) -> str:
+    """Broker configuration for a single combined broker+controller node (plus a SASL listener if asked)."""
+    listeners = f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}"
+    advertised = f"PLAINTEXT://{HOST}:{port}"
+    protocols = "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+    if sasl_port:
+        listeners += f",{SASL_LISTENER}://{HOST}:{sasl_port}"
+        advertised += f",{SASL_LISTENER}://{HOST}:{sasl_port}"
+        protocols += f",{SASL_LISTENER}:{SASL_LISTENER}"
     props = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.bootstrap.servers": f"{HOST}:{controller_port}",
-        "listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{port}",
+        "listeners": listeners,
+        "advertised.listeners": advertised,
         "controller.listener.names": "CONTROLLER",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "listener.security.protocol.map": protocols,
+        "inter.broker.listener.name": "PLAINTEXT",
         "log.dirs": str(data_dir),
         # Single node: every internal topic has one replica.
         "offsets.topic.replication.factor": "1",
@@ -470,11 +529,14 @@ def server_properties(port: int, controller_port: int, data_dir: Path) -> str:
         "auto.create.topics.enable": "false",
         "num.partitions": "1",
     }
+    if sasl_port:
+        props.update(sasl_properties(sasl_port, sasl_users or {}))
     header = "# Written by deploy/local_kafka.py; rewritten on every start.\n"
     return header + "".join(f"{key}={value}\n" for key, value in props.items())
 
 
-def _format_storage(java: str, libs: Path, run_dir: Path, props_path: Path, cluster_id: str) -> None:
+def _format_storage(java: str, libs: Path, run_dir: Path, props_path: Path, cluster_id: str,
+                    sasl_users: dict[str, str] | None = None) -> None:
     cmd = [
         java,
         *TOOL_JVM_OPTS,
@@ -487,6 +549,7 @@ def _format_storage(java: str, libs: Path, run_dir: Path, props_path: Path, clus
         cluster_id,
         "--config",
         str(props_path),
+        *scram_arguments(sasl_users or {}),
     ]
     result = subprocess.run(
         cmd,
@@ -497,8 +560,9 @@ def _format_storage(java: str, libs: Path, run_dir: Path, props_path: Path, clus
         text=True,
     )
     if result.returncode != 0:
+        shown = [a if not a.startswith(SCRAM_MECHANISMS) else a.split("[", 1)[0] + "[...]" for a in cmd]
         raise BrokerStartError(
-            f"formatting Kafka storage failed (exit {result.returncode}): {shlex.join(cmd)}",
+            f"formatting Kafka storage failed (exit {result.returncode}): {shlex.join(shown)}",
             _tail_text(result.stdout, LOG_TAIL_LINES),
         )
 
@@ -550,6 +614,7 @@ def start(
     *,
     fresh: bool = False,
     timeout: float = START_TIMEOUT,
+    sasl: dict[str, str] | None = None,
 ) -> Broker:
     """Start a broker whose config, data and logs live in ``run_dir``.
 
@@ -558,6 +623,11 @@ def start(
     ``fresh``. Blocks until the broker serves clients; raises
     ``BrokerStartError`` (with the log tail) if it does not within ``timeout`` s.
     Call ``fetch()`` first.
+
+    ``sasl`` (user name -> password) adds a SASL_PLAINTEXT listener on another
+    free port (``Broker.sasl_bootstrap``) accepting those users with
+    SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN. SCRAM credentials are written when
+    the storage is formatted, so other users on existing data need ``fresh``.
     """
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -577,6 +647,13 @@ def start(
                 path.unlink()
         previous = {}
     formatted = (data_dir / "meta.properties").is_file()
+    sasl_users = dict(sasl or {})
+    _check_sasl_users(sasl_users)
+    if formatted and sorted(sasl_users) != sorted(previous.get("sasl_users") or []):
+        raise KafkaError(
+            f"the storage in {run_dir} was formatted with SASL users {sorted(previous.get('sasl_users') or [])}, "
+            f"not {sorted(sasl_users)}; start with fresh=True (--fresh) to discard the data"
+        )
     recorded_controller_port = previous.get("controller_port") or _controller_port_in(run_dir / PROPERTIES_FILE)
 
     # The controller's address is stored in the metadata log (dynamic quorum), so
@@ -591,15 +668,17 @@ def start(
     else:
         controller_port = _pick_port(None, None, {port} if port else set())
     port = _pick_port(port, previous.get("port"), {controller_port})
+    sasl_port = _pick_port(None, previous.get("sasl_port"), {controller_port, port}) if sasl_users else None
 
     props_path = run_dir / PROPERTIES_FILE
-    props_path.write_text(server_properties(port, controller_port, data_dir))
+    props_path.write_text(server_properties(port, controller_port, data_dir, sasl_port, sasl_users))
+    props_path.chmod(0o600)  # PLAIN passwords are in it
 
     java = _java()
     cluster_id = _meta_property(data_dir, "cluster.id") if formatted else None
     if not formatted:
         cluster_id = new_cluster_id()
-        _format_storage(java, libs, run_dir, props_path, cluster_id)
+        _format_storage(java, libs, run_dir, props_path, cluster_id, sasl_users)
 
     log_path = run_dir / SERVER_LOG
     log_offset = log_path.stat().st_size if log_path.exists() else 0
@@ -635,6 +714,8 @@ def start(
         "bootstrap": bootstrap,
         "port": port,
         "controller_port": controller_port,
+        "sasl_port": sasl_port,
+        "sasl_users": sorted(sasl_users),
         "cluster_id": cluster_id,
         "kafka_version": version,
         "run_dir": str(run_dir),
@@ -652,6 +733,8 @@ def start(
         port=port,
         controller_port=controller_port,
         kafka_version=version,
+        sasl_port=sasl_port,
+        sasl_users=tuple(sorted(sasl_users)),
         _process=process,
     )
     try:
@@ -660,6 +743,8 @@ def start(
         broker.stop(timeout=10)
         raise
     (run_dir / BOOTSTRAP_FILE).write_text(bootstrap + "\n")
+    if broker.sasl_bootstrap:
+        (run_dir / SASL_BOOTSTRAP_FILE).write_text(broker.sasl_bootstrap + "\n")
     return broker
 
 
@@ -713,8 +798,20 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sasl_users(specs: list[str]) -> dict[str, str]:
+    users = {}
+    for spec in specs:
+        name, sep, password = spec.partition(":")
+        if not sep:
+            raise KafkaError(f"--sasl {spec!r}: expected USER:PASSWORD")
+        users[name] = password
+    _check_sasl_users(users)
+    return users
+
+
 def _cmd_up(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir or default_run_dir()).resolve()
+    sasl = _sasl_users(args.sasl)
     running = status(run_dir)
     if running is not None:
         if args.fresh:
@@ -727,8 +824,17 @@ def _cmd_up(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
+        elif sorted(sasl) != sorted(running.sasl_users):
+            print(
+                f"a broker is already running on {running.bootstrap} (pid {running.pid}) with SASL users "
+                f"{list(running.sasl_users)}; run 'down' first (and 'up --fresh' to change the users)",
+                file=sys.stderr,
+            )
+            return 2
         else:
             print(f"already running (pid {running.pid}), logs: {running.log_path}", file=sys.stderr)
+            if running.sasl_bootstrap:
+                print(f"SASL_PLAINTEXT ({', '.join(SASL_MECHANISMS)}) on {running.sasl_bootstrap}", file=sys.stderr)
             print(running.bootstrap)
             return 0
     port = args.port
@@ -741,7 +847,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
     fetch()
     started = time.monotonic()
     try:
-        broker = start(run_dir, port, fresh=args.fresh, timeout=args.timeout)
+        broker = start(run_dir, port, fresh=args.fresh, timeout=args.timeout, sasl=sasl)
     except KafkaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -750,6 +856,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
         f"(pid {broker.pid}), logs: {broker.log_path}",
         file=sys.stderr,
     )
+    if broker.sasl_bootstrap:
+        print(f"SASL_PLAINTEXT ({', '.join(SASL_MECHANISMS)}) on {broker.sasl_bootstrap}", file=sys.stderr)
     print(broker.bootstrap)
     return 0
 
@@ -769,7 +877,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if broker is None:
         print("stopped")
         return 1
-    print(f"running {broker.bootstrap} (pid {broker.pid}, Kafka {broker.kafka_version}, run dir {run_dir})")
+    sasl = f", SASL_PLAINTEXT on {broker.sasl_bootstrap}" if broker.sasl_bootstrap else ""
+    print(f"running {broker.bootstrap} (pid {broker.pid}, Kafka {broker.kafka_version}, run dir {run_dir}{sasl})")
     return 0
 
 
@@ -820,6 +929,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fresh", action="store_true", help="discard existing data and logs first")
     p.add_argument("--timeout", type=float, default=START_TIMEOUT, help="seconds to wait for start-up")
     p.add_argument("--run-dir", help=run_dir_help)
+    p.add_argument(
+        "--sasl",
+        action="append",
+        default=[],
+        metavar="USER:PASSWORD",
+        help="add a SASL_PLAINTEXT listener (SCRAM-SHA-256/512, PLAIN) with this user; repeatable; "
+        "users are fixed when the storage is formatted (use with --fresh to change them)",
+    )
     p.set_defaults(func=_cmd_up)
 
     p = sub.add_parser("down", help="stop the broker")

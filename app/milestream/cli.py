@@ -28,6 +28,12 @@ def _schemas_export(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from .worker.preflight import startup_problem
+
+    problem = startup_problem(Settings.from_env())
+    if problem:
+        print(f"milestream worker: {problem}", file=sys.stderr)
+        return 2
     from .worker.app import app
 
     sys.argv = ["milestream", "worker", "-l", Settings.from_env().log_level]
@@ -84,8 +90,10 @@ async def _produce_enrolments(settings: Settings, topic: str, events: list[dict]
     import orjson
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", enable_idempotence=True)
-    await producer.start()
+    from .kafka_client import client_options, start_client
+
+    producer = AIOKafkaProducer(**client_options(settings), acks="all", enable_idempotence=True)
+    await start_client(producer, settings)
     try:
         for event in events:
             await producer.send(topic, orjson.dumps(event), key=event["customer_id"].encode())
@@ -132,7 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     enrol.set_defaults(func=_enrol)
 
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    from .kafka_client import KafkaConnectionSettingsError, KafkaUnreachable
+
+    try:
+        return int(args.func(args) or 0)
+    except (KafkaUnreachable, KafkaConnectionSettingsError) as exc:
+        print(f"milestream {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

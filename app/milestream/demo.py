@@ -17,8 +17,10 @@ from datetime import datetime, timedelta, timezone
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from .kafka_client import client_options, start_client
 from .settings import Settings
 from .topics import load_topics
+from .worker.web import authorization_header
 
 DEMO_MILESTONE_ID = "demo-monthly-spend"
 
@@ -52,8 +54,9 @@ def demo_definition(now: datetime) -> dict:
 
 def _worker_knows(settings: Settings, milestone_id: str) -> bool:
     url = f"http://{settings.web_host}:{settings.web_port}/definitions"
+    request = urllib.request.Request(url, headers=authorization_header(settings))
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
+        with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310 - loopback
             return milestone_id in json.loads(response.read())
     except OSError:
         return False
@@ -63,15 +66,15 @@ async def run_demo(settings: Settings, customers: int = 20, timeout: float = 90.
     topics = load_topics(settings)
     now = datetime.now(timezone.utc)
     rng = random.Random(7)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
-    await producer.start()
+    producer = AIOKafkaProducer(**client_options(settings), acks="all")
+    await start_client(producer, settings)
     consumer = AIOKafkaConsumer(
         topics["promotions"].name,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **client_options(settings),
         auto_offset_reset="latest",
         group_id=None,
     )
-    await consumer.start()
+    await start_client(consumer, settings)
     try:
         await producer.send_and_wait(
             topics["definitions"].name, orjson.dumps(demo_definition(now)), key=DEMO_MILESTONE_ID.encode()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 
 def _setting(default: Any, env: str, doc: str) -> Any:
@@ -66,6 +66,56 @@ class Settings(BaseModel):
     )
     log_level: str = _setting("info", "MILESTREAM_LOG_LEVEL", "Worker log level.")
 
+    # Security: the worker's HTTP pages
+    api_token: SecretStr = _setting(
+        SecretStr(""),
+        "MILESTREAM_API_TOKEN",
+        "Bearer token every HTTP page but /healthz and /metrics requires; needed to bind a non-loopback address.",
+    )
+    debug_pages: bool = _setting(False, "MILESTREAM_DEBUG_PAGES", "Serve /debug/tasks (asyncio task stacks).")
+
+    # Security: Kafka connections (every client: worker, topics apply, enrol, demo, bench)
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = _setting(
+        "PLAINTEXT", "MILESTREAM_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = _setting(
+        "PLAIN", "MILESTREAM_KAFKA_SASL_MECHANISM", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512."
+    )
+    kafka_sasl_username: str = _setting("", "MILESTREAM_KAFKA_SASL_USERNAME", "SASL user name.")
+    kafka_sasl_password: SecretStr = _setting(SecretStr(""), "MILESTREAM_KAFKA_SASL_PASSWORD", "SASL password (never printed).")
+    kafka_ssl_cafile: str = _setting(
+        "", "MILESTREAM_KAFKA_SSL_CAFILE", "PEM file of the CAs that sign the brokers' certificates (default: the system's)."
+    )
+    kafka_ssl_certfile: str = _setting("", "MILESTREAM_KAFKA_SSL_CERTFILE", "PEM client certificate, for brokers that require TLS client auth.")
+    kafka_ssl_keyfile: str = _setting("", "MILESTREAM_KAFKA_SSL_KEYFILE", "PEM private key of the client certificate.")
+    kafka_ssl_key_password: SecretStr = _setting(
+        SecretStr(""), "MILESTREAM_KAFKA_SSL_KEY_PASSWORD", "Password of an encrypted client key (never printed)."
+    )
+
+    @model_validator(mode="after")
+    def _kafka_security_is_complete(self) -> "Settings":
+        """A half-configured connection is refused here, not at the broker (or worse, sent in clear)."""
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        tls = self.kafka_security_protocol.endswith("SSL")
+        if sasl and not (self.kafka_sasl_username and self.kafka_sasl_password.get_secret_value()):
+            raise ValueError(
+                f"MILESTREAM_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                "MILESTREAM_KAFKA_SASL_USERNAME and MILESTREAM_KAFKA_SASL_PASSWORD"
+            )
+        if not sasl and (self.kafka_sasl_username or self.kafka_sasl_password.get_secret_value()):
+            raise ValueError(
+                "MILESTREAM_KAFKA_SASL_USERNAME/PASSWORD are set but MILESTREAM_KAFKA_SECURITY_PROTOCOL "
+                f"is {self.kafka_security_protocol}: use SASL_PLAINTEXT or SASL_SSL"
+            )
+        if not tls and (self.kafka_ssl_cafile or self.kafka_ssl_certfile or self.kafka_ssl_keyfile):
+            raise ValueError(
+                "MILESTREAM_KAFKA_SSL_* files are set but MILESTREAM_KAFKA_SECURITY_PROTOCOL "
+                f"is {self.kafka_security_protocol}: use SSL or SASL_SSL"
+            )
+        if bool(self.kafka_ssl_certfile) != bool(self.kafka_ssl_keyfile):
+            raise ValueError("MILESTREAM_KAFKA_SSL_CERTFILE and MILESTREAM_KAFKA_SSL_KEYFILE go together")
+        return self
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
         environ = os.environ if environ is None else environ
@@ -75,6 +125,16 @@ class Settings(BaseModel):
             if env in environ:
                 values[name] = environ[env]
         return cls(**values)
+
+    def environment(self) -> dict[str, str]:
+        """These settings as the environment variables a ``milestream`` process reads (secrets revealed)."""
+        env = {}
+        for name, info in type(self).model_fields.items():
+            value = getattr(self, name)
+            env[info.json_schema_extra["env"]] = (  # type: ignore[index]
+                value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+            )
+        return env
 
     @classmethod
     def documentation(cls) -> list[tuple[str, str, str]]:

@@ -53,8 +53,10 @@ async def apply_topics(settings: Settings, specs: dict[str, TopicSpec]) -> list[
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="milestream-topics")
-    await admin.start()
+    from .kafka_client import client_options, start_client
+
+    admin = AIOKafkaAdminClient(**client_options(settings), client_id="milestream-topics")
+    await start_client(admin, settings)
     report = []
     try:
         existing = set(await admin.list_topics())

@@ -19,8 +19,10 @@ from typing import Any, Callable
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from milestream.kafka_client import client_options
 from milestream.settings import Settings
 from milestream.topics import apply_topics, load_topics
+from milestream.worker.web import authorization_header
 
 
 def free_port() -> int:
@@ -45,10 +47,7 @@ def isolated_settings(bootstrap: str, data_dir: Path, **overrides: Any) -> Setti
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    for name, info in Settings.model_fields.items():
-        env[info.json_schema_extra["env"]] = str(getattr(settings, name))  # type: ignore[index]
-    return env
+    return {**os.environ, **settings.environment()}
 
 
 def create_topics(settings: Settings) -> None:
@@ -99,8 +98,9 @@ class WorkerProcess:
 
     def http(self, path: str, expect_json: bool = False) -> Any:
         url = f"http://127.0.0.1:{self.settings.web_port}{path}"
+        request = urllib.request.Request(url, headers=authorization_header(self.settings))
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
+            with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310 - loopback
                 body = response.read()
         except OSError:
             return None
@@ -126,7 +126,7 @@ def topic(settings: Settings, logical: str) -> str:
 
 
 async def _produce(settings: Settings, records: list[tuple[str, bytes | None, Any]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(**client_options(settings), acks="all", linger_ms=5)
     await producer.start()
     try:
         for logical, key, value in records:
@@ -146,7 +146,7 @@ def produce(settings: Settings, records: list[tuple[str, bytes | str | None, Any
 async def _consume(settings: Settings, logical: str, until: Callable[[list[dict]], bool], timeout: float) -> list[dict]:
     consumer = AIOKafkaConsumer(
         topic(settings, logical),
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **client_options(settings),
         auto_offset_reset="earliest",
         group_id=None,
         enable_auto_commit=False,
@@ -183,7 +183,7 @@ def consume_quietly(settings: Settings, logical: str, quiet: float = 3.0, timeou
 
 
 async def _read_to_end(settings: Settings, topic_name: str) -> list[tuple[bytes | None, bytes | None]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
     await consumer.start()
     try:
         partitions = consumer.partitions_for_topic(topic_name)

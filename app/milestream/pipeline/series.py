@@ -18,6 +18,7 @@ The topology calls three hooks (docs/series.md):
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -30,6 +31,46 @@ from ..state.base import StateStore
 from ..state.keys import Namespace
 from ..topics import TopicSpec
 from .topology import OutRecord, Processed, Record, append_outbox, outbox_records, rewrite_outbox_and_state
+
+
+class _Later(str):
+    """A customer id that sorts backwards: the heaps below keep the earlier id of a tie."""
+
+    __slots__ = ()
+
+    def __lt__(self, other: str) -> bool:  # type: ignore[override]
+        return str.__gt__(self, other)
+
+
+class TopLifetimePoints:
+    """The ``size`` highest and lowest lifetime points seen, in O(size) memory and O(log size) per customer.
+
+    Ties rank by customer id. Each heap's first element is the worst customer it keeps.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._highest: list[tuple[Decimal, _Later]] = []
+        self._lowest: list[tuple[Decimal, _Later]] = []
+
+    def add(self, customer_id: str, points: Decimal | None) -> None:
+        if points is None:
+            return
+        self._keep(self._highest, (points, _Later(customer_id)))
+        self._keep(self._lowest, (-points, _Later(customer_id)))
+
+    def _keep(self, heap: list, entry: tuple[Decimal, _Later]) -> None:
+        if len(heap) < self.size:
+            heapq.heappush(heap, entry)
+        elif heap[0] < entry:
+            heapq.heapreplace(heap, entry)
+
+    def rows(self, top: int, descending: bool = True) -> list[dict[str, Any]]:
+        if descending:
+            ranked = sorted(((-p, str(c)) for p, c in self._highest))
+            return [{"customer_id": c, "points": format(-p, "f")} for p, c in ranked[:top]]
+        ranked = sorted(((-p, str(c)) for p, c in self._lowest))
+        return [{"customer_id": c, "points": format(p, "f")} for p, c in ranked[:top]]
 
 
 @dataclass
@@ -114,15 +155,17 @@ class SeriesStage:
             return None
         return {"customer_id": customer_id, "points": state["lp"]}
 
+    def customer_points(self, store: StateStore, customer_id: str) -> Decimal | None:
+        """The lifetime points of a customer (None for customers without)."""
+        state = store.get(Namespace.CUSTOMER.key(customer_id))
+        return Decimal(state["lp"]) if state and "lp" in state else None
+
     def lifetime_ranking(self, store: StateStore, top: int, descending: bool = True) -> list[dict[str, Any]]:
         """Customers in this store by lifetime points (ties by customer id), at most ``top``."""
-        rows = []
+        ranking = TopLifetimePoints(top)
         for customer_id in store.keys(Namespace.CUSTOMER):
-            state = store.get(Namespace.CUSTOMER.key(customer_id))
-            if state and "lp" in state:
-                rows.append((Decimal(state["lp"]), customer_id))
-        rows.sort(key=lambda row: ((-row[0] if descending else row[0]), row[1]))
-        return [{"customer_id": c, "points": format(p, "f")} for p, c in rows[:top]]
+            ranking.add(customer_id, self.customer_points(store, customer_id))
+        return ranking.rows(top, descending)
 
     def describe(self, now) -> dict[str, Any]:
         """The series this worker knows, for its /series page."""

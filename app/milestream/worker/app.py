@@ -10,6 +10,8 @@
   group, so exactly one worker publishes what applying a record produced (a
   dead letter, or the definition resulting from a lifecycle command).
 
+Its HTTP pages are in pages.py, who may read them in web.py.
+
 Run it with ``milestream worker`` (or ``faust -A milestream.worker.app worker``).
 """
 
@@ -24,9 +26,8 @@ from typing import Any, Iterator
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from prometheus_client import generate_latest
 
-from ..engine.lifecycle import status
+from ..kafka_client import client_options, faust_credentials
 from ..schemas.base import utc_iso
 from ..schemas.codec import dumps
 from ..pipeline.topology import Processed, Record, Topology, utc_from_millis
@@ -34,12 +35,11 @@ from ..settings import Settings
 from ..state.base import StateStore
 from ..topics import load_topics
 from . import metrics
+from .pages import add_pages
 from .recovery import WorkerTableManager
+from .web import check_bind, faust_web_options
 
 log = logging.getLogger("milestream.worker")
-
-# Prometheus text format; aiohttp wants the charset separately, and defaults to UTF-8.
-PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4"
 
 
 class ChangelogTrackingTable(faust.Table):
@@ -101,6 +101,7 @@ class TableStore(StateStore):
 
 
 def create_app(settings: Settings) -> faust.App:
+    check_bind(settings)
     topics = load_topics(settings)
     partitions = topics["transactions"].partitions
     app = faust.App(
@@ -108,9 +109,8 @@ def create_app(settings: Settings) -> faust.App:
         broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")],
         store=settings.store,
         datadir=settings.data_dir,
-        web_port=settings.web_port,
-        web_bind=settings.web_host,
-        web_host=settings.web_host,
+        broker_credentials=faust_credentials(settings),
+        **faust_web_options(settings),
         processing_guarantee=settings.processing_guarantee,
         topic_partitions=partitions,
         table_standby_replicas=settings.standby_replicas,
@@ -239,7 +239,7 @@ def create_app(settings: Settings) -> faust.App:
     async def read_definitions() -> None:
         """Read the whole definitions topic into this worker's registry, then follow it."""
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
+            **client_options(settings),
             enable_auto_commit=False,
             client_id=f"{settings.app_id}-definitions",
         )
@@ -300,51 +300,7 @@ def create_app(settings: Settings) -> faust.App:
         except Exception:  # the next tick retries; a timer that raises would stop for good
             log.exception("sending close ticks failed")
 
-    @app.page("/metrics")
-    async def metrics_page(web, request):
-        return web.bytes(generate_latest(metrics.REGISTRY), content_type=PROMETHEUS_CONTENT_TYPE)
-
-    @app.page("/healthz")
-    async def health_page(web, request):
-        ready = definitions_ready.is_set()
-        return web.json({"status": "ok" if ready else "starting", "definitions": len(topology.registry.milestones)},
-                        status=200 if ready else 503)
-
-    @app.page("/debug/tasks")
-    async def tasks_page(web, request):
-        """Where every asyncio task of the worker is waiting: for diagnosing a stalled worker."""
-        import io
-        import traceback
-
-        out = io.StringIO()
-        for task in asyncio.all_tasks():
-            out.write(f"--- {task.get_name()} {task.get_coro()!r}\n")
-            # A task's stack shows only its outermost coroutine; follow what each one awaits.
-            awaited: Any = task.get_coro()
-            for _ in range(40):
-                frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
-                if frame is None:
-                    out.write(f"  awaiting {awaited!r}\n")
-                    break
-                out.write("".join(traceback.format_stack(frame, limit=1)))
-                awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
-                if awaited is None:
-                    break
-        return web.text(out.getvalue())
-
-    @app.page("/definitions")
-    async def definitions_page(web, request):
-        now = datetime.now(timezone.utc)
-        return web.json(
-            {
-                mid: {"name": c.definition.name, "status": "/".join(status(c.definition, now))}
-                for mid, c in sorted(topology.registry.milestones.items())
-            }
-        )
-
-    from .series import add_series_pages
-
-    add_series_pages(app, topology, store)
+    add_pages(app, settings, topology, store, definitions_ready)
     return app
 
 

@@ -2,8 +2,8 @@
 
 * ``/series``: the series this worker knows, with their programs, tiers and status;
 * ``/lifetime-points?top=N&order=desc|asc``: customers of this worker's partitions
-  by lifetime points (a scan of the local state; the compacted
-  ``lifetime-points`` topic is the view across every partition);
+  by lifetime points, from a snapshot refreshed in the background (ranking.py;
+  the compacted ``lifetime-points`` topic is the view across every partition);
 * ``/lifetime-points/{customer_id}``: one customer's lifetime points, when this
   worker holds the customer's partition.
 """
@@ -13,11 +13,15 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from .ranking import LifetimeRanking
+
 MAX_TOP = 10_000
+RANKING_MAX_AGE_S = 30.0
 
 
 def add_series_pages(app: Any, topology: Any, store: Any) -> None:
     series = topology.series
+    ranking = LifetimeRanking(series, store, MAX_TOP, max_age=RANKING_MAX_AGE_S)
 
     @app.page("/series")
     async def series_page(web, request):
@@ -32,8 +36,12 @@ def add_series_pages(app: Any, topology: Any, store: Any) -> None:
         order = request.query.get("order", "desc")
         if order not in ("asc", "desc"):
             return web.json({"error": "order must be asc or desc"}, status=400)
-        rows = series.lifetime_ranking(store, top, descending=order == "desc")
-        return web.json({"scope": "this worker's partitions", "order": order, "customers": rows})
+        snapshot = await ranking.rows(top, descending=order == "desc")
+        if snapshot is None:
+            return web.json({"error": "the ranking is not computed yet; try again"}, status=503,
+                            headers={"Retry-After": "5"})
+        rows, as_of = snapshot
+        return web.json({"scope": "this worker's partitions", "order": order, "as_of": as_of, "customers": rows})
 
     @app.page("/lifetime-points/{customer_id}")
     async def lifetime_customer_page(web, request, customer_id):
