@@ -77,7 +77,37 @@ def test_a_send_the_broker_never_acknowledges_fails_after_the_delivery_timeout()
         clock.now = 29
         await queue.ack_delivered()  # still within the timeout: wait
         clock.now = 31
-        with pytest.raises(DeliveryFailed, match="sending to changelog failed: no acknowledgement from the broker in 30 s"):
+        with pytest.raises(DeliveryFailed, match="to changelog failed: no acknowledgement from the broker in 30 s"):
             await queue.ack_delivered()
+
+    run(scenario())
+
+
+class FakeTopic:
+    """A topic whose sends return futures the test resolves."""
+
+    def __init__(self, loop, refuse: bool = False) -> None:
+        self.futures = []
+        self.loop = loop
+        self.refuse = refuse
+
+    async def send(self, key, value, partition):
+        if self.refuse:
+            raise ValueError("MessageSizeTooLargeError: larger than max_request_size")
+        self.futures.append(self.loop.create_future())
+        return self.futures[-1]
+
+
+def test_delivering_now_fails_loudly_when_the_broker_refuses_or_never_answers():
+    from milestream.pipeline.topology import OutRecord, Processed
+    from milestream.worker.customer_agent import deliver_now
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        processed = Processed("applied", [OutRecord("definitions", b"m", b"{}")])
+        with pytest.raises(DeliveryFailed, match="to definitions failed: ValueError: MessageSizeTooLarge"):
+            await deliver_now({"definitions": FakeTopic(loop, refuse=True)}, processed, timeout_s=1)
+        with pytest.raises(DeliveryFailed, match="no acknowledgement from the broker in 0.05 s"):
+            await deliver_now({"definitions": FakeTopic(loop)}, processed, timeout_s=0.05)
 
     run(scenario())

@@ -32,7 +32,7 @@ from ..settings import Settings
 from ..state.base import StateStore, decode_state, encode_state
 from ..topics import STATE_TABLE, apply_topics, changelog_topics, load_topics
 from . import metrics
-from .customer_agent import add_customer_agent, send_outputs
+from .customer_agent import DeliveryFailed, add_customer_agent, deliver_now, exit_worker
 from .recovery import WorkerTableManager
 
 log = logging.getLogger("milestream.worker")
@@ -87,7 +87,7 @@ class WorkerApp(faust.App):
             log.warning("could not create the changelog topics (%s: %s)", type(exc).__name__, exc)
         else:
             for line in report:
-                log.info("changelog topic: %s", line)
+                (log.warning if line.startswith("drift") else log.info)("changelog topic: %s", line)
 
 
 class TableStore(StateStore):
@@ -202,8 +202,10 @@ def create_app(settings: Settings) -> faust.App:
             if processed is None:  # applied before this worker started: nothing left to publish
                 continue
             observe(processed, message.topic)
-            for _, future in await send_outputs(outputs, processed):
-                await future  # rare: wait, so the ack implies the output is durable
+            try:  # rare: wait, so the ack implies the output is durable
+                await deliver_now(outputs, processed, settings.delivery_timeout_s)
+            except DeliveryFailed as exc:
+                exit_worker(exc)
 
     async def read_definitions() -> None:
         """Read the whole definitions topic into this worker's registry, then follow it."""

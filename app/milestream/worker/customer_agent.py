@@ -65,6 +65,17 @@ async def send_outputs(outputs: dict[str, faust.TopicT], processed: Processed) -
     return sends
 
 
+async def deliver_now(outputs: dict[str, faust.TopicT], processed: Processed, timeout_s: float) -> None:
+    """Send what processing produced and wait until the broker has acknowledged all of it."""
+    for topic, future in await send_outputs(outputs, processed):
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout_s)
+        except asyncio.TimeoutError:
+            raise DeliveryFailed(topic, f"no acknowledgement from the broker in {timeout_s:g} s") from None
+        except Exception as exc:
+            raise DeliveryFailed(topic, describe(exc)) from exc
+
+
 def changelog_sends(futures: list[Any]) -> list[Send]:
     return [(future.message.channel.get_topic_name(), future) for future in futures]
 
@@ -114,6 +125,8 @@ class AckQueue:
 
 def exit_worker(exc: BaseException) -> NoReturn:
     """Stop at once, without committing: the next start reads again from the last commit."""
+    if isinstance(exc, DeliveryFailed):
+        metrics.OUTPUT_SEND_FAILURES.labels(exc.topic).inc()
     log.critical("%s; exiting (status %d) to restart from the last committed offsets",
                  exc, WORKER_FAILED_EXIT_CODE, exc_info=exc.__cause__ or exc)
     for handler in logging.getLogger().handlers:
@@ -160,11 +173,6 @@ def add_customer_agent(
                           record.source, attempts.max_attempts)
             return processed
 
-    def fail(exc: BaseException) -> NoReturn:
-        if isinstance(exc, DeliveryFailed):
-            metrics.OUTPUT_SEND_FAILURES.labels(exc.topic).inc()
-        on_failure(exc)
-
     @app.agent(source, name="customer_events")
     async def customer_events(stream: Any) -> None:
         await definitions_ready.wait()
@@ -177,7 +185,7 @@ def add_customer_agent(
                     await asyncio.sleep(0.05)
                     await acks.ack_delivered()
             except Exception as exc:
-                fail(exc)
+                on_failure(exc)
 
         acker = asyncio.ensure_future(ack_in_background())
         try:
@@ -189,7 +197,7 @@ def add_customer_agent(
                 acks.add(event, sends + changelog_sends(store.take_changelog_futures()))
                 await acks.ack_delivered()
         except Exception as exc:  # Faust would restart the agent past the unacked records: exit instead
-            fail(exc)
+            on_failure(exc)
         finally:
             acker.cancel()
 
