@@ -40,7 +40,8 @@ class Settings(BaseModel):
         default=16 * 1024,
         ge=0,
         le=256 * 1024,
-        description="Bytes of a bad record's key and value kept in its dead letter; the rest is cut (length and sha256 are kept).",
+        description="Bytes of a bad record's key and value kept in its dead letter; "
+        "the rest is cut (length and sha256 are kept).",
         json_schema_extra={"env": "MILESTREAM_DEAD_LETTER_ORIGINAL_BYTES"},
     )
     max_processing_attempts: int = Field(
@@ -50,7 +51,9 @@ class Settings(BaseModel):
         json_schema_extra={"env": "MILESTREAM_MAX_PROCESSING_ATTEMPTS"},
     )
     delivery_timeout_s: float = _setting(
-        120.0, "MILESTREAM_DELIVERY_TIMEOUT", "Seconds an output or state write may await the broker before the worker exits to restart from its last commit."
+        120.0,
+        "MILESTREAM_DELIVERY_TIMEOUT",
+        "Seconds an output or state write may await the broker before the worker exits to restart from its last commit.",
     )
     outbox_size: int = Field(
         default=8,

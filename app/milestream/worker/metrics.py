@@ -56,6 +56,7 @@ PROCESSING_FAILURES = Counter(
 )
 POISON_RECORDS = Counter(
     "milestream_poison_records",
-    "Records dead-lettered as processing_error after MILESTREAM_MAX_PROCESSING_ATTEMPTS failed attempts (alert on any).",
+    "Records dead-lettered as processing_error after MILESTREAM_MAX_PROCESSING_ATTEMPTS failed attempts "
+    "(alert on any).",
     registry=REGISTRY,
 )
