@@ -81,7 +81,7 @@ class WorkerApp(faust.App):
         settings = self.milestream_settings
         try:
             report = await asyncio.wait_for(
-                apply_topics(settings, changelog_topics(settings, load_topics(settings))), timeout=60
+                apply_topics(settings, changelog_topics(settings, load_topics(settings))), timeout=15
             )
         except Exception as exc:  # the broker may be down: Faust then declares the topic itself once it is up
             log.warning("could not create the changelog topics (%s: %s)", type(exc).__name__, exc)
