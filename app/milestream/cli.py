@@ -10,10 +10,10 @@ from .settings import Settings
 
 
 def _topics_apply(args: argparse.Namespace) -> int:
-    from .topics import apply_topics, load_topics
+    from .topics import apply_topics, topics_to_apply
 
     settings = Settings.from_env()
-    report = asyncio.run(apply_topics(settings, load_topics(settings)))
+    report = asyncio.run(apply_topics(settings, topics_to_apply(settings)))
     for line in report:
         print(line)
     return 1 if args.strict and any(line.startswith("drift") for line in report) else 0

@@ -36,6 +36,25 @@ class Settings(BaseModel):
     web_port: int = _setting(6066, "MILESTREAM_WEB_PORT", "HTTP port of the worker: /metrics, /healthz.")
     web_host: str = _setting("127.0.0.1", "MILESTREAM_WEB_HOST", "Interface the worker's HTTP server binds.")
     max_payload_bytes: int = _setting(256 * 1024, "MILESTREAM_MAX_PAYLOAD_BYTES", "Larger input records go to the dead-letter topic.")
+    dead_letter_original_bytes: int = Field(
+        default=16 * 1024,
+        ge=0,
+        le=256 * 1024,
+        description="Bytes of a bad record's key and value kept in its dead letter; "
+        "the rest is cut (length and sha256 are kept).",
+        json_schema_extra={"env": "MILESTREAM_DEAD_LETTER_ORIGINAL_BYTES"},
+    )
+    max_processing_attempts: int = Field(
+        default=5,
+        ge=1,
+        description="Attempts at a record whose processing raises before it is dead-lettered as processing_error.",
+        json_schema_extra={"env": "MILESTREAM_MAX_PROCESSING_ATTEMPTS"},
+    )
+    delivery_timeout_s: float = _setting(
+        120.0,
+        "MILESTREAM_DELIVERY_TIMEOUT",
+        "Seconds an output or state write may await the broker before the worker exits to restart from its last commit.",
+    )
     outbox_size: int = Field(
         default=8,
         ge=1,

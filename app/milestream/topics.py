@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,47 @@ def load_topics(settings: Settings) -> dict[str, TopicSpec]:
     return specs
 
 
+STATE_TABLE = "customer-state"
+
+
+def changelog_topics(settings: Settings, specs: dict[str, TopicSpec]) -> dict[str, TopicSpec]:
+    """The changelog topic of the worker's state table, as Faust names and configures it
+    (``<app id>-<table>-changelog``, compacted, one partition per customer partition).
+
+    Created with the declared topics, so workers starting together in a new consumer
+    group never see it half-created (Faust's partition check then fails)."""
+    customers = specs["transactions"]
+    name = f"{settings.app_id}-{STATE_TABLE}-changelog"
+    spec = TopicSpec(name, name, "changelog", customers.partitions, customers.replication_factor,
+                     {"cleanup.policy": "compact"})
+    return {name: spec}
+
+
+def topics_to_apply(settings: Settings) -> dict[str, TopicSpec]:
+    """The topics of topics.yaml and the worker's changelog topics."""
+    specs = load_topics(settings)
+    return {**specs, **changelog_topics(settings, specs)}
+
+
+async def _wait_for_partitions(admin: Any, specs: list[TopicSpec], timeout_s: float = 30.0) -> None:
+    """Wait until the metadata shows every partition of the new topics with a leader: a client
+    that sees a topic earlier may find it with fewer (even 0) partitions."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    expected = {s.name: s.partitions for s in specs}
+    while True:
+        described = await admin.describe_topics(list(expected))
+        ready = {
+            t["topic"] for t in described
+            if t["error_code"] == 0 and len(t["partitions"]) == expected[t["topic"]]
+            and all(p["leader"] >= 0 for p in t["partitions"])
+        }
+        if ready >= set(expected):
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"topics not ready after {timeout_s:g} s: {sorted(set(expected) - ready)}")
+        await asyncio.sleep(0.2)
+
+
 async def apply_topics(settings: Settings, specs: dict[str, TopicSpec]) -> list[str]:
     """Create missing topics; report (never fix) drift of existing ones.
 
@@ -65,6 +107,7 @@ async def apply_topics(settings: Settings, specs: dict[str, TopicSpec]) -> list[
             await admin.create_topics(
                 [NewTopic(s.name, s.partitions, s.replication_factor, topic_configs=s.config) for s in missing]
             )
+            await _wait_for_partitions(admin, missing)
             report += [f"created {s.name} ({s.partitions} partitions)" for s in missing]
         present = [s for s in specs.values() if s.name in existing]
         if present:

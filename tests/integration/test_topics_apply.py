@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from milestream.topics import apply_topics, load_topics
+from milestream.topics import apply_topics, load_topics, topics_to_apply
 from tests.support.worker import isolated_settings
 
 pytestmark = pytest.mark.kafka
@@ -41,3 +41,12 @@ def test_apply_creates_then_reports_ok_then_drift(kafka_bootstrap, tmp_path):
     assert len(drift) == 2, third
     assert any("partitions 8 (declared 12)" in line for line in drift)
     assert any("retention.ms=2592000000 (declared 1000)" in line for line in drift)
+
+
+def test_topics_apply_creates_the_state_changelog_as_faust_names_it(kafka_bootstrap, tmp_path):
+    settings = isolated_settings(kafka_bootstrap, tmp_path)
+    report = asyncio.run(apply_topics(settings, topics_to_apply(settings)))
+    changelog = f"{settings.app_id}-customer-state-changelog"
+    assert f"created {changelog} (8 partitions)" in report
+    again = asyncio.run(apply_topics(settings, topics_to_apply(settings)))
+    assert f"ok {changelog}" in again

@@ -1,6 +1,7 @@
 """The topology in-process: bad input, redelivery, outbox."""
 
 import base64
+import hashlib
 
 import orjson
 import pytest
@@ -39,7 +40,11 @@ def test_bad_input_goes_to_dead_letters_with_reason_and_original_bytes(loaded, r
     assert processed.outcome == reason
     (letter,) = loaded.read("dead-letters")
     assert letter["reason"] == reason
-    assert base64.b64decode(letter["value_b64"]) == value
+    kept = base64.b64decode(letter["value_b64"])
+    assert kept == value[: len(kept)] and len(kept) == min(len(value), 16 * 1024)
+    assert letter["value_bytes"] == len(value)
+    assert letter["value_sha256"] == hashlib.sha256(value).hexdigest()
+    assert letter["truncated"] is (len(value) > 16 * 1024)
     assert letter["source_topic"] == "milestream.transactions"
     assert letter["source_offset"] == 0
     assert letter["detail"]

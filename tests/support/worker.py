@@ -62,6 +62,11 @@ class WorkerProcess:
     starts: int = field(default=0)
 
     def start(self, timeout: float = 120.0) -> None:
+        self.launch()
+        self.wait_until_healthy(timeout)
+
+    def launch(self) -> None:
+        """Start the worker process without waiting for it to become healthy."""
         self.starts += 1
         log = open(self.log_path, "ab")
         log.write(f"\n===== start {self.starts} =====\n".encode())
@@ -73,6 +78,9 @@ class WorkerProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+    def wait_until_healthy(self, timeout: float = 120.0) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -91,6 +99,14 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
+
+    def wait_for_exit(self, timeout: float) -> int | None:
+        """The worker's exit status, or None if it still runs after ``timeout`` seconds."""
+        assert self.process is not None
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
 
     def kill(self) -> None:
         """Crash the worker: no clean shutdown, no final commit."""
@@ -212,3 +228,50 @@ async def _read_to_end(settings: Settings, topic_name: str) -> list[tuple[bytes 
 def read_to_end(settings: Settings, topic_name: str) -> list[tuple[bytes | None, bytes | None]]:
     """Every record of a topic (full name) up to its current end, as (key, value), partition by partition."""
     return asyncio.run(_read_to_end(settings, topic_name))
+
+
+async def _committed_offsets(settings: Settings, logical: str) -> dict[int, int]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(settings.app_id)
+    finally:
+        await admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic(settings, logical)}
+
+
+def committed_offsets(settings: Settings, logical: str) -> dict[int, int]:
+    """The worker group's committed offsets on a topic, by partition (none: nothing committed)."""
+    return asyncio.run(_committed_offsets(settings, logical))
+
+
+async def _end_offsets(settings: Settings, logical: str) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        name = topic(settings, logical)
+        await consumer._client.force_metadata_update()
+        tps = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
+        return {tp.partition: offset for tp, offset in (await consumer.end_offsets(tps)).items()}
+    finally:
+        await consumer.stop()
+
+
+def end_offsets(settings: Settings, logical: str) -> dict[int, int]:
+    """The end offset of each partition of a topic."""
+    return asyncio.run(_end_offsets(settings, logical))
+
+
+def wait_for_commits(settings: Settings, logical: str, timeout: float = 60.0) -> dict[int, int]:
+    """Wait until the worker group has committed every record of a topic; return the commits."""
+    expected = {p: end for p, end in end_offsets(settings, logical).items() if end > 0}
+    deadline = time.monotonic() + timeout
+    while True:
+        committed = committed_offsets(settings, logical)
+        if all(committed.get(p, -1) >= end for p, end in expected.items()):
+            return committed
+        if time.monotonic() > deadline:
+            raise AssertionError(f"commits on {logical} stand at {committed}, records end at {expected}")
+        time.sleep(0.5)

@@ -23,6 +23,7 @@ around.
 from __future__ import annotations
 
 import base64
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -80,6 +81,7 @@ class Processed:
     records: list[OutRecord] = field(default_factory=list)
     milestone_events: list[dict[str, Any]] = field(default_factory=list)
     late_events: int = 0
+    poison: bool = False  # dead-lettered after processing raised again and again (pipeline/attempts.py)
 
 
 class Topology:
@@ -112,6 +114,12 @@ class Topology:
 
     # ------------------------------------------------------------- dead letters
     def dead_letter(self, record: Record, reason: str, detail: str) -> Processed:
+        """A dead letter that always fits in a Kafka message: it keeps at most
+        ``dead_letter_original_bytes`` of the original key and value, with the
+        original sizes, the value's sha256 and whether anything was cut."""
+        keep = self.settings.dead_letter_original_bytes
+        value = record.value or b""
+        key = record.key[:keep] if record.key is not None else None
         letter = {
             "type": "dead_letter",
             "schema_version": 1,
@@ -120,11 +128,15 @@ class Topology:
             "source_topic": record.topic,
             "source_partition": record.partition,
             "source_offset": record.offset,
-            "key_b64": base64.b64encode(record.key).decode() if record.key is not None else None,
-            "value_b64": base64.b64encode(record.value or b"").decode(),
+            "key_b64": base64.b64encode(key).decode() if key is not None else None,
+            "key_bytes": len(record.key) if record.key is not None else None,
+            "value_b64": base64.b64encode(value[:keep]).decode(),
+            "value_bytes": len(value),
+            "value_sha256": hashlib.sha256(value).hexdigest(),
+            "truncated": len(value) > keep or (record.key is not None and len(record.key) > keep),
             "failed_at": utc_iso(record.timestamp),
         }
-        return Processed(reason, [OutRecord(self.dead_letters, record.key, dumps(letter))])
+        return Processed(reason, [OutRecord(self.dead_letters, key, dumps(letter))])
 
     # --------------------------------------------------------------- definitions
     def decode_definition(self, record: Record) -> BaseModel:

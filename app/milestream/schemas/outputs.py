@@ -88,8 +88,12 @@ class DeadLetter(StrictModel):
     source_topic: str
     source_partition: int
     source_offset: int
-    key_b64: str | None = None
-    value_b64: str
+    key_b64: str | None = Field(None, description="The original key, cut to MILESTREAM_DEAD_LETTER_ORIGINAL_BYTES.")
+    key_bytes: int | None = Field(None, description="Length of the original key (none: the record had no key).")
+    value_b64: str = Field(description="The original value, cut to MILESTREAM_DEAD_LETTER_ORIGINAL_BYTES.")
+    value_bytes: int = Field(description="Length of the original value.")
+    value_sha256: str = Field(description="sha256 of the whole original value, hex.")
+    truncated: bool = Field(description="True if key_b64 or value_b64 holds only a prefix of the original.")
     failed_at: Timestamp
 
 

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections import deque
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
@@ -33,8 +31,9 @@ from ..schemas.codec import dumps
 from ..pipeline.topology import Processed, Record, Topology, utc_from_millis
 from ..settings import Settings
 from ..state.base import StateStore
-from ..topics import load_topics
+from ..topics import STATE_TABLE, apply_topics, changelog_topics, load_topics
 from . import metrics
+from .customer_agent import DeliveryFailed, add_customer_agent, deliver_now, exit_worker
 from .pages import add_pages
 from .recovery import WorkerTableManager
 from .web import check_bind, faust_web_options
@@ -72,6 +71,25 @@ class ChangelogTrackingTable(faust.Table):
             return self._changelog_futures
 
 
+class WorkerApp(faust.App):
+    """Faust's app, creating the state table's changelog topic before anything reads it."""
+
+    milestream_settings: Settings
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        settings = self.milestream_settings
+        try:
+            report = await asyncio.wait_for(
+                apply_topics(settings, changelog_topics(settings, load_topics(settings))), timeout=15
+            )
+        except Exception as exc:  # the broker may be down: Faust then declares the topic itself once it is up
+            log.warning("could not create the changelog topics (%s: %s)", type(exc).__name__, exc)
+        else:
+            for line in report:
+                (log.warning if line.startswith("drift") else log.info)("changelog topic: %s", line)
+
+
 class TableStore(StateStore):
     """A Faust table of raw bytes seen through the StateStore interface: the same encoded keys
     (state/keys.py) and JSON documents as every other backend."""
@@ -104,7 +122,7 @@ def create_app(settings: Settings) -> faust.App:
     check_bind(settings)
     topics = load_topics(settings)
     partitions = topics["transactions"].partitions
-    app = faust.App(
+    app = WorkerApp(
         settings.app_id,
         broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")],
         store=settings.store,
@@ -131,6 +149,7 @@ def create_app(settings: Settings) -> faust.App:
         # buffers, so no fetched record is dropped at the end of a rebalance (recovery.py).
         TableManager=WorkerTableManager,
     )
+    app.milestream_settings = settings
     topology = Topology(settings, topics)
     definitions_ready = asyncio.Event()
 
@@ -142,7 +161,7 @@ def create_app(settings: Settings) -> faust.App:
     outputs = {spec.name: raw_topic(spec.name) for spec in topics.values()}
     state_table = app.tables.add(ChangelogTrackingTable(
         app,
-        name="customer-state",
+        name=STATE_TABLE,
         beacon=app.tables.beacon,
         partitions=partitions,
         key_type=bytes,
@@ -161,60 +180,13 @@ def create_app(settings: Settings) -> faust.App:
         if processed.late_events:
             metrics.LATE_EVENTS.inc(processed.late_events)
 
-    async def publish(processed: Processed) -> list[asyncio.Future]:
-        """Send the outputs now; return their delivery futures."""
-        return [
-            await outputs[out.topic].send(key=out.key, value=out.value, partition=out.partition)
-            for out in processed.records
-        ]
-
     def to_record(message: Any) -> Record:
         return Record(
             message.topic, message.partition, message.offset, message.key, message.value,
             utc_from_millis(message.timestamp),
         )
 
-    async def ack_when_delivered(stream: Any, pending: deque) -> None:
-        """Ack events, oldest first, once the broker has acknowledged their state
-        write (changelog) and all their outputs.
-
-        An input's offset is committed only after it is acked, so no input is
-        committed before its state and outputs are durable (docs/guarantees.md).
-        """
-        while pending and all(f.done() for f in pending[0][1]):
-            event, futures = pending.popleft()
-            for future in futures:
-                if future.exception() is not None:  # the producer gave up: let Faust crash and redeliver
-                    raise future.exception()
-            await stream.ack(event)
-
-    @app.agent(raw_topic(*topology.partitioned_topics))
-    async def customer_events(stream):
-        await definitions_ready.wait()
-        pending: deque = deque()
-        stream = stream.noack()
-
-        async def ack_in_background() -> None:
-            while True:
-                await asyncio.sleep(0.05)
-                await ack_when_delivered(stream, pending)
-
-        acker = asyncio.ensure_future(ack_in_background())
-        try:
-            async for event in stream.events():
-                record = to_record(event.message)
-                started = time.perf_counter()
-                try:
-                    processed = topology.process(record, store)
-                except Exception as exc:  # a bug must not stop the partition: dead-letter and go on
-                    log.exception("processing %s failed", record.source)
-                    processed = topology.dead_letter(record, "processing_error", f"{type(exc).__name__}: {exc}")
-                metrics.PROCESSING_SECONDS.observe(time.perf_counter() - started)
-                observe(processed, record.topic)
-                pending.append((event, await publish(processed) + store.take_changelog_futures()))
-                await ack_when_delivered(stream, pending)
-        finally:
-            acker.cancel()
+    add_customer_agent(app, settings, topology, store, outputs, definitions_ready, to_record, observe)
 
     # Every worker applies every definitions record (follow_definitions); the one worker
     # that owns the definitions partition in the group publishes what applying it produced
@@ -233,8 +205,10 @@ def create_app(settings: Settings) -> faust.App:
             if processed is None:  # applied before this worker started: nothing left to publish
                 continue
             observe(processed, message.topic)
-            for future in await publish(processed):
-                await future  # rare: wait, so the ack implies the output is durable
+            try:  # rare: wait, so the ack implies the output is durable
+                await deliver_now(outputs, processed, settings.delivery_timeout_s)
+            except DeliveryFailed as exc:
+                exit_worker(exc)
 
     async def read_definitions() -> None:
         """Read the whole definitions topic into this worker's registry, then follow it."""

@@ -40,3 +40,23 @@ DEFINITIONS_LOADED = Gauge(
     "Milestone definitions this worker currently knows.",
     registry=REGISTRY,
 )
+OUTPUT_SEND_FAILURES = Counter(
+    "milestream_output_send_failures",
+    "Sends to a topic (output or changelog) the broker failed or did not acknowledge in time; the worker then exits "
+    "to restart from its last commit, so alert on this and on worker restarts.",
+    ["topic"],
+    registry=REGISTRY,
+)
+PROCESSING_FAILURES = Counter(
+    "milestream_processing_failures",
+    "Attempts at processing an input record that raised: the record is not dead-lettered but retried "
+    "(kind=error) or the worker restarts from its last commit (kind=infrastructure).",
+    ["kind"],
+    registry=REGISTRY,
+)
+POISON_RECORDS = Counter(
+    "milestream_poison_records",
+    "Records dead-lettered as processing_error after MILESTREAM_MAX_PROCESSING_ATTEMPTS failed attempts "
+    "(alert on any).",
+    registry=REGISTRY,
+)
