@@ -30,6 +30,7 @@ from .pipeline.close_index import CloseIndex, format_time
 from .pipeline.topology import Record, Topology
 from .schemas.base import utc_iso
 from .schemas.codec import dumps
+from .errors import UsageError, read_text_file
 from .settings import Settings
 from .state.base import StateStore
 from .state.memory import MemoryStore
@@ -38,7 +39,8 @@ from .topics import load_topics
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-def _json_items(text: str) -> list[Any]:
+def json_items(text: str) -> list[Any]:
+    """The items of a JSON document (an object or an array) or of JSON lines; ``UsageError`` if neither."""
     text = text.strip()
     if not text:
         return []
@@ -48,7 +50,14 @@ def _json_items(text: str) -> list[Any]:
             return data if isinstance(data, list) else [data]
         except orjson.JSONDecodeError:
             pass  # JSON lines
-    return [orjson.loads(line) for line in text.splitlines() if line.strip()]
+    items = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                items.append(orjson.loads(line))
+            except orjson.JSONDecodeError as exc:
+                raise UsageError(f"line {number}: neither a JSON document nor JSON lines ({exc})") from None
+    return items
 
 
 def _clock(raw: bytes) -> datetime | None:
@@ -161,13 +170,14 @@ class Simulation:
         yield from self.advance(until or self.clock)
 
 
-def run(definitions: str, events: IO[bytes], out: IO[bytes], err: IO[str], *, until: datetime | None = None,
+def run(definitions: str | list[Any], events: IO[bytes], out: IO[bytes], err: IO[str], *, until: datetime | None = None,
         store: StateStore | None = None) -> Counter[str]:
     simulation = Simulation(store=store)
     lines = (line for line in events if line.strip())
     first = next(lines, None)
     start = (_clock(first) if first else None) or EPOCH
-    simulation.load_definitions(_json_items(definitions), start)
+    items = json_items(definitions) if isinstance(definitions, str) else definitions
+    simulation.load_definitions(items, start)
     for line in simulation.rejections:
         err.write(f"definition rejected: {line}\n")
     simulation.rejections.clear()
@@ -183,19 +193,38 @@ def run(definitions: str, events: IO[bytes], out: IO[bytes], err: IO[str], *, un
     return simulation.outcomes
 
 
-def main(args: argparse.Namespace) -> int:
-    with open(args.definitions, "r", encoding="utf-8") as handle:
-        definitions = handle.read()
-    until = datetime.max.replace(tzinfo=timezone.utc) if args.close_all else (
-        datetime.fromisoformat(args.until) if args.until else None
-    )
-    store = None
-    if args.state:
-        from .state.rocksdb import RocksDBStore
-
-        store = RocksDBStore(args.state)
-    events = sys.stdin.buffer if args.events == "-" else open(args.events, "rb")
+def parse_time(text: str, option: str) -> datetime:
+    """An ISO 8601 time with an offset from the command line; ``UsageError`` otherwise."""
     try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{option} {text!r}: not an ISO 8601 time (e.g. 2024-02-01T00:00:00+05:30)") from None
+    if moment.tzinfo is None:
+        raise UsageError(f"{option} {text!r}: needs a time zone offset (e.g. +00:00)")
+    try:
+        moment.astimezone(timezone.utc)
+    except OverflowError:
+        raise UsageError(f"{option} {text!r}: out of range") from None
+    return moment
+
+
+def main(args: argparse.Namespace) -> int:
+    text = read_text_file(args.definitions, "--definitions")
+    try:
+        definitions = json_items(text)
+    except UsageError as exc:
+        raise UsageError(f"--definitions {args.definitions}: {exc}") from None
+    until = datetime.max.replace(tzinfo=timezone.utc) if args.close_all else (
+        parse_time(args.until, "--until") if args.until else None
+    )
+    try:
+        events = sys.stdin.buffer if args.events == "-" else open(args.events, "rb")
+    except OSError as exc:
+        raise UsageError(f"--events {args.events}: {exc.strerror or exc}") from None
+    store = None
+    try:
+        if args.state:
+            store = _open_state(args.state)
         run(definitions, events, sys.stdout.buffer, sys.stderr, until=until, store=store)
     finally:
         if events is not sys.stdin.buffer:
@@ -203,3 +232,12 @@ def main(args: argparse.Namespace) -> int:
         if store is not None:
             store.close()
     return 0
+
+
+def _open_state(path: str) -> StateStore:
+    from .state.rocksdb import RocksDBStore
+
+    try:
+        return RocksDBStore(path)
+    except Exception as exc:  # rocksdict reports a bad folder with its own exception types
+        raise UsageError(f"--state {path}: cannot open it as a RocksDB folder ({exc})") from None
