@@ -81,6 +81,16 @@ def test_simulate_reports_a_bad_until(until, expected):
     assert "--until" in line and expected in line
 
 
+def test_simulate_survives_event_times_at_the_edge_of_the_calendar(tmp_path):
+    """Such a time must not become the simulator's clock (it has no UTC form)."""
+    events = tmp_path / "events.jsonl"
+    base = {"type": "transaction", "customer_id": "c", "bill_id": "b", "gross_amount": "1"}
+    events.write_bytes(b"".join(orjson.dumps({**base, "event_id": f"e{n}", "event_time": when}) + b"\n" for n, when in
+                                enumerate(["9999-12-31T23:00:00-05:00", "0001-01-01T00:30:00+05:00"])))
+    result = milestream("simulate", "--definitions", DEFINITIONS, "--events", str(events))
+    assert result.returncode == 0 and b"Traceback" not in result.stderr, result.stderr
+
+
 # ---------------------------------------------------------------------- enrol
 def enrol(csv_path: str, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return milestream("enrol", "--milestone", "monthly-5000", "--csv", csv_path, "--definitions", DEFINITIONS,

@@ -61,13 +61,15 @@ def json_items(text: str) -> list[Any]:
 
 
 def _clock(raw: bytes) -> datetime | None:
-    """The event's recorded time (or event time): the simulator's clock."""
+    """The event's recorded time (or event time): the simulator's clock. None when it is not a
+    time with an offset that converts to UTC (the event itself is rejected or stays unclocked)."""
     try:
         data = orjson.loads(raw)
         text = data.get("recorded_at") or data.get("event_time")
         moment = datetime.fromisoformat(text)
+        moment.astimezone(timezone.utc)
         return moment if moment.tzinfo else None
-    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError, OverflowError):
         return None
 
 
