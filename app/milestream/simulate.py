@@ -26,11 +26,11 @@ from typing import IO, Any, Iterable, Iterator
 
 import orjson
 
+from .errors import UsageError, read_text_file
 from .pipeline.close_index import CloseIndex, format_time
 from .pipeline.topology import Record, Topology
 from .schemas.base import utc_iso
 from .schemas.codec import dumps
-from .errors import UsageError, read_text_file
 from .settings import Settings
 from .state.base import StateStore
 from .state.memory import MemoryStore
