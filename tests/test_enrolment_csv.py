@@ -24,6 +24,8 @@ def test_each_row_becomes_an_enrolment_with_the_customers_own_targets():
                               {"target_id": "t1", "value": "8000", "cycle": 2, "sub_targets": {}}]
     assert bob["targets"] == [{"target_id": "t1", "value": "3000", "sub_targets": {}}]
     assert enrolments_from_csv(CSV, "m1", AT)[0] == events  # same file, same event ids
+    later = enrolments_from_csv(CSV, "m1", datetime.fromisoformat("2024-03-01T00:00:00+05:30"))[0]
+    assert [e["event_id"] for e in later] == [e["event_id"] for e in events]  # whenever it is sent
 
 
 def test_bad_rows_are_reported_by_line_and_the_others_still_go():
@@ -53,8 +55,12 @@ def test_csv_targets_drive_the_engine_per_customer_and_per_cycle(driver):
 def test_the_command_prints_events_and_exits_1_on_a_bad_row(tmp_path):
     path = tmp_path / "audience.csv"
     path.write_text("customer_id,t1\nann,5000\nbob,-2\n")
+    definitions = tmp_path / "definitions.json"
+    definitions.write_bytes(orjson.dumps(definition(target_values="per_customer", targets=[target(value=None)],
+                                                    enrolment={"method": "specific", "customers": []})))
     result = subprocess.run([sys.executable, "-m", "milestream.cli", "enrol", "--milestone", "m1", "--csv", str(path),
-                             "--at", "2024-01-01T00:00:00+05:30", "--dry-run"], capture_output=True)
+                             "--definitions", str(definitions), "--at", "2024-01-01T00:00:00+05:30", "--dry-run"],
+                            capture_output=True)
     assert result.returncode == 1
     assert [orjson.loads(line)["customer_id"] for line in result.stdout.splitlines()] == ["ann"]
     assert b"rejected line 3:" in result.stderr

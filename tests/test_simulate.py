@@ -1,6 +1,7 @@
 """`milestream simulate`: the engine over a file, event time as the clock."""
 
 import io
+from datetime import datetime
 import subprocess
 import sys
 from pathlib import Path
@@ -63,3 +64,30 @@ def test_rejected_definition_is_reported():
     outcomes = run(orjson.dumps(definition).decode(), io.BytesIO(b""), out, err)
     assert outcomes["definitions:invalid_definition"] == 1
     assert "definition rejected" in err.getvalue()
+
+
+def test_a_listed_customer_without_activity_gets_the_same_cycle_close_as_on_the_worker():
+    """The definition's customer list produces enrolment events; the simulator feeds them back
+    in as the broker does for the worker, so a listed customer with no activity is closed too."""
+    from milestream.pipeline.driver import TopologyTestDriver
+    from tests.engine.builders import close
+
+    definition = orjson.loads((EXAMPLES / "monthly-spend.json").read_bytes())
+    definition["enrolment"] = {"method": "specific", "customers": ["asha", "quiet"]}
+    jan = {"type": "transaction", "event_id": "t1", "customer_id": "asha", "event_time": "2024-01-03T11:00:00+05:30",
+           "bill_id": "b1", "gross_amount": "2000"}
+    feb = {**jan, "event_id": "t2", "bill_id": "b2", "event_time": "2024-02-02T11:00:00+05:30"}
+    out, err = io.BytesIO(), io.StringIO()
+    run(orjson.dumps(definition).decode(), io.BytesIO(orjson.dumps(jan) + b"\n" + orjson.dumps(feb) + b"\n"), out, err)
+    simulated = [orjson.loads(line) for line in out.getvalue().splitlines()]
+    assert sorted(e["customer_id"] for e in simulated if e["kind"] == "cycle_close") == ["asha", "quiet"], err.getvalue()
+
+    # The worker's path: the enrolments the definition produced come back from the broker.
+    driver = TopologyTestDriver()
+    loaded = driver.pipe("definitions", "monthly-5000", definition, timestamp=datetime.fromisoformat(jan["event_time"]))
+    for record in loaded.records:
+        driver.pipe("enrolments", record.key, record.value, timestamp=datetime.fromisoformat(jan["event_time"]))
+    driver.pipe("transactions", "asha", jan, timestamp=datetime.fromisoformat(jan["event_time"]))
+    close(driver, feb["event_time"])
+    driver.pipe("transactions", "asha", feb, timestamp=datetime.fromisoformat(feb["event_time"]))
+    assert simulated == driver.read("promotions")

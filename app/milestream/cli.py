@@ -1,25 +1,95 @@
-"""The ``milestream`` command."""
+"""The ``milestream`` command.
+
+A user's mistake (a file that cannot be read, a bad option or setting, a broker
+that does not answer) is reported as one line on stderr with exit status 2,
+never a traceback. Commands that talk to Kafka give up after
+``MILESTREAM_COMMAND_TIMEOUT`` seconds without an answer.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
 
-from .settings import Settings
+from pydantic import ValidationError
+
+from .errors import UsageError, read_text_file
+from .settings import Settings, describe_settings_error
+
+if TYPE_CHECKING:
+    from .engine.registry import Compiled
+    from .pipeline.topology import Topology
+
+T = TypeVar("T")
+MAX_ERROR_CHARS = 500
 
 
-def _topics_apply(args: argparse.Namespace) -> int:
+class OneLineParser(argparse.ArgumentParser):
+    """Reports a bad command line in one line, like every other user mistake."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
+def run_against_broker(settings: Settings, what: str, work: Callable[[], Awaitable[T]]) -> T:
+    """Run ``work`` (Kafka I/O); a broker that fails or does not answer in time is a ``UsageError``."""
+    from aiokafka.errors import KafkaConnectionError, KafkaError
+
+    from .kafka_client import KafkaConnectionSettingsError, KafkaUnreachable
+
+    servers, timeout = settings.kafka_bootstrap_servers, settings.command_timeout_s
+    try:
+        return asyncio.run(work())
+    except (KafkaUnreachable, KafkaConnectionSettingsError) as exc:
+        raise UsageError(f"{what}: {exc}") from None
+    except (asyncio.TimeoutError, TimeoutError):
+        raise UsageError(f"{what}: no answer from the Kafka broker at {servers} within {timeout:g} s") from None
+    except KafkaConnectionError:
+        raise UsageError(f"{what}: cannot connect to the Kafka broker at {servers}") from None
+    except KafkaError as exc:
+        raise UsageError(f"{what}: the Kafka broker at {servers} failed: {exc}") from None
+
+
+async def started(client: Any, settings: Settings) -> Any:
+    """``client.start()`` within the command timeout; the client is closed if it does not start."""
+    from .kafka_client import start_client
+
+    try:
+        await asyncio.wait_for(start_client(client, settings), settings.command_timeout_s)
+    except BaseException:
+        try:
+            await asyncio.wait_for(client.stop(), 2)
+        except Exception:  # noqa: S110 - the start failure is what gets reported
+            pass
+        raise
+    return client
+
+
+def _client_options(settings: Settings) -> dict[str, Any]:
+    """How a command connects (kafka_client.py), with requests bounded by the command timeout."""
+    from .kafka_client import client_options
+
+    return {**client_options(settings), "request_timeout_ms": int(settings.command_timeout_s * 1000)}
+
+
+# ------------------------------------------------------------------- commands
+def _topics_apply(args: argparse.Namespace, settings: Settings) -> int:
     from .topics import apply_topics, topics_to_apply
 
-    settings = Settings.from_env()
-    report = asyncio.run(apply_topics(settings, topics_to_apply(settings)))
+    async def apply() -> list[str]:
+        return await asyncio.wait_for(apply_topics(settings, topics_to_apply(settings)), settings.command_timeout_s)
+
+    report = run_against_broker(settings, "topics apply", apply)
     for line in report:
         print(line)
     return 1 if args.strict and any(line.startswith("drift") for line in report) else 0
 
 
-def _schemas_export(args: argparse.Namespace) -> int:
+def _schemas_export(args: argparse.Namespace, settings: Settings) -> int:
     from .schemas.export import write_json_schemas
 
     for path in write_json_schemas(args.out):
@@ -27,73 +97,117 @@ def _schemas_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _worker(args: argparse.Namespace) -> int:
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from .worker.preflight import startup_problem
 
-    problem = startup_problem(Settings.from_env())
+    problem = startup_problem(settings)
     if problem:
-        print(f"milestream worker: {problem}", file=sys.stderr)
-        return 2
+        raise UsageError(f"worker: {problem}")
     from .worker.app import app
 
-    sys.argv = ["milestream", "worker", "-l", Settings.from_env().log_level]
+    sys.argv = ["milestream", "worker", "-l", settings.log_level]
     app.main()
     return 0
 
 
-def _settings(args: argparse.Namespace) -> int:
-    for env, default, doc in Settings.documentation():
-        print(f"{env}={default!s:<24} {doc}")
+def _settings(args: argparse.Namespace, settings: Settings) -> int:
+    for env, value, doc in settings.effective():
+        print(f"{env}={value!s:<24} {doc}")
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from .demo import run_demo
 
-    return asyncio.run(run_demo(Settings.from_env(), customers=args.customers, timeout=args.timeout))
+    return run_against_broker(settings, "demo", lambda: run_demo(settings, customers=args.customers, timeout=args.timeout))
 
 
-def _simulate(args: argparse.Namespace) -> int:
+def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     from .simulate import main as simulate_main
 
     return simulate_main(args)
 
 
-def _enrol(args: argparse.Namespace) -> int:
-    from datetime import datetime, timezone
-
+def _enrol(args: argparse.Namespace, settings: Settings) -> int:
     import orjson
 
     from .enrolment_csv import enrolments_from_csv
+    from .simulate import parse_time
     from .topics import load_topics
 
-    with open(args.csv, encoding="utf-8-sig", newline="") as handle:
-        text = handle.read()
-    at = datetime.fromisoformat(args.at) if args.at else datetime.now(timezone.utc)
-    if at.tzinfo is None:
-        print("--at needs a time zone offset", file=sys.stderr)
-        return 2
-    events, errors = enrolments_from_csv(text, args.milestone, at)
+    text = read_text_file(args.csv, "--csv")
+    at = parse_time(args.at, "--at") if args.at else datetime.now(timezone.utc)
+    milestone = _defined_milestone(args, settings)
+    try:
+        events, errors = enrolments_from_csv(text, args.milestone, at, milestone)
+    except UsageError as exc:
+        raise UsageError(f"--csv {args.csv}: {exc}") from None
     for error in errors:
         print(f"rejected {error}", file=sys.stderr)
     if args.dry_run:
         for event in events:
             sys.stdout.buffer.write(orjson.dumps(event) + b"\n")
     else:
-        settings = Settings.from_env()
-        asyncio.run(_produce_enrolments(settings, load_topics(settings)["enrolments"].name, events))
-        print(f"{len(events)} enrolments sent to {load_topics(settings)['enrolments'].name}", file=sys.stderr)
+        topic = load_topics(settings)["enrolments"].name
+        run_against_broker(settings, "enrol", lambda: _produce_enrolments(settings, topic, events))
+        print(f"{len(events)} enrolments sent to {topic}", file=sys.stderr)
     return 1 if errors else 0
+
+
+def _defined_milestone(args: argparse.Namespace, settings: Settings) -> Compiled:
+    """The milestone to enrol into, as the workers know it: from ``--definitions`` or the definitions topic."""
+    from .simulate import Simulation, json_items
+
+    simulation = Simulation(settings)
+    if args.definitions:
+        text = read_text_file(args.definitions, "--definitions")
+        try:
+            simulation.load_definitions(json_items(text), datetime.now(timezone.utc))
+        except UsageError as exc:
+            raise UsageError(f"--definitions {args.definitions}: {exc}") from None
+        where = args.definitions
+    else:
+        run_against_broker(settings, "reading definitions", lambda: _read_definitions(settings, simulation.topology))
+        where = f"topic {simulation.topology.definitions_topic}"
+    milestone = simulation.topology.registry.milestones.get(args.milestone)
+    if milestone is None:
+        raise UsageError(f"--milestone {args.milestone!r}: no such milestone in {where}")
+    return milestone
+
+
+async def _read_definitions(settings: Settings, topology: Topology) -> None:
+    """Apply the whole definitions topic to ``topology``, as a worker does at start-up."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from .pipeline.topology import Record, utc_from_millis
+
+    topic = topology.definitions_topic
+    consumer = await started(AIOKafkaConsumer(enable_auto_commit=False, **_client_options(settings)), settings)
+    try:
+        if topic not in await consumer.topics():
+            raise UsageError(f"topic {topic} does not exist on {settings.kafka_bootstrap_servers} "
+                             "(run `milestream topics apply`, or give --definitions)")
+        partitions = [TopicPartition(topic, p) for p in range(topology.topics["definitions"].partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        end = await consumer.end_offsets(partitions)
+        deadline = asyncio.get_running_loop().time() + settings.command_timeout_s
+        while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
+            if asyncio.get_running_loop().time() > deadline:
+                raise asyncio.TimeoutError
+            for messages in (await consumer.getmany(timeout_ms=500)).values():
+                for m in messages:
+                    topology.process_definition(
+                        Record(m.topic, m.partition, m.offset, m.key, m.value, utc_from_millis(m.timestamp)))
+    finally:
+        await consumer.stop()
 
 
 async def _produce_enrolments(settings: Settings, topic: str, events: list[dict]) -> None:
     import orjson
     from aiokafka import AIOKafkaProducer
 
-    from .kafka_client import client_options, start_client
-
-    producer = AIOKafkaProducer(**client_options(settings), acks="all", enable_idempotence=True)
-    await start_client(producer, settings)
+    producer = await started(AIOKafkaProducer(acks="all", enable_idempotence=True, **_client_options(settings)), settings)
     try:
         for event in events:
             await producer.send(topic, orjson.dumps(event), key=event["customer_id"].encode())
@@ -102,8 +216,9 @@ async def _produce_enrolments(settings: Settings, topic: str, events: list[dict]
         await producer.stop()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="milestream", description="Loyalty milestones on Kafka.")
+# ----------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="milestream", description="Loyalty milestones on Kafka.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     topics = sub.add_parser("topics", help="manage the topics declared in topics.yaml")
@@ -117,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     schemas.set_defaults(func=_schemas_export)
 
     sub.add_parser("worker", help="run a Faust worker").set_defaults(func=_worker)
-    sub.add_parser("settings", help="list every setting and its environment variable").set_defaults(func=_settings)
+    sub.add_parser("settings", help="print every setting's value in effect and its environment variable").set_defaults(
+        func=_settings)
 
     demo = sub.add_parser("demo", help="publish a demo milestone and events, print the milestone events")
     demo.add_argument("--customers", type=int, default=20)
@@ -136,17 +252,35 @@ def main(argv: list[str] | None = None) -> int:
     enrol.add_argument("--milestone", required=True, help="the milestone id")
     enrol.add_argument("--csv", required=True, help="customer_id[,<target_id>][,<target_id>@<cycle>][,<target_id>:<sub-target>]")
     enrol.add_argument("--at", default=None, help="enrolment time, ISO 8601 with offset (default: now)")
+    enrol.add_argument("--definitions", default=None,
+                       help="JSON or JSON-lines file of definitions to check the milestone and columns against "
+                            "(default: the definitions topic)")
     enrol.add_argument("--dry-run", action="store_true", help="print the events as JSON lines instead of sending them")
     enrol.set_defaults(func=_enrol)
+    return parser
 
-    args = parser.parse_args(argv)
-    from .kafka_client import KafkaConnectionSettingsError, KafkaUnreachable
 
+def _fail(message: str) -> int:
+    line = " ".join(message.split())
+    if len(line) > MAX_ERROR_CHARS:
+        line = line[:MAX_ERROR_CHARS] + " ..."
+    print(f"milestream: {line}", file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.func is not _worker:
+        # The Kafka client logs each failed connection; the command reports the failure once, itself.
+        logging.getLogger("aiokafka").addHandler(logging.NullHandler())
     try:
-        return int(args.func(args) or 0)
-    except (KafkaUnreachable, KafkaConnectionSettingsError) as exc:
-        print(f"milestream {args.command}: {exc}", file=sys.stderr)
-        return 2
+        settings = Settings()
+    except ValidationError as exc:
+        return _fail(f"bad setting: {describe_settings_error(exc)}")
+    try:
+        return int(args.func(args, settings) or 0)
+    except UsageError as exc:
+        return _fail(str(exc))
 
 
 if __name__ == "__main__":  # pragma: no cover

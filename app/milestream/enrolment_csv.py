@@ -10,9 +10,16 @@ per-customer, and optionally per-cycle, target and sub-target values. Columns:
 
 Empty cells are left out. Each row becomes one ``enrolment`` event on the
 enrolments topic, keyed by the customer, with a deterministic ``event_id``
-(milestone, customer, row content), so sending the same file twice changes
-nothing. A bad row is reported with its line number and the reason, and the
-other rows are still sent; the command then exits 1.
+(milestone, customer, the row's targets and cycles; not the sending time), so
+sending the same file twice changes nothing. A bad row is reported with its
+line number and the reason, and the other rows are still sent; the command
+then exits 1. A file that cannot be used at all (not UTF-8, not CSV, a column
+naming a target the milestone does not have, an unknown milestone) is
+reported in one line and nothing is sent; the command exits 2.
+
+The milestone and its targets are checked against the definitions the workers
+have: the definitions topic, read to its end, or ``--definitions FILE``
+(JSON or JSON lines, as for ``milestream simulate``) to work without a broker.
 
     milestream enrol --milestone m-gold --csv audience.csv [--at 2024-02-10T00:00:00+05:30] [--dry-run]
 """
@@ -28,34 +35,68 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from .engine.registry import Compiled
+from .errors import UsageError
 from .schemas.base import utc_iso
 from .schemas.codec import describe_validation_error
 from .schemas.inputs import Enrolment
 
 
-def enrolments_from_csv(text: str, milestone_id: str, at: datetime) -> tuple[list[dict[str, Any]], list[str]]:
-    """(enrolment events, errors as "line N: reason") for a CSV audience."""
+def enrolments_from_csv(text: str, milestone_id: str, at: datetime,
+                        milestone: Compiled | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """(enrolment events, errors as "line N: reason") for a CSV audience.
+
+    Raises ``UsageError`` for a file the csv module cannot read (a cell over its size limit) and,
+    given the ``milestone``, for a column naming a target it does not have."""
     reader = csv.DictReader(io.StringIO(text))
-    if not reader.fieldnames or "customer_id" not in reader.fieldnames:
-        return [], ["line 1: the header must have a customer_id column"]
     events, errors = [], []
-    for line, row in enumerate(reader, start=2):
-        try:
-            targets = _targets(row)
-            body = {
-                "type": "enrolment",
-                "customer_id": (row.get("customer_id") or "").strip(),
-                "event_time": utc_iso(at),
-                "milestone_id": milestone_id,
-                "targets": targets,
-            }
-            digest = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
-            body["event_id"] = f"csv:{milestone_id}:{body['customer_id']}:{digest}"
-            events.append(Enrolment.model_validate(body).model_dump(mode="json", exclude_none=True))
-        except ValueError as exc:
-            reason = describe_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
-            errors.append(f"line {line}: {reason}")
+    try:
+        if not reader.fieldnames or "customer_id" not in reader.fieldnames:
+            return [], ["line 1: the header must have a customer_id column"]
+        if milestone is not None:
+            check_columns(milestone, reader.fieldnames)
+        for row in reader:
+            try:
+                events.append(_enrolment(row, milestone_id, at))
+            except ValueError as exc:
+                reason = describe_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
+                errors.append(f"line {reader.line_num}: {reason}")
+    except csv.Error as exc:
+        raise UsageError(f"line {reader.line_num + 1}: not a readable CSV row ({exc})") from None
     return events, errors
+
+
+def _enrolment(row: dict[str, str | None], milestone_id: str, at: datetime) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": "enrolment",
+        "customer_id": (row.get("customer_id") or "").strip(),
+        "milestone_id": milestone_id,
+        "targets": _targets(row),
+    }
+    # The id depends on what the row says, not on when it is sent: sending the file again is recognised.
+    digest = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+    body["event_id"] = f"csv:{milestone_id}:{body['customer_id']}:{digest}"
+    body["event_time"] = utc_iso(at)
+    return Enrolment.model_validate(body).model_dump(mode="json", exclude_none=True)
+
+
+def check_columns(milestone: Compiled, columns: list[str] | None) -> None:
+    """Raise ``UsageError`` for a column naming a target (or sub-target) the milestone does not have."""
+    targets = {t.target_id: t for t in milestone.targets}
+    mid = milestone.definition.milestone_id
+    for column in columns or ():
+        if column == "customer_id":
+            continue
+        target_id, _, sub_name = column.partition(":")
+        target_id = target_id.split("@", 1)[0]
+        target = targets.get(target_id)
+        if target is None:
+            raise UsageError(f"column {column!r}: milestone {mid!r} has no target {target_id!r} "
+                             f"(its targets: {', '.join(sorted(targets))})")
+        names = [s.name for s in target.sub_targets]
+        if sub_name and sub_name not in names:
+            raise UsageError(f"column {column!r}: target {target_id!r} of {mid!r} has no sub-target {sub_name!r} "
+                             f"(its sub-targets: {', '.join(names) or 'none'})")
 
 
 def _targets(row: dict[str, str | None]) -> list[dict[str, Any]]:

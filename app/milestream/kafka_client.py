@@ -128,7 +128,10 @@ async def connection_problem(settings: Settings) -> KafkaUnreachable:
         else:
             connection.close()
             reasons.append(f"{server}: connects, but gave no cluster metadata")
-    return KafkaUnreachable(f"cannot use Kafka ({settings.kafka_security_protocol}): {'; '.join(reasons)}")
+    return KafkaUnreachable(
+        f"cannot connect to the Kafka broker at {settings.kafka_bootstrap_servers} "
+        f"({settings.kafka_security_protocol}): {'; '.join(reasons)}"
+    )
 
 
 def _not_a_failed_bootstrap(record: logging.LogRecord) -> bool:

@@ -1,26 +1,50 @@
 """Every setting: one typed, documented field with its environment variable.
 
-``Settings.from_env()`` reads them; ``milestream settings`` prints them. The
-README's configuration table lists the same fields (a test keeps it true).
+``Settings()`` (or ``Settings.from_env()``) reads them from the environment;
+``milestream settings`` prints the effective values. The README's
+configuration table lists the same fields (a test keeps it true). A value that
+does not parse raises a ``ValidationError`` naming the environment variable
+(see :func:`describe_settings_error`).
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _setting(default: Any, env: str, doc: str) -> Any:
-    return Field(default=default, description=doc, json_schema_extra={"env": env})
+def _setting(default: Any, env: str, doc: str, **constraints: Any) -> Any:
+    return Field(default=default, description=doc, validation_alias=env, json_schema_extra={"env": env}, **constraints)
 
 
-class Settings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+def local_broker_bootstrap() -> str | None:
+    """The address of the broker ``deploy/local_kafka.py up`` started, if its run folder says one
+    (``$MILESTREAM_KAFKA_DIR/run/bootstrap``, else ``.local/kafka/run/bootstrap``; the same folder
+    as that script's ``default_run_dir``, which cannot import this package)."""
+    base = os.environ.get("MILESTREAM_KAFKA_DIR", "").strip()
+    folder = Path(base).expanduser() if base else PROJECT_ROOT / ".local" / "kafka"
+    try:
+        address = (folder / "run" / "bootstrap").read_text().strip()
+    except OSError:
+        return None
+    return address or None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", populate_by_name=True, case_sensitive=True)
 
     # Kafka
-    kafka_bootstrap_servers: str = _setting("127.0.0.1:9092", "KAFKA_BOOTSTRAP_SERVERS", "Kafka bootstrap servers, comma separated.")
+    kafka_bootstrap_servers: str = _setting(
+        "127.0.0.1:9092",
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "Kafka bootstrap servers, comma separated. Unset: the local broker's (.local/kafka/run/bootstrap) if one was started, else this default.",
+    )
     app_id: str = _setting("milestream", "MILESTREAM_APP_ID", "Faust app id: consumer group and prefix of changelog topics.")
     topic_prefix: str = _setting("milestream.", "MILESTREAM_TOPIC_PREFIX", "Prefix of every topic name in topics.yaml.")
     topics_file: str = _setting("", "MILESTREAM_TOPICS_FILE", "Path of topics.yaml (default: the one beside the package's project).")
@@ -33,33 +57,30 @@ class Settings(BaseModel):
     # Worker
     data_dir: str = _setting(".local/worker", "MILESTREAM_DATA_DIR", "Where the worker keeps its RocksDB tables.")
     store: str = _setting("rocksdb://", "MILESTREAM_STORE", "Table store URL: rocksdb:// (rocksdict driver) or memory://.")
-    web_port: int = _setting(6066, "MILESTREAM_WEB_PORT", "HTTP port of the worker: /metrics, /healthz.")
+    web_port: int = _setting(6066, "MILESTREAM_WEB_PORT", "HTTP port of the worker: /metrics, /healthz.", ge=0, le=65535)
     web_host: str = _setting("127.0.0.1", "MILESTREAM_WEB_HOST", "Interface the worker's HTTP server binds.")
     max_payload_bytes: int = _setting(256 * 1024, "MILESTREAM_MAX_PAYLOAD_BYTES", "Larger input records go to the dead-letter topic.")
-    dead_letter_original_bytes: int = Field(
-        default=16 * 1024,
+    dead_letter_original_bytes: int = _setting(
+        16 * 1024,
+        "MILESTREAM_DEAD_LETTER_ORIGINAL_BYTES",
+        "Bytes of a bad record's key and value kept in its dead letter; the rest is cut (length and sha256 are kept).",
         ge=0,
         le=256 * 1024,
-        description="Bytes of a bad record's key and value kept in its dead letter; "
-        "the rest is cut (length and sha256 are kept).",
-        json_schema_extra={"env": "MILESTREAM_DEAD_LETTER_ORIGINAL_BYTES"},
     )
-    max_processing_attempts: int = Field(
-        default=5,
+    max_processing_attempts: int = _setting(
+        5,
+        "MILESTREAM_MAX_PROCESSING_ATTEMPTS",
+        "Attempts at a record whose processing raises before it is dead-lettered as processing_error.",
         ge=1,
-        description="Attempts at a record whose processing raises before it is dead-lettered as processing_error.",
-        json_schema_extra={"env": "MILESTREAM_MAX_PROCESSING_ATTEMPTS"},
     )
     delivery_timeout_s: float = _setting(
         120.0,
         "MILESTREAM_DELIVERY_TIMEOUT",
         "Seconds an output or state write may await the broker before the worker exits to restart from its last commit.",
+        gt=0,
     )
-    outbox_size: int = Field(
-        default=8,
-        ge=1,
-        description="Recent input offsets per customer whose outputs are kept for re-emission after a crash.",
-        json_schema_extra={"env": "MILESTREAM_OUTBOX_SIZE"},
+    outbox_size: int = _setting(
+        8, "MILESTREAM_OUTBOX_SIZE", "Recent input offsets per customer whose outputs are kept for re-emission after a crash.", ge=1
     )
     commit_interval_s: float = _setting(
         0.5, "MILESTREAM_COMMIT_INTERVAL", "Seconds between offset commits; after a crash, inputs since the last commit are redelivered (and recognised)."
@@ -77,11 +98,11 @@ class Settings(BaseModel):
     close_tick_interval_s: float = _setting(
         10.0, "MILESTREAM_CLOSE_TICK_INTERVAL", "Seconds between close ticks: how often a worker closes the cycles due on its partitions."
     )
-    close_batch_size: int = Field(
-        default=500,
+    close_batch_size: int = _setting(
+        500,
+        "MILESTREAM_CLOSE_BATCH_SIZE",
+        "Customers closed per close tick before the worker goes back to other input (more follow at once).",
         ge=1,
-        description="Customers closed per close tick before the worker goes back to other input (more follow at once).",
-        json_schema_extra={"env": "MILESTREAM_CLOSE_BATCH_SIZE"},
     )
     log_level: str = _setting("info", "MILESTREAM_LOG_LEVEL", "Worker log level.")
 
@@ -135,15 +156,35 @@ class Settings(BaseModel):
             raise ValueError("MILESTREAM_KAFKA_SSL_CERTFILE and MILESTREAM_KAFKA_SSL_KEYFILE go together")
         return self
 
+    # Command line
+    command_timeout_s: float = _setting(
+        10.0,
+        "MILESTREAM_COMMAND_TIMEOUT",
+        "Seconds a command (topics apply, enrol, reading definitions) waits for the broker before it gives up.",
+        gt=0,
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _local_broker_when_unset(cls, values: Any) -> Any:
+        if isinstance(values, dict) and not {"kafka_bootstrap_servers", "KAFKA_BOOTSTRAP_SERVERS"} & values.keys():
+            local = local_broker_bootstrap()
+            if local:
+                values = {**values, "KAFKA_BOOTSTRAP_SERVERS": local}
+        return values
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
-        environ = os.environ if environ is None else environ
-        values = {}
-        for name, info in cls.model_fields.items():
-            env = info.json_schema_extra["env"]  # type: ignore[index]
-            if env in environ:
-                values[name] = environ[env]
-        return cls(**values)
+        """The settings from the process environment, or from ``environ`` alone."""
+        if environ is None:
+            return cls()
+        given = {env: environ[env] for env in cls.environment_variables().values() if env in environ}
+        return cls(_build_sources=((InitSettingsSource(cls, init_kwargs=given),), given))  # no other source
+
+    @classmethod
+    def environment_variables(cls) -> dict[str, str]:
+        """Field name -> environment variable."""
+        return {name: info.json_schema_extra["env"] for name, info in cls.model_fields.items()}  # type: ignore[index]
 
     def environment(self) -> dict[str, str]:
         """These settings as the environment variables a ``milestream`` process reads (secrets revealed)."""
@@ -162,3 +203,21 @@ class Settings(BaseModel):
             (info.json_schema_extra["env"], str(info.default), info.description or "")  # type: ignore[index]
             for info in cls.model_fields.values()
         ]
+
+    def effective(self) -> list[tuple[str, str, str]]:
+        """(environment variable, value in effect, description) for every setting."""
+        return [
+            (env, str(getattr(self, name)), self.model_fields[name].description or "")
+            for name, env in self.environment_variables().items()
+        ]
+
+
+def describe_settings_error(error: ValidationError) -> str:
+    """One line for a bad setting, naming its environment variable and the value given."""
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "settings"
+        given = item.get("input")
+        shown = f" (got {given!r})" if isinstance(given, (str, int, float)) else ""
+        parts.append(f"{where}: {item['msg']}{shown}")
+    return "; ".join(parts)

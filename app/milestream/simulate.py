@@ -20,14 +20,15 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
-from collections import Counter
+from collections import Counter, deque
 from datetime import datetime, timezone
 from typing import IO, Any, Iterable, Iterator
 
 import orjson
 
+from .errors import UsageError, read_text_file
 from .pipeline.close_index import CloseIndex, format_time
-from .pipeline.topology import OutRecord, Record, Topology
+from .pipeline.topology import Record, Topology
 from .schemas.base import utc_iso
 from .schemas.codec import dumps
 from .settings import Settings
@@ -38,7 +39,8 @@ from .topics import load_topics
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-def _json_items(text: str) -> list[Any]:
+def json_items(text: str) -> list[Any]:
+    """The items of a JSON document (an object or an array) or of JSON lines; ``UsageError`` if neither."""
     text = text.strip()
     if not text:
         return []
@@ -48,22 +50,46 @@ def _json_items(text: str) -> list[Any]:
             return data if isinstance(data, list) else [data]
         except orjson.JSONDecodeError:
             pass  # JSON lines
-    return [orjson.loads(line) for line in text.splitlines() if line.strip()]
+    items = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                items.append(orjson.loads(line))
+            except orjson.JSONDecodeError as exc:
+                raise UsageError(f"line {number}: neither a JSON document nor JSON lines ({exc})") from None
+    return items
 
 
 def _clock(raw: bytes) -> datetime | None:
-    """The event's recorded time (or event time): the simulator's clock."""
+    """The event's recorded time (or event time): the simulator's clock. None when it is not a
+    time with an offset that converts to UTC (the event itself is rejected or stays unclocked)."""
     try:
         data = orjson.loads(raw)
         text = data.get("recorded_at") or data.get("event_time")
         moment = datetime.fromisoformat(text)
+        moment.astimezone(timezone.utc)
         return moment if moment.tzinfo else None
-    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError, OverflowError):
         return None
 
 
+def _definitions_key(item: Any) -> bytes | None:
+    """The key a definitions item is published under (None for what is not an object: it is rejected)."""
+    if not isinstance(item, dict):
+        return None
+    key = item.get("milestone_id") or (
+        f"series:{item['series_id']}" if item.get("series_id") else f"settings:{item.get('org_id')}"
+    )
+    return str(key).encode()
+
+
 class Simulation:
-    """Feeds records through a topology, closing cycles as the clock passes them."""
+    """Feeds records through a topology, closing cycles as the clock passes them.
+
+    What the topology produces on a topic the worker consumes (enrolments of a definition's
+    customer list, close-tick continuations, series reward-change commands, republished
+    definitions) is fed back in, as the broker feeds it back to the worker.
+    """
 
     def __init__(self, settings: Settings | None = None, store: StateStore | None = None) -> None:
         self.settings = settings or Settings()
@@ -76,41 +102,59 @@ class Simulation:
             if spec.role == "input"
             for value_type in spec.value_types
         }
+        self.fed_back = {*self.topology.partitioned_topics, self.topology.definitions_topic}
         self.clock = EPOCH
         self.outcomes: Counter[str] = Counter()
-        self.close_index = CloseIndex(self.store, 0)  # the simulation is one partition
+        self.close_index = CloseIndex(self.store, 0)  # the simulation's own inputs are one partition
         self._offsets: Counter[str] = Counter()
         self.rejections: list[str] = []
+        self.items = 0  # definitions items, then event lines, fed so far: how rejections are named
 
-    def _record(self, topic: str, key: str | None, raw: bytes, moment: datetime) -> Record:
+    def _record(self, topic: str, key: bytes | None, raw: bytes | None, moment: datetime, partition: int) -> Record:
         offset = self._offsets[topic]
         self._offsets[topic] += 1
-        return Record(topic, 0, offset, key.encode() if key is not None else None, raw, moment)
+        return Record(topic, partition, offset, key, raw, moment)
 
-    def load_definitions(self, items: Iterable[Any], moment: datetime) -> list[OutRecord]:
-        out = []
+    def _run(self, topic: str, key: bytes | None, raw: bytes | None, moment: datetime) -> list[dict[str, Any]]:
+        """Process one record and, in order, what it produced on topics the worker consumes;
+        return the milestone events of all of them."""
+        events: list[dict[str, Any]] = []
+        queue: deque[tuple[str, bytes | None, bytes | None, int]] = deque([(topic, key, raw, 0)])
+        while queue:
+            topic, key, raw, partition = queue.popleft()
+            record = self._record(topic, key, raw, moment, partition)
+            if topic == self.topology.definitions_topic:
+                processed = self.topology.process_definition(record)
+                self.outcomes[f"definitions:{processed.outcome}"] += 1
+            else:
+                processed = self.topology.process(record, self.store)
+                self.outcomes[processed.outcome] += 1
+                self.outcomes["cycle_close"] += sum(1 for e in processed.milestone_events if e["kind"] == "cycle_close")
+            for out in processed.records:
+                if out.topic == self.topology.dead_letters:
+                    detail = orjson.loads(out.value or b"{}")
+                    self.rejections.append(f"{self.items}: {detail['reason']}: {detail['detail']}")
+                elif out.topic in self.fed_back:
+                    queue.append((out.topic, out.key, out.value, out.partition or 0))
+            events += processed.milestone_events
+        return events
+
+    def load_definitions(self, items: Iterable[Any], moment: datetime) -> None:
         for item in items:
-            key = item.get("milestone_id") or (
-                f"series:{item['series_id']}" if item.get("series_id") else f"settings:{item.get('org_id')}"
-            )
-            raw = orjson.dumps(item)
-            processed = self.topology.process_definition(self._record(self.topology.definitions_topic, key, raw, moment))
-            self.outcomes[f"definitions:{processed.outcome}"] += 1
-            out += [r for r in processed.records if r.topic == self.topology.dead_letters]
-        return out
+            self.items += 1
+            self._run(self.topology.definitions_topic, _definitions_key(item), orjson.dumps(item), moment)
+        self.items = 0
 
     def advance(self, now: datetime) -> Iterator[dict[str, Any]]:
         """Move the clock to ``now``, closing every cycle due by then (as the worker's close ticks do)."""
         self.clock = max(self.clock, now)
         tick = dumps({"type": "close_tick", "schema_version": 1, "now": utc_iso(self.clock)})
         while (due := self.close_index.next_due()) is not None and due <= format_time(self.clock):
-            record = self._record(self.topology.ticks_topic, None, tick, self.clock)
-            processed = self.topology.process(record, self.store)
-            self.outcomes["cycle_close"] += sum(1 for e in processed.milestone_events if e["kind"] == "cycle_close")
-            yield from processed.milestone_events
+            yield from self._run(self.topology.ticks_topic, None, tick, self.clock)
 
     def feed(self, raw: bytes) -> Iterator[dict[str, Any]]:
         """Process one JSON event line; yield the milestone events it caused."""
+        self.items += 1
         moment = _clock(raw)
         if moment is not None:
             yield from self.advance(moment)
@@ -121,52 +165,68 @@ class Simulation:
         except orjson.JSONDecodeError:
             event_type, key = None, None
         topic = self.topic_for_type.get(event_type, self.topics["transactions"].name)
-        processed = self.topology.process(self._record(topic, key, raw, moment or self.clock), self.store)
-        self.outcomes[processed.outcome] += 1
-        for letter in processed.records:
-            if letter.topic == self.topology.dead_letters:
-                detail = orjson.loads(letter.value)
-                self.rejections.append(f"event {self._offsets[topic]}: {detail['reason']}: {detail['detail']}")
-        yield from processed.milestone_events
+        yield from self._run(topic, key.encode() if isinstance(key, str) else None, raw, moment or self.clock)
 
     def finish(self, until: datetime | None) -> Iterator[dict[str, Any]]:
         """Close what is due at ``until`` (default: the clock), or everything if ``until`` is max."""
         yield from self.advance(until or self.clock)
 
 
-def run(definitions: str, events: IO[bytes], out: IO[bytes], err: IO[str], *, until: datetime | None = None,
+def run(definitions: str | list[Any], events: IO[bytes], out: IO[bytes], err: IO[str], *, until: datetime | None = None,
         store: StateStore | None = None) -> Counter[str]:
     simulation = Simulation(store=store)
     lines = (line for line in events if line.strip())
     first = next(lines, None)
     start = (_clock(first) if first else None) or EPOCH
-    for letter in simulation.load_definitions(_json_items(definitions), start):
-        err.write(f"definition rejected: {orjson.loads(letter.value)['detail']}\n")
+    items = json_items(definitions) if isinstance(definitions, str) else definitions
+    simulation.load_definitions(items, start)
+    for line in simulation.rejections:
+        err.write(f"definition rejected: {line}\n")
+    simulation.rejections.clear()
     for raw in itertools.chain([first] if first else [], lines):
         for event in simulation.feed(raw.strip()):
             out.write(dumps(event) + b"\n")
     for event in simulation.finish(until):
         out.write(dumps(event) + b"\n")
     for line in simulation.rejections:
-        err.write(f"rejected {line}\n")
+        err.write(f"rejected event {line}\n")
     summary = ", ".join(f"{name}={count}" for name, count in sorted(simulation.outcomes.items()))
     err.write(f"simulated up to {simulation.clock.isoformat()}: {summary}\n")
     return simulation.outcomes
 
 
-def main(args: argparse.Namespace) -> int:
-    with open(args.definitions, "r", encoding="utf-8") as handle:
-        definitions = handle.read()
-    until = datetime.max.replace(tzinfo=timezone.utc) if args.close_all else (
-        datetime.fromisoformat(args.until) if args.until else None
-    )
-    store = None
-    if args.state:
-        from .state.rocksdb import RocksDBStore
-
-        store = RocksDBStore(args.state)
-    events = sys.stdin.buffer if args.events == "-" else open(args.events, "rb")
+def parse_time(text: str, option: str) -> datetime:
+    """An ISO 8601 time with an offset from the command line; ``UsageError`` otherwise."""
     try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{option} {text!r}: not an ISO 8601 time (e.g. 2024-02-01T00:00:00+05:30)") from None
+    if moment.tzinfo is None:
+        raise UsageError(f"{option} {text!r}: needs a time zone offset (e.g. +00:00)")
+    try:
+        moment.astimezone(timezone.utc)
+    except OverflowError:
+        raise UsageError(f"{option} {text!r}: out of range") from None
+    return moment
+
+
+def main(args: argparse.Namespace) -> int:
+    text = read_text_file(args.definitions, "--definitions")
+    try:
+        definitions = json_items(text)
+    except UsageError as exc:
+        raise UsageError(f"--definitions {args.definitions}: {exc}") from None
+    until = datetime.max.replace(tzinfo=timezone.utc) if args.close_all else (
+        parse_time(args.until, "--until") if args.until else None
+    )
+    try:
+        events = sys.stdin.buffer if args.events == "-" else open(args.events, "rb")
+    except OSError as exc:
+        raise UsageError(f"--events {args.events}: {exc.strerror or exc}") from None
+    store = None
+    try:
+        if args.state:
+            store = _open_state(args.state)
         run(definitions, events, sys.stdout.buffer, sys.stderr, until=until, store=store)
     finally:
         if events is not sys.stdin.buffer:
@@ -174,3 +234,12 @@ def main(args: argparse.Namespace) -> int:
         if store is not None:
             store.close()
     return 0
+
+
+def _open_state(path: str) -> StateStore:
+    from .state.rocksdb import RocksDBStore
+
+    try:
+        return RocksDBStore(path)
+    except Exception as exc:  # rocksdict reports a bad folder with its own exception types
+        raise UsageError(f"--state {path}: cannot open it as a RocksDB folder ({exc})") from None

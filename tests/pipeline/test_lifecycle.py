@@ -104,3 +104,136 @@ def test_status_is_timeline_and_activity():
     assert status(definition, datetime(2023, 6, 1, tzinfo=timezone.utc)) == ("upcoming", "active")
     assert status(definition, DURING) == ("live", "active")
     assert status(definition.model_copy(update={"active": False}), AFTER_END) == ("ended", "inactive")
+
+
+# ----------------------------------------------------- the compacted topic ends valid
+class DefinitionsLog:
+    """The definitions topic as the worker sees it: every record appended in order, and what
+    applying one produced on the definitions topic appended after it (as the publishing
+    worker does), then applied in its turn."""
+
+    def __init__(self, driver):
+        self.driver = driver
+        self.records: list[tuple[bytes, bytes | None]] = []
+
+    def publish(self, key: str, value, timestamp=DURING):
+        pending = [(key.encode(), value if isinstance(value, (bytes, type(None))) else orjson.dumps(value))]
+        first = None
+        while pending:
+            key_bytes, raw = pending.pop(0)
+            self.records.append((key_bytes, raw))
+            processed = self.driver.pipe("definitions", key_bytes, raw, timestamp=timestamp)
+            first = first or processed
+            topic = self.driver.topic("definitions")
+            pending += [(r.key, r.value) for r in processed.records if r.topic == topic]
+            assert len(self.records) < 100, "republishing must not loop"
+        return first
+
+    def last(self, key: str) -> bytes | None:
+        return [value for k, value in self.records if k == key.encode()][-1]
+
+    def compacted(self) -> list[tuple[bytes, bytes]]:
+        """What a new worker reads after compaction: the last record per key, in log order, no tombstones."""
+        last = {key: offset for offset, (key, _) in enumerate(self.records)}
+        return [self.records[o] for o in sorted(last.values()) if self.records[o][1] is not None]
+
+
+def registry_view(driver) -> dict:
+    registry = driver.topology.registry
+    return {
+        "milestones": {mid: c.definition for mid, c in registry.milestones.items()},
+        "settings": dict(registry.org_settings),
+        "series": dict(driver.topology.series.registry.series),
+    }
+
+
+def replayed(log: DefinitionsLog):
+    from milestream.pipeline.driver import TopologyTestDriver
+
+    fresh = TopologyTestDriver()
+    for key, value in log.compacted():
+        assert fresh.pipe("definitions", key, value, timestamp=DURING).outcome == "applied"
+    return fresh
+
+
+def test_a_rejected_edit_is_followed_by_the_current_definition_so_compaction_keeps_it(driver):
+    log = DefinitionsLog(driver)
+    original = monthly_gross_definition()
+    log.publish("m-monthly", original)
+    processed = log.publish("m-monthly", monthly_gross_definition(name="A new name"))
+    assert processed.outcome == "invalid_definition"
+    assert orjson.loads(log.last("m-monthly")) == original
+    assert driver.read("dead-letters")[0]["reason"] == "invalid_definition"  # still dead-lettered
+    fresh = replayed(log)
+    assert registry_view(fresh) == registry_view(driver)
+    assert fresh.topology.registry.milestones["m-monthly"].definition.name == "Monthly spend m-monthly"
+
+
+def test_several_rejections_in_a_row_each_restore_the_same_definition_and_nothing_loops(driver):
+    log = DefinitionsLog(driver)
+    log.publish("m-monthly", monthly_gross_definition())
+    edited = monthly_gross_definition(target="3000")
+    log.publish("m-monthly", edited)
+    for name in ("one", "two", "three"):
+        assert log.publish("m-monthly", monthly_gross_definition(name=name, target="3000")).outcome == "invalid_definition"
+    assert orjson.loads(log.last("m-monthly")) == edited
+    assert len(log.records) == 2 + 3 * 2  # each rejection: the record and one republished copy, applied silently
+    assert len(driver.read("dead-letters")) == 3
+    assert registry_view(replayed(log)) == registry_view(driver)
+
+
+def test_a_rejected_command_restores_the_definition_a_lifecycle_command_produced(driver):
+    log = DefinitionsLog(driver)
+    log.publish("m-monthly", monthly_gross_definition())
+    log.publish("m-monthly", {"type": "milestone_status", "milestone_id": "m-monthly", "active": False})
+    reactivate = {"type": "milestone_status", "milestone_id": "m-monthly", "active": True}
+    assert log.publish("m-monthly", reactivate, timestamp=AFTER_END).outcome == "invalid_definition"
+    assert orjson.loads(log.last("m-monthly"))["active"] is False
+    assert registry_view(replayed(log)) == registry_view(driver)
+
+
+def test_a_rejected_record_under_a_key_with_no_valid_definition_is_followed_by_a_tombstone(driver):
+    log = DefinitionsLog(driver)
+    log.publish("m-taken", monthly_gross_definition("m-taken", name="Gold"))
+    # Rejected only because another milestone has the name: replayed alone it would pass.
+    assert log.publish("m-twin", monthly_gross_definition("m-twin", name="Gold")).outcome == "invalid_definition"
+    assert log.last("m-twin") is None
+    assert driver.pipe("definitions", "m-twin", None).outcome == "ignored"  # the tombstone itself: nothing to do
+    assert "m-twin" not in registry_view(replayed(log))["milestones"]
+    # An unknown milestone's command and a record under the wrong key are no different.
+    log.publish("m-ghost", {"type": "milestone_status", "milestone_id": "m-ghost", "active": False})
+    assert log.last("m-ghost") is None
+
+
+def test_a_record_under_the_wrong_key_restores_that_keys_definition(driver):
+    log = DefinitionsLog(driver)
+    original = monthly_gross_definition()
+    log.publish("m-monthly", original)
+    assert log.publish("m-monthly", monthly_gross_definition("m-other")).outcome == "wrong_key"
+    assert orjson.loads(log.last("m-monthly")) == original
+
+
+def test_a_definition_cannot_be_deleted_by_a_tombstone(driver):
+    log = DefinitionsLog(driver)
+    original = monthly_gross_definition()
+    log.publish("m-monthly", original)
+    assert log.publish("m-monthly", None).outcome == "invalid_definition"
+    assert orjson.loads(log.last("m-monthly")) == original
+    assert "cannot be deleted" in driver.read("dead-letters")[0]["detail"]
+    assert "m-monthly" in driver.topology.registry.milestones
+
+
+def test_settings_and_series_keys_are_restored_too(driver):
+    from tests.engine.series_builders import series
+
+    log = DefinitionsLog(driver)
+    settings = {"type": "organisation_settings", "org_id": "acme", "buffer_days": 3}
+    log.publish("settings:acme", settings)
+    assert log.publish("settings:acme", {**settings, "buffer_days": -1}).outcome == "invalid_definition"
+    assert orjson.loads(log.last("settings:acme")) == settings
+    first = series("s1")
+    log.publish("series:s1", first)
+    changed = series("s1", tiers=[{**first["tiers"][0], "points": "1"}])
+    assert log.publish("series:s1", changed).outcome == "invalid_definition"
+    assert orjson.loads(log.last("series:s1")) == first
+    assert registry_view(replayed(log)) == registry_view(driver)

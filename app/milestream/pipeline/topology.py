@@ -37,7 +37,7 @@ from ..engine.registry import Registry
 from ..engine.returns import UnmatchedReturn
 from ..schemas.base import utc_iso
 from ..schemas.codec import Decoder, Rejected, decoder_for, dumps
-from ..schemas.commands import CloseTick
+from ..schemas.commands import CloseTick, MilestoneClone, MilestoneStatusChange
 from ..schemas.definitions import OrganisationSettings
 from ..schemas.series import SeriesDefinition, SeriesRewardChange
 from ..settings import Settings
@@ -68,7 +68,7 @@ class Record:
 class OutRecord:
     topic: str
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None only for a tombstone on the compacted definitions topic
     partition: int | None = None  # set only for records to a chosen partition (close ticks)
 
 
@@ -91,6 +91,8 @@ class Topology:
         self.settings = settings
         self.topics = topics
         self.registry = registry or Registry()
+        # Per definitions key, the value of the last valid record (or the definition a lifecycle command produced).
+        self._valid: dict[bytes, bytes] = {}
         self.engine = Engine(self.registry)
         self.promotions = topics["promotions"].name
         self.late_topic = topics["late-events"].name
@@ -160,24 +162,59 @@ class Topology:
 
         A lifecycle command (activate, deactivate, clone) yields the resulting
         definition, republished under the same key so the compacted topic
-        keeps a full definition per milestone.
+        keeps a full definition per milestone. A rejected record is followed by
+        the key's current valid record (see ``_restore``), so it is never the
+        last record under its key.
         """
+        if record.value is None:
+            return self._process_tombstone(record)
         try:
             item = self.decode_definition(record)
             milestone_id = getattr(item, "milestone_id", None)
             is_new = milestone_id not in self.registry.milestones
             listed_before = self._listed(milestone_id)
             if isinstance(item, SeriesDefinition):
-                return Processed("applied", self.series.process_definition(record, item))
+                commands = self.series.process_definition(record, item)
+                self._valid[record.key] = record.value  # type: ignore[index]  # the key was checked
+                return Processed("applied", commands)
             snapshot = apply_command(self.registry, item, record.timestamp)
         except Rejected as exc:
-            return self.dead_letter(record, exc.reason, exc.detail)
+            processed = self.dead_letter(record, exc.reason, exc.detail)
+            processed.records += self._restore(record)
+            return processed
         processed = Processed("applied")
         if snapshot is not None:
             value = dumps(snapshot.model_dump(mode="json", by_alias=True))
             processed.records.append(OutRecord(self.definitions_topic, snapshot.milestone_id.encode(), value))
+            self._valid[record.key] = value  # type: ignore[index]
+        elif not isinstance(item, (MilestoneStatusChange, MilestoneClone)):
+            self._valid[record.key] = record.value  # type: ignore[index]
         processed.records += self._enrol_listed(milestone_id, self._listed(milestone_id) - listed_before, record,
                                                 from_start=is_new)
+        return processed
+
+    def _restore(self, rejected: Record) -> list[OutRecord]:
+        """What makes the compacted topic end with a valid record under a rejected record's key:
+        the key's current valid record, the very bytes that were applied (so it decodes to the
+        same definition and applying it again changes nothing and produces nothing), or a
+        tombstone when the key has none (so compaction removes the rejected record instead of
+        a new worker applying it in a different order of events, where it may pass)."""
+        if rejected.key is None:
+            return []  # a compacted topic refuses such records; the simulator has no keys to keep
+        current = self._valid.get(rejected.key)
+        if current == rejected.value:
+            return []  # never republish what was just rejected (no loop, whatever the cause)
+        return [OutRecord(self.definitions_topic, rejected.key, current)]
+
+    def _process_tombstone(self, record: Record) -> Processed:
+        """A null value: nothing to do for a key with no valid record (the tombstones ``_restore``
+        writes); a definition that exists cannot be deleted, so it is republished."""
+        if self._valid.get(record.key) is None:  # type: ignore[arg-type]
+            return Processed("ignored")
+        processed = self.dead_letter(
+            record, "invalid_definition", "a definition cannot be deleted (deactivate the milestone instead)"
+        )
+        processed.records += self._restore(record)
         return processed
 
     def _listed(self, milestone_id: str | None) -> frozenset[str]:
