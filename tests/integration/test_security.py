@@ -102,7 +102,7 @@ def test_a_wrong_password_is_one_clear_line_from_topics_apply(sasl_broker, tmp_p
     assert result.returncode == 2
     assert result.stdout == ""
     (line,) = result.stderr.splitlines()
-    assert line.startswith("milestream topics: Kafka at ") and f"refused the credentials of {USER!r}" in line
+    assert line.startswith("milestream: topics apply: Kafka at ") and f"refused the credentials of {USER!r}" in line
     assert "not-it" not in line
 
 
@@ -110,7 +110,7 @@ def test_a_worker_with_a_wrong_password_says_so_and_exits(sasl_broker, tmp_path)
     result = milestream(scram_settings(sasl_broker, tmp_path, password="not-it"), "worker", timeout=60)
     assert result.returncode == 2
     (line,) = result.stderr.splitlines()
-    assert line.startswith("milestream worker: Kafka at ") and "SaslAuthenticationFailed" in line
+    assert line.startswith("milestream: worker: Kafka at ") and "SaslAuthenticationFailed" in line
 
 
 def test_pages_need_the_token_but_health_and_metrics_do_not(scram_worker):
