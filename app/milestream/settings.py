@@ -86,7 +86,18 @@ class Settings(BaseSettings):
         0.5, "MILESTREAM_COMMIT_INTERVAL", "Seconds between offset commits; after a crash, inputs since the last commit are redelivered (and recognised)."
     )
     session_timeout_s: float = _setting(
-        30.0, "MILESTREAM_SESSION_TIMEOUT", "Consumer-group session timeout: how soon a crashed worker's partitions move."
+        10.0,
+        "MILESTREAM_SESSION_TIMEOUT",
+        "Consumer-group session timeout: how soon the partitions of a worker that died and does not come back move.",
+    )
+    worker_id: str = _setting(
+        "",
+        "MILESTREAM_WORKER_ID",
+        "Static group member id of this worker (default: derived from app id, host name and data folder); "
+        "a worker restarted under the same id gets its partitions back at once.",
+    )
+    shutdown_grace_s: float = _setting(
+        8.0, "MILESTREAM_SHUTDOWN_GRACE", "Seconds a worker may take to stop on SIGTERM/SIGINT before it exits anyway."
     )
     producer_linger_ms: float = _setting(
         5.0, "MILESTREAM_PRODUCER_LINGER_MS", "How long the producer waits to batch changelog writes and outputs."

@@ -27,6 +27,27 @@ PURCHASES = 20
 FIRES_AT = {"sub_target:Quarter": 3, "sub_target:Half": 5, "sub_target:Three quarters": 8, "achievement": 10}
 
 
+def sub_target_definition(milestone_id: str, now: datetime) -> dict:
+    """A 1,000 target with 25/50/75% sub-targets in one cycle around ``now``: purchases of 100 fire
+    them at the 3rd, 5th, 8th and 10th purchase (FIRES_AT)."""
+    definition = monthly_gross_definition(
+        milestone_id,
+        target="1000",
+        starts_at=(now - timedelta(days=40)).isoformat(),
+        ends_at=(now + timedelta(days=40)).isoformat(),
+        timezone="UTC",
+        # One custom period around today: no cycle boundary among the purchases.
+        cycles={"kind": "custom", "periods": [{"start": (now - timedelta(days=5)).date().isoformat(),
+                                                "end": (now + timedelta(days=5)).date().isoformat()}]},
+    )
+    definition["group"]["targets"][0]["sub_targets"] = [
+        {"name": "Quarter", "criterion": "percentage", "value": "25"},
+        {"name": "Half", "criterion": "percentage", "value": "50"},
+        {"name": "Three quarters", "criterion": "percentage", "value": "75"},
+    ]
+    return definition
+
+
 async def produce_purchases(settings, now):
     """Produce the purchases; return {customer: [source of purchase 1, 2, ...]}."""
     producer = AIOKafkaProducer(
@@ -64,22 +85,7 @@ def crash_run(kafka_bootstrap, tmp_path_factory) -> CrashRun:
     now = datetime.now(timezone.utc)
     settings = isolated_settings(kafka_bootstrap, tmp_path / "data", commit_interval_s=1.0, session_timeout_s=6.0)
     create_topics(settings)
-    definition = monthly_gross_definition(
-        "m-crash",
-        target="1000",
-        starts_at=(now - timedelta(days=40)).isoformat(),
-        ends_at=(now + timedelta(days=40)).isoformat(),
-        timezone="UTC",
-        # One custom period around today: no cycle boundary among the purchases.
-        cycles={"kind": "custom", "periods": [{"start": (now - timedelta(days=5)).date().isoformat(),
-                                                "end": (now + timedelta(days=5)).date().isoformat()}]},
-    )
-    definition["group"]["targets"][0]["sub_targets"] = [
-        {"name": "Quarter", "criterion": "percentage", "value": "25"},
-        {"name": "Half", "criterion": "percentage", "value": "50"},
-        {"name": "Three quarters", "criterion": "percentage", "value": "75"},
-    ]
-    produce(settings, [("definitions", "m-crash", definition)])
+    produce(settings, [("definitions", "m-crash", sub_target_definition("m-crash", now))])
     sources = asyncio.run(produce_purchases(settings, now))
 
     worker = WorkerProcess(settings, tmp_path / "worker.log")

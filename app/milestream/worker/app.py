@@ -35,6 +35,7 @@ from ..topics import STATE_TABLE, apply_topics, changelog_topics, load_topics
 from . import metrics
 from .customer_agent import DeliveryFailed, add_customer_agent, deliver_now, exit_worker
 from .pages import add_pages
+from .lifecycle import group_instance_id, shutdown_bounded_worker
 from .recovery import WorkerTableManager
 from .web import check_bind, faust_web_options
 
@@ -140,6 +141,9 @@ def create_app(settings: Settings) -> faust.App:
         producer_max_batch_size=settings.producer_max_batch_bytes,
         broker_max_poll_records=settings.max_poll_records,
         broker_session_timeout=settings.session_timeout_s,
+        # A restarted worker takes its dead predecessor's place in the group at once (lifecycle.py).
+        consumer_group_instance_id=group_instance_id(settings),
+        Worker=shutdown_bounded_worker(settings.shutdown_grace_s),
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         stream_buffer_maxsize=settings.stream_buffer_maxsize,
         consumer_auto_offset_reset="earliest",
