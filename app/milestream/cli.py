@@ -103,6 +103,11 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     problem = startup_problem(settings)
     if problem:
         raise UsageError(f"worker: {problem}")
+    if not args.unsupervised:
+        from .worker.supervisor import supervise
+
+        logging.basicConfig(level=settings.log_level.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
+        return supervise(settings)
     from .worker.app import app
 
     sys.argv = ["milestream", "worker", "-l", settings.log_level]
@@ -231,7 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     schemas.add_argument("--out", default="schemas", help="output folder (default: schemas)")
     schemas.set_defaults(func=_schemas_export)
 
-    sub.add_parser("worker", help="run a Faust worker").set_defaults(func=_worker)
+    worker = sub.add_parser("worker", help="run a worker (restarted in place when it exits to recover)")
+    worker.add_argument("--unsupervised", action="store_true",
+                        help="run the Faust worker in this process, with no restart (for a supervisor of your own)")
+    worker.set_defaults(func=_worker)
     sub.add_parser("settings", help="print every setting's value in effect and its environment variable").set_defaults(
         func=_settings)
 

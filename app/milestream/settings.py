@@ -96,6 +96,12 @@ class Settings(BaseSettings):
         "Static group member id of this worker (default: derived from app id, host name and data folder); "
         "a worker restarted under the same id gets its partitions back at once.",
     )
+    restart_on_failure: bool = _setting(
+        True,
+        "MILESTREAM_RESTART_ON_FAILURE",
+        "`milestream worker` starts the worker again (pausing 1 s, 2 s, ... up to 30 s) when it exits to restart "
+        "from its last commit after a broker or state failure.",
+    )
     shutdown_grace_s: float = _setting(
         8.0, "MILESTREAM_SHUTDOWN_GRACE", "Seconds a worker may take to stop on SIGTERM/SIGINT before it exits anyway."
     )

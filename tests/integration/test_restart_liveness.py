@@ -96,7 +96,7 @@ class CommitWatch(threading.Thread):
         asyncio.run(self._watch())
 
     async def _watch(self) -> None:
-        offsets = Offsets(self.settings.kafka_bootstrap_servers)
+        offsets = Offsets(self.settings)
         await offsets.start()
         tps = [TopicPartition(topic(self.settings, "transactions"), p) for p in range(8)]
         try:

@@ -5,6 +5,7 @@ import asyncio
 import base64
 import dataclasses
 import hashlib
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -58,12 +59,14 @@ def test_a_record_near_the_broker_limit_is_dead_lettered_cut_and_the_records_aro
     wait_for_commits(settings, "transactions")
 
 
-def test_a_send_the_broker_refuses_stops_the_worker_without_committing_past_it(kafka_bootstrap, tmp_path):
+@pytest.mark.parametrize("supervised", [False, True], ids=["unsupervised", "supervised"])
+def test_a_send_the_broker_refuses_stops_the_worker_without_committing_past_it(kafka_bootstrap, tmp_path, supervised):
     declared = yaml.safe_load((PROJECT_ROOT / "topics.yaml").read_text())
     declared["topics"]["dead-letters"]["config"]["max.message.bytes"] = "2000"
     topics_file = tmp_path / "topics.yaml"
     topics_file.write_text(yaml.safe_dump(declared))
-    settings = isolated_settings(kafka_bootstrap, tmp_path / "data", topics_file=str(topics_file))
+    settings = isolated_settings(kafka_bootstrap, tmp_path / "data", topics_file=str(topics_file),
+                                 restart_on_failure=supervised)
     create_topics(settings)
     produce(settings, [("definitions", "m-refused", monthly_gross_definition("m-refused", **THIS_YEAR))])
     worker = WorkerProcess(settings, tmp_path / "worker.log")
@@ -75,11 +78,26 @@ def test_a_send_the_broker_refuses_stops_the_worker_without_committing_past_it(k
             ("transactions", "fay", b"not json " * 600),  # its dead letter is larger than the topic accepts
             ("transactions", "fay", transaction("fay", "10", RECENTLY, 2)),
         ])
-        status = worker.wait_for_exit(60)
-        log = Path(worker.log_path).read_text(errors="replace")
-        assert status == WORKER_FAILED_EXIT_CODE, worker.log_tail()
-        assert f"sending to {settings.topic_prefix}dead-letters failed: MessageSizeTooLargeError" in log
-        assert "restart from the last committed offsets" in log
+        failure = f"sending to {settings.topic_prefix}dead-letters failed: MessageSizeTooLargeError"
+        if supervised:
+            # Restarted in place, again and again while the failure lasts, never committing past it.
+            deadline = time.monotonic() + 90
+            while Path(worker.log_path).read_text(errors="replace").count("starting it again in") < 2:
+                assert time.monotonic() < deadline, worker.log_tail()
+                assert worker.process.poll() is None, worker.log_tail()
+                time.sleep(1)
+            log = Path(worker.log_path).read_text(errors="replace")
+            assert log.count(failure) >= 2 and "starting it again in 1 s" in log and "starting it again in 2 s" in log
+            started = time.monotonic()
+            worker.stop()
+            # Stopped between two runs (0), or a run that failed again as it stopped (75): at once either way.
+            assert worker.process.returncode in (0, WORKER_FAILED_EXIT_CODE) and time.monotonic() - started < 15
+        else:
+            status = worker.wait_for_exit(60)
+            log = Path(worker.log_path).read_text(errors="replace")
+            assert status == WORKER_FAILED_EXIT_CODE, worker.log_tail()
+            assert failure in log
+            assert "restart from the last committed offsets" in log
         assert all(offset <= 1 for offset in committed_offsets(settings, "transactions").values())
     finally:
         worker.stop()
@@ -112,7 +130,7 @@ def test_two_workers_starting_together_in_a_new_group_lose_nothing(kafka_bootstr
 
 
 def test_a_broken_changelog_stops_the_worker_and_dead_letters_nothing(kafka_bootstrap, tmp_path):
-    settings = isolated_settings(kafka_bootstrap, tmp_path / "data")
+    settings = isolated_settings(kafka_bootstrap, tmp_path / "data", restart_on_failure=False)
     specs = load_topics(settings)
     (changelog,) = changelog_topics(settings, specs).values()
     broken = dataclasses.replace(changelog, partitions=changelog.partitions // 2)  # every table write raises
