@@ -1,13 +1,16 @@
 """Strict building blocks shared by every event schema.
 
-Amounts are decimals (never floats), timestamps must carry a timezone, ids are
-non-empty bounded strings, and free-form maps are bounded so one producer bug
-cannot blow up a worker's memory.
+Amounts are decimals (never floats). Timestamps are ISO 8601 text with a
+timezone and dates ISO 8601 ``YYYY-MM-DD`` (epoch numbers are rejected), both
+from 1970-01-01 up to 2200-01-01, so no date arithmetic behind validation can
+overflow. Ids are non-empty bounded strings. Free-form
+maps are bounded so one producer bug cannot blow up a worker's memory.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -15,11 +18,14 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
     StringConstraints,
+    WithJsonSchema,
 )
+from pydantic_core import PydanticCustomError
 
 SCHEMA_VERSION = 1
 
@@ -61,7 +67,70 @@ Amount = Annotated[
 NonNegativeAmount = Annotated[Amount, Field(ge=0)]
 PositiveAmount = Annotated[Amount, Field(gt=0)]
 
-Timestamp = AwareDatetime
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+END_OF_RANGE = datetime(2200, 1, 1, tzinfo=timezone.utc)
+"""Timestamps and dates must lie in [EARLIEST, END_OF_RANGE): far enough from the ends of
+Python's calendar that cycles, buffer days and time zones never overflow it."""
+
+_ISO_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_RANGE_TEXT = f"{EARLIEST:%Y-%m-%d} up to (not including) {END_OF_RANGE:%Y-%m-%d}"
+
+
+def _iso_datetime_text(value: Any) -> Any:
+    # datetime objects come from code; producers send text (epoch numbers are not ISO 8601).
+    if isinstance(value, datetime) or (isinstance(value, str) and _ISO_DATETIME.match(value)):
+        return value
+    raise PydanticCustomError(
+        "iso_datetime", "must be an ISO 8601 date-time with a timezone such as 2026-05-01T10:00:00+05:30, got {got}",
+        {"got": repr(value)[:40]},
+    )
+
+
+def _in_range(value: datetime) -> datetime:
+    if not EARLIEST <= value < END_OF_RANGE:
+        raise PydanticCustomError("timestamp_range", "must be from {range}, got {got}",
+                                  {"range": _RANGE_TEXT, "got": value.isoformat()})
+    return value
+
+
+def _iso_date_text(value: Any) -> Any:
+    if (isinstance(value, date) and not isinstance(value, datetime)) or (
+            isinstance(value, str) and _ISO_DATE.fullmatch(value)):
+        return value
+    raise PydanticCustomError("iso_date", "must be an ISO 8601 date such as 2026-05-01, got {got}",
+                              {"got": repr(value)[:40]})
+
+
+def _day_in_range(value: date) -> date:
+    if not EARLIEST.date() <= value < END_OF_RANGE.date():
+        raise PydanticCustomError("date_range", "must be from {range}, got {got}",
+                                  {"range": _RANGE_TEXT, "got": value.isoformat()})
+    return value
+
+
+Timestamp = Annotated[
+    AwareDatetime,
+    BeforeValidator(_iso_datetime_text),
+    AfterValidator(_in_range),
+    WithJsonSchema({
+        "type": "string", "format": "date-time",
+        "description": f"ISO 8601 date-time with a timezone, from {_RANGE_TEXT} (UTC)",
+    }),
+]
+"""A moment a producer sends: ISO 8601 text with a timezone, within the supported range."""
+
+Day = Annotated[
+    date,
+    BeforeValidator(_iso_date_text),
+    AfterValidator(_day_in_range),
+    WithJsonSchema({"type": "string", "format": "date", "description": f"ISO 8601 date, from {_RANGE_TEXT}"}),
+]
+"""A calendar day a producer sends: ISO 8601 ``YYYY-MM-DD``, within the supported range."""
+
+OutputTimestamp = AwareDatetime
+"""A moment Milestream writes (UTC, ISO 8601). Cycles computed from in-range input may end
+after the input range, so outputs are not bounded by it."""
 
 Scalar = str | bool | int | Decimal
 AttributeValue = Annotated[Scalar, Field(union_mode="left_to_right")]
@@ -106,6 +175,4 @@ class StrictModel(BaseModel):
 
 def utc_iso(moment: datetime) -> str:
     """Canonical text form of a timestamp (UTC, microseconds), used in ids and outputs."""
-    from datetime import timezone
-
     return moment.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
