@@ -29,11 +29,12 @@ from prometheus_client import generate_latest
 from ..engine.lifecycle import status
 from ..schemas.base import utc_iso
 from ..schemas.codec import dumps
-from ..pipeline.topology import Processed, Record, Topology, utc_from_millis
+from ..pipeline.topology import Processed, Topology
 from ..settings import Settings
 from ..state.base import StateStore, decode_state, encode_state
 from ..topics import load_topics
 from . import metrics
+from .records import record_from_aiokafka, record_from_faust
 from .recovery import WorkerTableManager
 
 log = logging.getLogger("milestream.worker")
@@ -165,11 +166,9 @@ def create_app(settings: Settings) -> faust.App:
             for out in processed.records
         ]
 
-    def to_record(message: Any) -> Record:
-        return Record(
-            message.topic, message.partition, message.offset, message.key, message.value,
-            utc_from_millis(message.timestamp),
-        )
+    # The agent reads Faust messages (timestamps in seconds); the definitions follower reads
+    # aiokafka records (milliseconds) with record_from_aiokafka. See records.py.
+    to_record = record_from_faust
 
     async def ack_when_delivered(stream: Any, pending: deque) -> None:
         """Ack events, oldest first, once the broker has acknowledged their state
@@ -258,7 +257,7 @@ def create_app(settings: Settings) -> faust.App:
                 batches = await consumer.getmany(timeout_ms=500, max_records=1000)
                 for messages in batches.values():
                     for message in messages:
-                        record = to_record(message)
+                        record = record_from_aiokafka(message)
                         processed = topology.process_definition(record)
                         verdicts[(message.partition, message.offset)] = processed
                         if processed.outcome != "applied":
