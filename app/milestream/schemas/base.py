@@ -3,13 +3,14 @@
 Amounts are decimals (never floats). Timestamps are ISO 8601 text with a
 timezone and dates ISO 8601 ``YYYY-MM-DD`` (epoch numbers are rejected), both
 from 1970-01-01 up to 2200-01-01, so no date arithmetic behind validation can
-overflow. Ids are non-empty bounded strings. Free-form
+overflow. Ids are non-empty bounded strings of visible characters. Free-form
 maps are bounded so one producer bug cannot blow up a worker's memory.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Annotated, Any
@@ -35,11 +36,57 @@ MAX_TEXT_LENGTH = 2000
 MAX_ATTRIBUTES = 64
 MAX_LINE_ITEMS = 500
 
+# Code points that are invisible or change how text around them is shown: an id holding one
+# looks like another id, or hides what it is. The Unicode Default_Ignorable_Code_Point ranges
+# not already in the categories below (variation selectors, Hangul fillers, tags, ...).
+_INVISIBLE_RANGES = (
+    (0x034F, 0x034F), (0x115F, 0x1160), (0x17B4, 0x17B5), (0x180B, 0x180F), (0x2060, 0x206F),
+    (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF),
+)
+_BIDI_CONTROLS = frozenset({0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)})
+_HIDDEN_CATEGORIES = {
+    "Cc": "control character",
+    "Cf": "invisible format character",
+    "Zl": "line separator",
+    "Zp": "paragraph separator",
+    "Cs": "surrogate",
+}
+
+
+def hidden_character(text: str) -> str | None:
+    """``"U+XXXX (what it is)"`` for the first control, bidi or invisible character in ``text``."""
+    if text.isascii() and text.isprintable():
+        return None  # the common case, without a look at each character
+    for char in text:
+        point = ord(char)
+        if point in _BIDI_CONTROLS:
+            kind = "bidirectional control character"
+        else:
+            kind = _HIDDEN_CATEGORIES.get(unicodedata.category(char))
+            if kind is None and any(low <= point <= high for low, high in _INVISIBLE_RANGES):
+                kind = "invisible character"
+        if kind is not None:
+            return f"U+{point:04X} ({kind})"
+    return None
+
+
+def _visible_id(value: Any) -> Any:
+    found = hidden_character(value) if isinstance(value, str) else None
+    if found is not None:
+        raise PydanticCustomError("id_character", "contains {found}", {"found": found})
+    return value
+
+
 Id = Annotated[
     str,
     StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[^\s].*[^\s]$|^[^\s]$"),
+    BeforeValidator(_visible_id),  # runs first, so the message names the character
+    Field(description="Visible characters only: no control, bidirectional-control or invisible characters"),
 ]
-"""A non-empty identifier without leading or trailing whitespace."""
+"""A non-empty identifier without leading or trailing whitespace, control characters
+(C0, DEL, C1), bidirectional controls, line or paragraph separators, or other invisible
+characters (zero-width spaces and joiners, byte order mark, variation selectors, ...)."""
 
 Name = Annotated[
     str,
