@@ -140,3 +140,26 @@ def test_a_dead_letter_says_when_it_failed(worker):
     assert letter["reason"] == "malformed_json"
     failed_at = datetime.fromisoformat(letter["failed_at"])
     assert abs(failed_at - datetime.now(timezone.utc)) < timedelta(minutes=5), letter["failed_at"]
+
+
+def test_dates_at_the_edge_and_hidden_characters_in_ids_are_schema_violations_on_the_worker(worker):
+    """Year 9999 passed validation and overflowed behind it (a processing_error); a NUL reached the store."""
+    settings = worker.settings
+    produce(settings, [
+        ("transactions", "edge-frank", transaction("edge-frank", "10", "9999-12-31T23:59:59Z", 1)),
+        ("transactions", "edge-frank", transaction("edge-frank", "10", NOW.isoformat(), 2,
+                                                   recorded_at="0001-01-01T00:00:00+05:00")),
+        ("transactions", "edge-frank\x00outbox", transaction("edge-frank\x00outbox", "10", NOW.isoformat(), 3)),
+    ])
+
+    def franks(letters: list[dict]) -> list[dict]:
+        return [letter for letter in letters
+                if base64.b64decode(letter["key_b64"] or "").startswith(b"edge-frank")]
+
+    letters = franks(consume(settings, "dead-letters", lambda seen: len(franks(seen)) >= 3, timeout=30))
+    assert [letter["reason"] for letter in letters] == ["schema_violation"] * 3, letters
+    details = " | ".join(letter["detail"] for letter in letters)  # the NUL key may land on another partition
+    assert "event_time: must be from 1970-01-01" in details
+    assert "recorded_at: must be from 1970-01-01" in details
+    assert "customer_id: contains U+0000 (control character)" in details
+    assert worker.process.poll() is None
