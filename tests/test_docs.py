@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 from milestream.schemas.codec import ALL_INPUT_MODELS
 from milestream.schemas.export import OUTPUT_MODELS
 from milestream.settings import Settings
@@ -40,22 +42,36 @@ def _readme_python_block() -> str:
     return readme.split("```python\n", 1)[1].split("```", 1)[0]
 
 
-def test_readme_producer_example_yields_the_documented_events(driver):
-    """Run the README's definition and transaction through the topology; compare with the README."""
+def _readme_example(now: str | None = None) -> tuple[dict, dict]:
+    """The README's definition and transaction (the data, not the network calls), run at ``now``."""
+    code = _readme_python_block()
+    assert "asyncio.run(main())" in code and 'send_and_wait("milestream.transactions"' in code
+    data = code.split("async def main")[0]
+    if now is not None:
+        clock = 'datetime.now(ZoneInfo("Asia/Kolkata"))'
+        assert clock in data
+        data = data.replace(clock, now)
+    namespace: dict = {}
+    exec(data, namespace)
+    return namespace["definition"], namespace["transaction"]
+
+
+def _run_readme_example(driver, now: str | None = None) -> list[dict]:
     from datetime import datetime
 
-    import orjson
-
-    code = _readme_python_block()
-    namespace: dict = {}
-    exec(code.split("async def main")[0], namespace)  # the data, not the network calls
-    definition, transaction = namespace["definition"], namespace["transaction"]
-    assert "asyncio.run(main())" in code and 'send_and_wait("milestream.transactions"' in code
-
+    definition, transaction = _readme_example(now)
     driver.pipe("definitions", definition["milestone_id"], definition)
+    # Kafka stamps the record when the producer sends it: at the transaction's own time.
     driver.pipe("transactions", transaction["customer_id"], transaction,
                 timestamp=datetime.fromisoformat(transaction["event_time"]))
-    events = driver.read("promotions")
+    return driver.read("promotions")
+
+
+def test_readme_producer_example_yields_the_documented_events(driver):
+    """Run the README's definition and transaction at the documented moment; compare with the README."""
+    import orjson
+
+    events = _run_readme_example(driver, 'datetime(2026, 11, 20, 18, 5, tzinfo=ZoneInfo("Asia/Kolkata"))')
     assert [e["kind"] for e in events] == ["sub_target", "achievement"]
 
     readme = (ROOT / "README.md").read_text()
@@ -68,3 +84,11 @@ def test_readme_producer_example_yields_the_documented_events(driver):
                   "milestone_value_defined", "trigger_names", "occurred_at"):
         assert achievement[field] == documented[field], field
     assert documented["cause"].startswith("milestream.transactions/")
+
+
+@pytest.mark.parametrize("now", [None, 'datetime(2027, 1, 31, 23, 59, 59, tzinfo=ZoneInfo("Asia/Kolkata"))',
+                                 'datetime(2028, 2, 29, 0, 0, tzinfo=ZoneInfo("Asia/Kolkata"))'])
+def test_readme_producer_example_yields_the_same_events_on_any_date(driver, now):
+    events = _run_readme_example(driver, now)
+    assert [(e["kind"], e["cycle"]["index"], e["achieved_value"]) for e in events] == [
+        ("sub_target", 1, "5200.00"), ("achievement", 1, "5200.00")]

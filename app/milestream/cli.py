@@ -184,7 +184,7 @@ async def _read_definitions(settings: Settings, topology: Topology) -> None:
     """Apply the whole definitions topic to ``topology``, as a worker does at start-up."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from .pipeline.topology import Record, utc_from_millis
+    from .worker.records import record_from_aiokafka
 
     topic = topology.definitions_topic
     consumer = await started(AIOKafkaConsumer(enable_auto_commit=False, **_client_options(settings)), settings)
@@ -202,8 +202,7 @@ async def _read_definitions(settings: Settings, topology: Topology) -> None:
                 raise asyncio.TimeoutError
             for messages in (await consumer.getmany(timeout_ms=500)).values():
                 for m in messages:
-                    topology.process_definition(
-                        Record(m.topic, m.partition, m.offset, m.key, m.value, utc_from_millis(m.timestamp)))
+                    topology.process_definition(record_from_aiokafka(m))
     finally:
         await consumer.stop()
 

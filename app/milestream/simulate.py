@@ -21,7 +21,7 @@ import argparse
 import itertools
 import sys
 from collections import Counter, deque
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import IO, Any, Iterable, Iterator
 
 import orjson
@@ -29,7 +29,7 @@ import orjson
 from .errors import UsageError, read_text_file
 from .pipeline.close_index import CloseIndex, format_time
 from .pipeline.topology import Record, Topology
-from .schemas.base import utc_iso
+from .schemas.base import EARLIEST, END_OF_RANGE, utc_iso
 from .schemas.codec import dumps
 from .settings import Settings
 from .state.base import StateStore
@@ -37,6 +37,7 @@ from .state.memory import MemoryStore
 from .topics import load_topics
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LAST_MOMENT = END_OF_RANGE - timedelta(microseconds=1)  # a later close tick would be invalid input
 
 
 def json_items(text: str) -> list[Any]:
@@ -68,7 +69,8 @@ def _clock(raw: bytes) -> datetime | None:
         text = data.get("recorded_at") or data.get("event_time")
         moment = datetime.fromisoformat(text)
         moment.astimezone(timezone.utc)
-        return moment if moment.tzinfo else None
+        # An out-of-range time is the event's error (it is rejected): it must not move the clock.
+        return moment if moment.tzinfo and EARLIEST <= moment < END_OF_RANGE else None
     except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError, OverflowError):
         return None
 
@@ -147,7 +149,7 @@ class Simulation:
 
     def advance(self, now: datetime) -> Iterator[dict[str, Any]]:
         """Move the clock to ``now``, closing every cycle due by then (as the worker's close ticks do)."""
-        self.clock = max(self.clock, now)
+        self.clock = min(max(self.clock, now), LAST_MOMENT)  # --close-all asks for datetime.max
         tick = dumps({"type": "close_tick", "schema_version": 1, "now": utc_iso(self.clock)})
         while (due := self.close_index.next_due()) is not None and due <= format_time(self.clock):
             yield from self._run(self.topology.ticks_topic, None, tick, self.clock)

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from milestream.schemas.codec import Decoder
-from tests.engine.builders import at, calendar, close, closes, definition, load, target, txn
+from tests.engine.builders import at, calendar, close, definition, load, target, txn
 
 JAN_5 = "2024-01-05T10:00:00+05:30"
 FEB_1 = "2024-02-01T00:00:00+05:30"
@@ -69,4 +69,7 @@ def test_a_hostile_customer_id_leaves_the_victims_outbox_and_close_index_intact(
     assert [r.value for r in again.records] == [r.value for r in first.records]
     # The partition's closes still run: the victim's January closes once, and so does each hostile id's.
     close(driver, FEB_1)
-    assert sorted(closes(driver)) == sorted([("victim", 1, "6000"), *((c, 1, "200") for c in attackers)])
+    # (Read raw: the output schema would refuse the hostile ids these tests smuggle past the input schema.)
+    raw_closes = [(e["customer_id"], e["cycle"]["index"], e["achieved_value"])
+                  for e in driver.read("promotions") if e["kind"] == "cycle_close"]
+    assert sorted(raw_closes) == sorted([("victim", 1, "6000"), *((c, 1, "200") for c in attackers)])

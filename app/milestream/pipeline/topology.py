@@ -25,7 +25,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -57,7 +57,7 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None
-    timestamp: datetime  # the Kafka record timestamp
+    timestamp: datetime  # when the record was recorded: its Kafka timestamp (worker/records.py)
 
     @property
     def source(self) -> str:
@@ -455,7 +455,3 @@ def _unmatched_record(unmatched: UnmatchedReturn, record: Record) -> dict[str, A
         "event_time": utc_iso(unmatched.event_time),
         "source": record.source,
     }
-
-
-def utc_from_millis(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)

@@ -11,14 +11,14 @@ type allows, per-cycle target values only on fixed calendar windows, and
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
-from .base import Id, Name, NonNegativeAmount, PositiveAmount, StrictModel, Text, Timestamp
+from .base import Day, Id, Name, NonNegativeAmount, PositiveAmount, StrictModel, Text, Timestamp
 from .filters import Filter, fields_used
 
 MAX_CYCLES = 100
@@ -46,14 +46,14 @@ class CalendarCycles(StrictModel):
 
     kind: Literal["calendar"] = "calendar"
     frequency: Frequency
-    start_date: date
+    start_date: Day
     count: Annotated[int, Field(ge=1, le=MAX_CYCLES)]
 
 
 class CustomPeriod(StrictModel):
     name: Name | None = None
-    start: date
-    end: date  # inclusive, ends at local midnight after this day
+    start: Day
+    end: Day  # inclusive, ends at local midnight after this day
 
     @model_validator(mode="after")
     def _ordered(self) -> "CustomPeriod":

@@ -12,14 +12,14 @@ from typing import Literal
 
 from pydantic import Field
 
-from .base import Amount, Id, Name, StrictModel, Text, Timestamp
+from .base import Amount, Id, Name, OutputTimestamp, StrictModel, Text
 
 
 class CycleRef(StrictModel):
     index: int = Field(ge=1)
     name: str  # currentEvent.targetPeriod
-    start: Timestamp
-    end: Timestamp | None = None  # open-ended for "till target achieved" cycles
+    start: OutputTimestamp
+    end: OutputTimestamp | None = None  # open-ended for "till target achieved" cycles
 
 
 class TargetStatus(StrictModel):
@@ -66,7 +66,7 @@ class MilestoneEvent(StrictModel):
     milestone_value_defined: Amount | None = None  # currentEvent.milestoneValueDefined (sub-target value)
     trigger_names: list[Name] = Field(default_factory=list)  # currentEvent.targetMilestoneTrigger
     targets: list[TargetStatus] = Field(default_factory=list)  # every target of the group
-    occurred_at: Timestamp  # event time of the activity (or cycle end) that caused it
+    occurred_at: OutputTimestamp  # event time of the activity (or cycle end) that caused it
     cause: Text  # what caused it: "<topic>/<partition>/<offset>" or "cycle-end"
 
 
@@ -94,7 +94,7 @@ class DeadLetter(StrictModel):
     value_bytes: int = Field(description="Length of the original value.")
     value_sha256: str = Field(description="sha256 of the whole original value, hex.")
     truncated: bool = Field(description="True if key_b64 or value_b64 holds only a prefix of the original.")
-    failed_at: Timestamp
+    failed_at: OutputTimestamp
 
 
 class LateEventRecord(StrictModel):
@@ -110,9 +110,9 @@ class LateEventRecord(StrictModel):
     customer_id: Id
     milestone_id: Id
     cycle_index: int = Field(ge=1)
-    cycle_end: Timestamp
-    event_time: Timestamp
-    recorded_at: Timestamp
+    cycle_end: OutputTimestamp
+    event_time: OutputTimestamp
+    recorded_at: OutputTimestamp
     source: Text  # "<topic>/<partition>/<offset>"
 
 
@@ -132,5 +132,5 @@ class UnmatchedReturnRecord(StrictModel):
     return_id: Id
     bill_id: Id
     reason: Literal["bill_unknown", "bill_expired"]
-    event_time: Timestamp
+    event_time: OutputTimestamp
     source: Text  # "<topic>/<partition>/<offset>"

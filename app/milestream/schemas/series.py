@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from .base import Amount, Id, Name, PositiveAmount, StrictModel, Text, Timestamp
+from .base import Amount, Id, Name, OutputTimestamp, PositiveAmount, StrictModel, Text, Timestamp
 from .inputs import InputEvent
 
 MAX_TIERS = 100
@@ -205,7 +205,7 @@ class SeriesEvent(StrictModel):
     series_points: Amount  # the customer's points in the repetition the event is about, after it
     program_ids: list[Id] = Field(default_factory=list)  # the customer's programs tied to the series
     promote_to_program_id: Id | None = None
-    occurred_at: Timestamp
+    occurred_at: OutputTimestamp
     cause: Text
 
 
@@ -216,7 +216,7 @@ class LifetimePoints(StrictModel):
     schema_version: Literal[1] = 1
     customer_id: Id
     points: Amount
-    updated_at: Timestamp  # event time of the ledger entry that last changed them
+    updated_at: OutputTimestamp  # event time of the ledger entry that last changed them
     cause: Text
 
 

@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from ..kafka_client import client_options, faust_credentials
 from ..schemas.base import utc_iso
 from ..schemas.codec import dumps
-from ..pipeline.topology import Processed, Record, Topology, utc_from_millis
+from ..pipeline.topology import Processed, Topology
 from ..settings import Settings
 from ..state.base import StateStore
 from ..topics import STATE_TABLE, apply_topics, changelog_topics, load_topics
@@ -36,6 +36,7 @@ from . import metrics
 from .customer_agent import DeliveryFailed, add_customer_agent, deliver_now, exit_worker
 from .pages import add_pages
 from .lifecycle import group_instance_id, shutdown_bounded_worker
+from .records import record_from_aiokafka, record_from_faust
 from .recovery import WorkerTableManager
 from .web import check_bind, faust_web_options
 
@@ -184,11 +185,9 @@ def create_app(settings: Settings) -> faust.App:
         if processed.late_events:
             metrics.LATE_EVENTS.inc(processed.late_events)
 
-    def to_record(message: Any) -> Record:
-        return Record(
-            message.topic, message.partition, message.offset, message.key, message.value,
-            utc_from_millis(message.timestamp),
-        )
+    # The agent reads Faust messages (timestamps in seconds); the definitions follower reads
+    # aiokafka records (milliseconds) with record_from_aiokafka. See records.py.
+    to_record = record_from_faust
 
     add_customer_agent(app, settings, topology, store, outputs, definitions_ready, to_record, observe)
 
@@ -239,7 +238,7 @@ def create_app(settings: Settings) -> faust.App:
                 batches = await consumer.getmany(timeout_ms=500, max_records=1000)
                 for messages in batches.values():
                     for message in messages:
-                        record = to_record(message)
+                        record = record_from_aiokafka(message)
                         processed = topology.process_definition(record)
                         verdicts[(message.partition, message.offset)] = processed
                         if processed.outcome != "applied":

@@ -1,0 +1,45 @@
+"""Kafka messages -> topology records, one constructor per client.
+
+The two clients the worker reads with report a record's timestamp in different units:
+Faust's ``ConsumerMessage.timestamp`` is in seconds (a float; faust's aiokafka driver divides
+by 1000), aiokafka's ``ConsumerRecord.timestamp`` in milliseconds (an int). Each constructor
+names its unit, and both end in :func:`record_time`.
+
+The timestamp is the producer's CreateTime or the broker's LogAppendTime, as the topic is
+configured (``timestamp_type`` 0 or 1); both mean "when the record was recorded", which is
+what late-data detection falls back to when an event has no ``recorded_at``. A record
+without a usable timestamp (none, Kafka's -1, or outside the range the schemas accept) is
+taken as recorded when the worker read it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from ..pipeline.topology import Record
+from ..schemas.base import EARLIEST, END_OF_RANGE
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_FIRST_SECOND = (EARLIEST - _EPOCH).total_seconds()
+_END_SECOND = (END_OF_RANGE - _EPOCH).total_seconds()
+
+
+def record_time(seconds: float | None, read_at: datetime) -> datetime:
+    """The record's timestamp (seconds since the epoch) as a UTC datetime, or ``read_at`` if it has none."""
+    if seconds is None or not _FIRST_SECOND <= seconds < _END_SECOND:
+        return read_at
+    return _EPOCH + timedelta(seconds=seconds)
+
+
+def record_from_faust(message: Any) -> Record:
+    """A record from a Faust ``ConsumerMessage`` (timestamp in seconds)."""
+    return Record(message.topic, message.partition, message.offset, message.key, message.value,
+                  record_time(message.timestamp, datetime.now(timezone.utc)))
+
+
+def record_from_aiokafka(message: Any) -> Record:
+    """A record from an aiokafka ``ConsumerRecord`` (timestamp in milliseconds)."""
+    millis = message.timestamp
+    return Record(message.topic, message.partition, message.offset, message.key, message.value,
+                  record_time(None if millis is None else millis / 1000, datetime.now(timezone.utc)))
