@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 
@@ -44,6 +44,17 @@ def transaction(customer: str, amount: str, when: str, n: int | str = 0, **field
     }
     event.update(fields)
     return event
+
+
+def live_window(now: datetime, days_before: int = 40, days_after: int = 40) -> dict:
+    """Definition fields for monthly UTC cycles running around ``now``: tests on a live worker, any date."""
+    start = now - timedelta(days=days_before)
+    return {
+        "starts_at": start.isoformat(),
+        "ends_at": (now + timedelta(days=days_after)).isoformat(),
+        "timezone": "UTC",
+        "cycles": {"kind": "calendar", "frequency": "monthly", "start_date": start.date().isoformat(), "count": 3},
+    }
 
 
 def at(text: str) -> datetime:

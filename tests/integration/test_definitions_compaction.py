@@ -6,12 +6,12 @@ tombstone when the key has none); a new worker reading what compaction keeps loa
 """
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import orjson
 import pytest
 
-from tests.factories import monthly_gross_definition
+from tests.factories import live_window, monthly_gross_definition
 from tests.support.worker import (
     WorkerProcess, consume, create_topics, isolated_settings, produce, read_to_end, topic,
 )
@@ -19,13 +19,7 @@ from tests.support.worker import (
 pytestmark = pytest.mark.kafka
 
 NOW = datetime.now(timezone.utc)
-LIVE = {
-    "starts_at": (NOW - timedelta(days=10)).isoformat(),
-    "ends_at": (NOW + timedelta(days=80)).isoformat(),
-    "timezone": "UTC",
-    "cycles": {"kind": "calendar", "frequency": "monthly", "start_date": (NOW - timedelta(days=10)).date().isoformat(),
-               "count": 3},
-}
+LIVE = live_window(NOW, days_before=10, days_after=80)
 
 
 def last_per_key(records: list[tuple[bytes | None, bytes | None]]) -> dict[bytes | None, bytes | None]:

@@ -8,18 +8,13 @@ import pytest
 
 from milestream.engine.ids import milestone_event_id
 from milestream.schemas.outputs import MilestoneEvent
-from tests.factories import monthly_gross_definition, transaction
+from tests.factories import live_window, monthly_gross_definition, transaction
 from tests.support.worker import consume, consume_quietly, produce
 
 pytestmark = pytest.mark.kafka
 
 NOW = datetime.now(timezone.utc)
-THIS_YEAR = {
-    "starts_at": (NOW - timedelta(days=40)).isoformat(),
-    "ends_at": (NOW + timedelta(days=40)).isoformat(),
-    "timezone": "UTC",
-    "cycles": {"kind": "calendar", "frequency": "monthly", "start_date": (NOW - timedelta(days=40)).date().isoformat(), "count": 3},
-}
+THIS_YEAR = live_window(NOW)
 
 
 def when(minutes_ago: int) -> str:

@@ -14,19 +14,13 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from tests.factories import monthly_gross_definition, transaction
+from tests.factories import live_window, monthly_gross_definition, transaction
 from tests.support.worker import consume, consume_quietly, produce, topic
 
 pytestmark = pytest.mark.kafka
 
 NOW = datetime.now(timezone.utc)
-THIS_MONTH = {
-    "starts_at": (NOW - timedelta(days=40)).isoformat(),
-    "ends_at": (NOW + timedelta(days=40)).isoformat(),
-    "timezone": "UTC",
-    "cycles": {"kind": "calendar", "frequency": "monthly", "start_date": (NOW - timedelta(days=40)).date().isoformat(),
-               "count": 3},
-}
+THIS_MONTH = live_window(NOW)
 
 
 def when(minutes_ago: int) -> str:

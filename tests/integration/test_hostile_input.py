@@ -10,31 +10,22 @@ is ``tests/pipeline/test_hostile_input.py``.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaProducer
 
-from tests.factories import monthly_gross_definition, transaction
-from tests.support.worker import consume, topic
+from tests.factories import live_window, monthly_gross_definition, transaction
+from tests.support.worker import consume, read_to_end, topic, wait_for_commits
 
 pytestmark = pytest.mark.kafka
 
 NOW = datetime.now(timezone.utc)
 WHEN = (NOW - timedelta(minutes=5)).isoformat()
-DEFINITION = monthly_gross_definition(
-    "m-hostile",
-    starts_at=(NOW - timedelta(days=40)).isoformat(),
-    ends_at=(NOW + timedelta(days=40)).isoformat(),
-    timezone="UTC",
-    cycles={"kind": "calendar", "frequency": "monthly",
-            "start_date": (NOW - timedelta(days=40)).date().isoformat(), "count": 3},
-)
+DEFINITION = monthly_gross_definition("m-hostile", **live_window(NOW))
 GOOD_CUSTOMERS = 60
 MAX_DEAD_LETTER_BYTES = 64 * 1024
 
@@ -88,27 +79,6 @@ async def _produce_all(settings, records: list[tuple[str, bytes | None, bytes]])
     return [(m.topic, m.partition, m.offset) for m in sent]
 
 
-async def _lag(settings) -> dict[int, int]:
-    """Records of the transactions topic not yet committed by the worker's group, per partition."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await admin.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(settings.app_id)
-    finally:
-        await admin.close()
-    name = topic(settings, "transactions")
-    from aiokafka import AIOKafkaConsumer
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or range(8))]
-        end = await consumer.end_offsets(tps)
-    finally:
-        await consumer.stop()
-    return {tp.partition: end[tp] - (committed[tp].offset if tp in committed else 0) for tp in tps}
-
-
 def test_hundreds_of_bad_records_among_valid_ones(worker):
     settings = worker.settings
     asyncio.run(_produce_all(settings, [("definitions", b"m-hostile", orjson.dumps(DEFINITION))]))
@@ -146,19 +116,12 @@ def test_hundreds_of_bad_records_among_valid_ones(worker):
         (f"ok-{i}", "achievement", "6000") for i in range(GOOD_CUSTOMERS)
     )
 
-    deadline = time.monotonic() + 60
-    lag = asyncio.run(_lag(settings))
-    while any(lag.values()) and time.monotonic() < deadline:
-        time.sleep(1)
-        lag = asyncio.run(_lag(settings))
-    assert not any(lag.values()), f"commits did not reach the end of the input: {lag}"
+    wait_for_commits(settings, "transactions")
     assert worker.process.poll() is None
     assert worker.http("/healthz", expect_json=True)["status"] == "ok"
 
 
 def test_every_dead_letter_fits_the_broker(worker):
     """Runs after the test above on the same worker: check the size of what it dead-lettered."""
-    from tests.support.worker import read_to_end
-
     sizes = [len(value or b"") for _, value in read_to_end(worker.settings, topic(worker.settings, "dead-letters"))]
     assert sizes and max(sizes) <= MAX_DEAD_LETTER_BYTES, max(sizes)

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from milestream.kafka_client import refused_settings
-from tests.factories import monthly_gross_definition, transaction
+from tests.factories import live_window, monthly_gross_definition, transaction
 from tests.support.kafka_broker import load_local_kafka
 from tests.support.worker import WorkerProcess, consume, isolated_settings, produce, settings_env
 
@@ -25,13 +25,7 @@ pytestmark = pytest.mark.kafka
 USER, PASSWORD = "milestream-app", "s3cret-Pa55"
 TOKEN = "t0ken-for-the-pages"
 NOW = datetime.now(timezone.utc)
-THIS_YEAR = {
-    "starts_at": (NOW - timedelta(days=40)).isoformat(),
-    "ends_at": (NOW + timedelta(days=40)).isoformat(),
-    "timezone": "UTC",
-    "cycles": {"kind": "calendar", "frequency": "monthly", "start_date": (NOW - timedelta(days=40)).date().isoformat(),
-               "count": 3},
-}
+THIS_YEAR = live_window(NOW)
 
 
 @pytest.fixture(scope="module")

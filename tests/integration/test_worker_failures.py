@@ -14,7 +14,7 @@ import yaml
 
 from milestream.topics import PROJECT_ROOT, apply_topics, changelog_topics, load_topics
 from milestream.worker.customer_agent import WORKER_FAILED_EXIT_CODE
-from tests.factories import monthly_gross_definition, transaction
+from tests.factories import live_window, monthly_gross_definition, transaction
 from tests.support.worker import (
     WorkerProcess,
     committed_offsets,
@@ -30,12 +30,7 @@ from tests.support.worker import (
 pytestmark = pytest.mark.kafka
 
 NOW = datetime.now(timezone.utc)
-THIS_YEAR = {
-    "starts_at": (NOW - timedelta(days=40)).isoformat(),
-    "ends_at": (NOW + timedelta(days=40)).isoformat(),
-    "timezone": "UTC",
-    "cycles": {"kind": "calendar", "frequency": "monthly", "start_date": (NOW - timedelta(days=40)).date().isoformat(), "count": 3},
-}
+THIS_YEAR = live_window(NOW)
 RECENTLY = (NOW - timedelta(minutes=5)).isoformat()
 
 
