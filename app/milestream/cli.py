@@ -13,7 +13,7 @@ import asyncio
 import logging
 import sys
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, TypeVar
 
 from pydantic import ValidationError
 
@@ -35,7 +35,7 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message}\n")
 
 
-def run_against_broker(settings: Settings, what: str, work: Callable[[], Awaitable[T]]) -> T:
+def run_against_broker(settings: Settings, what: str, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run ``work`` (Kafka I/O); a broker that fails or does not answer in time is a ``UsageError``."""
     from aiokafka.errors import KafkaConnectionError, KafkaError
 

@@ -196,29 +196,28 @@ class Settings(BaseSettings):
         if environ is None:
             return cls()
         given = {env: environ[env] for env in cls.environment_variables().values() if env in environ}
-        return cls(_build_sources=((InitSettingsSource(cls, init_kwargs=given),), given))  # no other source
+        # pydantic-settings' own keyword for "these sources only"
+        return cls(_build_sources=((InitSettingsSource(cls, init_kwargs=given),), given))  # type: ignore[call-arg]
 
     @classmethod
     def environment_variables(cls) -> dict[str, str]:
         """Field name -> environment variable."""
-        return {name: info.json_schema_extra["env"] for name, info in cls.model_fields.items()}  # type: ignore[index]
+        return {name: str((info.json_schema_extra or {})["env"]) for name, info in cls.model_fields.items()}  # type: ignore[index]
 
     def environment(self) -> dict[str, str]:
         """These settings as the environment variables a ``milestream`` process reads (secrets revealed)."""
         env = {}
-        for name, info in type(self).model_fields.items():
+        for name, variable in self.environment_variables().items():
             value = getattr(self, name)
-            env[info.json_schema_extra["env"]] = (  # type: ignore[index]
-                value.get_secret_value() if isinstance(value, SecretStr) else str(value)
-            )
+            env[variable] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
         return env
 
     @classmethod
     def documentation(cls) -> list[tuple[str, str, str]]:
         """(environment variable, default, description) for every setting."""
         return [
-            (info.json_schema_extra["env"], str(info.default), info.description or "")  # type: ignore[index]
-            for info in cls.model_fields.values()
+            (variable, str(cls.model_fields[name].default), cls.model_fields[name].description or "")
+            for name, variable in cls.environment_variables().items()
         ]
 
     def effective(self) -> list[tuple[str, str, str]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel
 
@@ -23,7 +24,11 @@ OUTPUT_MODELS: dict[str, type[BaseModel]] = {
 def json_schemas() -> dict[str, str]:
     """File name -> JSON text for every input and output event type."""
     files = {}
-    for kind, models, mode in (("input", ALL_INPUT_MODELS, "validation"), ("output", OUTPUT_MODELS, "serialization")):
+    modes: tuple[tuple[str, dict[str, type[BaseModel]], Literal["validation", "serialization"]], ...] = (
+        ("input", ALL_INPUT_MODELS, "validation"),
+        ("output", OUTPUT_MODELS, "serialization"),
+    )
+    for kind, models, mode in modes:
         for type_name, model in sorted(models.items()):
             schema = model.model_json_schema(mode=mode)
             schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"

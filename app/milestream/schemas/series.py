@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from .base import Amount, Id, Name, OutputTimestamp, PositiveAmount, StrictModel, Text, Timestamp
 from .inputs import InputEvent
@@ -226,4 +226,4 @@ SERIES_INPUT_MODELS = {
     "reward_redemption": RewardRedemption,
     "series_reward_change": SeriesRewardChange,
 }
-SERIES_OUTPUT_MODELS = {"series_event": SeriesEvent, "lifetime_points": LifetimePoints}
+SERIES_OUTPUT_MODELS: dict[str, type[BaseModel]] = {"series_event": SeriesEvent, "lifetime_points": LifetimePoints}

@@ -28,7 +28,7 @@ class RocksDBStore(StateStore):
     def _scan(self, prefix: bytes) -> Iterator[bytes]:
         # Keys are sorted: seek to the namespace and stop at its end.
         for raw_key in self._db.keys(from_key=prefix):
-            if not raw_key.startswith(prefix):
+            if not isinstance(raw_key, bytes) or not raw_key.startswith(prefix):
                 return
             yield raw_key
 

@@ -54,13 +54,13 @@ class ChangelogTrackingTable(faust.Table):
 
     def on_key_set(self, key: Any, value: Any) -> None:
         fut = self.send_changelog(self.partition_for_key(key), key, value)
-        self._maybe_set_key_ttl(key, fut.message.partition)
+        self._maybe_set_key_ttl(key, fut.message.partition)  # type: ignore[arg-type] # set by send_changelog
         self._sensor_on_set(self, key, value)
         self.changelog_futures.append(fut)
 
     def on_key_del(self, key: Any) -> None:
         fut = self.send_changelog(self.partition_for_key(key), key, None, value_serializer="raw")
-        self._maybe_del_key_ttl(key, fut.message.partition)
+        self._maybe_del_key_ttl(key, fut.message.partition)  # type: ignore[arg-type] # set by send_changelog
         self._sensor_on_del(self, key)
         self.changelog_futures.append(fut)
 
@@ -174,7 +174,7 @@ def create_app(settings: Settings) -> faust.App:
         options={"driver": "rocksdict"},
         help="Per-customer milestone progress (JSON documents).",
     ))
-    store = TableStore(state_table)
+    store = TableStore(state_table)  # type: ignore[arg-type] # tables.add returns the table it was given
 
     def observe(processed: Processed, topic_name: str) -> None:
         metrics.EVENTS_CONSUMED.labels(topic_name, processed.outcome).inc()

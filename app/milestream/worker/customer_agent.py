@@ -29,7 +29,7 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, NoReturn
+from typing import Any, Awaitable, Callable, NoReturn, cast
 
 import faust
 
@@ -61,7 +61,7 @@ async def send_outputs(outputs: dict[str, faust.TopicT], processed: Processed) -
             future = await outputs[out.topic].send(key=out.key, value=out.value, partition=out.partition)
         except Exception as exc:  # refused before reaching the broker (e.g. larger than the producer allows)
             raise DeliveryFailed(out.topic, describe(exc)) from exc
-        sends.append((out.topic, future))
+        sends.append((out.topic, cast(asyncio.Future, future)))  # Faust's send gives its FutureMessage
     return sends
 
 
