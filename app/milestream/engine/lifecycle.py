@@ -123,8 +123,8 @@ def cloned_definition(source: MilestoneDefinition, item: MilestoneClone) -> Mile
         raise _invalid(f"clone of {item.source_milestone_id}: {describe_validation_error(exc)}") from None
 
 
-def _put_new(registry: Registry, definition: MilestoneDefinition) -> None:
-    """The checks a definition passes against the others before it is applied."""
+def _put_checked(registry: Registry, definition: MilestoneDefinition) -> None:
+    """Apply a new or edited definition once it passes the checks against the other milestones."""
     if _name_taken(registry, definition.name, definition.milestone_id):
         raise _invalid(f"milestone name {definition.name!r} is already used by another milestone")
     check_tracking(registry, definition)
@@ -153,7 +153,7 @@ def apply_command(registry: Registry, item: BaseModel, now: datetime) -> Milesto
             if current.definition == item:
                 return None  # our own republished snapshot, or a repeated edit
             check_edit(current.definition, item)
-        _put_new(registry, item)
+        _put_checked(registry, item)
         return None
     if isinstance(item, MilestoneStatusChange):
         definition = _existing(registry, item.milestone_id)
@@ -169,6 +169,6 @@ def apply_command(registry: Registry, item: BaseModel, now: datetime) -> Milesto
         if status(source, now)[0] == "ended":
             raise _invalid(f"{item.source_milestone_id}: only a live or upcoming milestone can be cloned")
         clone = cloned_definition(source, item)
-        _put_new(registry, clone)
+        _put_checked(registry, clone)
         return clone
     raise _invalid(f"unsupported definitions item {type(item).__name__}")
