@@ -271,7 +271,7 @@ def test_a_rejected_record_under_a_key_with_no_valid_definition_is_followed_by_a
     # Rejected only because another milestone has the name: replayed alone it would pass.
     assert log.publish("m-twin", monthly_gross_definition("m-twin", name="Gold")).outcome == "invalid_definition"
     assert log.last("m-twin") is None
-    assert driver.pipe("definitions", "m-twin", None).outcome == "ignored"  # the tombstone itself: nothing to do
+    assert driver.pipe("definitions", "m-twin", None).outcome == "nothing_to_delete"  # the tombstone itself
     assert "m-twin" not in registry_view(replayed(log))["milestones"]
     # An unknown milestone's command and a record under the wrong key are no different.
     log.publish("m-ghost", {"type": "milestone_status", "milestone_id": "m-ghost", "active": False})
