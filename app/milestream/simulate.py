@@ -3,8 +3,9 @@
 Analysts use it to try a milestone on historical data before launching it.
 It runs the same topology as the worker (decode, dead letters, engine, state),
 closes cycles as event time passes their end (plus buffer days), and prints
-every milestone event as one JSON line with sorted keys, so two runs over the
-same input are byte-identical.
+every record the worker would emit (milestone and series events, lifetime points,
+late events, unmatched returns, dead letters) as one JSON line with sorted keys,
+in the order produced, so two runs over the same input are byte-identical.
 
     milestream simulate --definitions milestones.json --events events.jsonl
 
@@ -12,7 +13,8 @@ same input are byte-identical.
 definitions-topic records (milestone definitions, organisation settings,
 lifecycle commands). ``--events`` is JSON lines of customer events
 (transactions, returns, behavioural events, ledger entries, activities,
-enrolments), ideally in event-time order. A summary goes to stderr.
+enrolments), ideally in event-time order. A summary goes to stderr: inputs by
+outcome and outputs by kind.
 """
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ class Simulation:
         self.fed_back = {*self.topology.partitioned_topics, self.topology.definitions_topic}
         self.clock = EPOCH
         self.outcomes: Counter[str] = Counter()
+        self.outputs: Counter[str] = Counter()  # emitted records by kind (milestone and series events) or type
         self.close_index = CloseIndex(self.store, 0)  # the simulation's own inputs are one partition
         self._offsets: Counter[str] = Counter()
         self.rejections: list[str] = []
@@ -117,10 +120,10 @@ class Simulation:
         self._offsets[topic] += 1
         return Record(topic, partition, offset, key, raw, moment)
 
-    def _run(self, topic: str, key: bytes | None, raw: bytes | None, moment: datetime) -> list[dict[str, Any]]:
+    def _run(self, topic: str, key: bytes | None, raw: bytes | None, moment: datetime) -> list[bytes]:
         """Process one record and, in order, what it produced on topics the worker consumes;
-        return the milestone events of all of them."""
-        events: list[dict[str, Any]] = []
+        return what all of them emitted on the output and dead-letter topics."""
+        emitted: list[bytes] = []
         queue: deque[tuple[str, bytes | None, bytes | None, int]] = deque([(topic, key, raw, 0)])
         while queue:
             topic, key, raw, partition = queue.popleft()
@@ -131,31 +134,35 @@ class Simulation:
             else:
                 processed = self.topology.process(record, self.store)
                 self.outcomes[processed.outcome] += 1
-                self.outcomes["cycle_close"] += sum(1 for e in processed.milestone_events if e["kind"] == "cycle_close")
             for out in processed.records:
-                if out.topic == self.topology.dead_letters:
-                    detail = orjson.loads(out.value or b"{}")
-                    self.rejections.append(f"{self.items}: {detail['reason']}: {detail['detail']}")
-                elif out.topic in self.fed_back:
+                if out.topic in self.fed_back:
                     queue.append((out.topic, out.key, out.value, out.partition or 0))
-            events += processed.milestone_events
-        return events
+                    continue
+                emitted.append(out.value or b"")
+                body = orjson.loads(out.value or b"{}")
+                self.outputs[body.get("kind") or body["type"]] += 1  # milestone and series events by kind
+                if out.topic == self.topology.dead_letters:
+                    self.rejections.append(f"{self.items}: {body['reason']}: {body['detail']}")
+        return emitted
 
-    def load_definitions(self, items: Iterable[Any], moment: datetime) -> None:
+    def load_definitions(self, items: Iterable[Any], moment: datetime) -> list[bytes]:
+        """Apply definitions-topic items; return what they emitted (dead letters of rejected ones)."""
+        emitted: list[bytes] = []
         for item in items:
             self.items += 1
-            self._run(self.topology.definitions_topic, _definitions_key(item), orjson.dumps(item), moment)
+            emitted += self._run(self.topology.definitions_topic, _definitions_key(item), orjson.dumps(item), moment)
         self.items = 0
+        return emitted
 
-    def advance(self, now: datetime) -> Iterator[dict[str, Any]]:
+    def advance(self, now: datetime) -> Iterator[bytes]:
         """Move the clock to ``now``, closing every cycle due by then (as the worker's close ticks do)."""
         self.clock = min(max(self.clock, now), LAST_MOMENT)  # --close-all asks for datetime.max
         tick = dumps({"type": "close_tick", "schema_version": 1, "now": utc_iso(self.clock)})
         while (due := self.close_index.next_due()) is not None and due <= format_time(self.clock):
             yield from self._run(self.topology.ticks_topic, None, tick, self.clock)
 
-    def feed(self, raw: bytes) -> Iterator[dict[str, Any]]:
-        """Process one JSON event line; yield the milestone events it caused."""
+    def feed(self, raw: bytes) -> Iterator[bytes]:
+        """Process one JSON event line; yield what it caused the worker to emit."""
         self.items += 1
         moment = _clock(raw)
         if moment is not None:
@@ -169,32 +176,39 @@ class Simulation:
         topic = self.topic_for_type.get(event_type, self.topics["transactions"].name)
         yield from self._run(topic, key.encode() if isinstance(key, str) else None, raw, moment or self.clock)
 
-    def finish(self, until: datetime | None) -> Iterator[dict[str, Any]]:
+    def finish(self, until: datetime | None) -> Iterator[bytes]:
         """Close what is due at ``until`` (default: the clock), or everything if ``until`` is max."""
         yield from self.advance(until or self.clock)
 
 
 def run(definitions: str | list[Any], events: IO[bytes], out: IO[bytes], err: IO[str], *, until: datetime | None = None,
         store: StateStore | None = None) -> Counter[str]:
+    """Simulate; return the counts of the summary: inputs by outcome ("definitions:" for definitions
+    items) and outputs by kind (milestone and series events) or type (the other records)."""
     simulation = Simulation(store=store)
     lines = (line for line in events if line.strip())
     first = next(lines, None)
     start = (_clock(first) if first else None) or EPOCH
     items = json_items(definitions) if isinstance(definitions, str) else definitions
-    simulation.load_definitions(items, start)
+    for emitted in simulation.load_definitions(items, start):
+        out.write(emitted + b"\n")
     for line in simulation.rejections:
         err.write(f"definition rejected: {line}\n")
     simulation.rejections.clear()
     for raw in itertools.chain([first] if first else [], lines):
-        for event in simulation.feed(raw.strip()):
-            out.write(dumps(event) + b"\n")
-    for event in simulation.finish(until):
-        out.write(dumps(event) + b"\n")
+        for emitted in simulation.feed(raw.strip()):
+            out.write(emitted + b"\n")
+    for emitted in simulation.finish(until):
+        out.write(emitted + b"\n")
     for line in simulation.rejections:
         err.write(f"rejected event {line}\n")
-    summary = ", ".join(f"{name}={count}" for name, count in sorted(simulation.outcomes.items()))
-    err.write(f"simulated up to {simulation.clock.isoformat()}: {summary}\n")
-    return simulation.outcomes
+    err.write(f"simulated up to {simulation.clock.isoformat()}: inputs {_counts(simulation.outcomes)}; "
+              f"outputs {_counts(simulation.outputs) or 'none'}\n")
+    return simulation.outcomes + simulation.outputs
+
+
+def _counts(counter: Counter[str]) -> str:
+    return ", ".join(f"{name}={count}" for name, count in sorted(counter.items()))
 
 
 def parse_time(text: str, option: str) -> datetime:

@@ -206,7 +206,7 @@ def send(driver, *events: dict[str, Any], timestamp: str | datetime | None = Non
         when = timestamp if timestamp is not None else event["event_time"]
         when = at(when) if isinstance(when, str) else when
         processed = driver.pipe(TOPIC_OF[event["type"]], event["customer_id"], event, timestamp=when)
-        assert processed.outcome in ("applied", "ignored"), processed.outcome
+        assert processed.outcome in ("applied", "no_output"), processed.outcome
     return processed
 
 

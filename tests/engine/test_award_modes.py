@@ -81,4 +81,4 @@ def test_sub_target_actions_follow_the_award_setting():
     assert [(e["kind"], e["customer_id"]) for e in deferred] == [("sub_target", "c1"), ("cycle_close", "c1"), ("cycle_close", "c2")]
     assert deferred[0]["occurred_at"] == "2024-01-31T18:30:00.000000Z"  # the end of January (IST)
     assert deferred[0]["event_id"] == immediate[0]["event_id"]  # same cause, same id, whichever mode
-    assert deferred[0]["milestone_value_defined"] == "3500.00"
+    assert deferred[0]["milestone_value_defined"] == "3500"

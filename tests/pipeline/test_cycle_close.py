@@ -73,7 +73,7 @@ def test_a_tick_before_the_due_time_closes_nothing_and_writes_nothing(driver):
     send(driver, txn("c1", "2024-01-05T10:00:00+05:30", "1200"))
     before = documents(driver.store)
     [processed] = close(driver, "2024-01-31T23:59:00+05:30")
-    assert processed.outcome == "ignored" and documents(driver.store) == before
+    assert processed.outcome == "nothing_due" and documents(driver.store) == before
 
 
 def test_rolling_cycles_close_within_a_quarter_hour_of_their_end(driver):

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from milestream.pipeline.driver import TopologyTestDriver
+from milestream.pipeline.topology import PROCESSED
 from tests.engine import builders as b
 from tests.engine import series_builders as sb
 from tests.factories import at, monthly_gross_definition, transaction
@@ -29,7 +30,6 @@ FUZZED = "c-fuzz"
 
 # Reasons that blame the input; a hostile record may get any of them, but no other.
 INPUT_REASONS = {"malformed_json", "schema_violation", "unknown_event_type", "oversize_payload", "wrong_key"}
-PROCESSED = {"applied", "ignored", "duplicate"}
 # A dead letter has to fit in one broker message (1 MB by default) with room to spare.
 MAX_DEAD_LETTER_BYTES = 64 * 1024
 

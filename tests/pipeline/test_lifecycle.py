@@ -90,6 +90,79 @@ def test_clone_of_an_ended_milestone_is_rejected(driver):
     assert driver.pipe("definitions", "m-clone", clone, timestamp=AFTER_END).outcome == "invalid_definition"
 
 
+def clone_of(source_id: str, milestone_id: str, name: str, **fields) -> dict:
+    return {"type": "milestone_clone", "milestone_id": milestone_id, "source_milestone_id": source_id,
+            "name": name, "enrolment": {"method": "all"}, **fields}
+
+
+NET_SALES = {"target_id": "spend", "name": "Net 5000", "activity": "transaction", "level": "bill",
+             "kpi": "net_amount", "value": "5000"}
+
+
+def test_a_clone_changes_the_kpi_the_original_cannot_change(driver):
+    """The spec's 'Jaffna' example in full: the clone counts net sales where the original counts gross."""
+    driver.pipe("definitions", "m-monthly", monthly_gross_definition(), timestamp=DURING)
+    edit = monthly_gross_definition()
+    edit["group"]["targets"][0]["kpi"] = "net_amount"
+    assert driver.pipe("definitions", "m-monthly", edit, timestamp=DURING).outcome == "invalid_definition"
+    clone = clone_of("m-monthly", "m-net", "Jaffna net sales", changes={"group": {"targets": [NET_SALES]}})
+    processed = driver.pipe("definitions", "m-net", clone, timestamp=DURING)
+    assert processed.outcome == "applied", driver.read("dead-letters")
+    cloned = driver.topology.registry.milestones["m-net"].definition
+    assert cloned.group.targets[0].kpi == "net_amount" and cloned.cycles.frequency == "monthly"
+    assert orjson.loads(processed.records[0].value)["group"]["targets"][0]["kpi"] == "net_amount"
+    # Gross 6000 with a 1500 discount: net 4500 reaches the original only.
+    spend(driver, "c1", "6000")
+    driver.pipe("transactions", "c2", transaction("c2", "6000", WHEN, 1, net_amount="4500"), timestamp=at(WHEN))
+    driver.pipe("transactions", "c3", transaction("c3", "6000", WHEN, 2, net_amount="5200"), timestamp=at(WHEN))
+    assert sorted((e["milestone_id"], e["customer_id"]) for e in driver.read("promotions")) == [
+        ("m-monthly", "c1"), ("m-monthly", "c2"), ("m-monthly", "c3"), ("m-net", "c1"), ("m-net", "c3"),
+    ]
+
+
+def test_clone_changes_merge_into_the_source_and_null_restores_a_default(driver):
+    source = monthly_gross_definition(till_code="TILL1", settings={"buffer_days": 3, "track_from_enrolment": True})
+    driver.pipe("definitions", "m-monthly", source, timestamp=DURING)
+    changes = {"settings": {"buffer_days": 7}, "till_code": None, "timezone": "UTC",
+               "cycles": {"frequency": "quarterly", "count": 4}}
+    assert driver.pipe("definitions", "m-q", clone_of("m-monthly", "m-q", "Quarterly", changes=changes),
+                       timestamp=DURING).outcome == "applied"
+    cloned = driver.topology.registry.milestones["m-q"].definition
+    assert (cloned.settings.buffer_days, cloned.settings.track_from_enrolment) == (7, True)
+    assert cloned.till_code is None and cloned.timezone == "UTC"
+    assert (cloned.cycles.kind, cloned.cycles.frequency, cloned.cycles.count) == ("calendar", "quarterly", 4)
+
+
+def test_a_clone_whose_changes_break_the_rules_is_an_invalid_definition_with_every_reason(driver):
+    driver.pipe("definitions", "m-monthly", monthly_gross_definition(), timestamp=DURING)
+    bad_target = {**NET_SALES, "kpi": "quantity"}  # a line-item KPI on a bill-level target
+    changes = {"group": {"targets": [bad_target]}, "timezone": "Mars/Olympus", "colour": "red"}
+    processed = driver.pipe("definitions", "m-bad", clone_of("m-monthly", "m-bad", "Bad", changes=changes),
+                            timestamp=DURING)
+    assert processed.outcome == "invalid_definition"
+    detail = driver.read("dead-letters")[0]["detail"]
+    assert "clone of m-monthly" in detail
+    for reason in ("KPI 'quantity' is not available", "unknown timezone 'Mars/Olympus'", "colour: Extra inputs"):
+        assert reason in detail, detail
+    assert "m-bad" not in driver.topology.registry.milestones
+
+
+def test_clone_changes_may_not_set_what_the_command_gives(driver):
+    driver.pipe("definitions", "m-monthly", monthly_gross_definition(), timestamp=DURING)
+    clone = clone_of("m-monthly", "m-x", "X", changes={"milestone_id": "m-y", "name": "Y"})
+    assert driver.pipe("definitions", "m-x", clone, timestamp=DURING).outcome == "invalid_definition"
+    assert "changes may not set milestone_id, name" in driver.read("dead-letters")[0]["detail"]
+
+
+def test_a_clone_tracking_another_milestone_passes_the_same_checks_as_a_new_definition(driver):
+    driver.pipe("definitions", "m-monthly", monthly_gross_definition(), timestamp=DURING)
+    tracking = {"group": {"targets": [{"target_id": "t", "name": "Own months", "activity": "milestone_achieved",
+                                       "kpi": "count", "value": "2", "source_milestone_id": "m-missing"}]}}
+    clone = clone_of("m-monthly", "m-track", "Tracker", changes=tracking)
+    assert driver.pipe("definitions", "m-track", clone, timestamp=DURING).outcome == "invalid_definition"
+    assert "tracked milestone 'm-missing' does not exist" in driver.read("dead-letters")[0]["detail"]
+
+
 def test_names_are_unique_across_milestones(driver):
     driver.pipe("definitions", "m-monthly", monthly_gross_definition(), timestamp=DURING)
     twin = monthly_gross_definition("m-twin", name="Monthly spend m-monthly")
@@ -198,7 +271,7 @@ def test_a_rejected_record_under_a_key_with_no_valid_definition_is_followed_by_a
     # Rejected only because another milestone has the name: replayed alone it would pass.
     assert log.publish("m-twin", monthly_gross_definition("m-twin", name="Gold")).outcome == "invalid_definition"
     assert log.last("m-twin") is None
-    assert driver.pipe("definitions", "m-twin", None).outcome == "ignored"  # the tombstone itself: nothing to do
+    assert driver.pipe("definitions", "m-twin", None).outcome == "nothing_to_delete"  # the tombstone itself
     assert "m-twin" not in registry_view(replayed(log))["milestones"]
     # An unknown milestone's command and a record under the wrong key are no different.
     log.publish("m-ghost", {"type": "milestone_status", "milestone_id": "m-ghost", "active": False})

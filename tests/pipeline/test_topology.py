@@ -73,7 +73,7 @@ def test_definition_key_must_be_its_id(driver):
 def test_redelivered_record_is_not_applied_twice(loaded):
     first = loaded.pipe("transactions", "c1", transaction("c1", "3000", WHEN, 1), timestamp=at(WHEN), offset=0)
     again = loaded.pipe("transactions", "c1", transaction("c1", "3000", WHEN, 1), timestamp=at(WHEN), offset=0)
-    assert (first.outcome, again.outcome) == ("ignored", "duplicate")
+    assert (first.outcome, again.outcome) == ("no_output", "duplicate")
     assert loaded.read("promotions") == []  # 3,000 counted once, not 6,000
 
 

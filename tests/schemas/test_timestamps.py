@@ -149,7 +149,9 @@ def test_the_simulator_reports_out_of_range_and_epoch_times_without_a_traceback(
     report = err.getvalue()
     assert report.count("rejected event") == 4 and "event_time: must be from 1970-01-01" in report
     assert "Traceback" not in report
-    emitted = [orjson.loads(line) for line in out.getvalue().splitlines()]
+    printed = [orjson.loads(line) for line in out.getvalue().splitlines()]
+    assert [e["reason"] for e in printed if e["type"] == "dead_letter"] == ["schema_violation"] * 4
+    emitted = [e for e in printed if e["type"] == "milestone_event"]
     # The valid events still count (100 + 5,000), and closing every cycle still works.
     assert [(e["kind"], e["achieved_value"]) for e in emitted[:2]] == [("achievement", "5100"), ("cycle_close", "5100")]
     assert [e["kind"] for e in emitted[1:]] == ["cycle_close"] * 12  # one per monthly cycle

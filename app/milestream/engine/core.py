@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Any, Iterable, NamedTuple
 
 from ..schemas.base import utc_iso
@@ -44,7 +44,10 @@ from ..schemas.definitions import (
     Activity,
     CalendarCycles,
     CustomCycles,
+    WHOLE_NUMBER_KPIS,
+    Kpi,
     RollingCycles,
+    SubTarget,
     Target,
     TillAchievedCycles,
 )
@@ -453,12 +456,14 @@ class Engine:
             ms["tc"] = window.index + 1
             ms["an"] = utc_iso(moment)
 
-    def sub_target_value(self, ms: dict[str, Any], target: Target, sub, defined: Decimal) -> Decimal:
+    def sub_target_value(self, ms: dict[str, Any], target: Target, sub: SubTarget, defined: Decimal) -> Decimal:
+        """A sub-target's value for the customer: their own value for it, else its absolute
+        value, else its percentage of the customer's target (``defined``) for the cycle."""
         for override in ms.get("ov", ()):
             if override["target_id"] == target.target_id and sub.name in override.get("sub_targets", {}):
                 return Decimal(override["sub_targets"][sub.name])
         if sub.criterion == "percentage":
-            return (defined * sub.value / 100).quantize(Decimal("0.01")) if defined else ZERO
+            return percentage_of(defined, sub.value, target.kpi)
         return sub.value
 
     # ----------------------------------------------------------------- outputs
@@ -562,6 +567,18 @@ class Engine:
             "occurred_at": utc_iso(occurred_at),
             "cause": cause,
         }
+
+
+WHOLE_UNIT = Decimal(1)
+AMOUNT_UNIT = Decimal("0.000001")  # the six decimal places of amounts (schemas/base.py)
+
+
+def percentage_of(defined: Decimal, percent: Decimal, kpi: Kpi) -> Decimal:
+    """``percent`` % of a target, rounded up to the KPI's unit: whole units for counts, days and
+    quantities (75 % of 10 is 8), the amounts' precision otherwise, so it is never below the percentage."""
+    unit = WHOLE_UNIT if kpi in WHOLE_NUMBER_KPIS else AMOUNT_UNIT
+    exact = defined * percent / 100
+    return (exact / unit).to_integral_value(rounding=ROUND_CEILING) * unit
 
 
 def _accumulate(progress: dict[str, Any], mode: Accumulation, value: Decimal, day: str) -> None:

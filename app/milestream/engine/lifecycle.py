@@ -10,6 +10,7 @@ enrolment, settings and till code. The name is immutable; so are the cycles,
 the timezone, the organisation, the target-value mode, each target's activity,
 KPI, level and field, and each sub-target's criterion ("only the amount can be
 updated").
+A clone may change any of them: it is validated as a new definition.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from ..schemas.codec import Rejected
+from ..schemas.codec import Rejected, describe_validation_error
 from ..schemas.commands import MilestoneClone, MilestoneStatusChange
 from ..schemas.definitions import CalendarCycles, MilestoneDefinition, OrganisationSettings
 from .registry import Registry
 
+# What the clone command itself gives, so its changes may not.
+_CLONE_GIVEN = ("type", "schema_version", "milestone_id", "name", "description", "enrolment")
 _TARGET_IMMUTABLE = ("activity", "level", "kpi", "event_name", "field", "currency", "currency_kind", "source_milestone_id")
 
 
@@ -89,6 +92,45 @@ def check_tracking(registry: Registry, definition: MilestoneDefinition) -> None:
             raise _invalid(f"{where}: the tracked milestone's duration must fit within this milestone's")
 
 
+def merge_patch(original: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7396: objects merge key by key, ``None`` removes a key, anything else replaces.
+    Recursion follows the original's objects only, so a deeply nested patch cannot exhaust the stack."""
+    merged = dict(original)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_patch(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def cloned_definition(source: MilestoneDefinition, item: MilestoneClone) -> MilestoneDefinition:
+    """The clone's definition: the source with the command's changes, validated as a new definition."""
+    given = sorted(set(item.changes) & set(_CLONE_GIVEN))
+    if given:
+        raise _invalid(f"clone of {item.source_milestone_id}: changes may not set {', '.join(given)} "
+                       f"(the clone command gives them)")
+    original = {**source.model_dump(mode="json", by_alias=True), "active": True}
+    data: dict[str, Any] = merge_patch(original, item.changes)
+    data.update(milestone_id=item.milestone_id, name=item.name, enrolment=item.enrolment.model_dump(mode="json"))
+    if item.description is not None:
+        data["description"] = item.description
+    try:
+        return MilestoneDefinition.model_validate(data)
+    except ValidationError as exc:
+        raise _invalid(f"clone of {item.source_milestone_id}: {describe_validation_error(exc)}") from None
+
+
+def _put_checked(registry: Registry, definition: MilestoneDefinition) -> None:
+    """Apply a new or edited definition once it passes the checks against the other milestones."""
+    if _name_taken(registry, definition.name, definition.milestone_id):
+        raise _invalid(f"milestone name {definition.name!r} is already used by another milestone")
+    check_tracking(registry, definition)
+    registry.put_definition(definition)
+
+
 def _existing(registry: Registry, milestone_id: str, role: str = "milestone") -> MilestoneDefinition:
     compiled = registry.milestones.get(milestone_id)
     if compiled is None:
@@ -111,10 +153,7 @@ def apply_command(registry: Registry, item: BaseModel, now: datetime) -> Milesto
             if current.definition == item:
                 return None  # our own republished snapshot, or a repeated edit
             check_edit(current.definition, item)
-        if _name_taken(registry, item.name, item.milestone_id):
-            raise _invalid(f"milestone name {item.name!r} is already used by another milestone")
-        check_tracking(registry, item)
-        registry.put_definition(item)
+        _put_checked(registry, item)
         return None
     if isinstance(item, MilestoneStatusChange):
         definition = _existing(registry, item.milestone_id)
@@ -129,21 +168,7 @@ def apply_command(registry: Registry, item: BaseModel, now: datetime) -> Milesto
             raise _invalid(f"milestone {item.milestone_id!r} already exists")
         if status(source, now)[0] == "ended":
             raise _invalid(f"{item.source_milestone_id}: only a live or upcoming milestone can be cloned")
-        if _name_taken(registry, item.name, item.milestone_id):
-            raise _invalid(f"milestone name {item.name!r} is already used by another milestone")
-        data: dict[str, Any] = source.model_dump()
-        data.update(
-            milestone_id=item.milestone_id,
-            name=item.name,
-            enrolment=item.enrolment.model_dump(),
-            active=True,
-        )
-        if item.description is not None:
-            data["description"] = item.description
-        try:
-            clone = MilestoneDefinition.model_validate(data)
-        except ValueError as exc:
-            raise _invalid(f"clone of {item.source_milestone_id}: {exc}") from None
-        registry.put_definition(clone)
+        clone = cloned_definition(source, item)
+        _put_checked(registry, clone)
         return clone
     raise _invalid(f"unsupported definitions item {type(item).__name__}")

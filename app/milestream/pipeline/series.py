@@ -30,7 +30,17 @@ from ..schemas.series import SeriesDefinition, SeriesRewardChange
 from ..state.base import StateStore
 from ..state.keys import Namespace
 from ..topics import TopicSpec
-from .topology import OutRecord, Processed, Record, append_outbox, outbox_records, rewrite_outbox_and_state
+from .topology import (
+    APPLIED,
+    DUPLICATE,
+    NO_OUTPUT,
+    OutRecord,
+    Processed,
+    Record,
+    append_outbox,
+    outbox_records,
+    rewrite_outbox_and_state,
+)
 
 
 class _Later(str):
@@ -124,7 +134,7 @@ class SeriesStage:
     # ------------------------------------------------------------------- commands
     def process_command(self, record: Record, command: SeriesRewardChange, store: StateStore) -> Processed:
         """Fan a reward change out to this partition's customers who unlocked the tier and have not redeemed it."""
-        processed = Processed("ignored")
+        processed = Processed(NO_OUTPUT)
         position = f"{record.topic}/{record.partition}"
         for customer_id in list(store.keys(Namespace.CUSTOMER)):  # listed first: the loop writes to the store
             state = store.get(Namespace.CUSTOMER.key(customer_id))
@@ -134,7 +144,7 @@ class SeriesStage:
             if record.offset <= offsets.get(position, -1):
                 processed.records += outbox_records(store, customer_id, record.source)
                 rewrite_outbox_and_state(store, customer_id, state)  # as Topology.process does
-                processed.outcome = "duplicate"
+                processed.outcome = DUPLICATE
                 continue
             events = self.engine.change_rewards(state, customer_id, command)
             if not events:
@@ -143,7 +153,7 @@ class SeriesStage:
             records = [OutRecord(self.promotions, customer_id.encode(), dumps(e)) for e in events]
             append_outbox(store, customer_id, record.source, records, self.outbox_size)  # outbox first
             store.put(Namespace.CUSTOMER.key(customer_id), state)
-            processed.outcome = "applied"
+            processed.outcome = APPLIED
             processed.records += records
             processed.milestone_events += events
         return processed

@@ -72,10 +72,19 @@ class OutRecord:
     partition: int | None = None  # set only for records to a chosen partition (close ticks)
 
 
+# Outcomes of processing a record other than a dead-letter reason (the worker's metric labels).
+APPLIED = "applied"  # applied, and it produced records (outputs, or input the worker feeds itself)
+NO_OUTPUT = "no_output"  # applied to the customer's state (counted, or matched no milestone), produced nothing
+NOTHING_DUE = "nothing_due"  # a close tick with no cycle due on its partition
+NOTHING_TO_DELETE = "nothing_to_delete"  # a tombstone under a definitions key with no valid record
+DUPLICATE = "duplicate"  # applied before (a redelivery): its outputs are re-emitted from the outbox
+PROCESSED = frozenset({APPLIED, NO_OUTPUT, NOTHING_DUE, NOTHING_TO_DELETE, DUPLICATE})
+
+
 @dataclass
 class Processed:
-    """What processing one record did: ``outcome`` is "applied", "duplicate",
-    "ignored" or a dead-letter reason; ``records`` are to be produced."""
+    """What processing one record did: ``outcome`` is one of ``PROCESSED`` or a
+    dead-letter reason; ``records`` are to be produced."""
 
     outcome: str
     records: list[OutRecord] = field(default_factory=list)
@@ -176,13 +185,13 @@ class Topology:
             if isinstance(item, SeriesDefinition):
                 commands = self.series.process_definition(record, item)
                 self._valid[record.key] = record.value  # type: ignore[index]  # the key was checked
-                return Processed("applied", commands)
+                return Processed(APPLIED, commands)
             snapshot = apply_command(self.registry, item, record.timestamp)
         except Rejected as exc:
             processed = self.dead_letter(record, exc.reason, exc.detail)
             processed.records += self._restore(record)
             return processed
-        processed = Processed("applied")
+        processed = Processed(APPLIED)
         if snapshot is not None:
             value = dumps(snapshot.model_dump(mode="json", by_alias=True))
             processed.records.append(OutRecord(self.definitions_topic, snapshot.milestone_id.encode(), value))
@@ -210,7 +219,7 @@ class Topology:
         """A null value: nothing to do for a key with no valid record (the tombstones ``_restore``
         writes); a definition that exists cannot be deleted, so it is republished."""
         if self._valid.get(record.key) is None:  # type: ignore[arg-type]
-            return Processed("ignored")
+            return Processed(NOTHING_TO_DELETE)
         processed = self.dead_letter(
             record, "invalid_definition", "a definition cannot be deleted (deactivate the milestone instead)"
         )
@@ -265,14 +274,16 @@ class Topology:
             # keep a local write whose changelog send was lost. Write them again (index entries
             # and outbox first, as the first time), so the record is acked only once the changelog
             # holds a state that includes it and the outbox entry that re-emits its outputs.
-            processed = Processed("duplicate", outbox_records(store, customer_id, record.source))
+            processed = Processed(DUPLICATE, outbox_records(store, customer_id, record.source))
             self._rewrite(store, CloseIndex(store, record.partition), customer_id)
             return processed
         result = self.engine.apply(state, event, record.timestamp, record.source)  # type: ignore[arg-type]
         series = self.series.apply(state, event, record)
         offsets[position] = record.offset
-        processed = Processed("applied" if result.outputs or series.records else "ignored")
+        processed = Processed(NO_OUTPUT)
         self._commit(store, record, customer_id, state, result, processed, series.records, series.events)
+        if processed.records:
+            processed.outcome = APPLIED
         return processed
 
     def _commit(self, store: StateStore, record: Record, customer_id: str, state: dict[str, Any], result: Result,
@@ -312,7 +323,7 @@ class Topology:
         index = CloseIndex(store, record.partition)
         remembered = index.tick_done(record.offset)
         if remembered is not None:
-            processed = Processed("duplicate")
+            processed = Processed(DUPLICATE)
             for customer_id in remembered["c"]:
                 processed.records += outbox_records(store, customer_id, record.source)
                 self._rewrite(store, index, customer_id)
@@ -320,7 +331,7 @@ class Topology:
             if remembered["more"]:
                 processed.records.append(self._continuation(record))
             return processed
-        processed = Processed("ignored")
+        processed = Processed(NOTHING_DUE)
         budget = self.settings.close_batch_size
         closed: list[str] = []
         advances: list[tuple[str, dict, int]] = []
@@ -346,7 +357,7 @@ class Topology:
             if more:
                 break
         if closed:
-            processed.outcome = "applied"
+            processed.outcome = APPLIED
             index.remember_tick(record.offset, list(dict.fromkeys(closed)), more)
         for slot, counter, done in advances:
             index.advance(slot, counter, done)

@@ -9,7 +9,9 @@ full definition per milestone.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
+
+from pydantic import Field
 
 from .base import Id, Name, StrictModel, Text, Timestamp
 from .definitions import Enrolment
@@ -25,7 +27,13 @@ class MilestoneStatusChange(StrictModel):
 
 
 class MilestoneClone(StrictModel):
-    """Copy a live or upcoming milestone, everything but its enrolment, under a new id and name."""
+    """Copy a live or upcoming milestone, everything but its enrolment, under a new id and name.
+
+    ``changes`` is a JSON merge patch (RFC 7396) on the source definition: objects merge key by
+    key, ``null`` removes a field (back to its default), anything else (a list included) replaces
+    it. A clone may change what an edit of the original may not (a target's KPI or activity,
+    the cycles, the timezone); the result is validated as a new definition.
+    """
 
     type: Literal["milestone_clone"] = "milestone_clone"
     schema_version: Literal[1] = 1
@@ -34,6 +42,7 @@ class MilestoneClone(StrictModel):
     name: Name
     description: Text | None = None
     enrolment: Enrolment
+    changes: dict[str, Any] = Field(default_factory=dict)
 
 
 class CloseTick(StrictModel):

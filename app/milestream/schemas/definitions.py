@@ -4,7 +4,7 @@ A definition is validated whole; any broken constraint is a clear error and
 the definition is never half-applied. The constraints are the spec's: name
 without surrounding spaces, at most 100 cycles, at most 50 targets, KPIs that
 fit the activity and level, whole-number targets for countable KPIs,
-percentage sub-targets only on amount KPIs, the enrolment methods each cycle
+percentages of at most 100 for percentage sub-targets, the enrolment methods each cycle
 type allows, per-cycle target values only on fixed calendar windows, and
 "till target achieved" cycles only with the same target for all customers.
 """
@@ -197,7 +197,14 @@ FIELD_KPIS = frozenset(
 
 
 class SubTarget(StrictModel):
-    """A smaller goal inside a target; fires once per cycle with its own value."""
+    """A smaller goal inside a target; fires once per cycle with its own value.
+
+    A percentage sub-target works on every KPI (the spec's own example is 80 % of
+    20 transactions = 16). Its value is the percentage of the customer's target for
+    the cycle, rounded up to the KPI's unit: a whole number for whole-unit KPIs
+    (75 % of 10 transactions is 8) and the six decimal places of amounts otherwise,
+    so a sub-target is never reached below its percentage.
+    """
 
     name: Name
     criterion: Literal["percentage", "absolute"]
@@ -265,11 +272,6 @@ class Target(StrictModel):
             for v in values:
                 if v != v.to_integral_value():
                     raise ValueError(f"{where}: KPI {self.kpi.value!r} takes whole-number targets, got {v}")
-        for sub in self.sub_targets:
-            if sub.criterion == "percentage" and self.kpi not in AMOUNT_KPIS:
-                raise ValueError(
-                    f"{where}: percentage sub-target {sub.name!r} is only allowed on gross_amount or net_amount targets"
-                )
         names = [s.name for s in self.sub_targets]
         if len(names) != len(set(names)):
             raise ValueError(f"{where}: sub-target names must be unique")

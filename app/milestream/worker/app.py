@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from ..kafka_client import client_options, faust_credentials
 from ..schemas.base import utc_iso
 from ..schemas.codec import dumps
-from ..pipeline.topology import Processed, Topology
+from ..pipeline.topology import PROCESSED, Processed, Topology
 from ..settings import Settings
 from ..state.base import StateStore
 from ..topics import STATE_TABLE, apply_topics, changelog_topics, load_topics
@@ -178,7 +178,7 @@ def create_app(settings: Settings) -> faust.App:
 
     def observe(processed: Processed, topic_name: str) -> None:
         metrics.EVENTS_CONSUMED.labels(topic_name, processed.outcome).inc()
-        if processed.outcome not in ("applied", "ignored", "duplicate"):
+        if processed.outcome not in PROCESSED:
             metrics.DEAD_LETTERS.labels(processed.outcome).inc()
         for event in processed.milestone_events:
             metrics.OUTPUTS_EMITTED.labels(event["kind"]).inc()
@@ -241,7 +241,7 @@ def create_app(settings: Settings) -> faust.App:
                         record = record_from_aiokafka(message)
                         processed = topology.process_definition(record)
                         verdicts[(message.partition, message.offset)] = processed
-                        if processed.outcome != "applied":
+                        if processed.outcome not in PROCESSED:
                             log.warning("definition %s rejected: %s", record.source, processed.outcome)
                     async with followed:
                         position[messages[-1].partition] = messages[-1].offset + 1

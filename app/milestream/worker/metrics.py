@@ -8,7 +8,8 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 EVENTS_CONSUMED = Counter(
     "milestream_events_consumed",
-    "Input records consumed, by topic and outcome (applied, ignored, duplicate, or a dead-letter reason).",
+    "Input records consumed, by topic and outcome: applied (produced records), no_output (applied, produced "
+    "nothing), nothing_due (a close tick), nothing_to_delete (a tombstone), duplicate, or a dead-letter reason.",
     ["topic", "outcome"],
     registry=REGISTRY,
 )
