@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from ..schemas.codec import Rejected
 from ..schemas.commands import MilestoneClone, MilestoneStatusChange
 from ..schemas.definitions import CalendarCycles, MilestoneDefinition, OrganisationSettings
+from .performance_enrolment import check_performance
 from .registry import Registry
 
 _TARGET_IMMUTABLE = ("activity", "level", "kpi", "event_name", "field", "currency", "currency_kind", "source_milestone_id")
@@ -114,6 +115,7 @@ def apply_command(registry: Registry, item: BaseModel, now: datetime) -> Milesto
         if _name_taken(registry, item.name, item.milestone_id):
             raise _invalid(f"milestone name {item.name!r} is already used by another milestone")
         check_tracking(registry, item)
+        check_performance(registry, item)
         registry.put_definition(item)
         return None
     if isinstance(item, MilestoneStatusChange):
@@ -144,6 +146,7 @@ def apply_command(registry: Registry, item: BaseModel, now: datetime) -> Milesto
             clone = MilestoneDefinition.model_validate(data)
         except ValueError as exc:
             raise _invalid(f"clone of {item.source_milestone_id}: {exc}") from None
+        check_performance(registry, clone)
         registry.put_definition(clone)
         return clone
     raise _invalid(f"unsupported definitions item {type(item).__name__}")
