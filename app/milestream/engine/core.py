@@ -16,6 +16,8 @@ of their own, state/keys.py)::
         "an": iso,                  # anchor of rolling / till-achieved cycles
         "tc": int,                  # current till-achieved cycle
         "cl": int,                  # highest closed cycle: a closed cycle stays closed
+        "h": {"<cycle>": {...}},    # what was achieved in closed cycles (performance_enrolment.py)
+        "pe": iso,                  # when enrolled by performance in another milestone
         "adj": {"<cycle>": {target_id: "dec"}},  # returns carried into a cycle not open yet
         "c": {"<cycle>": {          # progress per open cycle
             "s": iso, "e": iso|null,
