@@ -18,6 +18,7 @@ from typing import Any, Iterator
 
 from .core import Engine, Result
 from .cycles import next_window
+from .performance_enrolment import enrol_by_performance, remember_closed_cycle
 
 
 def due_closes(engine: Engine, state: dict[str, Any]) -> Iterator[tuple[datetime, str, int]]:
@@ -46,6 +47,7 @@ def close_due(engine: Engine, state: dict[str, Any], customer_id: str, now: date
         if not cycle.get("i") or not engine.is_enrolled(compiled, ms, customer_id):
             continue  # progress kept for a customer not (or no longer) enrolled: no close
         window = engine.cycle_window(compiled, index, cycle)
+        remember_closed_cycle(engine, compiled, ms, cycle, window)
         if compiled.definition.active:  # a deactivated milestone sends nothing, but keeps its schedule
             if not compiled.settings.award_when_target_achieved:
                 # End-of-cycle award mode: sub-targets reached in the cycle take effect now.
@@ -55,4 +57,5 @@ def close_due(engine: Engine, state: dict[str, Any], customer_id: str, now: date
         following = next_window(compiled.definition, window, anchor)
         if following is not None:
             engine.open_cycle(compiled, ms, following, result, indexed=True)
+    enrol_by_performance(engine, state, customer_id, now, now, "cycle-end", result)
     return result

@@ -16,6 +16,8 @@ of their own, state/keys.py)::
         "an": iso,                  # anchor of rolling / till-achieved cycles
         "tc": int,                  # current till-achieved cycle
         "cl": int,                  # highest closed cycle: a closed cycle stays closed
+        "h": {"<cycle>": {...}},    # what was achieved in closed cycles (performance_enrolment.py)
+        "pe": iso,                  # when enrolled by performance in another milestone
         "adj": {"<cycle>": {target_id: "dec"}},  # returns carried into a cycle not open yet
         "c": {"<cycle>": {          # progress per open cycle
             "s": iso, "e": iso|null,
@@ -55,6 +57,7 @@ from ..schemas.inputs import Enrolment, InputEvent, Return, Transaction
 from .cycles import Window, fixed_window_at, fixed_window_from, period_name, rolling_window_at
 from .ids import milestone_event_id
 from .measures import ZERO, Accumulation, accumulation, activity_of, measure
+from .performance_enrolment import enrol_by_performance, remember_closed_cycle
 from .registry import GROUP, Compiled, Registry
 from .returns import BillBook, UnmatchedReturn
 
@@ -105,6 +108,8 @@ class Result:
     # (milestone id, cycle, moment) of each milestone reached by this event: the
     # "milestone achieved" activity of milestones that track it.
     achieved: list[tuple[str, int, datetime]] = field(default_factory=list)
+    # (milestone id, moment) of each enrolment this customer's performance elsewhere caused.
+    enrolled: list[tuple[str, datetime]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -136,26 +141,28 @@ class Engine:
         """Apply one customer event; ``recorded_at`` is when it was recorded upstream."""
         result = Result()
         self._join_open_milestones(state, event.event_time, result)
+        recorded = event.recorded_at or recorded_at
         if isinstance(event, Enrolment):
             self._enrol(state, event, cause, result)
+            enrol_by_performance(self, state, event.customer_id, event.event_time, recorded, cause, result)
             return result
         if isinstance(event, Return):
             self.bills.apply_return(self, state, event, result)
         activity = activity_of(event)
         if activity is None:
             return result
-        recorded = event.recorded_at or recorded_at
         for compiled in self.registry.listening(activity.value):
             self._apply_to_milestone(state, compiled, event, recorded, cause, result)
         if isinstance(event, Transaction):
             self.bills.remember(state, event, result.counted)
         self._track_achievements(state, event.customer_id, recorded, cause, result)
+        enrol_by_performance(self, state, event.customer_id, event.event_time, recorded, cause, result)
         return result
 
     def _track_achievements(self, state: dict[str, Any], customer_id: str, recorded: datetime, cause: str,
-                            result: Result) -> None:
-        """Feed each milestone reached to the milestones that count its achievements, level by level."""
-        done = 0
+                            result: Result, done: int = 0) -> None:
+        """Feed each milestone reached (from ``result.achieved[done]`` on) to the milestones that
+        count its achievements, level by level."""
         for _ in range(MAX_TRACKING_DEPTH):
             reached, done = result.achieved[done:], len(result.achieved)
             if not reached:
@@ -452,6 +459,7 @@ class Engine:
             # close event reports that end and the record that caused it.
             closed = Window(window.index, window.name, window.start, moment)
             result.outputs.append(self.close_event(compiled, ms, cycle, closed, customer_id, moment, cause))
+            remember_closed_cycle(self, compiled, ms, cycle, closed)
             del ms["c"][str(window.index)]
             ms["tc"] = window.index + 1
             ms["an"] = utc_iso(moment)

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from ..schemas.codec import Rejected, describe_validation_error
 from ..schemas.commands import MilestoneClone, MilestoneStatusChange
 from ..schemas.definitions import CalendarCycles, MilestoneDefinition, OrganisationSettings
+from .performance_enrolment import check_performance
 from .registry import Registry
 
 # What the clone command itself gives, so its changes may not.
@@ -128,6 +129,7 @@ def _put_checked(registry: Registry, definition: MilestoneDefinition) -> None:
     if _name_taken(registry, definition.name, definition.milestone_id):
         raise _invalid(f"milestone name {definition.name!r} is already used by another milestone")
     check_tracking(registry, definition)
+    check_performance(registry, definition)
     registry.put_definition(definition)
 
 

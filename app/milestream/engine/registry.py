@@ -67,6 +67,8 @@ class Registry:
     _by_activity: dict[str, list[Compiled]] = field(default_factory=dict)
     # Active "all customers" milestones with fixed cycles: every customer seen joins them.
     open_to_all: list[Compiled] = field(default_factory=list)
+    # Active milestones that enrol customers by their performance in another milestone.
+    by_performance: list[Compiled] = field(default_factory=list)
 
     def settings_for(self, org_id: str) -> OrganisationSettings:
         return self.org_settings.get(org_id) or OrganisationSettings(org_id=org_id)
@@ -92,6 +94,10 @@ class Registry:
             c for c in sorted(self.milestones.values(), key=lambda c: c.definition.milestone_id)
             if c.definition.active and c.definition.enrolment.method == "all"
             and c.definition.cycles.kind in ("calendar", "custom")
+        ]
+        self.by_performance = [
+            c for c in sorted(self.milestones.values(), key=lambda c: c.definition.milestone_id)
+            if c.definition.active and c.definition.enrolment.method == "performance"
         ]
 
     def listening(self, activity: str) -> list[Compiled]:

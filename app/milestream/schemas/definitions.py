@@ -319,16 +319,51 @@ class TargetGroup(StrictModel):
         return self.targets + ([self.overall] if self.overall else [])
 
 
-class Enrolment(StrictModel):
-    """How customers join: everyone (new customers too), a list, or nobody yet."""
+class TimeFactor(StrictModel):
+    """When the performance must have happened (the audience filter's duration): a source cycle
+    counts when it overlaps the window. No field set is the whole lifetime; ``after`` and/or
+    ``before`` are specific dates; ``last_days`` is relative to the moment of enrolment."""
 
-    method: Literal["all", "specific", "none"] = "all"
+    after: Timestamp | None = None
+    before: Timestamp | None = None
+    last_days: Annotated[int, Field(ge=1, le=3660)] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "TimeFactor":
+        if self.last_days is not None and (self.after is not None or self.before is not None):
+            raise ValueError("time_factor: give either last_days or specific dates (after/before), not both")
+        if self.after is not None and self.before is not None and self.before <= self.after:
+            raise ValueError("time_factor: before must be later than after")
+        return self
+
+
+class PerformanceCondition(StrictModel):
+    """Enrol a customer once they performed in another milestone (the spec's advanced audience
+    enrolment): achieved ``min_value`` (or, without it, the target itself) on ``target_id`` of
+    ``milestone_id`` (without it, the milestone as a whole), optionally in the cycle named
+    ``cycle_name`` only, in a cycle overlapping ``time_factor``."""
+
+    milestone_id: Id
+    target_id: Id | None = None
+    min_value: NonNegativeAmount | None = None
+    cycle_name: Name | None = None
+    time_factor: TimeFactor = Field(default_factory=TimeFactor)
+
+
+class Enrolment(StrictModel):
+    """How customers join: everyone (new customers too), a list, by performance in another
+    milestone, or nobody yet."""
+
+    method: Literal["all", "specific", "performance", "none"] = "all"
     customers: Annotated[list[Id], Field(max_length=100_000)] = Field(default_factory=list)
+    performance: PerformanceCondition | None = None
 
     @model_validator(mode="after")
     def _customers_only_for_specific(self) -> "Enrolment":
         if self.customers and self.method != "specific":
             raise ValueError("enrolment.customers is only used with method 'specific'")
+        if (self.performance is None) == (self.method == "performance"):
+            raise ValueError("enrolment.performance is required with method 'performance', and only used with it")
         return self
 
 
@@ -358,13 +393,19 @@ class OrganisationSettings(StrictModel):
 
 # The spec's table of enrolment methods per cycle type.
 ENROLMENT_METHODS: dict[str, frozenset[str]] = {
-    "calendar": frozenset({"specific", "all", "none"}),
-    "custom": frozenset({"specific", "all"}),
+    # Performance enrolment is an audience filter: a way of choosing specific customers.
+    "calendar": frozenset({"specific", "performance", "all", "none"}),
+    "custom": frozenset({"specific", "performance", "all"}),
     "till_achieved": frozenset({"all"}),
     "from_first_activity": frozenset({"all", "none"}),
 }
 
-_ENROLMENT_LABEL = {"specific": "specific customers", "all": "all customers", "none": "skip (no customers yet)"}
+_ENROLMENT_LABEL = {
+    "specific": "specific customers",
+    "performance": "by performance in another milestone",
+    "all": "all customers",
+    "none": "skip (no customers yet)",
+}
 _CYCLE_LABEL = {
     "calendar": "fixed duration, same duration for each cycle, specific date",
     "custom": "fixed duration, different duration for each cycle",
@@ -414,6 +455,9 @@ class MilestoneDefinition(StrictModel):
                 f"enrolment method '{_ENROLMENT_LABEL[method]}' is not supported for cycles "
                 f"'{_CYCLE_LABEL[kind]}'; supported: {allowed}"
             )
+        performance = self.enrolment.performance
+        if performance is not None and performance.milestone_id == self.milestone_id:
+            raise ValueError("enrolment.performance: a milestone cannot enrol by performance in itself")
         if kind == "till_achieved" and self.target_values != "same":
             raise ValueError("'till target achievement' cycles need the same target for all customers")
         cycle_count = self.cycle_count()
