@@ -144,7 +144,8 @@ def _enrol(args: argparse.Namespace, settings: Settings) -> int:
     at = parse_time(args.at, "--at") if args.at else datetime.now(timezone.utc)
     milestone = _defined_milestone(args, settings)
     try:
-        events, errors = enrolments_from_csv(text, args.milestone, at, milestone)
+        events, errors = enrolments_from_csv(text, args.milestone, at, milestone, cycle=args.cycle,
+                                             reenrol=args.reenrol)
     except UsageError as exc:
         raise UsageError(f"--csv {args.csv}: {exc}") from None
     for error in errors:
@@ -257,8 +258,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     enrol = sub.add_parser("enrol", help="send a CSV of customers (with their own targets) as enrolment events")
     enrol.add_argument("--milestone", required=True, help="the milestone id")
-    enrol.add_argument("--csv", required=True, help="customer_id[,<target_id>][,<target_id>@<cycle>][,<target_id>:<sub-target>]")
+    enrol.add_argument("--csv", required=True, help="customer_id[,<target_id>][,<target_id>@<cycle>]"
+                                                    "[,<target_id>:<sub-target>][,+<target_id> (initial balance)]")
     enrol.add_argument("--at", default=None, help="enrolment time, ISO 8601 with offset (default: now)")
+    enrol.add_argument("--cycle", default=None,
+                       help="enrol into this cycle: a custom period's name, the name outputs give a cycle, or #<n> "
+                            "(default: the cycle running at --at)")
+    enrol.add_argument("--reenrol", choices=("resume", "reset"), default=None,
+                       help="a customer unenrolled before resumes their earlier progress or starts from zero "
+                            "(default: resume)")
     enrol.add_argument("--definitions", default=None,
                        help="JSON or JSON-lines file of definitions to check the milestone and columns against "
                             "(default: the definitions topic)")
