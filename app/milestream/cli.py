@@ -160,6 +160,23 @@ def _enrol(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if errors else 0
 
 
+def _tail(args: argparse.Namespace, settings: Settings) -> int:
+    from .tail import TailOptions, tail
+
+    if args.max is not None and args.max < 1:
+        raise UsageError(f"--max {args.max}: must be at least 1")
+    if args.timeout is not None and args.timeout <= 0:
+        raise UsageError(f"--timeout {args.timeout:g}: must be more than 0 seconds")
+    options = TailOptions(args.topic, args.customer, args.kind, args.from_beginning, args.max, args.timeout, args.json)
+    try:
+        return run_against_broker(settings, f"tail {args.topic}", lambda: tail(settings, options))
+    except KeyboardInterrupt:  # Ctrl-C is how a user ends it
+        return 0
+    except BrokenPipeError:  # the reader went away (`milestream tail | head`)
+        sys.stderr.close()  # nothing left to say, and nothing to say it to
+        return 0
+
+
 def _defined_milestone(args: argparse.Namespace, settings: Settings) -> Compiled:
     """The milestone to enrol into, as the workers know it: from ``--definitions`` or the definitions topic."""
     from .simulate import Simulation, json_items
@@ -272,6 +289,18 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: the definitions topic)")
     enrol.add_argument("--dry-run", action="store_true", help="print the events as JSON lines instead of sending them")
     enrol.set_defaults(func=_enrol)
+
+    tail = sub.add_parser("tail", help="print a topic's records as they arrive, decoded (default: promotions)")
+    tail.add_argument("topic", nargs="?", default="promotions",
+                      help="logical topic name from topics.yaml (default: promotions)")
+    tail.add_argument("--customer", default=None, help="only this customer's records")
+    tail.add_argument("--kind", default=None,
+                      help="only records of this kind, type or dead-letter reason (e.g. achievement, cycle_close)")
+    tail.add_argument("--from-beginning", action="store_true", help="from the topic's start (default: new records only)")
+    tail.add_argument("--max", type=int, default=None, help="stop after this many records (exit 1 if --timeout comes first)")
+    tail.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    tail.add_argument("--json", action="store_true", help="one JSON object a line instead of indented JSON")
+    tail.set_defaults(func=_tail)
     return parser
 
 
