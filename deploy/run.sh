@@ -16,5 +16,5 @@ fi
 if [ "${MILESTREAM_DEMO_ONLY:-0}" = "1" ]; then
   exit 0
 fi
-echo "the worker keeps running; produce more events (see README) or press Ctrl-C to stop it"
+echo "the worker keeps running; produce more events (see README), watch them with \`$milestream tail\` in another terminal, or press Ctrl-C to stop it"
 wait $worker

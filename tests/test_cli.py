@@ -118,6 +118,20 @@ def test_enrol_rejects_an_unknown_milestone_or_target_column(csv_file):
     assert "has no sub-target 'Half'" in one_line_error(enrol(csv_file("customer_id,spend,spend:Half\nann,1,1\n")))
 
 
+def test_enrol_options_reach_every_event_and_a_bad_cycle_stops_the_command(csv_file):
+    path = csv_file("customer_id,spend,+spend\nann,5000,3000\n")
+    result = enrol(path, "--cycle", "#2", "--reenrol", "reset", "--at", "2024-01-10T00:00:00+05:30")
+    assert result.returncode == 0, result.stderr
+    (event,) = [orjson.loads(line) for line in result.stdout.splitlines()]
+    assert (event["cycle"], event["reenrol"], event["initial_balance"]) == ("#2", "reset", {"spend": "3000"})
+    line = one_line_error(enrol(path, "--cycle", "#99", "--at", "2024-01-10T00:00:00+05:30"))
+    assert "--cycle '#99'" in line and "no such cycle" in line
+    line = one_line_error(enrol(path, "--cycle", "#1", "--at", "2024-03-10T00:00:00+05:30"))
+    assert "ended at" in line
+    assert "has no target 'spnd'" in one_line_error(enrol(csv_file("customer_id,+spnd\nann,1\n")))
+    assert "invalid choice" in one_line_error(enrol(path, "--reenrol", "restart"))
+
+
 def test_enrol_sent_twice_yields_the_same_event_ids(csv_file):
     """The ids come from the milestone, customer and row, not from when the file is sent."""
     path = csv_file("customer_id,spend,spend@2,spend:Halfway\nann,5000,6000,2500\nbob,3000,,\n")

@@ -21,6 +21,12 @@ def test_readme_lists_every_setting_with_its_default():
     assert rows == expected
 
 
+@pytest.mark.parametrize("doc", ["README.md", "docs/guarantees.md", "docs/series.md", "deploy/README.md", "BENCHMARKS.md"])
+def test_docs_hold_no_merge_conflict_markers(doc):
+    text = (ROOT / doc).read_text()
+    assert not re.search(r"^(<{7} |>{7} |={7}$)", text, re.M)
+
+
 def test_topics_yaml_names_only_known_types_and_co_partitions_customer_topics():
     topics = load_topics(Settings())
     known = set(ALL_INPUT_MODELS) | set(OUTPUT_MODELS)

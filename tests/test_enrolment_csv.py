@@ -64,3 +64,40 @@ def test_the_command_prints_events_and_exits_1_on_a_bad_row(tmp_path):
     assert result.returncode == 1
     assert [orjson.loads(line)["customer_id"] for line in result.stdout.splitlines()] == ["ann"]
     assert b"rejected line 3:" in result.stderr
+
+
+def test_initial_balance_columns_and_the_enrolment_options():
+    text = "customer_id,t1,+t1\nann,5000,3000\nbob,5000,\n"
+    (ann, bob), errors = enrolments_from_csv(text, "m1", AT, cycle="Summer", reenrol="reset")
+    assert errors == []
+    assert ann["initial_balance"] == {"t1": "3000"} and bob["initial_balance"] == {}
+    assert ann["targets"] == [{"target_id": "t1", "value": "5000", "sub_targets": {}}]
+    assert (ann["cycle"], ann["reenrol"]) == ("Summer", "reset")
+    plain = enrolments_from_csv(text, "m1", AT)[0]
+    assert "cycle" not in plain[0] and plain[0]["reenrol"] == "resume"
+    assert plain[0]["event_id"] != ann["event_id"]  # other options, another enrolment
+    _, errors = enrolments_from_csv("customer_id,+t1@2\nann,100\n", "m1", AT)
+    assert errors and "initial balance is per target" in errors[0]
+
+
+def test_csv_balances_and_cycle_drive_the_engine(driver):
+    from milestream.enrolment_csv import check_columns, check_cycle
+    from milestream.errors import UsageError
+    from tests.engine.builders import kinds
+
+    load(driver, definition(cycles=calendar("monthly", "2024-01-01", 3), enrolment={"method": "none"},
+                            targets=[target(value="5000")]))
+    milestone = driver.topology.registry.milestones["m1"]
+    check_columns(milestone, ["customer_id", "+t1"])
+    for bad in ("#4", "March"):
+        try:
+            check_cycle(milestone, bad, AT)
+            raise AssertionError(f"{bad} accepted")
+        except UsageError as exc:
+            assert "has no such cycle" in str(exc)
+    events, _ = enrolments_from_csv("customer_id,+t1\nann,3000\n", "m1", AT, milestone, cycle="#2")
+    send(driver, *events)
+    send(driver, txn("ann", "2024-01-20T10:00:00+05:30", "2000"))  # January: enrolled from February
+    assert kinds(driver) == []
+    send(driver, txn("ann", "2024-02-20T10:00:00+05:30", "2000"))
+    assert kinds(driver) == [("achievement", "t1", 2)]

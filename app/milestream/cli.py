@@ -144,7 +144,8 @@ def _enrol(args: argparse.Namespace, settings: Settings) -> int:
     at = parse_time(args.at, "--at") if args.at else datetime.now(timezone.utc)
     milestone = _defined_milestone(args, settings)
     try:
-        events, errors = enrolments_from_csv(text, args.milestone, at, milestone)
+        events, errors = enrolments_from_csv(text, args.milestone, at, milestone, cycle=args.cycle,
+                                             reenrol=args.reenrol)
     except UsageError as exc:
         raise UsageError(f"--csv {args.csv}: {exc}") from None
     for error in errors:
@@ -157,6 +158,23 @@ def _enrol(args: argparse.Namespace, settings: Settings) -> int:
         run_against_broker(settings, "enrol", lambda: _produce_enrolments(settings, topic, events))
         print(f"{len(events)} enrolments sent to {topic}", file=sys.stderr)
     return 1 if errors else 0
+
+
+def _tail(args: argparse.Namespace, settings: Settings) -> int:
+    from .tail import TailOptions, tail
+
+    if args.max is not None and args.max < 1:
+        raise UsageError(f"--max {args.max}: must be at least 1")
+    if args.timeout is not None and args.timeout <= 0:
+        raise UsageError(f"--timeout {args.timeout:g}: must be more than 0 seconds")
+    options = TailOptions(args.topic, args.customer, args.kind, args.from_beginning, args.max, args.timeout, args.json)
+    try:
+        return run_against_broker(settings, f"tail {args.topic}", lambda: tail(settings, options))
+    except KeyboardInterrupt:  # Ctrl-C is how a user ends it
+        return 0
+    except BrokenPipeError:  # the reader went away (`milestream tail | head`)
+        sys.stderr.close()  # nothing left to say, and nothing to say it to
+        return 0
 
 
 def _defined_milestone(args: argparse.Namespace, settings: Settings) -> Compiled:
@@ -257,13 +275,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     enrol = sub.add_parser("enrol", help="send a CSV of customers (with their own targets) as enrolment events")
     enrol.add_argument("--milestone", required=True, help="the milestone id")
-    enrol.add_argument("--csv", required=True, help="customer_id[,<target_id>][,<target_id>@<cycle>][,<target_id>:<sub-target>]")
+    enrol.add_argument("--csv", required=True, help="customer_id[,<target_id>][,<target_id>@<cycle>]"
+                                                    "[,<target_id>:<sub-target>][,+<target_id> (initial balance)]")
     enrol.add_argument("--at", default=None, help="enrolment time, ISO 8601 with offset (default: now)")
+    enrol.add_argument("--cycle", default=None,
+                       help="enrol into this cycle: a custom period's name, the name outputs give a cycle, or #<n> "
+                            "(default: the cycle running at --at)")
+    enrol.add_argument("--reenrol", choices=("resume", "reset"), default=None,
+                       help="a customer unenrolled before resumes their earlier progress or starts from zero "
+                            "(default: resume)")
     enrol.add_argument("--definitions", default=None,
                        help="JSON or JSON-lines file of definitions to check the milestone and columns against "
                             "(default: the definitions topic)")
     enrol.add_argument("--dry-run", action="store_true", help="print the events as JSON lines instead of sending them")
     enrol.set_defaults(func=_enrol)
+
+    tail = sub.add_parser("tail", help="print a topic's records as they arrive, decoded (default: promotions)")
+    tail.add_argument("topic", nargs="?", default="promotions",
+                      help="logical topic name from topics.yaml (default: promotions)")
+    tail.add_argument("--customer", default=None, help="only this customer's records")
+    tail.add_argument("--kind", default=None,
+                      help="only records of this kind, type or dead-letter reason (e.g. achievement, cycle_close)")
+    tail.add_argument("--from-beginning", action="store_true", help="from the topic's start (default: new records only)")
+    tail.add_argument("--max", type=int, default=None, help="stop after this many records (exit 1 if --timeout comes first)")
+    tail.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    tail.add_argument("--json", action="store_true", help="one JSON object a line instead of indented JSON")
+    tail.set_defaults(func=_tail)
     return parser
 
 

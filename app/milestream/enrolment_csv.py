@@ -6,22 +6,28 @@ per-customer, and optionally per-cycle, target and sub-target values. Columns:
 * ``customer_id`` (required);
 * ``<target_id>``: the customer's value of that target, every cycle;
 * ``<target_id>@<cycle>``: the value for one cycle only (fixed calendar windows);
-* ``<target_id>:<sub-target name>``: the customer's value of a sub-target.
+* ``<target_id>:<sub-target name>``: the customer's value of a sub-target;
+* ``+<target_id>``: the customer's initial balance on that target, the progress
+  they start the cycle with (it counts towards the target and its sub-targets).
 
-Empty cells are left out. Each row becomes one ``enrolment`` event on the
+Empty cells are left out. ``--cycle NAME`` enrols every row into that cycle (a
+custom period's name, the name outputs give a cycle, or ``#<n>``) and
+``--reenrol resume|reset`` says what a re-enrolment after an unenrolment does
+with the earlier progress (default: resume). Each row becomes one ``enrolment`` event on the
 enrolments topic, keyed by the customer, with a deterministic ``event_id``
-(milestone, customer, the row's targets and cycles; not the sending time), so
+(milestone, customer, the row's targets, balances and options; not the sending time), so
 sending the same file twice changes nothing. A bad row is reported with its
 line number and the reason, and the other rows are still sent; the command
 then exits 1. A file that cannot be used at all (not UTF-8, not CSV, a column
-naming a target the milestone does not have, an unknown milestone) is
+naming a target the milestone does not have, an unknown milestone or cycle) is
 reported in one line and nothing is sent; the command exits 2.
 
 The milestone and its targets are checked against the definitions the workers
 have: the definitions topic, read to its end, or ``--definitions FILE``
 (JSON or JSON lines, as for ``milestream simulate``) to work without a broker.
 
-    milestream enrol --milestone m-gold --csv audience.csv [--at 2024-02-10T00:00:00+05:30] [--dry-run]
+    milestream enrol --milestone m-gold --csv audience.csv [--at 2024-02-10T00:00:00+05:30]
+                     [--cycle Summer] [--reenrol reset] [--dry-run]
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from .engine.cycles import named_window
 from .engine.registry import Compiled
 from .errors import UsageError
 from .schemas.base import utc_iso
@@ -42,12 +49,16 @@ from .schemas.codec import describe_validation_error
 from .schemas.inputs import Enrolment
 
 
-def enrolments_from_csv(text: str, milestone_id: str, at: datetime,
-                        milestone: Compiled | None = None) -> tuple[list[dict[str, Any]], list[str]]:
-    """(enrolment events, errors as "line N: reason") for a CSV audience.
+def enrolments_from_csv(text: str, milestone_id: str, at: datetime, milestone: Compiled | None = None, *,
+                        cycle: str | None = None, reenrol: str | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """(enrolment events, errors as "line N: reason") for a CSV audience, each enrolling into ``cycle``
+    (if given) with ``reenrol`` (if given).
 
     Raises ``UsageError`` for a file the csv module cannot read (a cell over its size limit) and,
-    given the ``milestone``, for a column naming a target it does not have."""
+    given the ``milestone``, for a column naming a target it does not have or a cycle it cannot take."""
+    options = {k: v for k, v in (("cycle", cycle), ("reenrol", reenrol)) if v is not None}
+    if milestone is not None and cycle is not None:
+        check_cycle(milestone, cycle, at)
     reader = csv.DictReader(io.StringIO(text))
     events, errors = [], []
     try:
@@ -57,7 +68,7 @@ def enrolments_from_csv(text: str, milestone_id: str, at: datetime,
             check_columns(milestone, reader.fieldnames)
         for row in reader:
             try:
-                events.append(_enrolment(row, milestone_id, at))
+                events.append(_enrolment(row, milestone_id, at, options))
             except ValueError as exc:
                 reason = describe_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
                 errors.append(f"line {reader.line_num}: {reason}")
@@ -66,13 +77,17 @@ def enrolments_from_csv(text: str, milestone_id: str, at: datetime,
     return events, errors
 
 
-def _enrolment(row: dict[str, str | None], milestone_id: str, at: datetime) -> dict[str, Any]:
+def _enrolment(row: dict[str, str | None], milestone_id: str, at: datetime, options: dict[str, str]) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": "enrolment",
         "customer_id": (row.get("customer_id") or "").strip(),
         "milestone_id": milestone_id,
         "targets": _targets(row),
+        **options,
     }
+    balances = _balances(row)
+    if balances:
+        body["initial_balance"] = balances
     # The id depends on what the row says, not on when it is sent: sending the file again is recognised.
     digest = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
     body["event_id"] = f"csv:{milestone_id}:{body['customer_id']}:{digest}"
@@ -87,7 +102,7 @@ def check_columns(milestone: Compiled, columns: list[str] | None) -> None:
     for column in columns or ():
         if column == "customer_id":
             continue
-        target_id, _, sub_name = column.partition(":")
+        target_id, _, sub_name = column.removeprefix(BALANCE_PREFIX).partition(":")
         target_id = target_id.split("@", 1)[0]
         target = targets.get(target_id)
         if target is None:
@@ -99,6 +114,33 @@ def check_columns(milestone: Compiled, columns: list[str] | None) -> None:
                              f"(its sub-targets: {', '.join(names) or 'none'})")
 
 
+def check_cycle(milestone: Compiled, cycle: str, at: datetime) -> None:
+    """Raise ``UsageError`` for a cycle the milestone does not have, or one that ended before ``at``."""
+    window = named_window(milestone.definition, cycle)
+    mid = milestone.definition.milestone_id
+    if window is None:
+        raise UsageError(f"--cycle {cycle!r}: milestone {mid!r} has no such cycle "
+                         "(the name of a calendar or custom cycle, or #<n>)")
+    if window.end is not None and window.end <= at:
+        raise UsageError(f"--cycle {cycle!r}: that cycle of {mid!r} ended at {utc_iso(window.end)}, before --at")
+
+
+BALANCE_PREFIX = "+"
+
+
+def _balances(row: dict[str, str | None]) -> dict[str, str]:
+    """The ``+<target_id>`` cells: the progress the customer starts with, per target."""
+    for column in row:
+        if column is not None and column.startswith(BALANCE_PREFIX) and ("@" in column or ":" in column):
+            raise ValueError(f"column {column!r}: an initial balance is per target, for the cycle enrolled into "
+                             "(no '@<cycle>' or ':<sub-target>')")
+    return {
+        column.removeprefix(BALANCE_PREFIX): cell.strip()
+        for column, cell in row.items()
+        if column is not None and column.startswith(BALANCE_PREFIX) and cell and cell.strip()
+    }
+
+
 def _targets(row: dict[str, str | None]) -> list[dict[str, Any]]:
     overrides: dict[tuple[str, int | None], dict[str, Any]] = {}
     subs: dict[str, dict[str, str]] = {}
@@ -106,7 +148,7 @@ def _targets(row: dict[str, str | None]) -> list[dict[str, Any]]:
         if column is None:
             raise ValueError("more cells than header columns")
         cell = (cell or "").strip()
-        if column == "customer_id" or not cell:
+        if column == "customer_id" or column.startswith(BALANCE_PREFIX) or not cell:
             continue
         if ":" in column:
             target_id, sub_name = column.split(":", 1)

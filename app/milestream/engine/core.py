@@ -12,6 +12,8 @@ of their own, state/keys.py)::
     {"m": {milestone_id: {
         "enr": true|false,          # explicit enrolment (specific/none methods)
         "ena": iso,                 # when the customer enrolled
+        "fr": iso,                  # start of the cycle enrolled into: nothing before it counts
+        "ib": {target_id: "dec"},   # initial balance waiting for the customer's first rolling cycle
         "ov": [overrides],          # per-customer (and per-cycle) target values
         "an": iso,                  # anchor of rolling / till-achieved cycles
         "tc": int,                  # current till-achieved cycle
@@ -22,7 +24,8 @@ of their own, state/keys.py)::
         "c": {"<cycle>": {          # progress per open cycle
             "s": iso, "e": iso|null,
             "i": 1 or entry id,     # in the close index (the pipeline stores its entry's id)
-            "t": {target_id: {"v": "dec", "d": [days], "x": {day: "dec"}, "k": [cycles]}},
+            "t": {target_id: {"v": "dec", "d": [days], "x": {day: "dec"}, "k": [cycles],
+                              "b": "dec"}},  # b: the initial balance the customer started with
             "f": [fired triggers],  # achievement / sub-target keys already emitted
         }},
      }},
@@ -42,6 +45,7 @@ from decimal import ROUND_CEILING, Decimal
 from typing import Any, Iterable, NamedTuple
 
 from ..schemas.base import utc_iso
+from ..schemas.codec import Rejected
 from ..schemas.definitions import (
     Activity,
     CalendarCycles,
@@ -54,7 +58,7 @@ from ..schemas.definitions import (
     TillAchievedCycles,
 )
 from ..schemas.inputs import Enrolment, InputEvent, Return, Transaction
-from .cycles import Window, fixed_window_at, fixed_window_from, period_name, rolling_window_at
+from .cycles import Window, fixed_window_at, fixed_window_from, named_window, period_name, rolling_window_at
 from .ids import milestone_event_id
 from .measures import ZERO, Accumulation, accumulation, activity_of, measure
 from .performance_enrolment import enrol_by_performance, remember_closed_cycle
@@ -79,6 +83,7 @@ class Progress(NamedTuple):
     reached: bool
     has_target: bool
     overall: bool
+    initial_balance: Decimal = ZERO  # part of ``achieved``: what the customer was enrolled with
 
 
 @dataclass
@@ -138,12 +143,15 @@ class Engine:
 
     # ------------------------------------------------------------------ events
     def apply(self, state: dict[str, Any], event: InputEvent, recorded_at: datetime, cause: str) -> Result:
-        """Apply one customer event; ``recorded_at`` is when it was recorded upstream."""
+        """Apply one customer event; ``recorded_at`` is when it was recorded upstream.
+
+        Raises ``Rejected`` (before changing the state) for an enrolment the milestone cannot take."""
+        enrolled_window = self._check_enrolment(event) if isinstance(event, Enrolment) else None
         result = Result()
         self._join_open_milestones(state, event.event_time, result)
         recorded = event.recorded_at or recorded_at
         if isinstance(event, Enrolment):
-            self._enrol(state, event, cause, result)
+            self._enrol(state, event, enrolled_window, cause, result)
             enrol_by_performance(self, state, event.customer_id, event.event_time, recorded, cause, result)
             return result
         if isinstance(event, Return):
@@ -185,6 +193,35 @@ class Engine:
                 if self._open_current_cycle(compiled, ms, moment, result):
                     milestones[compiled.definition.milestone_id] = ms
 
+    def _check_enrolment(self, event: Enrolment) -> Window | None:
+        """The cycle an enrolment names, if any; ``Rejected`` (``invalid_enrolment``) for a cycle or an
+        initial balance the milestone does not have. Unchecked while the milestone is unknown, except a cycle."""
+        if event.action == "unenrol":
+            return None
+        compiled = self.registry.milestones.get(event.milestone_id)
+        mid = event.milestone_id
+        if compiled is not None:
+            targets = {t.target_id for t in compiled.targets}
+            unknown = sorted(set(event.initial_balance) - targets)
+            if unknown:
+                raise Rejected("invalid_enrolment", f"initial_balance: milestone {mid!r} has no target "
+                                                    f"{unknown[0]!r} (its targets: {', '.join(sorted(targets))})")
+        if event.cycle is None:
+            return None
+        if compiled is None:
+            raise Rejected("invalid_enrolment", f"cycle {event.cycle!r}: milestone {mid!r} is not defined")
+        definition = compiled.definition
+        window = named_window(definition, event.cycle)
+        if window is None:
+            raise Rejected("invalid_enrolment", f"milestone {mid!r} has no cycle {event.cycle!r} "
+                                                f"(the name of a calendar or custom cycle, or #<n>)")
+        if window.end is not None and window.end <= event.event_time:
+            raise Rejected("invalid_enrolment", f"cycle {event.cycle!r} of {mid!r} ended at "
+                                                f"{utc_iso(window.end)}, before the enrolment")
+        if window.start < definition.starts_at:
+            window = Window(window.index, window.name, definition.starts_at, window.end)
+        return window
+
     def _open_current_cycle(self, compiled: Compiled, ms: dict[str, Any], moment: datetime, result: Result) -> bool:
         """Open (and index) the fixed cycle running at ``moment``, or the first one if the
         milestone has not started yet. Rolling cycles open with the first activity."""
@@ -200,37 +237,83 @@ class Engine:
         self.open_cycle(compiled, ms, window, result, indexed=True)
         return True
 
-    def _enrol(self, state: dict[str, Any], event: Enrolment, cause: str, result: Result) -> None:
+    def _enrol(self, state: dict[str, Any], event: Enrolment, window: Window | None, cause: str,
+               result: Result) -> None:
         ms = state.setdefault("m", {}).setdefault(event.milestone_id, {})
         if event.action == "unenrol":
             ms["enr"] = False  # open cycles are dropped without a close event
             return
         compiled = self.registry.milestones.get(event.milestone_id)
         was_enrolled = compiled is not None and self.is_enrolled(compiled, ms, event.customer_id)
+        unenrolled_before = ms.get("enr") is False
         if not ms.get("enr"):
             ms["ena"] = utc_iso(event.event_time)
         ms["enr"] = True
         if event.targets:
             ms["ov"] = [o.model_dump(mode="json", exclude_none=True) for o in event.targets]
+        if not was_enrolled:
+            ms.pop("fr", None)
+            if window is not None:
+                ms["fr"] = utc_iso(window.start)
         if compiled is None or not compiled.definition.active:
+            if event.initial_balance:
+                ms["ib"] = {t: _fmt(v) for t, v in event.initial_balance.items()}
             return
         if not was_enrolled:
-            # Progress kept while not enrolled counts only for the cycle running at the enrolment,
-            # and not at all when activity is tracked from the enrolment date.
-            ms["c"] = {
-                k: c for k, c in ms.get("c", {}).items()
-                if c.get("i") or not (compiled.settings.track_from_enrolment
-                                      or (c.get("e") and datetime.fromisoformat(c["e"]) <= event.event_time))
-            }
-        self._open_current_cycle(compiled, ms, event.event_time, result)
+            starts = window.start if window is not None else event.event_time
+            # Progress kept while not enrolled counts only for the cycle running at the enrolment, and not at
+            # all when activity is tracked from the enrolment date. Cycles opened while enrolled before resume,
+            # unless this re-enrolment resets them (emptied: still closed, an award made stays made).
+            # Nothing before a cycle enrolled into is kept.
+            reset = unenrolled_before and event.reenrol == "reset"
+            kept = {}
+            for k, c in ms.get("c", {}).items():
+                if window is not None and int(k) < window.index:
+                    continue
+                if c.get("i"):
+                    kept[k] = {**c, "t": {}} if reset else c
+                elif not (compiled.settings.track_from_enrolment or reset
+                          or (c.get("e") and datetime.fromisoformat(c["e"]) <= starts)):
+                    kept[k] = c
+            ms["c"] = kept
+        if window is not None:
+            self.open_cycle(compiled, ms, window, result, indexed=True)
+        else:
+            self._open_current_cycle(compiled, ms, event.event_time, result)
+        self._set_initial_balance(compiled, ms, event, window)
         definition = compiled.definition
         for key in sorted(ms.get("c", {}), key=int):
             cycle = ms["c"][key]
-            window = self.cycle_window(compiled, int(key), cycle)
-            self.open_cycle(compiled, ms, window, result, indexed=True)
-            if not was_enrolled and cycle["t"] and definition.starts_at <= event.event_time:
+            cycle_window = self.cycle_window(compiled, int(key), cycle)
+            self.open_cycle(compiled, ms, cycle_window, result, indexed=True)
+            counts_now = (not was_enrolled or event.initial_balance) and cycle_window.start <= event.event_time
+            if counts_now and cycle["t"] and definition.starts_at <= event.event_time:
                 # Mid-cycle enrolment counts the activity already in the cycle (the spec's default).
-                self._evaluate(compiled, ms, cycle, window, event.customer_id, event.event_time, cause, result)
+                self._evaluate(compiled, ms, cycle, cycle_window, event.customer_id, event.event_time, cause, result)
+
+    def _set_initial_balance(self, compiled: Compiled, ms: dict[str, Any], event: Enrolment,
+                             window: Window | None) -> None:
+        """Put the enrolment's initial balance in the cycle it enrols into (the named one, else the
+        current one); a milestone whose cycles start per customer keeps it for its next cycle."""
+        ms.pop("ib", None)
+        if not event.initial_balance:
+            return
+        balance = {t: _fmt(v) for t, v in event.initial_balance.items()}
+        cycle = None
+        if window is not None:
+            cycle = ms["c"].get(str(window.index))
+        elif isinstance(compiled.definition.cycles, (CalendarCycles, CustomCycles)):
+            current = fixed_window_from(compiled.definition, max(event.event_time, compiled.definition.starts_at))
+            cycle = ms.get("c", {}).get(str(current.index)) if current is not None else None
+        else:
+            running = [c for c in ms.get("c", {}).values() if c.get("e") is None or
+                       datetime.fromisoformat(c["e"]) > event.event_time]
+            cycle = running[0] if running else None
+        if cycle is None:
+            ms["ib"] = balance
+            return
+        for target_id, value in balance.items():
+            cycle["t"].setdefault(target_id, {})["b"] = value
 
     def is_enrolled(self, compiled: Compiled, ms: dict[str, Any], customer_id: str) -> bool:
         explicit = ms.get("enr")
@@ -257,6 +340,10 @@ class Engine:
             cycle = cycles[key] = {
                 "s": utc_iso(window.start), "e": utc_iso(window.end) if window.end else None, "t": {}, "f": [],
             }
+            targets = {t.target_id for t in compiled.targets}
+            for target_id, value in ms.pop("ib", {}).items():  # the balance enrolled with
+                if target_id in targets:  # checked at enrolment unless the milestone was not defined yet
+                    cycle["t"].setdefault(target_id, {})["b"] = value
             carried = ms.get("adj", {}).pop(key, None)
             if carried:  # returns carried into this cycle start it below zero
                 for target_id, value in carried.items():
@@ -295,6 +382,8 @@ class Engine:
         if enrolled and compiled.settings.track_from_enrolment and ms.get("ena") \
                 and moment < datetime.fromisoformat(ms["ena"]):
             return
+        if enrolled and ms.get("fr") and moment < datetime.fromisoformat(ms["fr"]):
+            return  # enrolled into a later cycle: nothing before it counts
         contributions = [
             (target, value)
             for target in compiled.targets
@@ -384,11 +473,12 @@ class Engine:
         overall = compiled.definition.group.overall
         targets = cycle["t"]
         for target in compiled.targets:
-            achieved_value = progress_value(targets.get(target.target_id, {}), accumulation(target.kpi))
+            standing = targets.get(target.target_id, {})
+            achieved_value = progress_value(standing, accumulation(target.kpi))
             defined = self.defined_value(compiled, ms, target, index)
             has_target = self.has_defined_value(ms, target, index)
             progress.append(Progress(target, achieved_value, defined, has_target and achieved_value >= defined,
-                                     has_target, target is overall))
+                                     has_target, target is overall, _dec(standing.get("b"))))
         return progress
 
     def group_status(self, compiled: Compiled, progress: list[Progress]) -> tuple[Decimal, Decimal, bool]:
@@ -560,18 +650,7 @@ class Engine:
             "is_target_achieved_event": kind == "achievement",
             "milestone_value_defined": _fmt(sub_value) if sub_value is not None else None,
             "trigger_names": list(triggers),
-            "targets": [
-                {
-                    "target_id": p.target.target_id,
-                    "target_name": p.target.name,
-                    "achieved_value": _fmt(p.achieved),
-                    "defined_value": _fmt(p.defined),
-                    "gap": _fmt(p.defined - p.achieved),
-                    "achieved": p.reached,
-                    "overall": p.overall,
-                }
-                for p in statuses
-            ],
+            "targets": [_target_status(p) for p in statuses],
             "occurred_at": utc_iso(occurred_at),
             "cause": cause,
         }
@@ -587,6 +666,21 @@ def percentage_of(defined: Decimal, percent: Decimal, kpi: Kpi) -> Decimal:
     unit = WHOLE_UNIT if kpi in WHOLE_NUMBER_KPIS else AMOUNT_UNIT
     exact = defined * percent / 100
     return (exact / unit).to_integral_value(rounding=ROUND_CEILING) * unit
+
+
+def _target_status(p: Progress) -> dict[str, Any]:
+    status = {
+        "target_id": p.target.target_id,
+        "target_name": p.target.name,
+        "achieved_value": _fmt(p.achieved),
+        "defined_value": _fmt(p.defined),
+        "gap": _fmt(p.defined - p.achieved),
+        "achieved": p.reached,
+        "overall": p.overall,
+    }
+    if p.initial_balance:
+        status["initial_balance"] = _fmt(p.initial_balance)
+    return status
 
 
 def _accumulate(progress: dict[str, Any], mode: Accumulation, value: Decimal, day: str) -> None:
@@ -609,6 +703,11 @@ def _accumulate(progress: dict[str, Any], mode: Accumulation, value: Decimal, da
 
 
 def progress_value(progress: dict[str, Any], mode: Accumulation) -> Decimal:
+    """A target's progress in a cycle: what was counted plus the initial balance the customer started with."""
+    return _counted(progress, mode) + _dec(progress.get("b"))
+
+
+def _counted(progress: dict[str, Any], mode: Accumulation) -> Decimal:
     if mode is Accumulation.SUM:
         return _dec(progress.get("v"))
     if mode is Accumulation.DAYS:

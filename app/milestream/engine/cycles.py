@@ -183,3 +183,20 @@ def fixed_window_from(definition: MilestoneDefinition, moment: datetime) -> Wind
         if candidate.start > moment:
             return candidate if candidate.start < definition.ends_at else None
     return None
+
+
+def named_window(definition: MilestoneDefinition, name: str) -> Window | None:
+    """The calendar or custom cycle called ``name`` (as outputs name it, or ``#<n>``), if there is one."""
+    cycles = definition.cycles
+    if isinstance(cycles, CalendarCycles):
+        count = cycles.count
+    elif isinstance(cycles, CustomCycles):
+        count = len(cycles.periods)
+    else:
+        return None  # rolling and till-achieved cycles start per customer: they have no names to enrol into
+    if name.startswith("#") and name[1:].isdigit() and 1 <= int(name[1:]) <= count:
+        return calendar_window(definition, int(name[1:]))
+    for index in range(1, count + 1):
+        if period_name(definition, index) == name:
+            return calendar_window(definition, index)
+    return None

@@ -134,7 +134,7 @@ def enrol_by_performance(engine: Engine, state: dict[str, Any], customer_id: str
                 event_id=f"performance:{definition.milestone_id}", customer_id=customer_id, event_time=moment,
                 milestone_id=definition.milestone_id, action="enrol", targets=[],
             )
-            engine._enrol(state, enrolment, cause, result)
+            engine._enrol(state, enrolment, None, cause, result)  # the cycle running at that moment
             state["m"][definition.milestone_id]["pe"] = utc_iso(moment)
             result.enrolled.append((definition.milestone_id, moment))
             engine._track_achievements(state, customer_id, recorded, cause, result, first_new)

@@ -277,7 +277,10 @@ class Topology:
             processed = Processed(DUPLICATE, outbox_records(store, customer_id, record.source))
             self._rewrite(store, CloseIndex(store, record.partition), customer_id)
             return processed
-        result = self.engine.apply(state, event, record.timestamp, record.source)  # type: ignore[arg-type]
+        try:
+            result = self.engine.apply(state, event, record.timestamp, record.source)  # type: ignore[arg-type]
+        except Rejected as exc:  # an enrolment the milestone cannot take (the state is untouched)
+            return self.dead_letter(record, exc.reason, exc.detail)
         series = self.series.apply(state, event, record)
         offsets[position] = record.offset
         processed = Processed(NO_OUTPUT)

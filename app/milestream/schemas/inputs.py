@@ -173,12 +173,27 @@ class Enrolment(InputEvent):
     ``targets`` carries per-customer target values for milestones whose target
     differs per customer (the spec's "audience with target values" CSV, one row
     per customer).
+
+    The enrolment API's options (ignored by ``unenrol``):
+
+    * ``cycle``: enrol into that cycle of a calendar or custom milestone, named as
+      outputs name it (``cycle.name``: a custom period's name, else ``<milestone
+      name> #<n>``) or ``#<n>`` for the n-th cycle. The customer counts from its
+      start on; an ended or unknown cycle is dead-lettered (``unknown_cycle``).
+      Default: the cycle running at ``event_time`` (or the first one to start).
+    * ``initial_balance``: progress per target id the customer starts that cycle
+      with; it counts towards the target and its sub-targets.
+    * ``reenrol``: after an unenrolment, ``resume`` (default) keeps the progress
+      of the cycle running at re-enrolment; ``reset`` starts it from zero.
     """
 
     type: Literal["enrolment"] = "enrolment"
     milestone_id: Id
     action: Literal["enrol", "unenrol"] = "enrol"
     targets: Annotated[list[TargetValueOverride], Field(max_length=50)] = Field(default_factory=list)
+    cycle: Name | None = None
+    initial_balance: dict[Id, NonNegativeAmount] = Field(default_factory=dict, max_length=50)
+    reenrol: Literal["resume", "reset"] = "resume"
 
 
 CUSTOMER_EVENT_MODELS: dict[str, type[InputEvent]] = {

@@ -32,6 +32,9 @@ class TargetStatus(StrictModel):
     gap: Amount  # currentEvent.targetGaps: defined - achieved (negative once exceeded)
     achieved: bool
     overall: bool = False
+    # The progress the customer was enrolled with (the enrolment's initial_balance), included in
+    # achieved_value; absent when there is none.
+    initial_balance: Amount | None = None
 
 
 class MilestoneEvent(StrictModel):
@@ -82,6 +85,7 @@ class DeadLetter(StrictModel):
         "oversize_payload",
         "wrong_key",
         "invalid_definition",
+        "invalid_enrolment",
         "processing_error",
     ]
     detail: Text
