@@ -28,7 +28,7 @@ from ..schemas.base import utc_iso
 from ..schemas.codec import dumps
 from ..schemas.series import SeriesDefinition, SeriesRewardChange
 from ..state.base import StateStore
-from ..state.keys import Namespace
+from ..state.keys import Namespace, split_customer_ref
 from ..topics import TopicSpec
 from .topology import OutRecord, Processed, Record, append_outbox, outbox_records, rewrite_outbox_and_state
 
@@ -126,23 +126,24 @@ class SeriesStage:
         """Fan a reward change out to this partition's customers who unlocked the tier and have not redeemed it."""
         processed = Processed("ignored")
         position = f"{record.topic}/{record.partition}"
-        for customer_id in list(store.keys(Namespace.CUSTOMER)):  # listed first: the loop writes to the store
-            state = store.get(Namespace.CUSTOMER.key(customer_id))
+        for ref in list(store.keys(Namespace.CUSTOMER)):  # listed first: the loop writes to the store
+            state = store.get(Namespace.CUSTOMER.key(ref))
             if not state or command.series_id not in state.get("sr", {}) or not on_partition(state, record.partition):
                 continue
             offsets = state.setdefault("o", {})
             if record.offset <= offsets.get(position, -1):
-                processed.records += outbox_records(store, customer_id, record.source)
-                rewrite_outbox_and_state(store, customer_id, state)  # as Topology.process does
+                processed.records += outbox_records(store, ref, record.source)
+                rewrite_outbox_and_state(store, ref, state)  # as Topology.process does
                 processed.outcome = "duplicate"
                 continue
-            events = self.engine.change_rewards(state, customer_id, command)
+            org_id, customer_id = split_customer_ref(ref)
+            events = self.engine.change_rewards(state, customer_id, command, org_id)
             if not events:
                 continue
             offsets[position] = record.offset
             records = [OutRecord(self.promotions, customer_id.encode(), dumps(e)) for e in events]
-            append_outbox(store, customer_id, record.source, records, self.outbox_size)  # outbox first
-            store.put(Namespace.CUSTOMER.key(customer_id), state)
+            append_outbox(store, ref, record.source, records, self.outbox_size)  # outbox first
+            store.put(Namespace.CUSTOMER.key(ref), state)
             processed.outcome = "applied"
             processed.records += records
             processed.milestone_events += events

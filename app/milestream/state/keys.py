@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from ..schemas.base import DEFAULT_ORG
+
 # Surrogates survive the round trip too: the encoding is total and one-to-one on str.
 _ERRORS = "surrogatepass"
 
@@ -21,8 +23,8 @@ _ERRORS = "surrogatepass"
 class Namespace(Enum):
     """Every kind of document in a state store, by tag."""
 
-    CUSTOMER = "c"  # a customer's state (engine/core.py), by customer id
-    OUTBOX = "o"  # a customer's recent outputs, for re-emission (pipeline/topology.py), by customer id
+    CUSTOMER = "c"  # a customer's state (engine/core.py), by customer_ref(org id, customer id)
+    OUTBOX = "o"  # a customer's recent outputs, for re-emission (pipeline/topology.py), by customer_ref
     CLOSE_DIRECTORY = "d"  # a partition's pending close slots and recent ticks (pipeline/close_index.py)
     CLOSE_SLOT = "s"  # a slot's entry counters, by "partition:slot|milestone"
     CLOSE_ENTRY = "e"  # one customer's cycle to close, by "partition:slot|milestone:seq"
@@ -59,6 +61,24 @@ class StateKey:
         if namespace is None:
             raise ValueError(f"{raw[:40]!r} is not a namespaced state key")
         return cls(namespace, raw[PREFIX_BYTES:].decode("utf-8", _ERRORS))
+
+
+_ORG_SEPARATOR = "\x1f"  # ids cannot contain control characters (schemas/base.py Id), so it never collides
+
+
+def customer_ref(org_id: str, customer_id: str) -> str:
+    """The id a customer's documents are stored under: the same customer id in two organisations
+    names two customers. A customer of the default organisation keeps their bare id (state from
+    before organisations stays valid); any other is ``org_id``, US (0x1F), ``customer_id``."""
+    if org_id == DEFAULT_ORG:
+        return customer_id
+    return f"{org_id}{_ORG_SEPARATOR}{customer_id}"
+
+
+def split_customer_ref(ref: str) -> tuple[str, str]:
+    """(org id, customer id) of a ``customer_ref``."""
+    org_id, separator, customer_id = ref.partition(_ORG_SEPARATOR)
+    return (org_id, customer_id) if separator else (DEFAULT_ORG, ref)
 
 
 def encoded(key: StateKey) -> bytes:
