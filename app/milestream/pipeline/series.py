@@ -24,11 +24,11 @@ from decimal import Decimal
 from typing import Any
 
 from ..engine.series import SeriesEngine, SeriesRegistry, apply_series_definition, live_at
-from ..schemas.base import utc_iso
+from ..schemas.base import DEFAULT_ORG, utc_iso
 from ..schemas.codec import dumps
 from ..schemas.series import SeriesDefinition, SeriesRewardChange
 from ..state.base import StateStore
-from ..state.keys import Namespace, split_customer_ref
+from ..state.keys import Namespace, customer_ref, split_customer_ref
 from ..topics import TopicSpec
 from .topology import OutRecord, Processed, Record, append_outbox, outbox_records, rewrite_outbox_and_state
 
@@ -68,9 +68,14 @@ class TopLifetimePoints:
     def rows(self, top: int, descending: bool = True) -> list[dict[str, Any]]:
         if descending:
             ranked = sorted(((-p, str(c)) for p, c in self._highest))
-            return [{"customer_id": c, "points": format(-p, "f")} for p, c in ranked[:top]]
+            return [{**_customer(c), "points": format(-p, "f")} for p, c in ranked[:top]]
         ranked = sorted(((-p, str(c)) for p, c in self._lowest))
-        return [{"customer_id": c, "points": format(p, "f")} for p, c in ranked[:top]]
+        return [{**_customer(c), "points": format(p, "f")} for p, c in ranked[:top]]
+
+
+def _customer(ref: str) -> dict[str, str]:
+    org_id, customer_id = split_customer_ref(ref)
+    return {"customer_id": customer_id, "org_id": org_id}
 
 
 @dataclass
@@ -150,22 +155,22 @@ class SeriesStage:
         return processed
 
     # -------------------------------------------------------------------- queries
-    def lifetime_points(self, store: StateStore, customer_id: str) -> dict[str, Any] | None:
-        state = store.get(Namespace.CUSTOMER.key(customer_id))
+    def lifetime_points(self, store: StateStore, customer_id: str, org_id: str = DEFAULT_ORG) -> dict[str, Any] | None:
+        state = store.get(Namespace.CUSTOMER.key(customer_ref(org_id, customer_id)))
         if state is None or "lp" not in state:
             return None
-        return {"customer_id": customer_id, "points": state["lp"]}
+        return {"customer_id": customer_id, "org_id": org_id, "points": state["lp"]}
 
-    def customer_points(self, store: StateStore, customer_id: str) -> Decimal | None:
-        """The lifetime points of a customer (None for customers without)."""
-        state = store.get(Namespace.CUSTOMER.key(customer_id))
+    def customer_points(self, store: StateStore, ref: str) -> Decimal | None:
+        """The lifetime points of a customer (``ref``: customer_ref; None for customers without)."""
+        state = store.get(Namespace.CUSTOMER.key(ref))
         return Decimal(state["lp"]) if state and "lp" in state else None
 
     def lifetime_ranking(self, store: StateStore, top: int, descending: bool = True) -> list[dict[str, Any]]:
         """Customers in this store by lifetime points (ties by customer id), at most ``top``."""
         ranking = TopLifetimePoints(top)
-        for customer_id in store.keys(Namespace.CUSTOMER):
-            ranking.add(customer_id, self.customer_points(store, customer_id))
+        for ref in store.keys(Namespace.CUSTOMER):
+            ranking.add(ref, self.customer_points(store, ref))
         return ranking.rows(top, descending)
 
     def describe(self, now) -> dict[str, Any]:
