@@ -28,7 +28,7 @@ from ..schemas.base import DEFAULT_ORG, utc_iso
 from ..schemas.codec import dumps
 from ..schemas.series import SeriesDefinition, SeriesRewardChange
 from ..state.base import StateStore
-from ..state.keys import Namespace, customer_ref, split_customer_ref
+from ..state.keys import Customer, customers_in
 from ..topics import TopicSpec
 from .topology import OutRecord, Processed, Record, append_outbox, outbox_records, rewrite_outbox_and_state
 
@@ -50,16 +50,16 @@ class TopLifetimePoints:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._highest: list[tuple[Decimal, _Later]] = []
-        self._lowest: list[tuple[Decimal, _Later]] = []
+        self._highest: list[tuple[Decimal, _Later, _Later]] = []  # (points, customer id, org id)
+        self._lowest: list[tuple[Decimal, _Later, _Later]] = []
 
-    def add(self, customer_id: str, points: Decimal | None) -> None:
+    def add(self, customer_id: str, points: Decimal | None, org_id: str = DEFAULT_ORG) -> None:
         if points is None:
             return
-        self._keep(self._highest, (points, _Later(customer_id)))
-        self._keep(self._lowest, (-points, _Later(customer_id)))
+        self._keep(self._highest, (points, _Later(customer_id), _Later(org_id)))
+        self._keep(self._lowest, (-points, _Later(customer_id), _Later(org_id)))
 
-    def _keep(self, heap: list, entry: tuple[Decimal, _Later]) -> None:
+    def _keep(self, heap: list, entry: tuple[Decimal, _Later, _Later]) -> None:
         if len(heap) < self.size:
             heapq.heappush(heap, entry)
         elif heap[0] < entry:
@@ -67,15 +67,10 @@ class TopLifetimePoints:
 
     def rows(self, top: int, descending: bool = True) -> list[dict[str, Any]]:
         if descending:
-            ranked = sorted(((-p, str(c)) for p, c in self._highest))
-            return [{**_customer(c), "points": format(-p, "f")} for p, c in ranked[:top]]
-        ranked = sorted(((-p, str(c)) for p, c in self._lowest))
-        return [{**_customer(c), "points": format(p, "f")} for p, c in ranked[:top]]
-
-
-def _customer(ref: str) -> dict[str, str]:
-    org_id, customer_id = split_customer_ref(ref)
-    return {"customer_id": customer_id, "org_id": org_id}
+            ranked = sorted(((-p, str(c), str(o)) for p, c, o in self._highest))
+            return [{"customer_id": c, "org_id": o, "points": format(-p, "f")} for p, c, o in ranked[:top]]
+        ranked = sorted(((-p, str(c), str(o)) for p, c, o in self._lowest))
+        return [{"customer_id": c, "org_id": o, "points": format(p, "f")} for p, c, o in ranked[:top]]
 
 
 @dataclass
@@ -131,24 +126,23 @@ class SeriesStage:
         """Fan a reward change out to this partition's customers who unlocked the tier and have not redeemed it."""
         processed = Processed("ignored")
         position = f"{record.topic}/{record.partition}"
-        for ref in list(store.keys(Namespace.CUSTOMER)):  # listed first: the loop writes to the store
-            state = store.get(Namespace.CUSTOMER.key(ref))
+        for customer in list(customers_in(store)):  # listed first: the loop writes to the store
+            state = store.get(customer.state_key)
             if not state or command.series_id not in state.get("sr", {}) or not on_partition(state, record.partition):
                 continue
             offsets = state.setdefault("o", {})
             if record.offset <= offsets.get(position, -1):
-                processed.records += outbox_records(store, ref, record.source)
-                rewrite_outbox_and_state(store, ref, state)  # as Topology.process does
+                processed.records += outbox_records(store, customer, record.source)
+                rewrite_outbox_and_state(store, customer, state)  # as Topology.process does
                 processed.outcome = "duplicate"
                 continue
-            org_id, customer_id = split_customer_ref(ref)
-            events = self.engine.change_rewards(state, customer_id, command, org_id)
+            events = self.engine.change_rewards(state, customer.customer_id, command, customer.org_id)
             if not events:
                 continue
             offsets[position] = record.offset
-            records = [OutRecord(self.promotions, customer_id.encode(), dumps(e)) for e in events]
-            append_outbox(store, ref, record.source, records, self.outbox_size)  # outbox first
-            store.put(Namespace.CUSTOMER.key(ref), state)
+            records = [OutRecord(self.promotions, customer.customer_id.encode(), dumps(e)) for e in events]
+            append_outbox(store, customer, record.source, records, self.outbox_size)  # outbox first
+            store.put(customer.state_key, state)
             processed.outcome = "applied"
             processed.records += records
             processed.milestone_events += events
@@ -156,21 +150,21 @@ class SeriesStage:
 
     # -------------------------------------------------------------------- queries
     def lifetime_points(self, store: StateStore, customer_id: str, org_id: str = DEFAULT_ORG) -> dict[str, Any] | None:
-        state = store.get(Namespace.CUSTOMER.key(customer_ref(org_id, customer_id)))
+        state = store.get(Customer(org_id, customer_id).state_key)
         if state is None or "lp" not in state:
             return None
         return {"customer_id": customer_id, "org_id": org_id, "points": state["lp"]}
 
-    def customer_points(self, store: StateStore, ref: str) -> Decimal | None:
-        """The lifetime points of a customer (``ref``: customer_ref; None for customers without)."""
-        state = store.get(Namespace.CUSTOMER.key(ref))
+    def customer_points(self, store: StateStore, customer: Customer) -> Decimal | None:
+        """The lifetime points of a customer (None for customers without)."""
+        state = store.get(customer.state_key)
         return Decimal(state["lp"]) if state and "lp" in state else None
 
     def lifetime_ranking(self, store: StateStore, top: int, descending: bool = True) -> list[dict[str, Any]]:
         """Customers in this store by lifetime points (ties by customer id), at most ``top``."""
         ranking = TopLifetimePoints(top)
-        for ref in store.keys(Namespace.CUSTOMER):
-            ranking.add(ref, self.customer_points(store, ref))
+        for customer in customers_in(store):
+            ranking.add(customer.customer_id, self.customer_points(store, customer), customer.org_id)
         return ranking.rows(top, descending)
 
     def describe(self, now) -> dict[str, Any]:

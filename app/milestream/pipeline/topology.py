@@ -42,7 +42,7 @@ from ..schemas.definitions import OrganisationSettings
 from ..schemas.series import SeriesDefinition, SeriesRewardChange
 from ..settings import Settings
 from ..state.base import StateStore
-from ..state.keys import Namespace, customer_ref, split_customer_ref
+from ..state.keys import Customer, Namespace
 from ..topics import TopicSpec
 from .close_index import CloseIndex
 
@@ -263,8 +263,8 @@ class Topology:
             owner = self.registry.milestones[milestone_id].definition.org_id
             return self.dead_letter(record, "schema_violation",
                                     f"milestone {milestone_id!r} belongs to organisation {owner!r}, not {org_id!r}")
-        ref = customer_ref(org_id, customer_id)  # the customer's documents: one per (organisation, customer)
-        state = store.get(Namespace.CUSTOMER.key(ref)) or {"v": STATE_VERSION}
+        customer = Customer(org_id, customer_id)  # the same customer id in two organisations: two customers
+        state = store.get(customer.state_key) or {"v": STATE_VERSION}
         offsets: dict[str, int] = state.setdefault("o", {})
         position = f"{record.topic}/{record.partition}"
         if record.offset <= offsets.get(position, -1):
@@ -272,24 +272,24 @@ class Topology:
             # keep a local write whose changelog send was lost. Write them again (index entries
             # and outbox first, as the first time), so the record is acked only once the changelog
             # holds a state that includes it and the outbox entry that re-emits its outputs.
-            processed = Processed("duplicate", outbox_records(store, ref, record.source))
-            self._rewrite(store, CloseIndex(store, record.partition), ref)
+            processed = Processed("duplicate", outbox_records(store, customer, record.source))
+            self._rewrite(store, CloseIndex(store, record.partition), customer)
             return processed
         result = self.engine.apply(state, event, record.timestamp, record.source)  # type: ignore[arg-type]
         series = self.series.apply(state, event, record)
         offsets[position] = record.offset
         processed = Processed("applied" if result.outputs or series.records else "ignored")
-        self._commit(store, record, ref, state, result, processed, series.records, series.events)
+        self._commit(store, record, customer, state, result, processed, series.records, series.events)
         return processed
 
-    def _commit(self, store: StateStore, record: Record, ref: str, state: dict[str, Any], result: Result,
+    def _commit(self, store: StateStore, record: Record, customer: Customer, state: dict[str, Any], result: Result,
                 processed: Processed, series_records: list[OutRecord] = (), series_events: list[dict] = ()) -> None:
-        """Write what applying one record to one customer (``ref``: customer_ref) did, in crash-safe
-        order: close-index entries, then the outbox, then the state (see the module doc)."""
-        org_id, customer_id = split_customer_ref(ref)
+        """Write what applying one record to one customer did, in crash-safe order:
+        close-index entries, then the outbox, then the state (see the module doc)."""
+        org_id, customer_id = customer.org_id, customer.customer_id
         index = CloseIndex(store, record.partition)
         for due, milestone_id, cycle in result.opened:
-            entry = index.add(due, milestone_id, ref, cycle)
+            entry = index.add(due, milestone_id, customer, cycle)
             opened = state["m"][milestone_id].get("c", {}).get(str(cycle))
             if opened is not None:
                 opened["i"] = entry  # so a rewrite (see _rewrite) writes this very entry again
@@ -305,8 +305,8 @@ class Topology:
         if records:
             # Outbox first: if only it survives a crash, the input is re-applied and
             # yields the same outputs; if the state survived without it, they could be lost.
-            append_outbox(store, ref, record.source, records, self.settings.outbox_size)
-        store.put(Namespace.CUSTOMER.key(ref), state)
+            append_outbox(store, customer, record.source, records, self.settings.outbox_size)
+        store.put(customer.state_key, state)
 
     # ------------------------------------------------------------- cycle close
     def process_tick(self, record: Record, tick: CloseTick, store: StateStore) -> Processed:
@@ -322,18 +322,18 @@ class Topology:
         remembered = index.tick_done(record.offset)
         if remembered is not None:
             processed = Processed("duplicate")
-            for ref in remembered["c"]:
-                processed.records += outbox_records(store, ref, record.source)
-                self._rewrite(store, index, ref)
+            for customer in map(Customer.from_json, remembered["c"]):
+                processed.records += outbox_records(store, customer, record.source)
+                self._rewrite(store, index, customer)
             index.rewrite(record.offset, remembered)
             if remembered["more"]:
                 processed.records.append(self._continuation(record))
             return processed
         processed = Processed("ignored")
         budget = self.settings.close_batch_size
-        closed: list[str] = []
+        closed: list[Customer] = []
         advances: list[tuple[str, dict, int]] = []
-        handled: set[tuple[str, str, int]] = set()  # a duplicate index entry is skipped
+        handled: set[tuple[Customer, str, int]] = set()  # a duplicate index entry is skipped
         more = False
         for slot in index.due_slots(tick.now):
             milestone_id = slot.split("|", 1)[1]
@@ -365,11 +365,11 @@ class Topology:
             processed.records.append(self._continuation(record))
         return processed
 
-    def _close_customer(self, store: StateStore, record: Record, ref: str, milestone_id: str, cycle: int,
+    def _close_customer(self, store: StateStore, record: Record, customer: Customer, milestone_id: str, cycle: int,
                         now: datetime, processed: Processed, *, closed_now: bool) -> bool:
-        """Close one customer's (``ref``: customer_ref) due cycles of a milestone; True if that produced
-        outputs (``closed_now``: this tick already closed something of this customer)."""
-        state = store.get(Namespace.CUSTOMER.key(ref))
+        """Close one customer's due cycles of a milestone; True if that produced outputs
+        (``closed_now``: this tick already closed something of this customer)."""
+        state = store.get(customer.state_key)
         ms = (state or {}).get("m", {}).get(milestone_id)
         if state is None or ms is None:
             return False
@@ -377,28 +377,28 @@ class Topology:
             if closed_now:
                 return False  # closed a moment ago with an earlier cycle of the same customer
             # Closed already: by this same tick before a crash (re-emit), or earlier.
-            replay = outbox_records(store, ref, record.source)
+            replay = outbox_records(store, customer, record.source)
             processed.records += replay
             return bool(replay)
-        result = close_due(self.engine, state, split_customer_ref(ref)[1], now, milestone_id)
+        result = close_due(self.engine, state, customer.customer_id, now, milestone_id)
         # Not due after all (buffer days raised since it was indexed): index it again.
         result.opened += [(due, mid, index_) for due, mid, index_ in due_closes(self.engine, state)
                           if mid == milestone_id and index_ == cycle and due > now]
-        self._commit(store, record, ref, state, result, processed)
+        self._commit(store, record, customer, state, result, processed)
         return bool(result.outputs)
 
-    def _rewrite(self, store: StateStore, index: CloseIndex, ref: str) -> None:
+    def _rewrite(self, store: StateStore, index: CloseIndex, customer: Customer) -> None:
         """Write a customer's state, outbox and close-index entries again for an input that is
         already applied: the first writes may have reached the local store but not the
         changelog, so the input is acked only once the changelog holds them."""
-        state = store.get(Namespace.CUSTOMER.key(ref))
+        state = store.get(customer.state_key)
         if state is None:
             return
         for _, milestone_id, cycle in due_closes(self.engine, state):
             entry = state["m"][milestone_id]["c"][str(cycle)].get("i")
             if isinstance(entry, str):
-                index.rewrite_entry(entry, ref, cycle)
-        rewrite_outbox_and_state(store, ref, state)
+                index.rewrite_entry(entry, customer, cycle)
+        rewrite_outbox_and_state(store, customer, state)
 
     def _continuation(self, record: Record) -> OutRecord:
         """The same tick again, to close the rest of what is due after other input had its turn."""
@@ -406,10 +406,9 @@ class Topology:
 
 
 # ----------------------------------------------------------------- the outbox
-def append_outbox(store: StateStore, ref: str, source: str, records: list[OutRecord], size: int) -> None:
-    """Keep what an input produced for a customer (``ref``: customer_ref), for re-emission if it is
-    redelivered (the last ``size`` inputs)."""
-    key = Namespace.OUTBOX.key(ref)
+def append_outbox(store: StateStore, customer: Customer, source: str, records: list[OutRecord], size: int) -> None:
+    """Keep what an input produced, for re-emission if it is redelivered (the last ``size`` inputs)."""
+    key = customer.outbox_key
     outbox = store.get(key) or {"ob": []}
     entries = [[r.topic, r.value.decode()] for r in records]
     if outbox["ob"] and outbox["ob"][-1][0] == source:
@@ -420,23 +419,23 @@ def append_outbox(store: StateStore, ref: str, source: str, records: list[OutRec
     store.put(key, outbox)
 
 
-def outbox_records(store: StateStore, ref: str, source: str) -> list[OutRecord]:
-    """What the input at ``source`` produced for this customer (``ref``: customer_ref), to send again."""
-    key = split_customer_ref(ref)[1].encode()  # outputs are keyed by customer id, as the inputs
-    for kept, entries in (store.get(Namespace.OUTBOX.key(ref)) or {}).get("ob", ()):
+def outbox_records(store: StateStore, customer: Customer, source: str) -> list[OutRecord]:
+    """What the input at ``source`` produced for this customer, to send again."""
+    key = customer.customer_id.encode()  # outputs are keyed by customer id, as the inputs
+    for kept, entries in (store.get(customer.outbox_key) or {}).get("ob", ()):
         if kept == source:
             return [OutRecord(topic, key, value.encode()) for topic, value in entries]
     return []
 
 
-def rewrite_outbox_and_state(store: StateStore, ref: str, state: dict[str, Any]) -> None:
-    """Write a customer's (``ref``: customer_ref) outbox and state again, unchanged, for a redelivered input:
-    its first writes may have reached only the local store, and the input is acked once the changelog has them."""
-    outbox_key = Namespace.OUTBOX.key(ref)
+def rewrite_outbox_and_state(store: StateStore, customer: Customer, state: dict[str, Any]) -> None:
+    """Write a customer's outbox and state again, unchanged, for a redelivered input: its first
+    writes may have reached only the local store, and the input is acked once the changelog has them."""
+    outbox_key = customer.outbox_key
     outbox = store.get(outbox_key)
     if outbox is not None:
         store.put(outbox_key, outbox)
-    store.put(Namespace.CUSTOMER.key(ref), state)
+    store.put(customer.state_key, state)
 
 
 def _late_record(late: LateEvent, record: Record, org_id: str) -> dict[str, Any]:
