@@ -215,3 +215,26 @@ def test_tenants_never_see_each_others_events(events):
         assert _outputs_of(together, org_id) == _outputs_of(alone, org_id)
     everything = sum((len(together.read(t)) for t in ("promotions", "late-events", "lifetime-points")), 0)
     assert everything == sum(len(v) for org_id in ORGS for v in _outputs_of(together, org_id).values())
+
+
+# ----------------------------------------------------------------- definitions
+def test_milestone_ids_are_unique_across_organisations_names_within_one():
+    driver = TopologyTestDriver()
+    load(driver, spend("home", name="Spend 500"), spend("brand", BRAND, name="Spend 500"))  # a name per organisation
+    processed = driver.pipe("definitions", "home", spend("home", BRAND))
+    assert processed.outcome == "invalid_definition"
+    assert "taken by organisation 'default'" in driver.read("dead-letters")[-1]["detail"]
+    assert driver.topology.registry.milestones["home"].definition.org_id == "default"
+    processed = driver.pipe("definitions", "brand-2", spend("brand-2", BRAND, name="Spend 500"))
+    assert processed.outcome == "invalid_definition"
+
+
+def test_a_milestone_tracks_achievements_of_its_own_organisation_only():
+    from .test_milestone_achieved import DAILY_STEPS, WEEKLY
+
+    driver = TopologyTestDriver()
+    load(driver, DAILY_STEPS)
+    processed = driver.pipe("definitions", WEEKLY["milestone_id"], {**WEEKLY, "org_id": BRAND})
+    assert processed.outcome == "invalid_definition"
+    assert "belongs to another organisation" in driver.read("dead-letters")[-1]["detail"]
+    load(driver, WEEKLY)
