@@ -142,6 +142,19 @@ def test_late_events_unmatched_returns_and_lifetime_points_carry_the_org_id():
     assert driver.topology.series.lifetime_points(driver.store, "c1", BRAND)["points"] == "40"
 
 
+def test_the_compacted_lifetime_points_topic_keeps_one_record_per_organisations_customer():
+    driver = TopologyTestDriver()
+    home = ledger("c1", "2024-01-05T10:00:00+05:30", "40", source="referral")
+    brand = ledger("c1", "2024-01-05T10:00:00+05:30", "7", source="referral", org_id=BRAND)
+    send(driver, home, brand)
+    keys = [key for key, _ in driver.produced[driver.topic("lifetime-points")]]
+    assert keys == [b"c1", b'["brand-b","c1"]']
+    # A redelivery re-emits the record from the outbox under the same key.
+    again = driver.pipe("ledger", "c1", brand, offset=1)
+    assert again.outcome == "duplicate"
+    assert [(r.key, orjson.loads(r.value)["points"]) for r in again.records] == [(b'["brand-b","c1"]', "7")]
+
+
 # ------------------------------------------------------------------ property
 ORGS = ("default", BRAND)
 CUSTOMERS = ("c1", "c2")

@@ -79,6 +79,13 @@ class SeriesOutcome:
     events: list[dict[str, Any]] = field(default_factory=list)
 
 
+def lifetime_key(customer: Customer) -> bytes:
+    """The key of a customer's record on the compacted lifetime-points topic, which keeps one per customer:
+    the customer id in the default organisation, ``["<org_id>","<customer_id>"]`` (JSON) in any other."""
+    return customer.customer_id.encode() if customer.org_id == DEFAULT_ORG else dumps(
+        [customer.org_id, customer.customer_id])
+
+
 def on_partition(state: dict[str, Any], partition: int) -> bool:
     """Whether a customer's state lives on ``partition``: the partition its inputs came from."""
     return any(position.rsplit("/", 1)[1] == str(partition) for position in state.get("o", ()))
@@ -118,7 +125,8 @@ class SeriesStage:
         key = event.customer_id.encode()
         outcome.records = [OutRecord(self.promotions, key, dumps(e)) for e in result.events]
         if result.lifetime is not None:
-            outcome.records.append(OutRecord(self.lifetime_topic, key, dumps(result.lifetime)))
+            outcome.records.append(OutRecord(self.lifetime_topic, lifetime_key(Customer(event.org_id, event.customer_id)),
+                                             dumps(result.lifetime)))
         return outcome
 
     # ------------------------------------------------------------------- commands

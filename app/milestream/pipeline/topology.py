@@ -410,7 +410,10 @@ def append_outbox(store: StateStore, customer: Customer, source: str, records: l
     """Keep what an input produced, for re-emission if it is redelivered (the last ``size`` inputs)."""
     key = customer.outbox_key
     outbox = store.get(key) or {"ob": []}
-    entries = [[r.topic, r.value.decode()] for r in records]
+    plain = customer.customer_id.encode()
+    # A record keyed otherwise than by the customer id (lifetime points of another organisation) keeps its key.
+    entries = [[r.topic, r.value.decode()] if r.key == plain else [r.topic, r.value.decode(), r.key.decode()]
+               for r in records]
     if outbox["ob"] and outbox["ob"][-1][0] == source:
         outbox["ob"][-1][1] += entries  # a second close of this customer in the same tick
     else:
@@ -424,7 +427,8 @@ def outbox_records(store: StateStore, customer: Customer, source: str) -> list[O
     key = customer.customer_id.encode()  # outputs are keyed by customer id, as the inputs
     for kept, entries in (store.get(customer.outbox_key) or {}).get("ob", ()):
         if kept == source:
-            return [OutRecord(topic, key, value.encode()) for topic, value in entries]
+            return [OutRecord(entry[0], entry[2].encode() if len(entry) > 2 else key, entry[1].encode())
+                    for entry in entries]
     return []
 
 
