@@ -155,6 +155,19 @@ def test_the_compacted_lifetime_points_topic_keeps_one_record_per_organisations_
     assert [(r.key, orjson.loads(r.value)["points"]) for r in again.records] == [(b'["brand-b","c1"]', "7")]
 
 
+def test_each_organisation_has_its_own_series_for_the_same_program_id():
+    from .series_builders import ledger as points, membership, series
+
+    driver = TopologyTestDriver()
+    for body in (series("a-home"), series("z-brand", org_id=BRAND)):  # both on program "ambassadors", at once
+        assert driver.pipe("definitions", f"series:{body['series_id']}", body).outcome == "applied"
+    driver.pipe("enrolments", "c1", {**membership("c1", "ambassadors"), "org_id": BRAND})
+    send(driver, {**points("c1", "300", "2025-01-02T10:00:00+00:00", source="campaign"), "org_id": BRAND},
+         points("c1", "300", "2025-01-02T10:00:00+00:00", source="campaign"))  # not a member at home
+    events = [e for e in driver.read("promotions") if e["type"] == "series_event"]
+    assert events and {(e["series_id"], e["org_id"], e["customer_id"]) for e in events} == {("z-brand", BRAND, "c1")}
+
+
 # ------------------------------------------------------------------ property
 ORGS = ("default", BRAND)
 CUSTOMERS = ("c1", "c2")
