@@ -125,8 +125,8 @@ class SeriesStage:
         key = event.customer_id.encode()
         outcome.records = [OutRecord(self.promotions, key, dumps(e)) for e in result.events]
         if result.lifetime is not None:
-            outcome.records.append(OutRecord(self.lifetime_topic, lifetime_key(Customer(event.org_id, event.customer_id)),
-                                             dumps(result.lifetime)))
+            customer = Customer(event.org_id, event.customer_id)
+            outcome.records.append(OutRecord(self.lifetime_topic, lifetime_key(customer), dumps(result.lifetime)))
         return outcome
 
     # ------------------------------------------------------------------- commands

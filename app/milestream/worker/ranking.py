@@ -69,7 +69,8 @@ class LifetimeRanking:
                 if not batch:
                     break
                 for customer in batch:
-                    ranking.add(customer.customer_id, self.series.customer_points(self.store, customer), customer.org_id)
+                    points = self.series.customer_points(self.store, customer)
+                    ranking.add(customer.customer_id, points, customer.org_id)
                 await asyncio.sleep(0)  # let the agents run between slices
         except RuntimeError:  # the partitions changed during the scan (a rebalance)
             log.warning("lifetime-points scan interrupted by a rebalance; keeping the previous snapshot")
