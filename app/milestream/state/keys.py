@@ -13,9 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from ..schemas.base import DEFAULT_ORG
+
+if TYPE_CHECKING:
+    from .base import StateStore  # which imports this module
 
 # Surrogates survive the round trip too: the encoding is total and one-to-one on str.
 _ERRORS = "surrogatepass"
@@ -112,7 +115,7 @@ class Customer:
         return cls(DEFAULT_ORG, value) if isinstance(value, str) else cls(value[0], value[1])
 
 
-def customers_in(store) -> Iterator[Customer]:  # type: ignore[no-untyped-def]  # a state/base.py StateStore
+def customers_in(store: StateStore) -> Iterator[Customer]:
     """Every customer with a state document in ``store``, of every organisation."""
     for namespace in (Namespace.CUSTOMER, Namespace.ORG_CUSTOMER):
         for id in store.keys(namespace):
