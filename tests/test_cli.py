@@ -145,6 +145,16 @@ def test_enrol_sent_twice_yields_the_same_event_ids(csv_file):
         orjson.loads(line)["event_time"] for line in second.stdout.splitlines()]
 
 
+
+def test_enrol_names_the_milestones_organisation(csv_file, tmp_path):
+    """A brand's milestone enrols the brand's customers: the same customer id elsewhere is someone else."""
+    brand = tmp_path / "brand.json"
+    brand.write_bytes(orjson.dumps({**orjson.loads(Path(DEFINITIONS).read_bytes()), "org_id": "brand-b"}))
+    run = milestream("enrol", "--milestone", "monthly-5000", "--csv", csv_file("customer_id\nann\n"),
+                     "--definitions", str(brand), "--dry-run")
+    assert run.returncode == 0, run.stderr
+    assert [orjson.loads(line)["org_id"] for line in run.stdout.splitlines()] == ["brand-b"]
+
 # ------------------------------------------------------------------ broker down
 @pytest.mark.parametrize("command", [["topics", "apply"], ["enrol", "--milestone", "monthly-5000", "--csv", "CSV"]])
 def test_a_broker_that_is_down_is_one_line_within_seconds(command, csv_file):

@@ -150,6 +150,8 @@ def _enrol(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(f"--csv {args.csv}: {exc}") from None
     for error in errors:
         print(f"rejected {error}", file=sys.stderr)
+    for event in events:
+        event["org_id"] = milestone.definition.org_id  # the customers are the milestone's organisation's
     if args.dry_run:
         for event in events:
             sys.stdout.buffer.write(orjson.dumps(event) + b"\n")

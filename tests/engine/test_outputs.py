@@ -38,6 +38,7 @@ def test_achievement_event_carries_every_rule_field_exactly(driver):
         "event_id": milestone_event_id("abc", "abc-spend", "c1", 1, "achievement"),
         "kind": "achievement",
         "customer_id": "c1",
+        "org_id": "default",
         "milestone_id": "abc",
         "milestone_name": "ABC",
         "till_code": "till-01",

@@ -270,3 +270,14 @@ def test_a_customer_is_enrolled_by_performance_at_most_once_per_cycle(actions):
         assert first_achieved is not None and into_2[0] >= first_achieved
     if first_achieved is not None and not explicit_before_first:
         assert into_2 == [first_achieved]
+
+
+def test_the_chain_runs_within_an_organisation_and_never_across(driver):
+    acme = [{**d, "org_id": "acme", "name": f"acme {d['name']}"} for d in (TARGET_1, TARGET_2)]
+    acme[0]["milestone_id"], acme[1]["milestone_id"] = "acme-1", "acme-2"
+    acme[1]["enrolment"] = {"method": "performance", "performance": {"milestone_id": "acme-1"}}
+    load(driver, TARGET_1, TARGET_2, *acme)
+    send(driver, {**fill("ana", "2024-01-03T10:00:00+00:00", "300"), "org_id": "acme"})
+    acme_ana = [(e.milestone_id, e.org_id) for e in outputs(driver) if e.kind == "achievement"]
+    assert acme_ana == [("acme-1", "acme"), ("acme-2", "acme")]  # the default organisation's ana: nothing
+    assert enrolled_at(driver, "ana", "target-2") is None

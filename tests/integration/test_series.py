@@ -76,7 +76,8 @@ def test_series_tiers_promotion_lifetime_points_and_a_reward_change(worker):
     assert latest == {"ana": "120", "bo": "120", "cy": "260"}
     ranking = worker.http("/lifetime-points?top=2", expect_json=True)
     assert [r["customer_id"] for r in ranking["customers"]] == ["cy", "ana"]  # ties by customer id
-    assert worker.http("/lifetime-points/bo", expect_json=True) == {"customer_id": "bo", "points": "120"}
+    assert worker.http("/lifetime-points/bo", expect_json=True) == {"customer_id": "bo", "org_id": "default",
+                                                                    "points": "120"}
 
     # ana redeems the tote bag; then the brand changes bronze's reward.
     produce(settings, [("redemptions", "ana", {"type": "reward_redemption", "event_id": "rd-1", "customer_id": "ana",

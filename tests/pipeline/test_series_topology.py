@@ -109,5 +109,6 @@ def test_lifetime_points_sort_across_contacts(loaded):
     series_stage = loaded.topology.series
     assert [r["customer_id"] for r in series_stage.lifetime_ranking(loaded.store, 3)] == ["bo", "cy", "dee"]
     assert series_stage.lifetime_ranking(loaded.store, 2, descending=False) == [
-        {"customer_id": "ana", "points": "40"}, {"customer_id": "cy", "points": "300"}]
-    assert series_stage.lifetime_points(loaded.store, "bo") == {"customer_id": "bo", "points": "900"}
+        {"customer_id": "ana", "org_id": "default", "points": "40"},
+        {"customer_id": "cy", "org_id": "default", "points": "300"}]
+    assert series_stage.lifetime_points(loaded.store, "bo") == {"customer_id": "bo", "org_id": "default", "points": "900"}

@@ -73,7 +73,7 @@ def test_a_fresh_snapshot_is_served_without_a_scan_and_a_stale_one_while_a_scan_
 
     first, stale, after = asyncio.run(main())
     assert stale == first
-    assert after[0] == [{"customer_id": "zz", "points": "500"}]
+    assert after[0] == [{"customer_id": "zz", "org_id": "default", "points": "500"}]
 
 
 def test_a_scan_broken_by_a_rebalance_keeps_the_previous_snapshot():

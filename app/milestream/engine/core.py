@@ -148,7 +148,7 @@ class Engine:
         Raises ``Rejected`` (before changing the state) for an enrolment the milestone cannot take."""
         enrolled_window = self._check_enrolment(event) if isinstance(event, Enrolment) else None
         result = Result()
-        self._join_open_milestones(state, event.event_time, result)
+        self._join_open_milestones(state, event.org_id, event.event_time, result)
         recorded = event.recorded_at or recorded_at
         if isinstance(event, Enrolment):
             self._enrol(state, event, enrolled_window, cause, result)
@@ -159,23 +159,23 @@ class Engine:
         activity = activity_of(event)
         if activity is None:
             return result
-        for compiled in self.registry.listening(activity.value):
+        for compiled in self.registry.listening(activity.value, event.org_id):
             self._apply_to_milestone(state, compiled, event, recorded, cause, result)
         if isinstance(event, Transaction):
             self.bills.remember(state, event, result.counted)
-        self._track_achievements(state, event.customer_id, recorded, cause, result)
+        self._track_achievements(state, event.org_id, event.customer_id, recorded, cause, result)
         enrol_by_performance(self, state, event.customer_id, event.event_time, recorded, cause, result)
         return result
 
-    def _track_achievements(self, state: dict[str, Any], customer_id: str, recorded: datetime, cause: str,
-                            result: Result, done: int = 0) -> None:
+    def _track_achievements(self, state: dict[str, Any], org_id: str, customer_id: str, recorded: datetime,
+                            cause: str, result: Result, done: int = 0) -> None:
         """Feed each milestone reached (from ``result.achieved[done]`` on) to the milestones that
         count its achievements, level by level."""
         for _ in range(MAX_TRACKING_DEPTH):
             reached, done = result.achieved[done:], len(result.achieved)
             if not reached:
                 return
-            trackers = self.registry.listening(Activity.MILESTONE_ACHIEVED.value)
+            trackers = self.registry.listening(Activity.MILESTONE_ACHIEVED.value, org_id)
             for milestone_id, cycle, moment in reached:
                 internal = MilestoneAchieved(customer_id, milestone_id, cycle, moment, f"{milestone_id}#{cycle}")
                 for compiled in trackers:
@@ -183,12 +183,12 @@ class Engine:
                         self._apply_to_milestone(state, compiled, internal, recorded, cause, result)
 
     # -------------------------------------------------------------- enrolment
-    def _join_open_milestones(self, state: dict[str, Any], moment: datetime, result: Result) -> None:
-        """A customer seen for the first time since an "all customers" milestone started
-        joins it: its current cycle opens (and will close) even without activity in it."""
+    def _join_open_milestones(self, state: dict[str, Any], org_id: str, moment: datetime, result: Result) -> None:
+        """A customer seen for the first time since an "all customers" milestone of their
+        organisation started joins it: its current cycle opens (and will close) even without activity in it."""
         milestones = state.setdefault("m", {})
         for compiled in self.registry.open_to_all:
-            if compiled.definition.milestone_id not in milestones:
+            if compiled.definition.org_id == org_id and compiled.definition.milestone_id not in milestones:
                 ms: dict[str, Any] = {"enr": True}  # kept if the enrolment method changes later
                 if self._open_current_cycle(compiled, ms, moment, result):
                     milestones[compiled.definition.milestone_id] = ms
@@ -239,6 +239,8 @@ class Engine:
 
     def _enrol(self, state: dict[str, Any], event: Enrolment, window: Window | None, cause: str,
                result: Result) -> None:
+        if not self.registry.in_org(event.milestone_id, event.org_id):
+            return  # another organisation's milestone (the pipeline dead-letters such an enrolment)
         ms = state.setdefault("m", {}).setdefault(event.milestone_id, {})
         if event.action == "unenrol":
             ms["enr"] = False  # open cycles are dropped without a close event
@@ -629,9 +631,11 @@ class Engine:
         return {
             "type": "milestone_event",
             "schema_version": 1,
-            "event_id": milestone_event_id(definition.milestone_id, target_id, customer_id, window.index, trigger),
+            "event_id": milestone_event_id(definition.milestone_id, target_id, customer_id, window.index, trigger,
+                                           definition.org_id),
             "kind": kind,
             "customer_id": customer_id,
+            "org_id": definition.org_id,
             "milestone_id": definition.milestone_id,
             "milestone_name": definition.name,
             "till_code": definition.till_code,

@@ -78,6 +78,8 @@ def check_tracking(registry: Registry, definition: MilestoneDefinition) -> None:
         if source is None:
             raise _invalid(f"{where}: tracked milestone {target.source_milestone_id!r} does not exist")
         tracked = source.definition
+        if tracked.org_id != definition.org_id:
+            raise _invalid(f"{where}: tracked milestone {tracked.milestone_id!r} belongs to another organisation")
         if not tracked.active:
             raise _invalid(f"{where}: tracked milestone {tracked.milestone_id!r} must be active")
         if not isinstance(tracked.cycles, CalendarCycles):
@@ -126,7 +128,7 @@ def cloned_definition(source: MilestoneDefinition, item: MilestoneClone) -> Mile
 
 def _put_checked(registry: Registry, definition: MilestoneDefinition) -> None:
     """Apply a new or edited definition once it passes the checks against the other milestones."""
-    if _name_taken(registry, definition.name, definition.milestone_id):
+    if _name_taken(registry, definition.name, definition.milestone_id, definition.org_id):
         raise _invalid(f"milestone name {definition.name!r} is already used by another milestone")
     check_tracking(registry, definition)
     check_performance(registry, definition)
@@ -140,8 +142,10 @@ def _existing(registry: Registry, milestone_id: str, role: str = "milestone") ->
     return compiled.definition
 
 
-def _name_taken(registry: Registry, name: str, milestone_id: str) -> bool:
-    return any(c.definition.name == name and mid != milestone_id for mid, c in registry.milestones.items())
+def _name_taken(registry: Registry, name: str, milestone_id: str, org_id: str) -> bool:
+    """Names are unique within an organisation (the spec); milestone ids across all of them (one definitions topic)."""
+    return any(c.definition.name == name and c.definition.org_id == org_id and mid != milestone_id
+               for mid, c in registry.milestones.items())
 
 
 def apply_command(registry: Registry, item: BaseModel, now: datetime) -> MilestoneDefinition | None:
@@ -154,6 +158,9 @@ def apply_command(registry: Registry, item: BaseModel, now: datetime) -> Milesto
         if current is not None:
             if current.definition == item:
                 return None  # our own republished snapshot, or a repeated edit
+            if current.definition.org_id != item.org_id:
+                raise _invalid(f"milestone id {item.milestone_id!r} is taken by organisation "
+                               f"{current.definition.org_id!r} (milestone ids are unique across organisations)")
             check_edit(current.definition, item)
         _put_checked(registry, item)
         return None

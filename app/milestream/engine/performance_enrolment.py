@@ -130,14 +130,16 @@ def enrol_by_performance(engine: Engine, state: dict[str, Any], customer_id: str
                 continue
             first_new = len(result.achieved)
             # An internal enrolment, like those of the "specific customers" list: not validated again.
+            # The source is of the milestone's organisation (a definition rule), and this state holds
+            # only that organisation's milestones, so qualifying means same organisation.
             enrolment = Enrolment.model_construct(
                 event_id=f"performance:{definition.milestone_id}", customer_id=customer_id, event_time=moment,
-                milestone_id=definition.milestone_id, action="enrol", targets=[],
+                milestone_id=definition.milestone_id, action="enrol", targets=[], org_id=definition.org_id,
             )
             engine._enrol(state, enrolment, None, cause, result)  # the cycle running at that moment
             state["m"][definition.milestone_id]["pe"] = utc_iso(moment)
             result.enrolled.append((definition.milestone_id, moment))
-            engine._track_achievements(state, customer_id, recorded, cause, result, first_new)
+            engine._track_achievements(state, definition.org_id, customer_id, recorded, cause, result, first_new)
             enrolled_any = True
         if not enrolled_any:
             return

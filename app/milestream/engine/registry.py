@@ -100,5 +100,13 @@ class Registry:
             if c.definition.active and c.definition.enrolment.method == "performance"
         ]
 
-    def listening(self, activity: str) -> list[Compiled]:
-        return self._by_activity.get(activity, [])
+    def in_org(self, milestone_id: str, org_id: str) -> bool:
+        """Whether a milestone may be named by an organisation's input: it is that organisation's,
+        or not defined (yet)."""
+        compiled = self.milestones.get(milestone_id)
+        return compiled is None or compiled.definition.org_id == org_id
+
+    def listening(self, activity: str, org_id: str) -> list[Compiled]:
+        """The milestones of an organisation that count an activity: a customer's events count
+        only towards the milestones of the customer's organisation."""
+        return [c for c in self._by_activity.get(activity, ()) if c.definition.org_id == org_id]

@@ -101,7 +101,7 @@ class BillBook:
 
     def apply_return(self, engine: "Engine", state: dict[str, Any], event: Return, result: "Result") -> None:
         """Carry the return's adjustment into the next cycle of every milestone the bill counted for."""
-        adjusting = [c for c in self.registry.listening(Activity.TRANSACTION.value)
+        adjusting = [c for c in self.registry.listening(Activity.TRANSACTION.value, event.org_id)
                      if adjusts_returns(c) and c.definition.active]
         if not adjusting:
             return

@@ -28,7 +28,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from ..schemas.base import utc_iso
+from ..schemas.base import DEFAULT_ORG, utc_iso
 from ..schemas.codec import Rejected
 from ..schemas.inputs import LedgerEntry
 from ..schemas.series import (
@@ -83,10 +83,10 @@ class SeriesRegistry:
                 index.setdefault(program, []).append(item)
         self._by_program = index
 
-    def live_for_program(self, program_id: str, moment: datetime) -> SeriesDefinition | None:
-        """The program's active series at ``moment`` (the lifecycle keeps it to at most one)."""
+    def live_for_program(self, program_id: str, moment: datetime, org_id: str) -> SeriesDefinition | None:
+        """The program's active series at ``moment`` in an organisation (the lifecycle keeps it to at most one)."""
         for item in self._by_program.get(program_id, ()):
-            if live_at(item, moment):
+            if item.org_id == org_id and live_at(item, moment):
                 return item
         return None
 
@@ -113,7 +113,7 @@ def apply_series_definition(registry: SeriesRegistry, item: SeriesDefinition) ->
             raise Rejected("invalid_definition", f"{where}: tiers and their points cannot be changed after creation; only names and rewards can")
     if item.active:
         for other in sorted(registry.series.values(), key=lambda s: s.series_id):
-            if other.series_id == item.series_id or not other.active:
+            if other.series_id == item.series_id or not other.active or other.org_id != item.org_id:
                 continue
             shared = sorted(set(other.program_ids) & set(item.program_ids))
             if shared and _overlap(item, other):
@@ -149,7 +149,7 @@ class SeriesEngine:
         result = SeriesResult()
         if isinstance(event, LedgerEntry):
             self._lifetime(state, event, cause, result)
-            for series in self.series_for(state, event.event_time):
+            for series in self.series_for(state, event.event_time, event.org_id):
                 if event.currency == series.currency and event.source in series.sources:
                     self.add_points(state, series, event.customer_id, Decimal(event.amount), event.event_time, cause, result)
         elif isinstance(event, ProgramMembership):
@@ -164,11 +164,12 @@ class SeriesEngine:
             self.redeem(state, event)
         return result
 
-    def series_for(self, state: dict[str, Any], moment: datetime) -> list[SeriesDefinition]:
-        """The series a customer collects points in at ``moment``: the live series of their programs."""
+    def series_for(self, state: dict[str, Any], moment: datetime, org_id: str) -> list[SeriesDefinition]:
+        """The series a customer collects points in at ``moment``: the live series of their programs
+        in their organisation."""
         found: dict[str, SeriesDefinition] = {}
         for program in sorted(state.get("pg", ())):
-            series = self.registry.live_for_program(program, moment)
+            series = self.registry.live_for_program(program, moment, org_id)
             if series is not None:
                 found[series.series_id] = series
         return [found[sid] for sid in sorted(found)]
@@ -187,6 +188,7 @@ class SeriesEngine:
             "type": "lifetime_points",
             "schema_version": 1,
             "customer_id": entry.customer_id,
+            "org_id": entry.org_id,
             "points": _fmt(total),
             "updated_at": utc_iso(entry.event_time),
             "cause": cause,
@@ -250,7 +252,8 @@ class SeriesEngine:
         return True
 
     # -------------------------------------------------------- reward changes
-    def change_rewards(self, state: dict[str, Any], customer_id: str, command: SeriesRewardChange) -> list[dict[str, Any]]:
+    def change_rewards(self, state: dict[str, Any], customer_id: str, command: SeriesRewardChange,
+                       org_id: str = DEFAULT_ORG) -> list[dict[str, Any]]:
         """Give the new reward of each changed tier to this customer if they unlocked it and have not
         redeemed it; who redeemed keeps what they redeemed."""
         ss = state.get("sr", {}).get(command.series_id)
@@ -277,6 +280,7 @@ class SeriesEngine:
                     "event_id": series_event_id(command.series_id, customer_id, "tier_reward_changed", rep, change.tier_id, command.version),
                     "kind": "tier_reward_changed",
                     "customer_id": customer_id,
+                    "org_id": org_id,
                     "series_id": command.series_id,
                     "series_name": command.series_name,
                     "repetition": rep,
@@ -318,6 +322,7 @@ class SeriesEngine:
             "event_id": series_event_id(series.series_id, customer_id, kind, *ids),
             "kind": kind,
             "customer_id": customer_id,
+            "org_id": series.org_id,
             "series_id": series.series_id,
             "series_name": series.name,
             "repetition": rep,

@@ -13,7 +13,7 @@ slots are fixed-width UTC, so they sort as text)::
 
     CLOSE_DIRECTORY  P                        {"s": [pending "slot|milestone", sorted], "t": [recent tick offsets]}
     CLOSE_SLOT       P:slot|milestone         {"n": next sequence number, "d": first not yet closed}
-    CLOSE_ENTRY      P:slot|milestone:seq     {"c": customer id, "i": cycle index}
+    CLOSE_ENTRY      P:slot|milestone:seq     {"c": customer (Customer.to_json), "i": cycle index}
     CLOSE_TICK       P:offset                 {"c": [customers closed by that tick], "more": bool}
 
 A customer's state names its entry by that entry's id (``"i"``).
@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 from typing import Iterator
 
 from ..state.base import StateStore
-from ..state.keys import Namespace, StateKey
+from ..state.keys import Customer, Namespace, StateKey
 
 SLOT_SECONDS = 15 * 60
 RECENT_TICKS = 16  # ticks whose closes can be re-emitted after a redelivery
@@ -70,7 +70,7 @@ class CloseIndex:
         self.store = store
         self.partition = partition
 
-    def add(self, due: datetime, milestone_id: str, customer_id: str, cycle: int) -> str:
+    def add(self, due: datetime, milestone_id: str, customer: Customer, cycle: int) -> str:
         """Schedule a customer's cycle close; return the entry's id, which the customer's
         state keeps. Write before the customer's state, so a state that names an entry
         always has it (a duplicate entry is harmless)."""
@@ -84,14 +84,14 @@ class CloseIndex:
                 directory["s"] = sorted([*directory["s"], slot])
                 self.store.put(directory_key(self.partition), directory)
         entry = entry_key(self.partition, slot, counter["n"])
-        self.store.put(entry, {"c": customer_id, "i": cycle})
+        self.store.put(entry, {"c": customer.to_json(), "i": cycle})
         counter["n"] += 1
         self.store.put(key, counter)
         return entry.id
 
-    def rewrite_entry(self, entry_id: str, customer_id: str, cycle: int) -> None:
+    def rewrite_entry(self, entry_id: str, customer: Customer, cycle: int) -> None:
         """Write an entry, its slot's counter and the directory again, unchanged (see Topology._rewrite)."""
-        self.store.put(Namespace.CLOSE_ENTRY.key(entry_id), {"c": customer_id, "i": cycle})
+        self.store.put(Namespace.CLOSE_ENTRY.key(entry_id), {"c": customer.to_json(), "i": cycle})
         counter = Namespace.CLOSE_SLOT.key(entry_id.rsplit(":", 1)[0])  # the entry id without its ":seq"
         for key in (counter, directory_key(self.partition)):
             value = self.store.get(key)
@@ -116,9 +116,9 @@ class CloseIndex:
     def counter(self, slot: str) -> dict:
         return self.store.get(counter_key(self.partition, slot)) or {"n": 0, "d": 0}
 
-    def entry(self, slot: str, seq: int) -> tuple[str, int] | None:
+    def entry(self, slot: str, seq: int) -> tuple[Customer, int] | None:
         found = self.store.get(entry_key(self.partition, slot, seq))
-        return (found["c"], found["i"]) if found else None
+        return (Customer.from_json(found["c"]), found["i"]) if found else None
 
     def advance(self, slot: str, counter: dict, done: int) -> None:
         """Mark entries before ``done`` closed; drop the slot once all are."""
@@ -143,9 +143,9 @@ class CloseIndex:
         self.store.put(tick_key(self.partition, offset), remembered)
         self.store.put(directory_key(self.partition), self.directory())
 
-    def remember_tick(self, offset: int, customers: list[str], more: bool) -> None:
+    def remember_tick(self, offset: int, customers: list[Customer], more: bool) -> None:
         """Record what a tick closed (before advancing the index), so a redelivered tick re-emits it."""
-        self.store.put(tick_key(self.partition, offset), {"c": customers, "more": more})
+        self.store.put(tick_key(self.partition, offset), {"c": [c.to_json() for c in customers], "more": more})
         directory = self.directory()
         recent = [*directory["t"], offset]
         for old in recent[:-RECENT_TICKS]:

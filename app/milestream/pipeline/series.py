@@ -24,11 +24,11 @@ from decimal import Decimal
 from typing import Any
 
 from ..engine.series import SeriesEngine, SeriesRegistry, apply_series_definition, live_at
-from ..schemas.base import utc_iso
+from ..schemas.base import DEFAULT_ORG, utc_iso
 from ..schemas.codec import dumps
 from ..schemas.series import SeriesDefinition, SeriesRewardChange
 from ..state.base import StateStore
-from ..state.keys import Namespace
+from ..state.keys import Customer, customers_in
 from ..topics import TopicSpec
 from .topology import (
     APPLIED,
@@ -60,16 +60,16 @@ class TopLifetimePoints:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._highest: list[tuple[Decimal, _Later]] = []
-        self._lowest: list[tuple[Decimal, _Later]] = []
+        self._highest: list[tuple[Decimal, _Later, _Later]] = []  # (points, customer id, org id)
+        self._lowest: list[tuple[Decimal, _Later, _Later]] = []
 
-    def add(self, customer_id: str, points: Decimal | None) -> None:
+    def add(self, customer_id: str, points: Decimal | None, org_id: str = DEFAULT_ORG) -> None:
         if points is None:
             return
-        self._keep(self._highest, (points, _Later(customer_id)))
-        self._keep(self._lowest, (-points, _Later(customer_id)))
+        self._keep(self._highest, (points, _Later(customer_id), _Later(org_id)))
+        self._keep(self._lowest, (-points, _Later(customer_id), _Later(org_id)))
 
-    def _keep(self, heap: list, entry: tuple[Decimal, _Later]) -> None:
+    def _keep(self, heap: list, entry: tuple[Decimal, _Later, _Later]) -> None:
         if len(heap) < self.size:
             heapq.heappush(heap, entry)
         elif heap[0] < entry:
@@ -77,16 +77,23 @@ class TopLifetimePoints:
 
     def rows(self, top: int, descending: bool = True) -> list[dict[str, Any]]:
         if descending:
-            ranked = sorted(((-p, str(c)) for p, c in self._highest))
-            return [{"customer_id": c, "points": format(-p, "f")} for p, c in ranked[:top]]
-        ranked = sorted(((-p, str(c)) for p, c in self._lowest))
-        return [{"customer_id": c, "points": format(p, "f")} for p, c in ranked[:top]]
+            ranked = sorted(((-p, str(c), str(o)) for p, c, o in self._highest))
+            return [{"customer_id": c, "org_id": o, "points": format(-p, "f")} for p, c, o in ranked[:top]]
+        ranked = sorted(((-p, str(c), str(o)) for p, c, o in self._lowest))
+        return [{"customer_id": c, "org_id": o, "points": format(p, "f")} for p, c, o in ranked[:top]]
 
 
 @dataclass
 class SeriesOutcome:
     records: list[OutRecord] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+
+
+def lifetime_key(customer: Customer) -> bytes:
+    """The key of a customer's record on the compacted lifetime-points topic, which keeps one per customer:
+    the customer id in the default organisation, ``["<org_id>","<customer_id>"]`` (JSON) in any other."""
+    return customer.customer_id.encode() if customer.org_id == DEFAULT_ORG else dumps(
+        [customer.org_id, customer.customer_id])
 
 
 def on_partition(state: dict[str, Any], partition: int) -> bool:
@@ -128,7 +135,8 @@ class SeriesStage:
         key = event.customer_id.encode()
         outcome.records = [OutRecord(self.promotions, key, dumps(e)) for e in result.events]
         if result.lifetime is not None:
-            outcome.records.append(OutRecord(self.lifetime_topic, key, dumps(result.lifetime)))
+            customer = Customer(event.org_id, event.customer_id)
+            outcome.records.append(OutRecord(self.lifetime_topic, lifetime_key(customer), dumps(result.lifetime)))
         return outcome
 
     # ------------------------------------------------------------------- commands
@@ -136,45 +144,45 @@ class SeriesStage:
         """Fan a reward change out to this partition's customers who unlocked the tier and have not redeemed it."""
         processed = Processed(NO_OUTPUT)
         position = f"{record.topic}/{record.partition}"
-        for customer_id in list(store.keys(Namespace.CUSTOMER)):  # listed first: the loop writes to the store
-            state = store.get(Namespace.CUSTOMER.key(customer_id))
+        for customer in list(customers_in(store)):  # listed first: the loop writes to the store
+            state = store.get(customer.state_key)
             if not state or command.series_id not in state.get("sr", {}) or not on_partition(state, record.partition):
                 continue
             offsets = state.setdefault("o", {})
             if record.offset <= offsets.get(position, -1):
-                processed.records += outbox_records(store, customer_id, record.source)
-                rewrite_outbox_and_state(store, customer_id, state)  # as Topology.process does
+                processed.records += outbox_records(store, customer, record.source)
+                rewrite_outbox_and_state(store, customer, state)  # as Topology.process does
                 processed.outcome = DUPLICATE
                 continue
-            events = self.engine.change_rewards(state, customer_id, command)
+            events = self.engine.change_rewards(state, customer.customer_id, command, customer.org_id)
             if not events:
                 continue
             offsets[position] = record.offset
-            records = [OutRecord(self.promotions, customer_id.encode(), dumps(e)) for e in events]
-            append_outbox(store, customer_id, record.source, records, self.outbox_size)  # outbox first
-            store.put(Namespace.CUSTOMER.key(customer_id), state)
+            records = [OutRecord(self.promotions, customer.customer_id.encode(), dumps(e)) for e in events]
+            append_outbox(store, customer, record.source, records, self.outbox_size)  # outbox first
+            store.put(customer.state_key, state)
             processed.outcome = APPLIED
             processed.records += records
             processed.milestone_events += events
         return processed
 
     # -------------------------------------------------------------------- queries
-    def lifetime_points(self, store: StateStore, customer_id: str) -> dict[str, Any] | None:
-        state = store.get(Namespace.CUSTOMER.key(customer_id))
+    def lifetime_points(self, store: StateStore, customer_id: str, org_id: str = DEFAULT_ORG) -> dict[str, Any] | None:
+        state = store.get(Customer(org_id, customer_id).state_key)
         if state is None or "lp" not in state:
             return None
-        return {"customer_id": customer_id, "points": state["lp"]}
+        return {"customer_id": customer_id, "org_id": org_id, "points": state["lp"]}
 
-    def customer_points(self, store: StateStore, customer_id: str) -> Decimal | None:
+    def customer_points(self, store: StateStore, customer: Customer) -> Decimal | None:
         """The lifetime points of a customer (None for customers without)."""
-        state = store.get(Namespace.CUSTOMER.key(customer_id))
+        state = store.get(customer.state_key)
         return Decimal(state["lp"]) if state and "lp" in state else None
 
     def lifetime_ranking(self, store: StateStore, top: int, descending: bool = True) -> list[dict[str, Any]]:
         """Customers in this store by lifetime points (ties by customer id), at most ``top``."""
         ranking = TopLifetimePoints(top)
-        for customer_id in store.keys(Namespace.CUSTOMER):
-            ranking.add(customer_id, self.customer_points(store, customer_id))
+        for customer in customers_in(store):
+            ranking.add(customer.customer_id, self.customer_points(store, customer), customer.org_id)
         return ranking.rows(top, descending)
 
     def describe(self, now) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from ..schemas.definitions import OrganisationSettings
 from ..schemas.series import SeriesDefinition, SeriesRewardChange
 from ..settings import Settings
 from ..state.base import StateStore
-from ..state.keys import Namespace
+from ..state.keys import Customer
 from ..topics import TopicSpec
 from .close_index import CloseIndex
 
@@ -245,7 +245,7 @@ class Topology:
         return [
             OutRecord(topic, customer.encode(), dumps({
                 "type": "enrolment", "schema_version": 1, "event_id": f"listed:{milestone_id}:{customer}",
-                "customer_id": customer, "event_time": when, "milestone_id": milestone_id,
+                "customer_id": customer, "org_id": definition.org_id, "event_time": when, "milestone_id": milestone_id,
             }))
             for customer in sorted(customers)
         ]
@@ -266,7 +266,14 @@ class Topology:
             return self.dead_letter(
                 record, "wrong_key", f"key {record.key!r} does not match customer_id {customer_id!r}"
             )
-        state = store.get(Namespace.CUSTOMER.key(customer_id)) or {"v": STATE_VERSION}
+        org_id: str = event.org_id  # type: ignore[attr-defined]
+        milestone_id = getattr(event, "milestone_id", None)
+        if milestone_id is not None and not self.registry.in_org(milestone_id, org_id):
+            owner = self.registry.milestones[milestone_id].definition.org_id
+            return self.dead_letter(record, "schema_violation",
+                                    f"milestone {milestone_id!r} belongs to organisation {owner!r}, not {org_id!r}")
+        customer = Customer(org_id, customer_id)  # the same customer id in two organisations: two customers
+        state = store.get(customer.state_key) or {"v": STATE_VERSION}
         offsets: dict[str, int] = state.setdefault("o", {})
         position = f"{record.topic}/{record.partition}"
         if record.offset <= offsets.get(position, -1):
@@ -274,8 +281,8 @@ class Topology:
             # keep a local write whose changelog send was lost. Write them again (index entries
             # and outbox first, as the first time), so the record is acked only once the changelog
             # holds a state that includes it and the outbox entry that re-emits its outputs.
-            processed = Processed(DUPLICATE, outbox_records(store, customer_id, record.source))
-            self._rewrite(store, CloseIndex(store, record.partition), customer_id)
+            processed = Processed(DUPLICATE, outbox_records(store, customer, record.source))
+            self._rewrite(store, CloseIndex(store, record.partition), customer)
             return processed
         try:
             result = self.engine.apply(state, event, record.timestamp, record.source)  # type: ignore[arg-type]
@@ -284,18 +291,19 @@ class Topology:
         series = self.series.apply(state, event, record)
         offsets[position] = record.offset
         processed = Processed(NO_OUTPUT)
-        self._commit(store, record, customer_id, state, result, processed, series.records, series.events)
+        self._commit(store, record, customer, state, result, processed, series.records, series.events)
         if processed.records:
             processed.outcome = APPLIED
         return processed
 
-    def _commit(self, store: StateStore, record: Record, customer_id: str, state: dict[str, Any], result: Result,
+    def _commit(self, store: StateStore, record: Record, customer: Customer, state: dict[str, Any], result: Result,
                 processed: Processed, series_records: list[OutRecord] = (), series_events: list[dict] = ()) -> None:
         """Write what applying one record to one customer did, in crash-safe order:
         close-index entries, then the outbox, then the state (see the module doc)."""
+        org_id, customer_id = customer.org_id, customer.customer_id
         index = CloseIndex(store, record.partition)
         for due, milestone_id, cycle in result.opened:
-            entry = index.add(due, milestone_id, customer_id, cycle)
+            entry = index.add(due, milestone_id, customer, cycle)
             opened = state["m"][milestone_id].get("c", {}).get(str(cycle))
             if opened is not None:
                 opened["i"] = entry  # so a rewrite (see _rewrite) writes this very entry again
@@ -303,15 +311,16 @@ class Topology:
         key = customer_id.encode()
         records = [OutRecord(self.promotions, key, dumps(out)) for out in result.outputs]
         records += series_records
-        records += [OutRecord(self.late_topic, key, dumps(_late_record(late, record))) for late in result.late]
-        records += [OutRecord(self.late_topic, key, dumps(_unmatched_record(u, record))) for u in result.unmatched]
+        records += [OutRecord(self.late_topic, key, dumps(_late_record(late, record, org_id))) for late in result.late]
+        records += [OutRecord(self.late_topic, key, dumps(_unmatched_record(u, record, org_id)))
+                    for u in result.unmatched]
         processed.late_events += len(result.late)
         processed.records += records
         if records:
             # Outbox first: if only it survives a crash, the input is re-applied and
             # yields the same outputs; if the state survived without it, they could be lost.
-            append_outbox(store, customer_id, record.source, records, self.settings.outbox_size)
-        store.put(Namespace.CUSTOMER.key(customer_id), state)
+            append_outbox(store, customer, record.source, records, self.settings.outbox_size)
+        store.put(customer.state_key, state)
 
     # ------------------------------------------------------------- cycle close
     def process_tick(self, record: Record, tick: CloseTick, store: StateStore) -> Processed:
@@ -327,18 +336,18 @@ class Topology:
         remembered = index.tick_done(record.offset)
         if remembered is not None:
             processed = Processed(DUPLICATE)
-            for customer_id in remembered["c"]:
-                processed.records += outbox_records(store, customer_id, record.source)
-                self._rewrite(store, index, customer_id)
+            for customer in map(Customer.from_json, remembered["c"]):
+                processed.records += outbox_records(store, customer, record.source)
+                self._rewrite(store, index, customer)
             index.rewrite(record.offset, remembered)
             if remembered["more"]:
                 processed.records.append(self._continuation(record))
             return processed
         processed = Processed(NOTHING_DUE)
         budget = self.settings.close_batch_size
-        closed: list[str] = []
+        closed: list[Customer] = []
         advances: list[tuple[str, dict, int]] = []
-        handled: set[tuple[str, str, int]] = set()  # a duplicate index entry is skipped
+        handled: set[tuple[Customer, str, int]] = set()  # a duplicate index entry is skipped
         more = False
         for slot in index.due_slots(tick.now):
             milestone_id = slot.split("|", 1)[1]
@@ -370,11 +379,11 @@ class Topology:
             processed.records.append(self._continuation(record))
         return processed
 
-    def _close_customer(self, store: StateStore, record: Record, customer_id: str, milestone_id: str, cycle: int,
+    def _close_customer(self, store: StateStore, record: Record, customer: Customer, milestone_id: str, cycle: int,
                         now: datetime, processed: Processed, *, closed_now: bool) -> bool:
         """Close one customer's due cycles of a milestone; True if that produced outputs
         (``closed_now``: this tick already closed something of this customer)."""
-        state = store.get(Namespace.CUSTOMER.key(customer_id))
+        state = store.get(customer.state_key)
         ms = (state or {}).get("m", {}).get(milestone_id)
         if state is None or ms is None:
             return False
@@ -382,28 +391,28 @@ class Topology:
             if closed_now:
                 return False  # closed a moment ago with an earlier cycle of the same customer
             # Closed already: by this same tick before a crash (re-emit), or earlier.
-            replay = outbox_records(store, customer_id, record.source)
+            replay = outbox_records(store, customer, record.source)
             processed.records += replay
             return bool(replay)
-        result = close_due(self.engine, state, customer_id, now, milestone_id)
+        result = close_due(self.engine, state, customer.customer_id, now, milestone_id)
         # Not due after all (buffer days raised since it was indexed): index it again.
         result.opened += [(due, mid, index_) for due, mid, index_ in due_closes(self.engine, state)
                           if mid == milestone_id and index_ == cycle and due > now]
-        self._commit(store, record, customer_id, state, result, processed)
+        self._commit(store, record, customer, state, result, processed)
         return bool(result.outputs)
 
-    def _rewrite(self, store: StateStore, index: CloseIndex, customer_id: str) -> None:
+    def _rewrite(self, store: StateStore, index: CloseIndex, customer: Customer) -> None:
         """Write a customer's state, outbox and close-index entries again for an input that is
         already applied: the first writes may have reached the local store but not the
         changelog, so the input is acked only once the changelog holds them."""
-        state = store.get(Namespace.CUSTOMER.key(customer_id))
+        state = store.get(customer.state_key)
         if state is None:
             return
         for _, milestone_id, cycle in due_closes(self.engine, state):
             entry = state["m"][milestone_id]["c"][str(cycle)].get("i")
             if isinstance(entry, str):
-                index.rewrite_entry(entry, customer_id, cycle)
-        rewrite_outbox_and_state(store, customer_id, state)
+                index.rewrite_entry(entry, customer, cycle)
+        rewrite_outbox_and_state(store, customer, state)
 
     def _continuation(self, record: Record) -> OutRecord:
         """The same tick again, to close the rest of what is due after other input had its turn."""
@@ -411,11 +420,14 @@ class Topology:
 
 
 # ----------------------------------------------------------------- the outbox
-def append_outbox(store: StateStore, customer_id: str, source: str, records: list[OutRecord], size: int) -> None:
+def append_outbox(store: StateStore, customer: Customer, source: str, records: list[OutRecord], size: int) -> None:
     """Keep what an input produced, for re-emission if it is redelivered (the last ``size`` inputs)."""
-    key = Namespace.OUTBOX.key(customer_id)
+    key = customer.outbox_key
     outbox = store.get(key) or {"ob": []}
-    entries = [[r.topic, r.value.decode()] for r in records]
+    plain = customer.customer_id.encode()
+    # A record keyed otherwise than by the customer id (lifetime points of another organisation) keeps its key.
+    entries = [[r.topic, r.value.decode()] if r.key == plain else [r.topic, r.value.decode(), r.key.decode()]
+               for r in records]
     if outbox["ob"] and outbox["ob"][-1][0] == source:
         outbox["ob"][-1][1] += entries  # a second close of this customer in the same tick
     else:
@@ -424,30 +436,33 @@ def append_outbox(store: StateStore, customer_id: str, source: str, records: lis
     store.put(key, outbox)
 
 
-def outbox_records(store: StateStore, customer_id: str, source: str) -> list[OutRecord]:
+def outbox_records(store: StateStore, customer: Customer, source: str) -> list[OutRecord]:
     """What the input at ``source`` produced for this customer, to send again."""
-    for kept, entries in (store.get(Namespace.OUTBOX.key(customer_id)) or {}).get("ob", ()):
+    key = customer.customer_id.encode()  # outputs are keyed by customer id, as the inputs
+    for kept, entries in (store.get(customer.outbox_key) or {}).get("ob", ()):
         if kept == source:
-            return [OutRecord(topic, customer_id.encode(), value.encode()) for topic, value in entries]
+            return [OutRecord(entry[0], entry[2].encode() if len(entry) > 2 else key, entry[1].encode())
+                    for entry in entries]
     return []
 
 
-def rewrite_outbox_and_state(store: StateStore, customer_id: str, state: dict[str, Any]) -> None:
+def rewrite_outbox_and_state(store: StateStore, customer: Customer, state: dict[str, Any]) -> None:
     """Write a customer's outbox and state again, unchanged, for a redelivered input: its first
     writes may have reached only the local store, and the input is acked once the changelog has them."""
-    outbox_key = Namespace.OUTBOX.key(customer_id)
+    outbox_key = customer.outbox_key
     outbox = store.get(outbox_key)
     if outbox is not None:
         store.put(outbox_key, outbox)
-    store.put(Namespace.CUSTOMER.key(customer_id), state)
+    store.put(customer.state_key, state)
 
 
-def _late_record(late: LateEvent, record: Record) -> dict[str, Any]:
+def _late_record(late: LateEvent, record: Record, org_id: str) -> dict[str, Any]:
     return {
         "type": "late_event",
         "schema_version": 1,
         "event_id": late.event_id,
         "customer_id": late.customer_id,
+        "org_id": org_id,
         "milestone_id": late.milestone_id,
         "cycle_index": late.cycle,
         "cycle_end": utc_iso(late.cycle_end),
@@ -457,12 +472,13 @@ def _late_record(late: LateEvent, record: Record) -> dict[str, Any]:
     }
 
 
-def _unmatched_record(unmatched: UnmatchedReturn, record: Record) -> dict[str, Any]:
+def _unmatched_record(unmatched: UnmatchedReturn, record: Record, org_id: str) -> dict[str, Any]:
     return {
         "type": "unmatched_return",
         "schema_version": 1,
         "event_id": unmatched.event_id,
         "customer_id": unmatched.customer_id,
+        "org_id": org_id,
         "return_id": unmatched.return_id,
         "bill_id": unmatched.bill_id,
         "reason": unmatched.reason,

@@ -78,6 +78,9 @@ def _visible_id(value: Any) -> Any:
     return value
 
 
+DEFAULT_ORG = "default"
+"""The organisation of an input or definition that names none."""
+
 Id = Annotated[
     str,
     StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[^\s].*[^\s]$|^[^\s]$"),

@@ -2,7 +2,8 @@
 
 Every event carries ``type`` (which model it is), ``schema_version``, a
 producer-assigned ``event_id``, the ``customer_id`` (which must equal the Kafka
-key), ``event_time`` (when it happened) and optionally ``recorded_at`` (when the
+key), the ``org_id`` of the organisation the customer belongs to (``"default"``
+when absent; the same customer id in two organisations is two customers), ``event_time`` (when it happened) and optionally ``recorded_at`` (when the
 upstream system recorded it; late data is judged on it, falling back to the
 Kafka record timestamp).
 """
@@ -15,6 +16,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from .base import (
+    DEFAULT_ORG,
     MAX_LINE_ITEMS,
     Amount,
     Attributes,
@@ -31,6 +33,7 @@ class InputEvent(StrictModel):
     schema_version: Literal[1] = 1
     event_id: Id
     customer_id: Id
+    org_id: Id = DEFAULT_ORG
     event_time: Timestamp
     recorded_at: Timestamp | None = None
 

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from .base import Amount, Id, Name, OutputTimestamp, StrictModel, Text
+from .base import DEFAULT_ORG, Amount, Id, Name, OutputTimestamp, StrictModel, Text
 
 
 class CycleRef(StrictModel):
@@ -55,6 +55,7 @@ class MilestoneEvent(StrictModel):
     event_id: Id
     kind: Literal["achievement", "sub_target", "cycle_close"]
     customer_id: Id
+    org_id: Id = DEFAULT_ORG  # the organisation of the customer (and of the milestone)
     milestone_id: Id
     milestone_name: Name  # currentEvent.targetName reads the target's name, see target_name
     till_code: Id | None = None
@@ -112,6 +113,7 @@ class LateEventRecord(StrictModel):
     schema_version: Literal[1] = 1
     event_id: Id  # the late input event's own id
     customer_id: Id
+    org_id: Id = DEFAULT_ORG
     milestone_id: Id
     cycle_index: int = Field(ge=1)
     cycle_end: OutputTimestamp
@@ -133,6 +135,7 @@ class UnmatchedReturnRecord(StrictModel):
     schema_version: Literal[1] = 1
     event_id: Id  # the return event's own id
     customer_id: Id
+    org_id: Id = DEFAULT_ORG
     return_id: Id
     bill_id: Id
     reason: Literal["bill_unknown", "bill_expired"]

@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from .base import Amount, Id, Name, OutputTimestamp, PositiveAmount, StrictModel, Text, Timestamp
+from .base import DEFAULT_ORG, Amount, Id, Name, OutputTimestamp, PositiveAmount, StrictModel, Text, Timestamp
 from .inputs import InputEvent
 
 MAX_TIERS = 100
@@ -194,6 +194,7 @@ class SeriesEvent(StrictModel):
     event_id: Id
     kind: Literal["tier_unlocked", "series_completed", "program_promotion", "tier_reward_changed"]
     customer_id: Id
+    org_id: Id = DEFAULT_ORG
     series_id: Id
     series_name: Name
     repetition: int = Field(ge=1)
@@ -215,6 +216,7 @@ class LifetimePoints(StrictModel):
     type: Literal["lifetime_points"] = "lifetime_points"
     schema_version: Literal[1] = 1
     customer_id: Id
+    org_id: Id = DEFAULT_ORG
     points: Amount
     updated_at: OutputTimestamp  # event time of the ledger entry that last changed them
     cause: Text

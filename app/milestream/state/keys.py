@@ -13,6 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING, Iterator
+
+from ..schemas.base import DEFAULT_ORG
+
+if TYPE_CHECKING:
+    from .base import StateStore  # which imports this module
 
 # Surrogates survive the round trip too: the encoding is total and one-to-one on str.
 _ERRORS = "surrogatepass"
@@ -21,8 +27,10 @@ _ERRORS = "surrogatepass"
 class Namespace(Enum):
     """Every kind of document in a state store, by tag."""
 
-    CUSTOMER = "c"  # a customer's state (engine/core.py), by customer id
+    CUSTOMER = "c"  # a customer's state (engine/core.py), by customer id (default organisation; see Customer)
     OUTBOX = "o"  # a customer's recent outputs, for re-emission (pipeline/topology.py), by customer id
+    ORG_CUSTOMER = "C"  # the same, for a customer of any other organisation, by org-qualified id (Customer)
+    ORG_OUTBOX = "O"
     CLOSE_DIRECTORY = "d"  # a partition's pending close slots and recent ticks (pipeline/close_index.py)
     CLOSE_SLOT = "s"  # a slot's entry counters, by "partition:slot|milestone"
     CLOSE_ENTRY = "e"  # one customer's cycle to close, by "partition:slot|milestone:seq"
@@ -59,6 +67,59 @@ class StateKey:
         if namespace is None:
             raise ValueError(f"{raw[:40]!r} is not a namespaced state key")
         return cls(namespace, raw[PREFIX_BYTES:].decode("utf-8", _ERRORS))
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    """A customer of an organisation: the same customer id in two organisations is two customers.
+
+    The default organisation's customers keep their documents under the bare customer id in
+    CUSTOMER and OUTBOX (as before organisations); any other organisation's live in ORG_CUSTOMER
+    and ORG_OUTBOX under ``<length of org id>:<org id><customer id>``, which is one-to-one on any
+    pair of strings: no id of either kind, whatever it contains, names another organisation's customer.
+    """
+
+    org_id: str
+    customer_id: str
+
+    @property
+    def state_key(self) -> StateKey:
+        if self.org_id == DEFAULT_ORG:
+            return Namespace.CUSTOMER.key(self.customer_id)
+        return Namespace.ORG_CUSTOMER.key(self._org_qualified())
+
+    @property
+    def outbox_key(self) -> StateKey:
+        if self.org_id == DEFAULT_ORG:
+            return Namespace.OUTBOX.key(self.customer_id)
+        return Namespace.ORG_OUTBOX.key(self._org_qualified())
+
+    def _org_qualified(self) -> str:
+        return f"{len(self.org_id)}:{self.org_id}{self.customer_id}"
+
+    @classmethod
+    def of_state_key(cls, key: StateKey) -> Customer:
+        if key.namespace in (Namespace.CUSTOMER, Namespace.OUTBOX):
+            return cls(DEFAULT_ORG, key.id)
+        if key.namespace not in (Namespace.ORG_CUSTOMER, Namespace.ORG_OUTBOX):
+            raise ValueError(f"{key!r} is not a customer's key")
+        length, _, rest = key.id.partition(":")
+        return cls(rest[: int(length)], rest[int(length):])
+
+    def to_json(self) -> str | list[str]:
+        """How other documents (the close index) name the customer: the bare id in the default organisation."""
+        return self.customer_id if self.org_id == DEFAULT_ORG else [self.org_id, self.customer_id]
+
+    @classmethod
+    def from_json(cls, value: str | list[str]) -> Customer:
+        return cls(DEFAULT_ORG, value) if isinstance(value, str) else cls(value[0], value[1])
+
+
+def customers_in(store: StateStore) -> Iterator[Customer]:
+    """Every customer with a state document in ``store``, of every organisation."""
+    for namespace in (Namespace.CUSTOMER, Namespace.ORG_CUSTOMER):
+        for id in store.keys(namespace):
+            yield Customer.of_state_key(namespace.key(id))
 
 
 def encoded(key: StateKey) -> bytes:

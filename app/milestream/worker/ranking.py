@@ -29,7 +29,7 @@ from typing import Any
 from ..pipeline.series import SeriesStage, TopLifetimePoints
 from ..schemas.base import utc_iso
 from ..state.base import StateStore
-from ..state.keys import Namespace
+from ..state.keys import customers_in
 
 log = logging.getLogger("milestream.worker")
 
@@ -62,14 +62,15 @@ class LifetimeRanking:
         started_at = datetime.now(timezone.utc)
         started = time.monotonic()
         ranking = TopLifetimePoints(self.size)
-        keys = iter(self.store.keys(Namespace.CUSTOMER))
+        keys = customers_in(self.store)
         try:
             while True:
                 batch = list(islice(keys, self.slice_size))
                 if not batch:
                     break
-                for key in batch:
-                    ranking.add(key, self.series.customer_points(self.store, key))
+                for customer in batch:
+                    points = self.series.customer_points(self.store, customer)
+                    ranking.add(customer.customer_id, points, customer.org_id)
                 await asyncio.sleep(0)  # let the agents run between slices
         except RuntimeError:  # the partitions changed during the scan (a rebalance)
             log.warning("lifetime-points scan interrupted by a rebalance; keeping the previous snapshot")

@@ -4,8 +4,8 @@
 * ``/lifetime-points?top=N&order=desc|asc``: customers of this worker's partitions
   by lifetime points, from a snapshot refreshed in the background (ranking.py;
   the compacted ``lifetime-points`` topic is the view across every partition);
-* ``/lifetime-points/{customer_id}``: one customer's lifetime points, when this
-  worker holds the customer's partition.
+* ``/lifetime-points/{customer_id}?org_id=ORG``: one customer's lifetime points (of the
+  default organisation without ``org_id``), when this worker holds the customer's partition.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from ..schemas.base import DEFAULT_ORG
 from .ranking import LifetimeRanking
 
 MAX_TOP = 10_000
@@ -45,7 +46,7 @@ def add_series_pages(app: Any, topology: Any, store: Any) -> None:
 
     @app.page("/lifetime-points/{customer_id}")
     async def lifetime_customer_page(web, request, customer_id):
-        row = series.lifetime_points(store, customer_id)
+        row = series.lifetime_points(store, customer_id, request.query.get("org_id", DEFAULT_ORG))
         if row is None:
             return web.json({"error": f"no lifetime points for {customer_id!r} on this worker"}, status=404)
         return web.json(row)
