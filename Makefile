@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 KAFKA  := $(PYTHON) deploy/local_kafka.py
 BOOTSTRAP_FILE := $(or $(MILESTREAM_KAFKA_DIR),.local/kafka)/run/bootstrap
 
-.PHONY: install kafka-fetch kafka-up kafka-down topics worker demo run test test-unit bench schemas clean
+.PHONY: install kafka-fetch kafka-up kafka-down topics worker demo run lint test test-unit bench schemas clean
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,13 @@ demo: install
 run: topics
 	KAFKA_BOOTSTRAP_SERVERS=$$(cat $(BOOTSTRAP_FILE)) deploy/run.sh $(VENV)/bin/milestream
 
-test: install kafka-fetch
+## lint: ruff (lint and format) on the tree, mypy on the package; part of `make test`.
+lint: install
+	$(VENV)/bin/ruff check app tests bench deploy
+	$(VENV)/bin/ruff format --check app tests bench deploy
+	$(VENV)/bin/mypy
+
+test: lint kafka-fetch
 	$(PY) -m pytest
 
 test-unit: install

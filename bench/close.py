@@ -23,12 +23,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sys
-import uuid
 import resource
 import shutil
+import sys
 import tempfile
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -49,12 +49,26 @@ CYCLE_START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 def definition() -> dict:
     return {
-        "type": "milestone_definition", "milestone_id": "bench-close", "name": "Benchmark close",
-        "starts_at": CYCLE_START.isoformat(), "ends_at": (CYCLE_START + timedelta(days=365)).isoformat(),
-        "timezone": "UTC", "enrolment": {"method": "none"},
+        "type": "milestone_definition",
+        "milestone_id": "bench-close",
+        "name": "Benchmark close",
+        "starts_at": CYCLE_START.isoformat(),
+        "ends_at": (CYCLE_START + timedelta(days=365)).isoformat(),
+        "timezone": "UTC",
+        "enrolment": {"method": "none"},
         "cycles": {"kind": "calendar", "frequency": "monthly", "start_date": "2026-01-01", "count": 12},
-        "group": {"targets": [{"target_id": "spend", "name": "Monthly spend", "activity": "transaction",
-                               "level": "bill", "kpi": "gross_amount", "value": "5000"}]},
+        "group": {
+            "targets": [
+                {
+                    "target_id": "spend",
+                    "name": "Monthly spend",
+                    "activity": "transaction",
+                    "level": "bill",
+                    "kpi": "gross_amount",
+                    "value": "5000",
+                }
+            ]
+        },
     }
 
 
@@ -66,13 +80,36 @@ def run(customers: int, folder: Path, batch: int) -> dict:
     started = time.perf_counter()
     for n in range(customers):
         customer = f"c{n:08d}"
-        driver.pipe("enrolments", customer, orjson.dumps({
-            "type": "enrolment", "event_id": f"e{n}", "customer_id": customer,
-            "event_time": during.isoformat(), "milestone_id": "bench-close"}), timestamp=during)
+        driver.pipe(
+            "enrolments",
+            customer,
+            orjson.dumps(
+                {
+                    "type": "enrolment",
+                    "event_id": f"e{n}",
+                    "customer_id": customer,
+                    "event_time": during.isoformat(),
+                    "milestone_id": "bench-close",
+                }
+            ),
+            timestamp=during,
+        )
         if n % 10 == 0:
-            driver.pipe("transactions", customer, orjson.dumps({
-                "type": "transaction", "event_id": f"t{n}", "customer_id": customer, "bill_id": f"b{n}",
-                "event_time": during.isoformat(), "gross_amount": "1200"}), timestamp=during)
+            driver.pipe(
+                "transactions",
+                customer,
+                orjson.dumps(
+                    {
+                        "type": "transaction",
+                        "event_id": f"t{n}",
+                        "customer_id": customer,
+                        "bill_id": f"b{n}",
+                        "event_time": during.isoformat(),
+                        "gross_amount": "1200",
+                    }
+                ),
+                timestamp=during,
+            )
         if n % 100_000 == 99_999:
             print(f"  enrolled {n + 1:,}", flush=True)
     index_seconds = time.perf_counter() - started
@@ -92,9 +129,14 @@ def run(customers: int, folder: Path, batch: int) -> dict:
     close_seconds = time.perf_counter() - started
     store.close()
     return {
-        "customers": customers, "closes": closes, "ticks": ticks, "batch": batch,
-        "index_seconds": index_seconds, "close_seconds": close_seconds,
-        "close_rate": closes / close_seconds, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "customers": customers,
+        "closes": closes,
+        "ticks": ticks,
+        "batch": batch,
+        "index_seconds": index_seconds,
+        "close_seconds": close_seconds,
+        "close_rate": closes / close_seconds,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
@@ -102,13 +144,20 @@ def definition_in_the_past(now: datetime) -> dict:
     """The benchmark milestone with one custom cycle that ended yesterday: due at once."""
     body = definition()
     today = now.date()
-    body.update({
-        "starts_at": (now - timedelta(days=10)).isoformat(), "ends_at": (now + timedelta(days=10)).isoformat(),
-        "cycles": {"kind": "custom", "periods": [{"start": (today - timedelta(days=5)).isoformat(),
-                                                   "end": (today - timedelta(days=1)).isoformat()}]},
-        # Custom cycles take a list (the spec's table); the benchmark's customers enrol by events.
-        "enrolment": {"method": "specific", "customers": ["c-listed"]},
-    })
+    body.update(
+        {
+            "starts_at": (now - timedelta(days=10)).isoformat(),
+            "ends_at": (now + timedelta(days=10)).isoformat(),
+            "cycles": {
+                "kind": "custom",
+                "periods": [
+                    {"start": (today - timedelta(days=5)).isoformat(), "end": (today - timedelta(days=1)).isoformat()}
+                ],
+            },
+            # Custom cycles take a list (the spec's table); the benchmark's customers enrol by events.
+            "enrolment": {"method": "specific", "customers": ["c-listed"]},
+        }
+    )
     return body
 
 
@@ -119,25 +168,46 @@ async def run_on_broker(customers: int, bootstrap: str, folder: Path) -> dict:
     from milestream.topics import apply_topics, load_topics
 
     tag = uuid.uuid4().hex[:8]
-    settings = Settings(kafka_bootstrap_servers=bootstrap, topic_prefix=f"close-{tag}.", app_id=f"close-bench-{tag}",
-                        data_dir=str(folder / "worker"), web_port=free_port(),
-                        close_tick_interval_s=86400)  # no tick of its own: the bench sends them
+    settings = Settings(
+        kafka_bootstrap_servers=bootstrap,
+        topic_prefix=f"close-{tag}.",
+        app_id=f"close-bench-{tag}",
+        data_dir=str(folder / "worker"),
+        web_port=free_port(),
+        close_tick_interval_s=86400,
+    )  # no tick of its own: the bench sends them
     topics = load_topics(settings)
     await apply_topics(settings, topics)
     now = datetime.now(timezone.utc)
     in_cycle = (now - timedelta(days=3)).isoformat()
     producer = AIOKafkaProducer(**client_options(settings), acks="all", linger_ms=20)
     await producer.start()
-    await producer.send_and_wait(topics["definitions"].name, orjson.dumps(definition_in_the_past(now)),
-                                 key=b"bench-close")
+    await producer.send_and_wait(
+        topics["definitions"].name, orjson.dumps(definition_in_the_past(now)), key=b"bench-close"
+    )
     for n in range(customers):
         customer = f"c{n:08d}"
-        await producer.send(topics["enrolments"].name, orjson.dumps({
-            "type": "enrolment", "event_id": f"e{n}", "customer_id": customer, "event_time": in_cycle,
-            "milestone_id": "bench-close"}), key=customer.encode())
+        await producer.send(
+            topics["enrolments"].name,
+            orjson.dumps(
+                {
+                    "type": "enrolment",
+                    "event_id": f"e{n}",
+                    "customer_id": customer,
+                    "event_time": in_cycle,
+                    "milestone_id": "bench-close",
+                }
+            ),
+            key=customer.encode(),
+        )
     await producer.flush()
-    worker = Service("milestream worker", [sys.executable, "-m", "milestream.cli", "worker"], settings_env(settings),
-                     folder / "worker.log", settings.web_port)
+    worker = Service(
+        "milestream worker",
+        [sys.executable, "-m", "milestream.cli", "worker"],
+        settings_env(settings),
+        folder / "worker.log",
+        settings.web_port,
+    )
     worker.start()
     offsets = Offsets(settings)
     await offsets.start()
@@ -151,8 +221,13 @@ async def run_on_broker(customers: int, bootstrap: str, folder: Path) -> dict:
                 raise RuntimeError("enrolments not applied after 30 minutes")
             await asyncio.sleep(0.5)
         enrol_seconds = time.monotonic() - started
-        consumer = AIOKafkaConsumer(topics["promotions"].name, **client_options(settings), group_id=None,
-                                    auto_offset_reset="earliest", enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            topics["promotions"].name,
+            **client_options(settings),
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
         await consumer.start()
         tick = orjson.dumps({"type": "close_tick", "schema_version": 1, "now": datetime.now(timezone.utc).isoformat()})
         started = time.monotonic()
@@ -172,9 +247,14 @@ async def run_on_broker(customers: int, bootstrap: str, folder: Path) -> dict:
         worker.stop()
         await offsets.close()
         await producer.stop()
-    return {"customers": customers, "closes": len(closed), "enrol_seconds": enrol_seconds,
-            "close_seconds": close_seconds, "close_rate": len(closed) / close_seconds,
-            "partitions": topics["close-ticks"].partitions}
+    return {
+        "customers": customers,
+        "closes": len(closed),
+        "enrol_seconds": enrol_seconds,
+        "close_seconds": close_seconds,
+        "close_rate": len(closed) / close_seconds,
+        "partitions": topics["close-ticks"].partitions,
+    }
 
 
 def write(result: dict, broker: dict | None, revision: str) -> str:
@@ -214,9 +294,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.close", description=__doc__.split("\n\n")[0])
     parser.add_argument("--customers", type=int, default=int(os.environ.get("BENCH_CLOSE_CUSTOMERS", 1_000_000)))
     parser.add_argument("--batch", type=int, default=Settings().close_batch_size)
-    parser.add_argument("--broker-customers", type=int,
-                        default=int(os.environ.get("BENCH_CLOSE_BROKER_CUSTOMERS", 50_000)),
-                        help="customers closed by the real worker on a local broker (0: skip)")
+    parser.add_argument(
+        "--broker-customers",
+        type=int,
+        default=int(os.environ.get("BENCH_CLOSE_BROKER_CUSTOMERS", 50_000)),
+        help="customers closed by the real worker on a local broker (0: skip)",
+    )
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = parser.parse_args(argv)
     revision = git_revision()  # of the code that runs, even if the tree changes meanwhile
@@ -231,8 +314,10 @@ def main(argv: list[str] | None = None) -> int:
             kafka.fetch()
             broker = kafka.start(folder / "kafka", fresh=True)
             try:
-                print(f"closing a cycle for {args.broker_customers:,} customers on the worker ({broker.bootstrap})",
-                      flush=True)
+                print(
+                    f"closing a cycle for {args.broker_customers:,} customers on the worker ({broker.bootstrap})",
+                    flush=True,
+                )
                 broker_result = asyncio.run(run_on_broker(args.broker_customers, broker.bootstrap, folder))
             finally:
                 broker.stop()
@@ -246,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_write:
         print(write(result, broker_result, revision))
     return 0
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

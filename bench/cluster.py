@@ -10,6 +10,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from milestream.kafka_client import client_options
 from milestream.settings import Settings
 
+
 def local_kafka() -> ModuleType:
     """``deploy/local_kafka.py``, which starts and stops the local broker."""
     from deploy import local_kafka as module

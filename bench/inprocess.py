@@ -39,8 +39,13 @@ def driver_rate(records: list[tuple[bytes, bytes]], now: datetime) -> dict[str, 
         outputs += len(processed.records)
         outcomes[processed.outcome] = outcomes.get(processed.outcome, 0) + 1
     seconds = time.perf_counter() - started
-    return {"events": len(records), "seconds": seconds, "rate": len(records) / seconds, "outputs": outputs,
-            "outcomes": outcomes}
+    return {
+        "events": len(records),
+        "seconds": seconds,
+        "rate": len(records) / seconds,
+        "outputs": outputs,
+        "outcomes": outcomes,
+    }
 
 
 def engine_rate(records: list[tuple[bytes, bytes]], now: datetime) -> dict[str, Any]:
@@ -59,8 +64,13 @@ def engine_rate(records: list[tuple[bytes, bytes]], now: datetime) -> dict[str, 
             state = states[event.customer_id] = {"v": 1}
         outputs += len(engine.apply(state, event, now, f"bench/0/{n}").outputs)
     seconds = time.perf_counter() - started
-    return {"events": len(events), "seconds": seconds, "rate": len(events) / seconds, "outputs": outputs,
-            "decode_rate": len(events) / decode_seconds}
+    return {
+        "events": len(events),
+        "seconds": seconds,
+        "rate": len(events) / seconds,
+        "outputs": outputs,
+        "decode_rate": len(events) / decode_seconds,
+    }
 
 
 def profile(records: list[tuple[bytes, bytes]], now: datetime, top: int = 20) -> tuple[str, list[dict[str, Any]]]:

@@ -11,8 +11,9 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from milestream.settings import Settings
 
@@ -42,7 +43,7 @@ def tail(path: Path, lines: int = 60) -> str:
 class Service:
     """One child process with an HTTP port (a Faust worker)."""
 
-    _running: list["Service"] = []
+    _running: list[Service] = []
 
     def __init__(self, name: str, command: Sequence[str], env: dict[str, str], log_path: Path, port: int) -> None:
         self.name = name

@@ -88,8 +88,14 @@ def _cores(phase: dict[str, Any]) -> str:
 
 
 THROUGHPUT_HEADER = [
-    "Measurement", "Events", "Processing s", "Events/s", "Events/s from process start to committed",
-    "Consumer CPU µs/event", "Cores: consumer / broker / other", "Outputs",
+    "Measurement",
+    "Events",
+    "Processing s",
+    "Events/s",
+    "Events/s from process start to committed",
+    "Consumer CPU µs/event",
+    "Cores: consumer / broker / other",
+    "Outputs",
 ]
 
 
@@ -97,8 +103,18 @@ def throughput_rows(results: dict[str, Any]) -> list[list[str]]:
     rows = []
     produce = results.get("produce")
     if produce:
-        rows.append(["Produce (aiokafka, acks=1)", f"{produce['events']:,}", _seconds(produce["seconds"]),
-                     _rate(produce["rate"]), "—", "—", "—", "—"])
+        rows.append(
+            [
+                "Produce (aiokafka, acks=1)",
+                f"{produce['events']:,}",
+                _seconds(produce["seconds"]),
+                _rate(produce["rate"]),
+                "—",
+                "—",
+                "—",
+                "—",
+            ]
+        )
     labels = {
         "raw": "Raw aiokafka consumer (count only)",
         "naive": "Naive Faust agent (orjson + rocksdict sum)",
@@ -123,14 +139,36 @@ def throughput_rows(results: dict[str, Any]) -> list[list[str]]:
         )
     capacity = results.get("output_capacity")
     if capacity:
-        rows.append(["Milestream worker, every event yields an output", f"{capacity['events']:,}",
-                     _seconds(capacity["processing_seconds"]), _rate(capacity["processing_rate"]), "—", "—", "—",
-                     f"{capacity['events']:,}"])
-    for key, label in (("driver", "In-process TopologyTestDriver (memory state)"), ("engine", "In-process Engine.apply only")):
+        rows.append(
+            [
+                "Milestream worker, every event yields an output",
+                f"{capacity['events']:,}",
+                _seconds(capacity["processing_seconds"]),
+                _rate(capacity["processing_rate"]),
+                "—",
+                "—",
+                "—",
+                f"{capacity['events']:,}",
+            ]
+        )
+    for key, label in (
+        ("driver", "In-process TopologyTestDriver (memory state)"),
+        ("engine", "In-process Engine.apply only"),
+    ):
         phase = (results.get("inprocess") or {}).get(key)
         if phase:
-            rows.append([label, f"{phase['events']:,}", _seconds(phase["seconds"]), _rate(phase["rate"]), "—",
-                         f"{1e6 / phase['rate']:,.0f}", "1 core", f"{phase['outputs']:,}"])
+            rows.append(
+                [
+                    label,
+                    f"{phase['events']:,}",
+                    _seconds(phase["seconds"]),
+                    _rate(phase["rate"]),
+                    "—",
+                    f"{1e6 / phase['rate']:,.0f}",
+                    "1 core",
+                    f"{phase['outputs']:,}",
+                ]
+            )
     return rows
 
 
@@ -166,15 +204,20 @@ def latency_rows(results: dict[str, Any]) -> list[list[str]]:
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|",
+    ]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
 
 
 def text_table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+
     def line(row: list[str]) -> str:
         return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+
     return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
 
 
@@ -182,9 +225,11 @@ def text_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def latency_summary(latency: dict[str, Any], capacity: dict[str, Any] | None) -> str:
-    basis = (f" (half the worker's {capacity['processing_rate']:,.0f}/s on such events)" if capacity else "")
-    return (f"{latency['events']:,} transactions of fresh customers at {latency['achieved_rate']:,.0f}/s{basis}, "
-            f"each producing one milestone event; {latency['missing']} without an output")
+    basis = f" (half the worker's {capacity['processing_rate']:,.0f}/s on such events)" if capacity else ""
+    return (
+        f"{latency['events']:,} transactions of fresh customers at {latency['achieved_rate']:,.0f}/s{basis}, "
+        f"each producing one milestone event; {latency['missing']} without an output"
+    )
 
 
 def fell_behind(latency: dict[str, Any]) -> bool:
@@ -216,12 +261,17 @@ def console_report(results: dict[str, Any]) -> str:
             f"p50 per {lat.get('window_s', 5):.0f} s of sending: {latency_timeline(lat)} ms",
         ]
         if fell_behind(lat):
-            parts.append("The worker fell behind the paced rate: these figures include queueing, not just the "
-                         "pipeline's latency (see the cores used by other processes).")
+            parts.append(
+                "The worker fell behind the paced rate: these figures include queueing, not just the "
+                "pipeline's latency (see the cores used by other processes)."
+            )
     hotspots = (results.get("inprocess") or {}).get("hotspots")
     if hotspots:
-        parts += ["", "In-process hotspots (cProfile, share of total time)",
-                  text_table(["Function", "Calls", "Own", "Cumulative"], _hotspot_rows(hotspots[:12]))]
+        parts += [
+            "",
+            "In-process hotspots (cProfile, share of total time)",
+            text_table(["Function", "Calls", "Own", "Cumulative"], _hotspot_rows(hotspots[:12])),
+        ]
     busy = contention(results)
     if busy:
         parts += ["", f"Note: other processes were busy during the measurements ({busy})."]
@@ -269,8 +319,11 @@ def results_markdown(results: dict[str, Any]) -> str:
     ]
     busy = contention(results)
     if busy:
-        lines += ["", f"Other processes were busy during the measurements ({busy}); the rates are lower than "
-                  "on a quiet machine, the CPU per event is not."]
+        lines += [
+            "",
+            f"Other processes were busy during the measurements ({busy}); the rates are lower than "
+            "on a quiet machine, the CPU per event is not.",
+        ]
     ratios = ratio_rows(results)
     if ratios:
         lines += ["", "### Ratios", "", markdown_table(RATIO_HEADER, ratios)]
@@ -289,8 +342,11 @@ def results_markdown(results: dict[str, Any]) -> str:
         ]
         if fell_behind(latency):
             cores = latency.get("cores") or {}
-            lines += ["", f"**The worker fell behind the paced rate in this run** (other processes used "
-                      f"{cores.get('others', 0):.2f} cores while it ran), so these latencies are mostly queueing."]
+            lines += [
+                "",
+                f"**The worker fell behind the paced rate in this run** (other processes used "
+                f"{cores.get('others', 0):.2f} cores while it ran), so these latencies are mostly queueing.",
+            ]
     inprocess = results.get("inprocess") or {}
     if inprocess.get("engine"):
         lines += [

@@ -28,9 +28,10 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -62,21 +63,49 @@ def _env_int(name: str, default: int) -> int:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
-    p.add_argument("--events", type=int, default=_env_int("BENCH_EVENTS", 200_000),
-                   help="transactions pre-loaded and consumed (env BENCH_EVENTS, default 200000)")
-    p.add_argument("--customers", type=int, default=_env_int("BENCH_CUSTOMERS", 10_000),
-                   help="distinct customers (env BENCH_CUSTOMERS, default 10000)")
-    p.add_argument("--latency-events", type=int, default=_env_int("BENCH_LATENCY_EVENTS", 20_000),
-                   help="transactions of the latency phase (env BENCH_LATENCY_EVENTS, default 20000)")
-    p.add_argument("--latency-rate", type=float, default=float(os.environ.get("BENCH_LATENCY_RATE", 0)),
-                   help="events/s of the latency phase (default: half the worker's measured rate on such "
-                        f"events, at most {LATENCY_RATE_CAP:.0f})")
-    p.add_argument("--latency-seconds", type=float, default=float(os.environ.get("BENCH_LATENCY_SECONDS", 60)),
-                   help="at most this long at the paced rate: fewer events if needed (default 60)")
-    p.add_argument("--inprocess-events", type=int, default=_env_int("BENCH_INPROCESS_EVENTS", 100_000),
-                   help="transactions of the in-process phase (env BENCH_INPROCESS_EVENTS, default 100000)")
-    p.add_argument("--profile-events", type=int, default=_env_int("BENCH_PROFILE_EVENTS", 20_000),
-                   help="transactions profiled in-process (0: no profile)")
+    p.add_argument(
+        "--events",
+        type=int,
+        default=_env_int("BENCH_EVENTS", 200_000),
+        help="transactions pre-loaded and consumed (env BENCH_EVENTS, default 200000)",
+    )
+    p.add_argument(
+        "--customers",
+        type=int,
+        default=_env_int("BENCH_CUSTOMERS", 10_000),
+        help="distinct customers (env BENCH_CUSTOMERS, default 10000)",
+    )
+    p.add_argument(
+        "--latency-events",
+        type=int,
+        default=_env_int("BENCH_LATENCY_EVENTS", 20_000),
+        help="transactions of the latency phase (env BENCH_LATENCY_EVENTS, default 20000)",
+    )
+    p.add_argument(
+        "--latency-rate",
+        type=float,
+        default=float(os.environ.get("BENCH_LATENCY_RATE", 0)),
+        help="events/s of the latency phase (default: half the worker's measured rate on such "
+        f"events, at most {LATENCY_RATE_CAP:.0f})",
+    )
+    p.add_argument(
+        "--latency-seconds",
+        type=float,
+        default=float(os.environ.get("BENCH_LATENCY_SECONDS", 60)),
+        help="at most this long at the paced rate: fewer events if needed (default 60)",
+    )
+    p.add_argument(
+        "--inprocess-events",
+        type=int,
+        default=_env_int("BENCH_INPROCESS_EVENTS", 100_000),
+        help="transactions of the in-process phase (env BENCH_INPROCESS_EVENTS, default 100000)",
+    )
+    p.add_argument(
+        "--profile-events",
+        type=int,
+        default=_env_int("BENCH_PROFILE_EVENTS", 20_000),
+        help="transactions profiled in-process (0: no profile)",
+    )
     p.add_argument("--commit-interval", type=float, default=0.5, help="Faust commit interval, s (default 0.5)")
     p.add_argument("--skip", default="", help=f"comma-separated phases to skip: {', '.join(PHASES)}")
     p.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
@@ -149,8 +178,9 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
     return {"p50": at(0.50), "p95": at(0.95), "p99": at(0.99), "max": ordered[-1], "mean": statistics.fmean(ordered)}
 
 
-def rates(events: int, first: float, done: float, started: float, committed: float | None,
-          cpu: dict[str, float]) -> dict[str, Any]:
+def rates(
+    events: int, first: float, done: float, started: float, committed: float | None, cpu: dict[str, float]
+) -> dict[str, Any]:
     processing = max(done - first, 1e-9)
     result = {"events": events, "processing_seconds": processing, "processing_rate": events / processing}
     if committed is not None:
@@ -196,8 +226,10 @@ class Bench:
         for line in await apply_topics(self.settings, self.topics):
             if not line.startswith("created"):
                 raise BenchError(f"topic prefix {self.settings.topic_prefix} is not fresh: {line}")
-        log(f"topics created with prefix {self.settings.topic_prefix} "
-            f"({self.topics['transactions'].partitions} partitions)")
+        log(
+            f"topics created with prefix {self.settings.topic_prefix} "
+            f"({self.topics['transactions'].partitions} partitions)"
+        )
         producer = AIOKafkaProducer(**client_options(self.settings), acks="all")
         await producer.start()
         try:
@@ -210,8 +242,10 @@ class Bench:
             await producer.stop()
         started = time.perf_counter()
         load = workload.transactions(self.args.events, self.args.customers, self.now)
-        log(f"generated {len(load):,} transactions of {load.customers:,} customers in "
-            f"{time.perf_counter() - started:.1f} s; the milestone should yield {load.expected_outputs:,} outputs")
+        log(
+            f"generated {len(load):,} transactions of {load.customers:,} customers in "
+            f"{time.perf_counter() - started:.1f} s; the milestone should yield {load.expected_outputs:,} outputs"
+        )
         return load
 
     async def produce_fast(self, records: list[tuple[bytes, bytes]]) -> float:
@@ -244,10 +278,13 @@ class Bench:
         if on_topic != len(load):
             raise BenchError(f"{on_topic} records on {self.transactions}, expected {len(load)}")
         size = sum(len(v) for _, v in load.records)
-        self.results["produce"] = {"events": len(load), "seconds": seconds, "rate": len(load) / seconds,
-                                   "mb_per_s": size / seconds / 1e6}
-        log(f"produced {len(load):,} records ({size / 1e6:.1f} MB) in {seconds:.1f} s: "
-            f"{len(load) / seconds:,.0f}/s")
+        self.results["produce"] = {
+            "events": len(load),
+            "seconds": seconds,
+            "rate": len(load) / seconds,
+            "mb_per_s": size / seconds / 1e6,
+        }
+        log(f"produced {len(load):,} records ({size / 1e6:.1f} MB) in {seconds:.1f} s: {len(load) / seconds:,.0f}/s")
 
     async def raw_consumer(self, events: int) -> None:
         consumer = AIOKafkaConsumer(
@@ -278,16 +315,35 @@ class Bench:
             await consumer.stop()
         assert first is not None and meter is not None
         self.results["raw"] = rates(count, first, done, started, done, meter.read())
-        log(f"raw aiokafka: {count:,} records, {self.results['raw']['processing_rate']:,.0f}/s "
-            f"({self.results['raw']['e2e_rate']:,.0f}/s including the group join)")
+        log(
+            f"raw aiokafka: {count:,} records, {self.results['raw']['processing_rate']:,.0f}/s "
+            f"({self.results['raw']['e2e_rate']:,.0f}/s including the group join)"
+        )
 
-    async def _follow(self, name: str, service: Service, group: str, events: int,
-                      count: Callable[[], Any], started: float, healthy: float) -> dict[str, Any]:
+    async def _follow(
+        self,
+        name: str,
+        service: Service,
+        group: str,
+        events: int,
+        count: Callable[[], Any],
+        started: float,
+        healthy: float,
+    ) -> dict[str, Any]:
         """Sample a Faust app's processed count until all ``events`` are processed and committed."""
-        seen: dict[str, Any] = {"count": 0, "first": None, "done": None, "committed": None, "cpu": None,
-                                "last_log": time.monotonic()}
-        pids = {"consumer": service.process.pid if service.process else None, "broker": self.broker_pid,
-                "bench": os.getpid()}
+        seen: dict[str, Any] = {
+            "count": 0,
+            "first": None,
+            "done": None,
+            "committed": None,
+            "cpu": None,
+            "last_log": time.monotonic(),
+        }
+        pids = {
+            "consumer": service.process.pid if service.process else None,
+            "broker": self.broker_pid,
+            "bench": os.getpid(),
+        }
         meter = CpuMeter(pids)
 
         async def sample() -> bool:
@@ -307,16 +363,19 @@ class Bench:
             if time.monotonic() - seen["last_log"] >= 10:
                 seen["last_log"] = time.monotonic()
                 elapsed = now - seen["first"] if seen["first"] else 0
-                log(f"{name}: {seen['count']:,}/{events:,} processed"
-                    + (f" ({seen['count'] / elapsed:,.0f}/s)" if elapsed > 0 else ""))
+                log(
+                    f"{name}: {seen['count']:,}/{events:,} processed"
+                    + (f" ({seen['count'] / elapsed:,.0f}/s)" if elapsed > 0 else "")
+                )
             return seen["done"] is not None and seen["committed"] is not None
 
         async def progress() -> tuple[Any, ...]:
             return seen["count"], seen["committed"]
 
         timeout = 120 + events / 200
-        await wait_for(f"{name} processing {events:,} records", sample, progress=progress,
-                       timeout=timeout, service=service)
+        await wait_for(
+            f"{name} processing {events:,} records", sample, progress=progress, timeout=timeout, service=service
+        )
         result = rates(events, seen["first"], seen["done"], started, seen["committed"], seen["cpu"])
         result["startup_seconds"] = seen["first"] - started
         result["healthy_after_seconds"] = healthy - started
@@ -335,8 +394,13 @@ class Bench:
             "stream_buffer_maxsize": self.settings.stream_buffer_maxsize,
         }
         env = settings_env(self.settings, dict(os.environ, NAIVE_FAUST_CONFIG=json.dumps(config)))
-        service = Service("naive Faust agent", [sys.executable, "-m", "bench.naive_faust", "worker", "-l", "info"],
-                          env, self.run_dir / "naive-faust.log", config["web_port"])
+        service = Service(
+            "naive Faust agent",
+            [sys.executable, "-m", "bench.naive_faust", "worker", "-l", "info"],
+            env,
+            self.run_dir / "naive-faust.log",
+            config["web_port"],
+        )
         service.start()
         try:
             healthy = await asyncio.get_running_loop().run_in_executor(None, service.wait_healthy, "/healthz", 120.0)
@@ -345,13 +409,16 @@ class Bench:
                 answer = await http_json(service, "/progress")
                 return None if answer is None else answer["count"]
 
-            result = await self._follow("naive Faust", service, self.naive_app_id, events, count,
-                                        service.started_at, healthy)
+            result = await self._follow(
+                "naive Faust", service, self.naive_app_id, events, count, service.started_at, healthy
+            )
         finally:
             service.stop()
         self.results["naive"] = result
-        log(f"naive Faust: {result['processing_rate']:,.0f}/s processing, "
-            f"{result['e2e_rate']:,.0f}/s from process start to committed")
+        log(
+            f"naive Faust: {result['processing_rate']:,.0f}/s processing, "
+            f"{result['e2e_rate']:,.0f}/s from process start to committed"
+        )
 
     async def worker_outcomes(self) -> dict[str, int] | None:
         """Transactions the worker has processed, by outcome, from its /metrics page."""
@@ -360,8 +427,11 @@ class Bench:
         if text is None:
             return None
         pattern = re.compile(
-            r'^milestream_events_consumed_total\{outcome="([^"]+)",topic="' + re.escape(self.transactions)
-            + r'"\} ([0-9.e+]+)$', re.M)
+            r'^milestream_events_consumed_total\{outcome="([^"]+)",topic="'
+            + re.escape(self.transactions)
+            + r'"\} ([0-9.e+]+)$',
+            re.M,
+        )
         return {m.group(1): int(float(m.group(2))) for m in pattern.finditer(text)}
 
     async def worker_processed(self) -> int | None:
@@ -370,8 +440,11 @@ class Bench:
 
     async def milestream(self, load: workload.Workload) -> None:
         worker = self.worker = Service(
-            "milestream worker", [sys.executable, "-m", "milestream.cli", "worker"], settings_env(self.settings),
-            self.run_dir / "milestream-worker.log", self.settings.web_port,
+            "milestream worker",
+            [sys.executable, "-m", "milestream.cli", "worker"],
+            settings_env(self.settings),
+            self.run_dir / "milestream-worker.log",
+            self.settings.web_port,
         )
         worker.start()
         healthy = await asyncio.get_running_loop().run_in_executor(None, worker.wait_healthy, "/healthz", 120.0)
@@ -391,8 +464,9 @@ class Bench:
             outcomes.update(found)
             return sum(outcomes.values())
 
-        result = await self._follow("milestream", worker, self.settings.app_id, len(load), count,
-                                    worker.started_at, healthy)
+        result = await self._follow(
+            "milestream", worker, self.settings.app_id, len(load), count, worker.started_at, healthy
+        )
         result["outcomes"] = dict(outcomes)
 
         async def outputs_settled() -> bool:
@@ -407,9 +481,11 @@ class Bench:
         result["dead_letters"] = await self.offsets.total(self.topics["dead-letters"].name)
         result["late_events"] = await self.offsets.total(self.topics["late-events"].name)
         self.results["milestream"] = result
-        log(f"milestream: {result['processing_rate']:,.0f}/s processing, {result['e2e_rate']:,.0f}/s from process "
+        log(
+            f"milestream: {result['processing_rate']:,.0f}/s processing, {result['e2e_rate']:,.0f}/s from process "
             f"start to committed; {result['outputs']:,} outputs (expected {load.expected_outputs:,}), "
-            f"{result['dead_letters']} dead letters, outcomes {result['outcomes']}")
+            f"{result['dead_letters']} dead letters, outcomes {result['outcomes']}"
+        )
         if result["outputs"] != load.expected_outputs or result["dead_letters"]:
             log("WARNING: outputs differ from what the workload should yield")
 
@@ -437,16 +513,20 @@ class Bench:
         async def progress() -> int:
             return seen["count"]
 
-        finished = await wait_for("worker on output-producing transactions", done, progress=progress,
-                                  timeout=120 + count / 20, service=worker)
+        finished = await wait_for(
+            "worker on output-producing transactions", done, progress=progress, timeout=120 + count / 20, service=worker
+        )
 
         async def outputs_out() -> bool:
             return await self.offsets.total(self.promotions) >= outputs_before + count
 
         await wait_for("outputs of the capacity run", outputs_out, timeout=60, service=worker)
         rate = count / max(finished - seen["first"], 1e-9)
-        self.results["output_capacity"] = {"events": count, "processing_seconds": finished - seen["first"],
-                                           "processing_rate": rate}
+        self.results["output_capacity"] = {
+            "events": count,
+            "processing_seconds": finished - seen["first"],
+            "processing_rate": rate,
+        }
         log(f"worker capacity when every event yields an output: {rate:,.0f}/s ({count:,} events)")
         return rate
 
@@ -462,7 +542,10 @@ class Bench:
         load = workload.latency_transactions(count, self.now, tag=f"lat-{self.tag}")
         promotions = await self.offsets.partitions(self.promotions)
         consumer = AIOKafkaConsumer(
-            **client_options(self.settings), group_id=None, enable_auto_commit=False, fetch_max_wait_ms=5,
+            **client_options(self.settings),
+            group_id=None,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=5,
             client_id="milestream-bench-latency",
         )
         await consumer.start()
@@ -494,8 +577,13 @@ class Bench:
         try:
             log(f"latency: {count:,} transactions at {rate:,.0f}/s, each yielding one milestone event")
             started = time.monotonic()
-            meter = CpuMeter({"consumer": worker.process.pid if worker.process else None,
-                              "broker": self.broker_pid, "bench": os.getpid()})
+            meter = CpuMeter(
+                {
+                    "consumer": worker.process.pid if worker.process else None,
+                    "broker": self.broker_pid,
+                    "bench": os.getpid(),
+                }
+            )
             for i, (key, value) in enumerate(load.records):
                 due = started + i / rate
                 delay = due - time.monotonic()
@@ -516,16 +604,15 @@ class Bench:
             cpu = meter.read()
 
             async def all_arrived() -> bool:
-                return len(acks) == count and all(
-                    f"{self.transactions}/{p}/{o}" in arrivals for p, o in acks
-                )
+                return len(acks) == count and all(f"{self.transactions}/{p}/{o}" in arrivals for p, o in acks)
 
             async def progress() -> int:
                 return len(arrivals)
 
             try:
-                await wait_for("outputs of the latency phase", all_arrived, progress=progress, timeout=120,
-                               service=worker)
+                await wait_for(
+                    "outputs of the latency phase", all_arrived, progress=progress, timeout=120, service=worker
+                )
             except BenchError as exc:
                 log(f"WARNING: {str(exc).splitlines()[0]}")
         finally:
@@ -566,8 +653,10 @@ class Bench:
             "cores": {name: used / sending for name, used in cpu.items() if name != "wall"},
         }
         p = self.results["latency"]["from_ack"]
-        log(f"latency from ack: p50 {p['p50']:.1f} ms, p95 {p['p95']:.1f} ms, p99 {p['p99']:.1f} ms, "
-            f"max {p['max']:.1f} ms; {count - len(from_ack)} inputs without output")
+        log(
+            f"latency from ack: p50 {p['p50']:.1f} ms, p95 {p['p95']:.1f} ms, p99 {p['p99']:.1f} ms, "
+            f"max {p['max']:.1f} ms; {count - len(from_ack)} inputs without output"
+        )
 
     async def cleanup(self, external: bool) -> None:
         if self.worker is not None:
@@ -575,7 +664,8 @@ class Bench:
         if external:  # a shared cluster: remove what this run created
             try:
                 names = await self.offsets.topics_starting_with(
-                    self.settings.topic_prefix, self.settings.app_id, self.naive_app_id)
+                    self.settings.topic_prefix, self.settings.app_id, self.naive_app_id
+                )
                 await self.offsets.delete_topics(names)
                 log(f"deleted {len(names)} benchmark topics")
             except Exception as exc:  # best effort
@@ -583,8 +673,12 @@ class Bench:
         await self.offsets.close()
 
 
-async def kafka_phases(args: argparse.Namespace, connection: Settings, run_dir: Path, broker_pid: int | None,
-                       ) -> tuple[Bench, workload.Workload]:
+async def kafka_phases(
+    args: argparse.Namespace,
+    connection: Settings,
+    run_dir: Path,
+    broker_pid: int | None,
+) -> tuple[Bench, workload.Workload]:
     bench = Bench(args, connection, run_dir, broker_pid)
     try:
         load = await bench.setup()
@@ -602,8 +696,9 @@ async def kafka_phases(args: argparse.Namespace, connection: Settings, run_dir: 
     return bench, load
 
 
-def inprocess_phase(args: argparse.Namespace, now: datetime, load: workload.Workload | None,
-                    run_dir: Path) -> dict[str, Any]:
+def inprocess_phase(
+    args: argparse.Namespace, now: datetime, load: workload.Workload | None, run_dir: Path
+) -> dict[str, Any]:
     count = args.inprocess_events
     if load is not None and count <= len(load):
         records = load.records[:count]  # the same generator and seed: the first records of the Kafka workload
@@ -613,8 +708,10 @@ def inprocess_phase(args: argparse.Namespace, now: datetime, load: workload.Work
     result: dict[str, Any] = {"driver": inprocess.driver_rate(records, now)}
     log(f"in-process driver: {result['driver']['rate']:,.0f}/s; Engine.apply alone ...")
     result["engine"] = inprocess.engine_rate(records, now)
-    log(f"in-process Engine.apply: {result['engine']['rate']:,.0f}/s "
-        f"(decoding alone {result['engine']['decode_rate']:,.0f}/s)")
+    log(
+        f"in-process Engine.apply: {result['engine']['rate']:,.0f}/s "
+        f"(decoding alone {result['engine']['decode_rate']:,.0f}/s)"
+    )
     if args.profile_events > 0:
         text, top = inprocess.profile(records[: args.profile_events], now)
         (run_dir / "profile.txt").write_text(text)
@@ -686,8 +783,10 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("raw", "naive"):
         base = results.get(key)
         if ms and base:
-            ratios[key] = {"processing": ms["processing_rate"] / base["processing_rate"],
-                           "e2e": ms["e2e_rate"] / base["e2e_rate"]}
+            ratios[key] = {
+                "processing": ms["processing_rate"] / base["processing_rate"],
+                "e2e": ms["e2e_rate"] / base["e2e_rate"],
+            }
             if ms.get("events_per_cpu_s") and base.get("events_per_cpu_s"):
                 ratios[key]["cpu"] = ms["events_per_cpu_s"] / base["events_per_cpu_s"]
     results["ratios"] = ratios

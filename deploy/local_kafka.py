@@ -48,8 +48,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 DEPLOY_DIR = Path(__file__).resolve().parent
 REPO_ROOT = DEPLOY_DIR.parent
@@ -469,7 +470,9 @@ def sasl_properties(sasl_port: int, users: dict[str, str]) -> dict[str, str]:
     plain_users = " ".join(f'user_{name}="{password}"' for name, password in sorted(users.items()))
     props = {
         "sasl.enabled.mechanisms": ",".join(SASL_MECHANISMS),
-        f"{prefix}.plain.sasl.jaas.config": f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};",
+        f"{prefix}.plain.sasl.jaas.config": (
+            f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};"
+        ),
     }
     for mechanism in SCRAM_MECHANISMS:
         props[f"{prefix}.{mechanism.lower()}.sasl.jaas.config"] = (
@@ -491,11 +494,16 @@ def _check_sasl_users(users: dict[str, str]) -> None:
     for name, password in users.items():
         # The storage tool's "[name=...,password=...]" syntax has no escaping.
         if not name or not password or any(c in name + password for c in ',[]="\\ \n'):
-            raise KafkaError(f"SASL user {name!r}: name and password must be non-empty, without , [ ] = \" \\ or spaces")
+            raise KafkaError(f'SASL user {name!r}: name and password must be non-empty, without , [ ] = " \\ or spaces')
 
 
-def server_properties(port: int, controller_port: int, data_dir: Path, sasl_port: int | None = None,
-                      sasl_users: dict[str, str] | None = None) -> str:
+def server_properties(
+    port: int,
+    controller_port: int,
+    data_dir: Path,
+    sasl_port: int | None = None,
+    sasl_users: dict[str, str] | None = None,
+) -> str:
     """Broker configuration for a single combined broker+controller node (plus a SASL listener if asked)."""
     listeners = f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}"
     advertised = f"PLAINTEXT://{HOST}:{port}"
@@ -535,8 +543,9 @@ def server_properties(port: int, controller_port: int, data_dir: Path, sasl_port
     return header + "".join(f"{key}={value}\n" for key, value in props.items())
 
 
-def _format_storage(java: str, libs: Path, run_dir: Path, props_path: Path, cluster_id: str,
-                    sasl_users: dict[str, str] | None = None) -> None:
+def _format_storage(
+    java: str, libs: Path, run_dir: Path, props_path: Path, cluster_id: str, sasl_users: dict[str, str] | None = None
+) -> None:
     cmd = [
         java,
         *TOOL_JVM_OPTS,
@@ -925,7 +934,9 @@ def main(argv: list[str] | None = None) -> int:
 
     run_dir_help = "broker folder (config, data, logs); default: <base>/run"
     p = sub.add_parser("up", help="start the broker (no-op if it is running); prints the bootstrap address")
-    p.add_argument("--port", type=int, help=f"client port (default: last one used, else {DEFAULT_PORT} if free, else any)")
+    p.add_argument(
+        "--port", type=int, help=f"client port (default: last one used, else {DEFAULT_PORT} if free, else any)"
+    )
     p.add_argument("--fresh", action="store_true", help="discard existing data and logs first")
     p.add_argument("--timeout", type=float, default=START_TIMEOUT, help="seconds to wait for start-up")
     p.add_argument("--run-dir", help=run_dir_help)

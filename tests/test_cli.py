@@ -25,8 +25,9 @@ def milestream(*args: str, env: dict[str, str] | None = None, timeout: float = 6
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("MILESTREAM_", "KAFKA_"))}
     environ["MILESTREAM_KAFKA_DIR"] = "/nonexistent"  # no local broker to discover unless a test says so
     environ.update(env or {})
-    return subprocess.run([sys.executable, "-m", "milestream.cli", *args], env=environ, capture_output=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "milestream.cli", *args], env=environ, capture_output=True, timeout=timeout
+    )
 
 
 def one_line_error(result: subprocess.CompletedProcess) -> str:
@@ -56,11 +57,14 @@ def csv_file(tmp_path):
 
 
 # ------------------------------------------------------------------- simulate
-@pytest.mark.parametrize("content,expected", [
-    (b'{"type": "milestone_definition", ', "line 1: neither a JSON document nor JSON lines"),
-    (b"[" * 100_000 + b"]" * 100_000, "depth limit"),
-    (b'{"type": "milestone_definition", "name": "caf\xe9"}', "not UTF-8 text (byte 45 is 0xe9)"),
-])
+@pytest.mark.parametrize(
+    "content,expected",
+    [
+        (b'{"type": "milestone_definition", ', "line 1: neither a JSON document nor JSON lines"),
+        (b"[" * 100_000 + b"]" * 100_000, "depth limit"),
+        (b'{"type": "milestone_definition", "name": "caf\xe9"}', "not UTF-8 text (byte 45 is 0xe9)"),
+    ],
+)
 def test_simulate_reports_an_unusable_definitions_file_in_one_line(tmp_path, content, expected):
     path = tmp_path / "definitions.json"
     path.write_bytes(content)
@@ -74,8 +78,9 @@ def test_simulate_reports_missing_files(tmp_path):
     assert "--events" in one_line_error(milestream("simulate", "--definitions", DEFINITIONS, "--events", missing))
 
 
-@pytest.mark.parametrize("until,expected", [("notatime", "not an ISO 8601 time"),
-                                            ("2024-02-01T00:00:00", "needs a time zone offset")])
+@pytest.mark.parametrize(
+    "until,expected", [("notatime", "not an ISO 8601 time"), ("2024-02-01T00:00:00", "needs a time zone offset")]
+)
 def test_simulate_reports_a_bad_until(until, expected):
     line = one_line_error(milestream("simulate", "--definitions", DEFINITIONS, "--events", EVENTS, "--until", until))
     assert "--until" in line and expected in line
@@ -85,16 +90,30 @@ def test_simulate_survives_event_times_at_the_edge_of_the_calendar(tmp_path):
     """Such a time must not become the simulator's clock (it has no UTC form)."""
     events = tmp_path / "events.jsonl"
     base = {"type": "transaction", "customer_id": "c", "bill_id": "b", "gross_amount": "1"}
-    events.write_bytes(b"".join(orjson.dumps({**base, "event_id": f"e{n}", "event_time": when}) + b"\n" for n, when in
-                                enumerate(["9999-12-31T23:00:00-05:00", "0001-01-01T00:30:00+05:00"])))
+    events.write_bytes(
+        b"".join(
+            orjson.dumps({**base, "event_id": f"e{n}", "event_time": when}) + b"\n"
+            for n, when in enumerate(["9999-12-31T23:00:00-05:00", "0001-01-01T00:30:00+05:00"])
+        )
+    )
     result = milestream("simulate", "--definitions", DEFINITIONS, "--events", str(events))
     assert result.returncode == 0 and b"Traceback" not in result.stderr, result.stderr
 
 
 # ---------------------------------------------------------------------- enrol
 def enrol(csv_path: str, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return milestream("enrol", "--milestone", "monthly-5000", "--csv", csv_path, "--definitions", DEFINITIONS,
-                      "--dry-run", *extra, env=env)
+    return milestream(
+        "enrol",
+        "--milestone",
+        "monthly-5000",
+        "--csv",
+        csv_path,
+        "--definitions",
+        DEFINITIONS,
+        "--dry-run",
+        *extra,
+        env=env,
+    )
 
 
 def test_enrol_reports_a_non_utf8_csv(csv_file):
@@ -107,12 +126,16 @@ def test_enrol_reports_a_cell_over_the_csv_limit(csv_file):
 
 
 def test_enrol_reports_a_bad_at(csv_file):
-    assert "--at 'garbage': not an ISO 8601 time" in one_line_error(enrol(csv_file("customer_id,spend\nann,1\n"), "--at", "garbage"))
+    assert "--at 'garbage': not an ISO 8601 time" in one_line_error(
+        enrol(csv_file("customer_id,spend\nann,1\n"), "--at", "garbage")
+    )
 
 
 def test_enrol_rejects_an_unknown_milestone_or_target_column(csv_file):
     path = csv_file("customer_id,spend\nann,1\n")
-    line = one_line_error(milestream("enrol", "--milestone", "m-nope", "--csv", path, "--definitions", DEFINITIONS, "--dry-run"))
+    line = one_line_error(
+        milestream("enrol", "--milestone", "m-nope", "--csv", path, "--definitions", DEFINITIONS, "--dry-run")
+    )
     assert "no such milestone" in line and "m-nope" in line
     assert "has no target 'spnd' (its targets: spend)" in one_line_error(enrol(csv_file("customer_id,spnd\nann,1\n")))
     assert "has no sub-target 'Half'" in one_line_error(enrol(csv_file("customer_id,spend,spend:Half\nann,1,1\n")))
@@ -142,18 +165,27 @@ def test_enrol_sent_twice_yields_the_same_event_ids(csv_file):
     ids = [[orjson.loads(line)["event_id"] for line in run.stdout.splitlines()] for run in (first, second)]
     assert ids[0] == ids[1] and len(set(ids[0])) == 2
     assert [orjson.loads(line)["event_time"] for line in first.stdout.splitlines()] != [
-        orjson.loads(line)["event_time"] for line in second.stdout.splitlines()]
-
+        orjson.loads(line)["event_time"] for line in second.stdout.splitlines()
+    ]
 
 
 def test_enrol_names_the_milestones_organisation(csv_file, tmp_path):
     """A brand's milestone enrols the brand's customers: the same customer id elsewhere is someone else."""
     brand = tmp_path / "brand.json"
     brand.write_bytes(orjson.dumps({**orjson.loads(Path(DEFINITIONS).read_bytes()), "org_id": "brand-b"}))
-    run = milestream("enrol", "--milestone", "monthly-5000", "--csv", csv_file("customer_id\nann\n"),
-                     "--definitions", str(brand), "--dry-run")
+    run = milestream(
+        "enrol",
+        "--milestone",
+        "monthly-5000",
+        "--csv",
+        csv_file("customer_id\nann\n"),
+        "--definitions",
+        str(brand),
+        "--dry-run",
+    )
     assert run.returncode == 0, run.stderr
     assert [orjson.loads(line)["org_id"] for line in run.stdout.splitlines()] == ["brand-b"]
+
 
 # ------------------------------------------------------------------ broker down
 @pytest.mark.parametrize("command", [["topics", "apply"], ["enrol", "--milestone", "monthly-5000", "--csv", "CSV"]])
@@ -178,8 +210,16 @@ def test_a_broker_that_does_not_answer_is_given_up_after_the_command_timeout(csv
 
 
 # ------------------------------------------------------------------- settings
-@pytest.mark.parametrize("command", [["settings"], ["schemas", "--out", "OUT"], ["worker"], ["topics", "apply"],
-                                     ["simulate", "--definitions", DEFINITIONS, "--events", EVENTS]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["settings"],
+        ["schemas", "--out", "OUT"],
+        ["worker"],
+        ["topics", "apply"],
+        ["simulate", "--definitions", DEFINITIONS, "--events", EVENTS],
+    ],
+)
 def test_a_bad_setting_is_one_line_naming_the_variable(command, tmp_path):
     command = [str(tmp_path) if part == "OUT" else part for part in command]
     line = one_line_error(milestream(*command, env={"MILESTREAM_WEB_PORT": "abc"}))
@@ -221,7 +261,10 @@ def test_enrol_checks_the_milestone_on_the_definitions_topic_and_sends(kafka_boo
     result = milestream("enrol", "--milestone", "monthly-5000", "--csv", path, env=env)
     assert result.returncode == 0, result.stderr
     (sent,) = consume(settings, "enrolments", lambda seen: len(seen) >= 1, timeout=20)
-    assert (sent["customer_id"], sent["milestone_id"], sent["targets"]) == ("ann", "monthly-5000",
-                                                                           [{"target_id": "spend", "value": "5000", "sub_targets": {}}])
+    assert (sent["customer_id"], sent["milestone_id"], sent["targets"]) == (
+        "ann",
+        "monthly-5000",
+        [{"target_id": "spend", "value": "5000", "sub_targets": {}}],
+    )
     line = one_line_error(milestream("enrol", "--milestone", "m-other", "--csv", path, env=env))
     assert f"no such milestone in topic {settings.topic_prefix}definitions" in line

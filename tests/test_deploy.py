@@ -24,4 +24,8 @@ def test_the_sasl_listener_keeps_plaintext_for_the_controller_and_brokers(tmp_pa
     assert lines["sasl.enabled.mechanisms"] == "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN"
     assert 'user_alice="pw"' in lines["listener.name.sasl_plaintext.plain.sasl.jaas.config"]
     assert local_kafka.scram_arguments({"alice": "pw"}) == [
-        "--add-scram", "SCRAM-SHA-256=[name=alice,password=pw]", "--add-scram", "SCRAM-SHA-512=[name=alice,password=pw]"]
+        "--add-scram",
+        "SCRAM-SHA-256=[name=alice,password=pw]",
+        "--add-scram",
+        "SCRAM-SHA-512=[name=alice,password=pw]",
+    ]

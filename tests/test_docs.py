@@ -21,7 +21,9 @@ def test_readme_lists_every_setting_with_its_default():
     assert rows == expected
 
 
-@pytest.mark.parametrize("doc", ["README.md", "docs/guarantees.md", "docs/series.md", "deploy/README.md", "BENCHMARKS.md"])
+@pytest.mark.parametrize(
+    "doc", ["README.md", "docs/guarantees.md", "docs/series.md", "deploy/README.md", "BENCHMARKS.md"]
+)
 def test_docs_hold_no_merge_conflict_markers(doc):
     text = (ROOT / doc).read_text()
     assert not re.search(r"^(<{7} |>{7} |={7}$)", text, re.M)
@@ -68,8 +70,12 @@ def _run_readme_example(driver, now: str | None = None) -> list[dict]:
     definition, transaction = _readme_example(now)
     driver.pipe("definitions", definition["milestone_id"], definition)
     # Kafka stamps the record when the producer sends it: at the transaction's own time.
-    driver.pipe("transactions", transaction["customer_id"], transaction,
-                timestamp=datetime.fromisoformat(transaction["event_time"]))
+    driver.pipe(
+        "transactions",
+        transaction["customer_id"],
+        transaction,
+        timestamp=datetime.fromisoformat(transaction["event_time"]),
+    )
     return driver.read("promotions")
 
 
@@ -85,16 +91,38 @@ def test_readme_producer_example_yields_the_documented_events(driver):
     shown = shown.replace('"targets": [...], ', "").replace("0b9c…", "x")
     documented = orjson.loads(shown)
     achievement = events[1]
-    for field in ("kind", "customer_id", "milestone_id", "milestone_name", "target_id", "target_name", "cycle",
-                  "achieved_value", "defined_value", "gap", "achieved", "is_target_achieved_event",
-                  "milestone_value_defined", "trigger_names", "occurred_at"):
+    for field in (
+        "kind",
+        "customer_id",
+        "milestone_id",
+        "milestone_name",
+        "target_id",
+        "target_name",
+        "cycle",
+        "achieved_value",
+        "defined_value",
+        "gap",
+        "achieved",
+        "is_target_achieved_event",
+        "milestone_value_defined",
+        "trigger_names",
+        "occurred_at",
+    ):
         assert achievement[field] == documented[field], field
     assert documented["cause"].startswith("milestream.transactions/")
 
 
-@pytest.mark.parametrize("now", [None, 'datetime(2027, 1, 31, 23, 59, 59, tzinfo=ZoneInfo("Asia/Kolkata"))',
-                                 'datetime(2028, 2, 29, 0, 0, tzinfo=ZoneInfo("Asia/Kolkata"))'])
+@pytest.mark.parametrize(
+    "now",
+    [
+        None,
+        'datetime(2027, 1, 31, 23, 59, 59, tzinfo=ZoneInfo("Asia/Kolkata"))',
+        'datetime(2028, 2, 29, 0, 0, tzinfo=ZoneInfo("Asia/Kolkata"))',
+    ],
+)
 def test_readme_producer_example_yields_the_same_events_on_any_date(driver, now):
     events = _run_readme_example(driver, now)
     assert [(e["kind"], e["cycle"]["index"], e["achieved_value"]) for e in events] == [
-        ("sub_target", 1, "5200.00"), ("achievement", 1, "5200.00")]
+        ("sub_target", 1, "5200.00"),
+        ("achievement", 1, "5200.00"),
+    ]

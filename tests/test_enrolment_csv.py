@@ -20,8 +20,10 @@ def test_each_row_becomes_an_enrolment_with_the_customers_own_targets():
     events, errors = enrolments_from_csv(CSV, "m1", AT)
     assert errors == []
     ann, bob = events
-    assert ann["targets"] == [{"target_id": "t1", "value": "5000", "sub_targets": {"Halfway": "2500"}},
-                              {"target_id": "t1", "value": "8000", "cycle": 2, "sub_targets": {}}]
+    assert ann["targets"] == [
+        {"target_id": "t1", "value": "5000", "sub_targets": {"Halfway": "2500"}},
+        {"target_id": "t1", "value": "8000", "cycle": 2, "sub_targets": {}},
+    ]
     assert bob["targets"] == [{"target_id": "t1", "value": "3000", "sub_targets": {}}]
     assert enrolments_from_csv(CSV, "m1", AT)[0] == events  # same file, same event ids
     later = enrolments_from_csv(CSV, "m1", datetime.fromisoformat("2024-03-01T00:00:00+05:30"))[0]
@@ -37,10 +39,15 @@ def test_bad_rows_are_reported_by_line_and_the_others_still_go():
 
 
 def test_csv_targets_drive_the_engine_per_customer_and_per_cycle(driver):
-    load(driver, definition(cycles=calendar("monthly", "2024-01-01", 3), target_values="per_customer",
-                            enrolment={"method": "specific", "customers": ["ann", "bob"]},
-                            targets=[target(value=None, sub_targets=[{"name": "Halfway", "criterion": "absolute",
-                                                                      "value": "1"}])]))
+    load(
+        driver,
+        definition(
+            cycles=calendar("monthly", "2024-01-01", 3),
+            target_values="per_customer",
+            enrolment={"method": "specific", "customers": ["ann", "bob"]},
+            targets=[target(value=None, sub_targets=[{"name": "Halfway", "criterion": "absolute", "value": "1"}])],
+        ),
+    )
     events, _ = enrolments_from_csv(CSV, "m1", AT)
     send(driver, *events)
     send(driver, txn("ann", "2024-02-05T10:00:00+05:30", "6000"), txn("bob", "2024-01-05T10:00:00+05:30", "3000"))
@@ -56,11 +63,33 @@ def test_the_command_prints_events_and_exits_1_on_a_bad_row(tmp_path):
     path = tmp_path / "audience.csv"
     path.write_text("customer_id,t1\nann,5000\nbob,-2\n")
     definitions = tmp_path / "definitions.json"
-    definitions.write_bytes(orjson.dumps(definition(target_values="per_customer", targets=[target(value=None)],
-                                                    enrolment={"method": "specific", "customers": []})))
-    result = subprocess.run([sys.executable, "-m", "milestream.cli", "enrol", "--milestone", "m1", "--csv", str(path),
-                             "--definitions", str(definitions), "--at", "2024-01-01T00:00:00+05:30", "--dry-run"],
-                            capture_output=True)
+    definitions.write_bytes(
+        orjson.dumps(
+            definition(
+                target_values="per_customer",
+                targets=[target(value=None)],
+                enrolment={"method": "specific", "customers": []},
+            )
+        )
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "milestream.cli",
+            "enrol",
+            "--milestone",
+            "m1",
+            "--csv",
+            str(path),
+            "--definitions",
+            str(definitions),
+            "--at",
+            "2024-01-01T00:00:00+05:30",
+            "--dry-run",
+        ],
+        capture_output=True,
+    )
     assert result.returncode == 1
     assert [orjson.loads(line)["customer_id"] for line in result.stdout.splitlines()] == ["ann"]
     assert b"rejected line 3:" in result.stderr
@@ -85,8 +114,12 @@ def test_csv_balances_and_cycle_drive_the_engine(driver):
     from milestream.errors import UsageError
     from tests.engine.builders import kinds
 
-    load(driver, definition(cycles=calendar("monthly", "2024-01-01", 3), enrolment={"method": "none"},
-                            targets=[target(value="5000")]))
+    load(
+        driver,
+        definition(
+            cycles=calendar("monthly", "2024-01-01", 3), enrolment={"method": "none"}, targets=[target(value="5000")]
+        ),
+    )
     milestone = driver.topology.registry.milestones["m1"]
     check_columns(milestone, ["customer_id", "+t1"])
     for bad in ("#4", "March"):

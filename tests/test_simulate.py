@@ -1,9 +1,9 @@
 """`milestream simulate`: the engine over a file, event time as the clock."""
 
 import io
-from datetime import datetime
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import orjson
@@ -15,9 +15,19 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 def simulate(*extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "milestream.cli", "simulate", "--definitions", str(EXAMPLES / "monthly-spend.json"),
-         "--events", str(EXAMPLES / "events.jsonl"), *extra],
-        capture_output=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "milestream.cli",
+            "simulate",
+            "--definitions",
+            str(EXAMPLES / "monthly-spend.json"),
+            "--events",
+            str(EXAMPLES / "events.jsonl"),
+            *extra,
+        ],
+        capture_output=True,
+        check=True,
     )
 
 
@@ -43,16 +53,29 @@ def test_cycles_close_as_event_time_passes_them():
         ("achievement", "ravi", 2),
     ]
     close = next(e for e in events if e["kind"] == "cycle_close" and e["customer_id"] == "ravi")
-    assert (close["achieved_value"], close["defined_value"], close["gap"], close["achieved"]) == ("900", "5000", "4100", False)
+    assert (close["achieved_value"], close["defined_value"], close["gap"], close["achieved"]) == (
+        "900",
+        "5000",
+        "4100",
+        False,
+    )
     assert close["is_target_achieved_event"] is False
 
 
 def test_close_all_closes_every_remaining_cycle_for_every_enrolled_customer():
     events = printed(simulate("--close-all"))
-    closes = [(e["customer_id"], e["cycle"]["index"], e["achieved_value"]) for e in events if e["kind"] == "cycle_close"]
+    closes = [
+        (e["customer_id"], e["cycle"]["index"], e["achieved_value"]) for e in events if e["kind"] == "cycle_close"
+    ]
     # The milestone has 3 monthly cycles; asha has no February activity and still gets its close.
-    assert closes == [("asha", 1, "6500"), ("ravi", 1, "900"), ("asha", 2, "0"), ("ravi", 2, "5200"),
-                      ("asha", 3, "0"), ("ravi", 3, "0")]
+    assert closes == [
+        ("asha", 1, "6500"),
+        ("ravi", 1, "900"),
+        ("asha", 2, "0"),
+        ("ravi", 2, "5200"),
+        ("asha", 3, "0"),
+        ("ravi", 3, "0"),
+    ]
 
 
 def test_bad_lines_are_dead_letters_reported_and_skipped():
@@ -81,13 +104,21 @@ def test_a_listed_customer_without_activity_gets_the_same_cycle_close_as_on_the_
 
     definition = orjson.loads((EXAMPLES / "monthly-spend.json").read_bytes())
     definition["enrolment"] = {"method": "specific", "customers": ["asha", "quiet"]}
-    jan = {"type": "transaction", "event_id": "t1", "customer_id": "asha", "event_time": "2024-01-03T11:00:00+05:30",
-           "bill_id": "b1", "gross_amount": "2000"}
+    jan = {
+        "type": "transaction",
+        "event_id": "t1",
+        "customer_id": "asha",
+        "event_time": "2024-01-03T11:00:00+05:30",
+        "bill_id": "b1",
+        "gross_amount": "2000",
+    }
     feb = {**jan, "event_id": "t2", "bill_id": "b2", "event_time": "2024-02-02T11:00:00+05:30"}
     out, err = io.BytesIO(), io.StringIO()
     run(orjson.dumps(definition).decode(), io.BytesIO(orjson.dumps(jan) + b"\n" + orjson.dumps(feb) + b"\n"), out, err)
     simulated = [orjson.loads(line) for line in out.getvalue().splitlines()]
-    assert sorted(e["customer_id"] for e in simulated if e["kind"] == "cycle_close") == ["asha", "quiet"], err.getvalue()
+    assert sorted(e["customer_id"] for e in simulated if e["kind"] == "cycle_close") == ["asha", "quiet"], (
+        err.getvalue()
+    )
 
     # The worker's path: the enrolments the definition produced come back from the broker.
     driver = TopologyTestDriver()
@@ -103,11 +134,24 @@ def test_a_listed_customer_without_activity_gets_the_same_cycle_close_as_on_the_
 def test_late_events_unmatched_returns_and_dead_letters_are_printed_and_counted():
     definition = orjson.loads((EXAMPLES / "monthly-spend.json").read_bytes())
     definition["settings"] = {"adjust_on_bill_return": True}
-    jan = {"type": "transaction", "event_id": "t1", "customer_id": "asha", "event_time": "2024-01-03T11:00:00+05:30",
-           "bill_id": "b1", "gross_amount": "2000"}
+    jan = {
+        "type": "transaction",
+        "event_id": "t1",
+        "customer_id": "asha",
+        "event_time": "2024-01-03T11:00:00+05:30",
+        "bill_id": "b1",
+        "gross_amount": "2000",
+    }
     late = {**jan, "event_id": "t2", "bill_id": "b2", "recorded_at": "2024-03-05T11:00:00+05:30"}
-    unmatched = {"type": "return", "event_id": "r1", "return_id": "r1", "customer_id": "asha", "bill_id": "b-unknown",
-                 "scope": "bill", "event_time": "2024-03-05T12:00:00+05:30"}
+    unmatched = {
+        "type": "return",
+        "event_id": "r1",
+        "return_id": "r1",
+        "customer_id": "asha",
+        "bill_id": "b-unknown",
+        "scope": "bill",
+        "event_time": "2024-03-05T12:00:00+05:30",
+    }
     lines = b"".join(orjson.dumps(e) + b"\n" for e in (jan, late, unmatched)) + b'{"type": "transaction"}\n'
     out, err = io.BytesIO(), io.StringIO()
     outcomes = run(orjson.dumps(definition).decode(), io.BytesIO(lines), out, err)

@@ -15,8 +15,14 @@ from tests.test_cli import closed_port, milestream, one_line_error
 
 
 def milestone_event(customer: str, kind: str, n: int) -> dict:
-    return {"type": "milestone_event", "event_id": f"{customer}-{kind}-{n}", "kind": kind, "customer_id": customer,
-            "milestone_id": "m1", "achieved_value": str(1000 * n)}
+    return {
+        "type": "milestone_event",
+        "event_id": f"{customer}-{kind}-{n}",
+        "kind": kind,
+        "customer_id": customer,
+        "milestone_id": "m1",
+        "achieved_value": str(1000 * n),
+    }
 
 
 def test_filters_match_the_key_or_customer_and_the_kind_type_or_reason():
@@ -30,17 +36,21 @@ def test_filters_match_the_key_or_customer_and_the_kind_type_or_reason():
 
 
 def test_a_broker_that_is_down_is_one_line():
-    line = one_line_error(milestream("tail", "--timeout", "5",
-                                     env={"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{closed_port()}"}))
+    line = one_line_error(
+        milestream("tail", "--timeout", "5", env={"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{closed_port()}"})
+    )
     assert line.startswith("milestream: tail promotions: cannot connect to the Kafka broker")
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    (["nope"], "no topic 'nope' in topics.yaml"),
-    (["--max", "0"], "--max 0: must be at least 1"),
-    (["--timeout", "-1"], "--timeout -1: must be more than 0 seconds"),
-    (["--max", "many"], "invalid int value"),
-])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["nope"], "no topic 'nope' in topics.yaml"),
+        (["--max", "0"], "--max 0: must be at least 1"),
+        (["--timeout", "-1"], "--timeout -1: must be more than 0 seconds"),
+        (["--max", "many"], "invalid int value"),
+    ],
+)
 def test_bad_arguments_are_one_line(args, expected):
     assert expected in one_line_error(milestream("tail", *args, env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}))
 
@@ -60,16 +70,39 @@ def test_from_the_beginning_filtered_and_bounded(topics):
     from tests.support.worker import produce
 
     settings, env = topics
-    produce(settings, [("promotions", e["customer_id"], e) for e in [
-        milestone_event("ann", "sub_target", 1), milestone_event("bob", "achievement", 2),
-        milestone_event("ann", "achievement", 3), milestone_event("ann", "cycle_close", 4),
-        milestone_event("ann", "achievement", 5)]])
-    result = milestream("tail", "--from-beginning", "--customer", "ann", "--kind", "achievement", "--max", "2",
-                        "--timeout", "30", "--json", env=env)
+    produce(
+        settings,
+        [
+            ("promotions", e["customer_id"], e)
+            for e in [
+                milestone_event("ann", "sub_target", 1),
+                milestone_event("bob", "achievement", 2),
+                milestone_event("ann", "achievement", 3),
+                milestone_event("ann", "cycle_close", 4),
+                milestone_event("ann", "achievement", 5),
+            ]
+        ],
+    )
+    result = milestream(
+        "tail",
+        "--from-beginning",
+        "--customer",
+        "ann",
+        "--kind",
+        "achievement",
+        "--max",
+        "2",
+        "--timeout",
+        "30",
+        "--json",
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stderr == b""
     assert [orjson.loads(line)["event_id"] for line in result.stdout.splitlines()] == [
-        "ann-achievement-3", "ann-achievement-5"]
+        "ann-achievement-3",
+        "ann-achievement-5",
+    ]
     pretty = milestream("tail", "--from-beginning", "--customer", "ann", "--max", "1", "--timeout", "30", env=env)
     lines = pretty.stdout.decode().splitlines()
     assert lines[0].startswith(f"# {settings.topic_prefix}promotions[") and lines[0].endswith("]@0 key=ann")
@@ -93,8 +126,12 @@ def test_without_from_beginning_only_new_records_are_shown(topics):
 
     settings, env = topics
     produce(settings, [("promotions", "ann", milestone_event("ann", "achievement", 0))])
-    process = subprocess.Popen([sys.executable, "-m", "milestream.cli", "tail", "--max", "1", "--timeout", "60",
-                                "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "milestream.cli", "tail", "--max", "1", "--timeout", "60", "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     n = 0
     while process.poll() is None and n < 50:  # keep sending until the tail, once positioned, sees one
         n += 1
@@ -111,8 +148,12 @@ def test_ctrl_c_ends_it_cleanly(topics):
 
     settings, env = topics
     produce(settings, [("promotions", "ann", milestone_event("ann", "achievement", 1))])
-    process = subprocess.Popen([sys.executable, "-m", "milestream.cli", "tail", "--from-beginning", "--json"],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "milestream.cli", "tail", "--from-beginning", "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         first = process.stdout.readline()  # it is reading the topic
         assert orjson.loads(first)["event_id"] == "ann-achievement-1"

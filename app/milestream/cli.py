@@ -12,8 +12,9 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Callable, Coroutine
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Coroutine, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -46,7 +47,7 @@ def run_against_broker(settings: Settings, what: str, work: Callable[[], Corouti
         return asyncio.run(work())
     except (KafkaUnreachable, KafkaConnectionSettingsError) as exc:
         raise UsageError(f"{what}: {exc}") from None
-    except (asyncio.TimeoutError, TimeoutError):
+    except TimeoutError:
         raise UsageError(f"{what}: no answer from the Kafka broker at {servers} within {timeout:g} s") from None
     except KafkaConnectionError:
         raise UsageError(f"{what}: cannot connect to the Kafka broker at {servers}") from None
@@ -106,7 +107,9 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     if not args.unsupervised:
         from .worker.supervisor import supervise
 
-        logging.basicConfig(level=settings.log_level.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
+        logging.basicConfig(
+            level=settings.log_level.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
+        )
         return supervise(settings)
     from .worker.app import app
 
@@ -124,7 +127,9 @@ def _settings(args: argparse.Namespace, settings: Settings) -> int:
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from .demo import run_demo
 
-    return run_against_broker(settings, "demo", lambda: run_demo(settings, customers=args.customers, timeout=args.timeout))
+    return run_against_broker(
+        settings, "demo", lambda: run_demo(settings, customers=args.customers, timeout=args.timeout)
+    )
 
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
@@ -144,8 +149,9 @@ def _enrol(args: argparse.Namespace, settings: Settings) -> int:
     at = parse_time(args.at, "--at") if args.at else datetime.now(timezone.utc)
     milestone = _defined_milestone(args, settings)
     try:
-        events, errors = enrolments_from_csv(text, args.milestone, at, milestone, cycle=args.cycle,
-                                             reenrol=args.reenrol)
+        events, errors = enrolments_from_csv(
+            text, args.milestone, at, milestone, cycle=args.cycle, reenrol=args.reenrol
+        )
     except UsageError as exc:
         raise UsageError(f"--csv {args.csv}: {exc}") from None
     for error in errors:
@@ -210,8 +216,10 @@ async def _read_definitions(settings: Settings, topology: Topology) -> None:
     consumer = await started(AIOKafkaConsumer(enable_auto_commit=False, **_client_options(settings)), settings)
     try:
         if topic not in await consumer.topics():
-            raise UsageError(f"topic {topic} does not exist on {settings.kafka_bootstrap_servers} "
-                             "(run `milestream topics apply`, or give --definitions)")
+            raise UsageError(
+                f"topic {topic} does not exist on {settings.kafka_bootstrap_servers} "
+                "(run `milestream topics apply`, or give --definitions)"
+            )
         partitions = [TopicPartition(topic, p) for p in range(topology.topics["definitions"].partitions)]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
@@ -219,7 +227,7 @@ async def _read_definitions(settings: Settings, topology: Topology) -> None:
         deadline = asyncio.get_running_loop().time() + settings.command_timeout_s
         while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
             if asyncio.get_running_loop().time() > deadline:
-                raise asyncio.TimeoutError
+                raise TimeoutError
             for messages in (await consumer.getmany(timeout_ms=500)).values():
                 for m in messages:
                     topology.process_definition(record_from_aiokafka(m))
@@ -231,7 +239,9 @@ async def _produce_enrolments(settings: Settings, topic: str, events: list[dict]
     import orjson
     from aiokafka import AIOKafkaProducer
 
-    producer = await started(AIOKafkaProducer(acks="all", enable_idempotence=True, **_client_options(settings)), settings)
+    producer = await started(
+        AIOKafkaProducer(acks="all", enable_idempotence=True, **_client_options(settings)), settings
+    )
     try:
         for event in events:
             await producer.send(topic, orjson.dumps(event), key=event["customer_id"].encode())
@@ -256,11 +266,15 @@ def build_parser() -> argparse.ArgumentParser:
     schemas.set_defaults(func=_schemas_export)
 
     worker = sub.add_parser("worker", help="run a worker (restarted in place when it exits to recover)")
-    worker.add_argument("--unsupervised", action="store_true",
-                        help="run the Faust worker in this process, with no restart (for a supervisor of your own)")
+    worker.add_argument(
+        "--unsupervised",
+        action="store_true",
+        help="run the Faust worker in this process, with no restart (for a supervisor of your own)",
+    )
     worker.set_defaults(func=_worker)
     sub.add_parser("settings", help="print every setting's value in effect and its environment variable").set_defaults(
-        func=_settings)
+        func=_settings
+    )
 
     demo = sub.add_parser("demo", help="publish a demo milestone and events, print the milestone events")
     demo.add_argument("--customers", type=int, default=20)
@@ -271,35 +285,58 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--definitions", required=True, help="JSON or JSON-lines file of definitions/settings")
     simulate.add_argument("--events", required=True, help="JSON-lines file of customer events ('-' for stdin)")
     simulate.add_argument("--state", default=None, help="RocksDB folder for state (default: in memory)")
-    simulate.add_argument("--until", default=None, help="close cycles due by this time at the end (default: last event time)")
+    simulate.add_argument(
+        "--until", default=None, help="close cycles due by this time at the end (default: last event time)"
+    )
     simulate.add_argument("--close-all", action="store_true", help="close every open cycle at the end")
     simulate.set_defaults(func=_simulate)
 
     enrol = sub.add_parser("enrol", help="send a CSV of customers (with their own targets) as enrolment events")
     enrol.add_argument("--milestone", required=True, help="the milestone id")
-    enrol.add_argument("--csv", required=True, help="customer_id[,<target_id>][,<target_id>@<cycle>]"
-                                                    "[,<target_id>:<sub-target>][,+<target_id> (initial balance)]")
+    enrol.add_argument(
+        "--csv",
+        required=True,
+        help="customer_id[,<target_id>][,<target_id>@<cycle>]"
+        "[,<target_id>:<sub-target>][,+<target_id> (initial balance)]",
+    )
     enrol.add_argument("--at", default=None, help="enrolment time, ISO 8601 with offset (default: now)")
-    enrol.add_argument("--cycle", default=None,
-                       help="enrol into this cycle: a custom period's name, the name outputs give a cycle, or #<n> "
-                            "(default: the cycle running at --at)")
-    enrol.add_argument("--reenrol", choices=("resume", "reset"), default=None,
-                       help="a customer unenrolled before resumes their earlier progress or starts from zero "
-                            "(default: resume)")
-    enrol.add_argument("--definitions", default=None,
-                       help="JSON or JSON-lines file of definitions to check the milestone and columns against "
-                            "(default: the definitions topic)")
+    enrol.add_argument(
+        "--cycle",
+        default=None,
+        help="enrol into this cycle: a custom period's name, the name outputs give a cycle, or #<n> "
+        "(default: the cycle running at --at)",
+    )
+    enrol.add_argument(
+        "--reenrol",
+        choices=("resume", "reset"),
+        default=None,
+        help="a customer unenrolled before resumes their earlier progress or starts from zero (default: resume)",
+    )
+    enrol.add_argument(
+        "--definitions",
+        default=None,
+        help="JSON or JSON-lines file of definitions to check the milestone and columns against "
+        "(default: the definitions topic)",
+    )
     enrol.add_argument("--dry-run", action="store_true", help="print the events as JSON lines instead of sending them")
     enrol.set_defaults(func=_enrol)
 
     tail = sub.add_parser("tail", help="print a topic's records as they arrive, decoded (default: promotions)")
-    tail.add_argument("topic", nargs="?", default="promotions",
-                      help="logical topic name from topics.yaml (default: promotions)")
+    tail.add_argument(
+        "topic", nargs="?", default="promotions", help="logical topic name from topics.yaml (default: promotions)"
+    )
     tail.add_argument("--customer", default=None, help="only this customer's records")
-    tail.add_argument("--kind", default=None,
-                      help="only records of this kind, type or dead-letter reason (e.g. achievement, cycle_close)")
-    tail.add_argument("--from-beginning", action="store_true", help="from the topic's start (default: new records only)")
-    tail.add_argument("--max", type=int, default=None, help="stop after this many records (exit 1 if --timeout comes first)")
+    tail.add_argument(
+        "--kind",
+        default=None,
+        help="only records of this kind, type or dead-letter reason (e.g. achievement, cycle_close)",
+    )
+    tail.add_argument(
+        "--from-beginning", action="store_true", help="from the topic's start (default: new records only)"
+    )
+    tail.add_argument(
+        "--max", type=int, default=None, help="stop after this many records (exit 1 if --timeout comes first)"
+    )
     tail.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
     tail.add_argument("--json", action="store_true", help="one JSON object a line instead of indented JSON")
     tail.set_defaults(func=_tail)

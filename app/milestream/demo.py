@@ -35,7 +35,12 @@ def demo_definition(now: datetime) -> dict:
         "starts_at": month_start.isoformat(),
         "ends_at": (month_start + timedelta(days=366)).isoformat(),
         "timezone": "UTC",
-        "cycles": {"kind": "calendar", "frequency": "monthly", "start_date": month_start.date().isoformat(), "count": 12},
+        "cycles": {
+            "kind": "calendar",
+            "frequency": "monthly",
+            "start_date": month_start.date().isoformat(),
+            "count": 12,
+        },
         "group": {
             "targets": [
                 {

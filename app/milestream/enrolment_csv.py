@@ -49,8 +49,15 @@ from .schemas.codec import describe_validation_error
 from .schemas.inputs import Enrolment
 
 
-def enrolments_from_csv(text: str, milestone_id: str, at: datetime, milestone: Compiled | None = None, *,
-                        cycle: str | None = None, reenrol: str | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+def enrolments_from_csv(
+    text: str,
+    milestone_id: str,
+    at: datetime,
+    milestone: Compiled | None = None,
+    *,
+    cycle: str | None = None,
+    reenrol: str | None = None,
+) -> tuple[list[dict[str, Any]], list[str]]:
     """(enrolment events, errors as "line N: reason") for a CSV audience, each enrolling into ``cycle``
     (if given) with ``reenrol`` (if given).
 
@@ -65,7 +72,7 @@ def enrolments_from_csv(text: str, milestone_id: str, at: datetime, milestone: C
         if not reader.fieldnames or "customer_id" not in reader.fieldnames:
             return [], ["line 1: the header must have a customer_id column"]
         if milestone is not None:
-            check_columns(milestone, reader.fieldnames)
+            check_columns(milestone, list(reader.fieldnames))
         for row in reader:
             try:
                 events.append(_enrolment(row, milestone_id, at, options))
@@ -106,12 +113,16 @@ def check_columns(milestone: Compiled, columns: list[str] | None) -> None:
         target_id = target_id.split("@", 1)[0]
         target = targets.get(target_id)
         if target is None:
-            raise UsageError(f"column {column!r}: milestone {mid!r} has no target {target_id!r} "
-                             f"(its targets: {', '.join(sorted(targets))})")
+            raise UsageError(
+                f"column {column!r}: milestone {mid!r} has no target {target_id!r} "
+                f"(its targets: {', '.join(sorted(targets))})"
+            )
         names = [s.name for s in target.sub_targets]
         if sub_name and sub_name not in names:
-            raise UsageError(f"column {column!r}: target {target_id!r} of {mid!r} has no sub-target {sub_name!r} "
-                             f"(its sub-targets: {', '.join(names) or 'none'})")
+            raise UsageError(
+                f"column {column!r}: target {target_id!r} of {mid!r} has no sub-target {sub_name!r} "
+                f"(its sub-targets: {', '.join(names) or 'none'})"
+            )
 
 
 def check_cycle(milestone: Compiled, cycle: str, at: datetime) -> None:
@@ -119,8 +130,9 @@ def check_cycle(milestone: Compiled, cycle: str, at: datetime) -> None:
     window = named_window(milestone.definition, cycle)
     mid = milestone.definition.milestone_id
     if window is None:
-        raise UsageError(f"--cycle {cycle!r}: milestone {mid!r} has no such cycle "
-                         "(the name of a calendar or custom cycle, or #<n>)")
+        raise UsageError(
+            f"--cycle {cycle!r}: milestone {mid!r} has no such cycle (the name of a calendar or custom cycle, or #<n>)"
+        )
     if window.end is not None and window.end <= at:
         raise UsageError(f"--cycle {cycle!r}: that cycle of {mid!r} ended at {utc_iso(window.end)}, before --at")
 
@@ -132,8 +144,10 @@ def _balances(row: dict[str, str | None]) -> dict[str, str]:
     """The ``+<target_id>`` cells: the progress the customer starts with, per target."""
     for column in row:
         if column is not None and column.startswith(BALANCE_PREFIX) and ("@" in column or ":" in column):
-            raise ValueError(f"column {column!r}: an initial balance is per target, for the cycle enrolled into "
-                             "(no '@<cycle>' or ':<sub-target>')")
+            raise ValueError(
+                f"column {column!r}: an initial balance is per target, for the cycle enrolled into "
+                "(no '@<cycle>' or ':<sub-target>')"
+            )
     return {
         column.removeprefix(BALANCE_PREFIX): cell.strip()
         for column, cell in row.items()

@@ -121,8 +121,10 @@ async def connection_problem(settings: Settings) -> KafkaUnreachable:
                 "check MILESTREAM_KAFKA_SASL_USERNAME and MILESTREAM_KAFKA_SASL_PASSWORD"
             )
         except ssl.SSLCertVerificationError as exc:
-            return KafkaRefused(f"the TLS certificate of Kafka at {server} is not trusted: {exc.verify_message}; "
-                                "check MILESTREAM_KAFKA_SSL_CAFILE")
+            return KafkaRefused(
+                f"the TLS certificate of Kafka at {server} is not trusted: {exc.verify_message}; "
+                "check MILESTREAM_KAFKA_SSL_CAFILE"
+            )
         except Exception as exc:  # refused, time-out, TLS handshake: report it, try the next server
             reasons.append(f"{server}: {exc or type(exc).__name__}")
         else:

@@ -10,8 +10,9 @@ does not parse raises a ``ValidationError`` naming the environment variable
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDict
@@ -43,11 +44,16 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = _setting(
         "127.0.0.1:9092",
         "KAFKA_BOOTSTRAP_SERVERS",
-        "Kafka bootstrap servers, comma separated. Unset: the local broker's (.local/kafka/run/bootstrap) if one was started, else this default.",
+        "Kafka bootstrap servers, comma separated. Unset: the local broker's (.local/kafka/run/bootstrap) "
+        "if one was started, else this default.",
     )
-    app_id: str = _setting("milestream", "MILESTREAM_APP_ID", "Faust app id: consumer group and prefix of changelog topics.")
+    app_id: str = _setting(
+        "milestream", "MILESTREAM_APP_ID", "Faust app id: consumer group and prefix of changelog topics."
+    )
     topic_prefix: str = _setting("milestream.", "MILESTREAM_TOPIC_PREFIX", "Prefix of every topic name in topics.yaml.")
-    topics_file: str = _setting("", "MILESTREAM_TOPICS_FILE", "Path of topics.yaml (default: the one beside the package's project).")
+    topics_file: str = _setting(
+        "", "MILESTREAM_TOPICS_FILE", "Path of topics.yaml (default: the one beside the package's project)."
+    )
     processing_guarantee: Literal["at_least_once", "exactly_once"] = _setting(
         "at_least_once",
         "MILESTREAM_PROCESSING_GUARANTEE",
@@ -56,10 +62,16 @@ class Settings(BaseSettings):
 
     # Worker
     data_dir: str = _setting(".local/worker", "MILESTREAM_DATA_DIR", "Where the worker keeps its RocksDB tables.")
-    store: str = _setting("rocksdb://", "MILESTREAM_STORE", "Table store URL: rocksdb:// (rocksdict driver) or memory://.")
-    web_port: int = _setting(6066, "MILESTREAM_WEB_PORT", "HTTP port of the worker: /metrics, /healthz.", ge=0, le=65535)
+    store: str = _setting(
+        "rocksdb://", "MILESTREAM_STORE", "Table store URL: rocksdb:// (rocksdict driver) or memory://."
+    )
+    web_port: int = _setting(
+        6066, "MILESTREAM_WEB_PORT", "HTTP port of the worker: /metrics, /healthz.", ge=0, le=65535
+    )
     web_host: str = _setting("127.0.0.1", "MILESTREAM_WEB_HOST", "Interface the worker's HTTP server binds.")
-    max_payload_bytes: int = _setting(256 * 1024, "MILESTREAM_MAX_PAYLOAD_BYTES", "Larger input records go to the dead-letter topic.")
+    max_payload_bytes: int = _setting(
+        256 * 1024, "MILESTREAM_MAX_PAYLOAD_BYTES", "Larger input records go to the dead-letter topic."
+    )
     dead_letter_original_bytes: int = _setting(
         16 * 1024,
         "MILESTREAM_DEAD_LETTER_ORIGINAL_BYTES",
@@ -76,14 +88,20 @@ class Settings(BaseSettings):
     delivery_timeout_s: float = _setting(
         120.0,
         "MILESTREAM_DELIVERY_TIMEOUT",
-        "Seconds an output or state write may await the broker before the worker exits to restart from its last commit.",
+        "Seconds an output or state write may await the broker before the worker exits to restart "
+        "from its last commit.",
         gt=0,
     )
     outbox_size: int = _setting(
-        8, "MILESTREAM_OUTBOX_SIZE", "Recent input offsets per customer whose outputs are kept for re-emission after a crash.", ge=1
+        8,
+        "MILESTREAM_OUTBOX_SIZE",
+        "Recent input offsets per customer whose outputs are kept for re-emission after a crash.",
+        ge=1,
     )
     commit_interval_s: float = _setting(
-        0.5, "MILESTREAM_COMMIT_INTERVAL", "Seconds between offset commits; after a crash, inputs since the last commit are redelivered (and recognised)."
+        0.5,
+        "MILESTREAM_COMMIT_INTERVAL",
+        "Seconds between offset commits; after a crash, inputs since the last commit are redelivered (and recognised).",
     )
     session_timeout_s: float = _setting(
         10.0,
@@ -110,10 +128,16 @@ class Settings(BaseSettings):
     )
     producer_max_batch_bytes: int = _setting(262144, "MILESTREAM_PRODUCER_MAX_BATCH_BYTES", "Largest producer batch.")
     max_poll_records: int = _setting(2000, "MILESTREAM_MAX_POLL_RECORDS", "Records fetched per poll.")
-    stream_buffer_maxsize: int = _setting(8192, "MILESTREAM_STREAM_BUFFER_MAXSIZE", "Faust per-partition buffer of records awaiting the agent.")
-    standby_replicas: int = _setting(0, "MILESTREAM_STANDBY_REPLICAS", "Faust table standby replicas (0 on a single worker).")
+    stream_buffer_maxsize: int = _setting(
+        8192, "MILESTREAM_STREAM_BUFFER_MAXSIZE", "Faust per-partition buffer of records awaiting the agent."
+    )
+    standby_replicas: int = _setting(
+        0, "MILESTREAM_STANDBY_REPLICAS", "Faust table standby replicas (0 on a single worker)."
+    )
     close_tick_interval_s: float = _setting(
-        10.0, "MILESTREAM_CLOSE_TICK_INTERVAL", "Seconds between close ticks: how often a worker closes the cycles due on its partitions."
+        10.0,
+        "MILESTREAM_CLOSE_TICK_INTERVAL",
+        "Seconds between close ticks: how often a worker closes the cycles due on its partitions.",
     )
     close_batch_size: int = _setting(
         500,
@@ -139,18 +163,24 @@ class Settings(BaseSettings):
         "PLAIN", "MILESTREAM_KAFKA_SASL_MECHANISM", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512."
     )
     kafka_sasl_username: str = _setting("", "MILESTREAM_KAFKA_SASL_USERNAME", "SASL user name.")
-    kafka_sasl_password: SecretStr = _setting(SecretStr(""), "MILESTREAM_KAFKA_SASL_PASSWORD", "SASL password (never printed).")
-    kafka_ssl_cafile: str = _setting(
-        "", "MILESTREAM_KAFKA_SSL_CAFILE", "PEM file of the CAs that sign the brokers' certificates (default: the system's)."
+    kafka_sasl_password: SecretStr = _setting(
+        SecretStr(""), "MILESTREAM_KAFKA_SASL_PASSWORD", "SASL password (never printed)."
     )
-    kafka_ssl_certfile: str = _setting("", "MILESTREAM_KAFKA_SSL_CERTFILE", "PEM client certificate, for brokers that require TLS client auth.")
+    kafka_ssl_cafile: str = _setting(
+        "",
+        "MILESTREAM_KAFKA_SSL_CAFILE",
+        "PEM file of the CAs that sign the brokers' certificates (default: the system's).",
+    )
+    kafka_ssl_certfile: str = _setting(
+        "", "MILESTREAM_KAFKA_SSL_CERTFILE", "PEM client certificate, for brokers that require TLS client auth."
+    )
     kafka_ssl_keyfile: str = _setting("", "MILESTREAM_KAFKA_SSL_KEYFILE", "PEM private key of the client certificate.")
     kafka_ssl_key_password: SecretStr = _setting(
         SecretStr(""), "MILESTREAM_KAFKA_SSL_KEY_PASSWORD", "Password of an encrypted client key (never printed)."
     )
 
     @model_validator(mode="after")
-    def _kafka_security_is_complete(self) -> "Settings":
+    def _kafka_security_is_complete(self) -> Settings:
         """A half-configured connection is refused here, not at the broker (or worse, sent in clear)."""
         sasl = self.kafka_security_protocol.startswith("SASL_")
         tls = self.kafka_security_protocol.endswith("SSL")
@@ -191,7 +221,7 @@ class Settings(BaseSettings):
         return values
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """The settings from the process environment, or from ``environ`` alone."""
         if environ is None:
             return cls()

@@ -23,8 +23,9 @@ import argparse
 import itertools
 import sys
 from collections import Counter, deque
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta, timezone
-from typing import IO, Any, Iterable, Iterator
+from typing import IO, Any
 
 import orjson
 
@@ -173,7 +174,7 @@ class Simulation:
             key = data.get("customer_id") if isinstance(data, dict) else None
         except orjson.JSONDecodeError:
             event_type, key = None, None
-        topic = self.topic_for_type.get(event_type, self.topics["transactions"].name)
+        topic = self.topic_for_type.get(event_type or "", self.topics["transactions"].name)
         yield from self._run(topic, key.encode() if isinstance(key, str) else None, raw, moment or self.clock)
 
     def finish(self, until: datetime | None) -> Iterator[bytes]:
@@ -181,8 +182,15 @@ class Simulation:
         yield from self.advance(until or self.clock)
 
 
-def run(definitions: str | list[Any], events: IO[bytes], out: IO[bytes], err: IO[str], *, until: datetime | None = None,
-        store: StateStore | None = None) -> Counter[str]:
+def run(
+    definitions: str | list[Any],
+    events: IO[bytes],
+    out: IO[bytes],
+    err: IO[str],
+    *,
+    until: datetime | None = None,
+    store: StateStore | None = None,
+) -> Counter[str]:
     """Simulate; return the counts of the summary: inputs by outcome ("definitions:" for definitions
     items) and outputs by kind (milestone and series events) or type (the other records)."""
     simulation = Simulation(store=store)
@@ -202,8 +210,10 @@ def run(definitions: str | list[Any], events: IO[bytes], out: IO[bytes], err: IO
         out.write(emitted + b"\n")
     for line in simulation.rejections:
         err.write(f"rejected event {line}\n")
-    err.write(f"simulated up to {simulation.clock.isoformat()}: inputs {_counts(simulation.outcomes)}; "
-              f"outputs {_counts(simulation.outputs) or 'none'}\n")
+    err.write(
+        f"simulated up to {simulation.clock.isoformat()}: inputs {_counts(simulation.outcomes)}; "
+        f"outputs {_counts(simulation.outputs) or 'none'}\n"
+    )
     return simulation.outcomes + simulation.outputs
 
 
@@ -232,8 +242,10 @@ def main(args: argparse.Namespace) -> int:
         definitions = json_items(text)
     except UsageError as exc:
         raise UsageError(f"--definitions {args.definitions}: {exc}") from None
-    until = datetime.max.replace(tzinfo=timezone.utc) if args.close_all else (
-        parse_time(args.until, "--until") if args.until else None
+    until = (
+        datetime.max.replace(tzinfo=timezone.utc)
+        if args.close_all
+        else (parse_time(args.until, "--until") if args.until else None)
     )
     try:
         events = sys.stdin.buffer if args.events == "-" else open(args.events, "rb")

@@ -52,7 +52,11 @@ def matches(options: TailOptions, key: bytes | None, value: Any) -> bool:
         if customer != options.customer and key != options.customer.encode():
             return False
     if options.kind is not None:
-        if not isinstance(value, dict) or options.kind not in (value.get("kind"), value.get("type"), value.get("reason")):
+        if not isinstance(value, dict) or options.kind not in (
+            value.get("kind"),
+            value.get("type"),
+            value.get("reason"),
+        ):
             return False
     return True
 
@@ -79,8 +83,10 @@ async def tail(settings: Settings, options: TailOptions, out: TextIO = sys.stdou
     consumer = await started(AIOKafkaConsumer(enable_auto_commit=False, **_client_options(settings)), settings)
     try:
         if spec.name not in await asyncio.wait_for(consumer.topics(), settings.command_timeout_s):
-            raise UsageError(f"topic {spec.name} does not exist on {settings.kafka_bootstrap_servers} "
-                             "(run `milestream topics apply`)")
+            raise UsageError(
+                f"topic {spec.name} does not exist on {settings.kafka_bootstrap_servers} "
+                "(run `milestream topics apply`)"
+            )
         partitions = [TopicPartition(spec.name, p) for p in range(spec.partitions)]  # as declared (and applied)
         consumer.assign(partitions)
         if options.from_beginning:
@@ -102,8 +108,11 @@ async def tail(settings: Settings, options: TailOptions, out: TextIO = sys.stdou
                     value = decoded(message.value)
                     if not matches(options, message.key, value):
                         continue
-                    print(render(options, message.topic, message.partition, message.offset, message.key, value),
-                          file=out, flush=True)
+                    print(
+                        render(options, message.topic, message.partition, message.offset, message.key, value),
+                        file=out,
+                        flush=True,
+                    )
                     shown += 1
                     if options.max_records is not None and shown >= options.max_records:
                         return 0

@@ -57,8 +57,9 @@ def changelog_topics(settings: Settings, specs: dict[str, TopicSpec]) -> dict[st
     group never see it half-created (Faust's partition check then fails)."""
     customers = specs["transactions"]
     name = f"{settings.app_id}-{STATE_TABLE}-changelog"
-    spec = TopicSpec(name, name, "changelog", customers.partitions, customers.replication_factor,
-                     {"cleanup.policy": "compact"})
+    spec = TopicSpec(
+        name, name, "changelog", customers.partitions, customers.replication_factor, {"cleanup.policy": "compact"}
+    )
     return {name: spec}
 
 
@@ -76,8 +77,10 @@ async def _wait_for_partitions(admin: Any, specs: list[TopicSpec], timeout_s: fl
     while True:
         described = await admin.describe_topics(list(expected))
         ready = {
-            t["topic"] for t in described
-            if t["error_code"] == 0 and len(t["partitions"]) == expected[t["topic"]]
+            t["topic"]
+            for t in described
+            if t["error_code"] == 0
+            and len(t["partitions"]) == expected[t["topic"]]
             and all(p["leader"] >= 0 for p in t["partitions"])
         }
         if ready >= set(expected):
@@ -113,9 +116,7 @@ async def apply_topics(settings: Settings, specs: dict[str, TopicSpec]) -> list[
         if present:
             described = await admin.describe_topics([s.name for s in present])
             partitions = {t["topic"]: len(t["partitions"]) for t in described}
-            configs = await admin.describe_configs(
-                [ConfigResource(ConfigResourceType.TOPIC, s.name) for s in present]
-            )
+            configs = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, s.name) for s in present])
             actual_configs: dict[str, dict[str, str]] = {}
             for response in configs:
                 for resource in response.resources:

@@ -74,9 +74,7 @@ def till_achieved(max_cycles: int | None = None) -> dict[str, Any]:
 def custom(*periods: tuple[str | None, str, str]) -> dict[str, Any]:
     return {
         "kind": "custom",
-        "periods": [
-            {**({"name": name} if name else {}), "start": start, "end": end} for name, start, end in periods
-        ],
+        "periods": [{**({"name": name} if name else {}), "start": start, "end": end} for name, start, end in periods],
     }
 
 
@@ -147,7 +145,9 @@ def customer_activity(customer: str, activity: str, when: str, **fields: Any) ->
     }
 
 
-def ledger(customer: str, when: str, amount: str, *, currency: str = "points", kind: str = "regular", **fields: Any) -> dict[str, Any]:
+def ledger(
+    customer: str, when: str, amount: str, *, currency: str = "points", kind: str = "regular", **fields: Any
+) -> dict[str, Any]:
     eid = next_id("led")
     return {
         "type": "ledger_entry",

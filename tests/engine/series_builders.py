@@ -28,8 +28,14 @@ _ids = itertools.count(1)
 START = "2025-01-01T00:00:00+00:00"
 
 
-def tier(tier_id: str, points: str, reward_id: str | None = None, kind: str = "custom",
-         reward_name: str | None = None, **fields: Any) -> dict[str, Any]:
+def tier(
+    tier_id: str,
+    points: str,
+    reward_id: str | None = None,
+    kind: str = "custom",
+    reward_name: str | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
     reward = {"reward_id": reward_id or f"reward-{tier_id}", "kind": kind}
     if reward_name:
         reward["name"] = reward_name
@@ -39,8 +45,14 @@ def tier(tier_id: str, points: str, reward_id: str | None = None, kind: str = "c
 BRONZE_SILVER_GOLD = [tier("bronze", "100"), tier("silver", "250"), tier("gold", "500")]
 
 
-def series(series_id: str = "s1", *, programs: list[str] | None = None, tiers: list[dict] | None = None,
-           starts_at: str = START, **fields: Any) -> dict[str, Any]:
+def series(
+    series_id: str = "s1",
+    *,
+    programs: list[str] | None = None,
+    tiers: list[dict] | None = None,
+    starts_at: str = START,
+    **fields: Any,
+) -> dict[str, Any]:
     return {
         "type": "milestone_series",
         "series_id": series_id,
@@ -54,8 +66,15 @@ def series(series_id: str = "s1", *, programs: list[str] | None = None, tiers: l
 
 def ledger(customer: str, amount: str, when: str, source: str = "action", **fields: Any) -> dict[str, Any]:
     n = next(_ids)
-    body = {"type": "ledger_entry", "event_id": f"le-{n}", "entry_id": f"entry-{n}", "customer_id": customer,
-            "event_time": when, "amount": amount, "source": source}
+    body = {
+        "type": "ledger_entry",
+        "event_id": f"le-{n}",
+        "entry_id": f"entry-{n}",
+        "customer_id": customer,
+        "event_time": when,
+        "amount": amount,
+        "source": source,
+    }
     if source == "adjustment":
         body.setdefault("reason", "points for actions before the series started")
         body.setdefault("actor", "brand-admin")
@@ -64,14 +83,29 @@ def ledger(customer: str, amount: str, when: str, source: str = "action", **fiel
 
 
 def membership(customer: str, program: str, when: str = START, action: str = "join") -> dict[str, Any]:
-    return {"type": "program_membership", "event_id": f"pm-{next(_ids)}", "customer_id": customer,
-            "event_time": when, "program_id": program, "action": action}
+    return {
+        "type": "program_membership",
+        "event_id": f"pm-{next(_ids)}",
+        "customer_id": customer,
+        "event_time": when,
+        "program_id": program,
+        "action": action,
+    }
 
 
-def redemption(customer: str, tier_id: str, reward_id: str, when: str, series_id: str = "s1", repetition: int = 1) -> dict[str, Any]:
-    return {"type": "reward_redemption", "event_id": f"rd-{next(_ids)}", "customer_id": customer,
-            "event_time": when, "series_id": series_id, "tier_id": tier_id, "repetition": repetition,
-            "reward_id": reward_id}
+def redemption(
+    customer: str, tier_id: str, reward_id: str, when: str, series_id: str = "s1", repetition: int = 1
+) -> dict[str, Any]:
+    return {
+        "type": "reward_redemption",
+        "event_id": f"rd-{next(_ids)}",
+        "customer_id": customer,
+        "event_time": when,
+        "series_id": series_id,
+        "tier_id": tier_id,
+        "repetition": repetition,
+        "reward_id": reward_id,
+    }
 
 
 MODELS = {"ledger_entry": LedgerEntry, "program_membership": ProgramMembership, "reward_redemption": RewardRedemption}
@@ -94,9 +128,13 @@ class SeriesWorld:
         changes = apply_series_definition(self.registry, item)
         if not changes:
             return []
-        command = SeriesRewardChange(series_id=item.series_id, series_name=item.name,
-                                     version=version or f"definitions/0/{next(self._causes)}",
-                                     changed_at=datetime.fromisoformat(at), changes=changes)
+        command = SeriesRewardChange(
+            series_id=item.series_id,
+            series_name=item.name,
+            version=version or f"definitions/0/{next(self._causes)}",
+            changed_at=datetime.fromisoformat(at),
+            changes=changes,
+        )
         out = []
         for customer in sorted(self.states):
             out += self.engine.change_rewards(self.states[customer], customer, command)

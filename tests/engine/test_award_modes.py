@@ -42,7 +42,11 @@ def january(events):
 
 def test_active_with_rule_true_fires_once_when_the_target_is_achieved():
     events = january(month(True))
-    assert [(e["kind"], e["customer_id"]) for e in events] == [("achievement", "c1"), ("cycle_close", "c1"), ("cycle_close", "c2")]
+    assert [(e["kind"], e["customer_id"]) for e in events] == [
+        ("achievement", "c1"),
+        ("cycle_close", "c1"),
+        ("cycle_close", "c2"),
+    ]
     assert [e["kind"] for e in events if rule(e, True)] == ["achievement"]
 
 
@@ -78,7 +82,11 @@ def test_sub_target_actions_follow_the_award_setting():
     deferred = january(month(False, seventy))
     assert [e["kind"] for e in immediate][:2] == ["sub_target", "achievement"]
     assert immediate[0]["occurred_at"] == "2024-01-20T04:30:00.000000Z"
-    assert [(e["kind"], e["customer_id"]) for e in deferred] == [("sub_target", "c1"), ("cycle_close", "c1"), ("cycle_close", "c2")]
+    assert [(e["kind"], e["customer_id"]) for e in deferred] == [
+        ("sub_target", "c1"),
+        ("cycle_close", "c1"),
+        ("cycle_close", "c2"),
+    ]
     assert deferred[0]["occurred_at"] == "2024-01-31T18:30:00.000000Z"  # the end of January (IST)
     assert deferred[0]["event_id"] == immediate[0]["event_id"]  # same cause, same id, whichever mode
     assert deferred[0]["milestone_value_defined"] == "3500"

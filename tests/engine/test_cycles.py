@@ -97,8 +97,13 @@ def test_daily_cyclic_window_is_24_real_hours_across_a_daylight_saving_change(dr
     York a cycle from 11:00 EST ends at 12:00 EDT on the local clock."""
     load(
         driver,
-        definition(cycles=rolling("daily", 3), targets=[count_target("1")], timezone="America/New_York",
-                   starts_at="2024-03-01T00:00:00-05:00", ends_at="2024-04-01T00:00:00-04:00"),
+        definition(
+            cycles=rolling("daily", 3),
+            targets=[count_target("1")],
+            timezone="America/New_York",
+            starts_at="2024-03-01T00:00:00-05:00",
+            ends_at="2024-04-01T00:00:00-04:00",
+        ),
     )
     send(driver, txn("c1", "2024-03-09T11:00:00-05:00"))
     (event,) = outputs(driver)
@@ -131,8 +136,13 @@ def test_monthly_cyclic_window_from_the_31st_clamps_to_the_end_of_shorter_months
     """Decision: monthly cyclic cycles keep the first activity's day and time of day,
     clamped to the month's last day (31 Jan -> 29 Feb -> 31 Mar)."""
     model = MilestoneDefinition.model_validate(
-        definition(cycles=rolling("monthly", 3), targets=[count_target()], timezone="UTC",
-                   starts_at="2024-01-01T00:00:00Z", ends_at="2025-01-01T00:00:00Z")
+        definition(
+            cycles=rolling("monthly", 3),
+            targets=[count_target()],
+            timezone="UTC",
+            starts_at="2024-01-01T00:00:00Z",
+            ends_at="2025-01-01T00:00:00Z",
+        )
     )
     anchor = utc("2024-01-31T10:00:00+00:00")
     assert [(w.start, w.end) for w in (rolling_window(model, anchor, i) for i in (1, 2, 3))] == [
@@ -221,7 +231,13 @@ def _model(cycles: dict) -> MilestoneDefinition:
         (
             "quarterly",
             4,
-            ["2024-01-01T05:00:00", "2024-04-01T04:00:00", "2024-07-01T04:00:00", "2024-10-01T04:00:00", "2025-01-01T05:00:00"],
+            [
+                "2024-01-01T05:00:00",
+                "2024-04-01T04:00:00",
+                "2024-07-01T04:00:00",
+                "2024-10-01T04:00:00",
+                "2025-01-01T05:00:00",
+            ],
         ),
         ("half_yearly", 2, ["2024-01-01T05:00:00", "2024-07-01T04:00:00", "2025-01-01T05:00:00"]),
         ("yearly", 2, ["2024-01-01T05:00:00", "2025-01-01T05:00:00", "2026-01-01T05:00:00"]),

@@ -68,7 +68,10 @@ def test_more_than_100_cycles_is_rejected(cycles):
 
 
 def test_more_than_100_custom_periods_is_rejected():
-    periods = [(None, f"2024-{1 + i // 28:02d}-{1 + i % 28:02d}", f"2024-{1 + i // 28:02d}-{1 + i % 28:02d}") for i in range(101)]
+    periods = [
+        (None, f"2024-{1 + i // 28:02d}-{1 + i % 28:02d}", f"2024-{1 + i // 28:02d}-{1 + i % 28:02d}")
+        for i in range(101)
+    ]
     assert "at most 100 items" in error_of(definition(cycles=custom(*periods)))
 
 
@@ -123,8 +126,12 @@ def test_any_condition_cannot_require_more_targets_than_the_group_has():
 # ------------------------------------------------ different target per cycle
 @pytest.mark.parametrize(
     "cycles",
-    [calendar("monthly", "2024-01-01", 3), custom((None, "2024-01-01", "2024-01-31"), (None, "2024-02-01", "2024-02-29"),
-                                                  (None, "2024-03-01", "2024-03-31"))],
+    [
+        calendar("monthly", "2024-01-01", 3),
+        custom(
+            (None, "2024-01-01", "2024-01-31"), (None, "2024-02-01", "2024-02-29"), (None, "2024-03-01", "2024-03-31")
+        ),
+    ],
     ids=["calendar", "custom"],
 )
 def test_different_target_per_cycle_on_fixed_calendar_windows_is_fine(cycles):
@@ -132,19 +139,25 @@ def test_different_target_per_cycle_on_fixed_calendar_windows_is_fine(cycles):
     assert model.group.targets[0].values_per_cycle is not None
 
 
-@pytest.mark.parametrize("cycles", [rolling("monthly", 3), till_achieved(3)], ids=["from_first_activity", "till_achieved"])
+@pytest.mark.parametrize(
+    "cycles", [rolling("monthly", 3), till_achieved(3)], ids=["from_first_activity", "till_achieved"]
+)
 def test_different_target_per_cycle_only_on_fixed_calendar_windows(cycles):
     body = definition(cycles=cycles, targets=[target(value=None, values_per_cycle=["5000", "10000", "15000"])])
     assert "a different target value per cycle needs a fixed calendar window" in error_of(body)
 
 
 def test_one_target_value_per_cycle_is_required():
-    body = definition(cycles=calendar("monthly", "2024-01-01", 3), targets=[target(value=None, values_per_cycle=["5000", "10000"])])
+    body = definition(
+        cycles=calendar("monthly", "2024-01-01", 3), targets=[target(value=None, values_per_cycle=["5000", "10000"])]
+    )
     assert "values_per_cycle has 2 values but the milestone has 3 cycles" in error_of(body)
 
 
 def test_value_and_values_per_cycle_are_exclusive():
-    body = definition(cycles=calendar("monthly", "2024-01-01", 2), targets=[target(value="1", values_per_cycle=["1", "2"])])
+    body = definition(
+        cycles=calendar("monthly", "2024-01-01", 2), targets=[target(value="1", values_per_cycle=["1", "2"])]
+    )
     assert "either value or values_per_cycle" in error_of(body)
 
 
@@ -234,18 +247,30 @@ def test_count_days_and_quantity_take_whole_number_targets(fields):
 
 
 def test_whole_number_rule_applies_to_each_cycle_value():
-    body = definition(cycles=calendar("monthly", "2024-01-01", 2),
-                      targets=[target(kpi="count", value=None, values_per_cycle=["5", "7.5"])])
+    body = definition(
+        cycles=calendar("monthly", "2024-01-01", 2),
+        targets=[target(kpi="count", value=None, values_per_cycle=["5", "7.5"])],
+    )
     assert "takes whole-number targets, got 7.5" in error_of(body)
 
 
 def test_whole_number_rule_applies_to_absolute_sub_target_values():
     """A sub-target is a smaller target of the same KPI: a count cannot be 16.5."""
-    body = definition(targets=[target(kpi="count", value="20",
-                                      sub_targets=[{"name": "Almost", "criterion": "absolute", "value": "16.5"}])])
+    body = definition(
+        targets=[
+            target(kpi="count", value="20", sub_targets=[{"name": "Almost", "criterion": "absolute", "value": "16.5"}])
+        ]
+    )
     assert "16.5" in error_of(body)
-    valid(definition(targets=[target(kpi="count", value="20",
-                                     sub_targets=[{"name": "Almost", "criterion": "absolute", "value": "16"}])]))
+    valid(
+        definition(
+            targets=[
+                target(
+                    kpi="count", value="20", sub_targets=[{"name": "Almost", "criterion": "absolute", "value": "16"}]
+                )
+            ]
+        )
+    )
 
 
 @pytest.mark.parametrize(
@@ -279,7 +304,9 @@ def test_decimal_targets_are_fine_where_the_kpi_supports_them(fields):
 def test_percentage_sub_targets_on_every_kpi(fields):
     """The spec's table limits percentages to gross and net amount, but its own
     milestoneValueDefined example is 80 % of 20 transactions: every KPI takes them."""
-    valid(definition(targets=[target(sub_targets=[{"name": "Most", "criterion": "percentage", "value": "80"}], **fields)]))
+    valid(
+        definition(targets=[target(sub_targets=[{"name": "Most", "criterion": "percentage", "value": "80"}], **fields)])
+    )
 
 
 def test_percentage_sub_target_above_100_is_rejected():

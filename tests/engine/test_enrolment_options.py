@@ -5,7 +5,19 @@ from __future__ import annotations
 import pytest
 
 from .builders import (
-    close, closes, custom, definition, enrolment, kinds, load, outputs, progress, rolling, send, target, txn,
+    close,
+    closes,
+    custom,
+    definition,
+    enrolment,
+    kinds,
+    load,
+    outputs,
+    progress,
+    rolling,
+    send,
+    target,
+    txn,
 )
 
 FEB = "2024-02-05T10:00:00+05:30"
@@ -52,8 +64,7 @@ def test_initial_balance_is_for_the_cycle_enrolled_into_only(driver):
 
 
 def test_initial_balance_of_a_rolling_milestone_goes_to_the_first_cycle(driver):
-    load(driver, definition(cycles=rolling("weekly", 4), targets=[target(value="5000")],
-                            enrolment={"method": "none"}))
+    load(driver, definition(cycles=rolling("weekly", 4), targets=[target(value="5000")], enrolment={"method": "none"}))
     send(driver, enrolment("c1", "m1", FEB, initial_balance={"t1": "3000"}))
     send(driver, txn("c1", "2024-02-06T10:00:00+05:30", "2000"))
     assert kinds(driver) == [("achievement", "t1", 1)]
@@ -120,9 +131,13 @@ def test_reset_does_not_award_a_cycle_twice(driver):
 def _custom_periods(**fields):
     periods = custom(("Spring", "2024-03-01", "2024-05-31"), ("Summer", "2024-06-01", "2024-08-31"))
     # Custom periods take a customer list (the spec's table), here of someone else.
-    return definition(cycles=periods, targets=[target(value="5000")],
-                      enrolment={"method": "specific", "customers": ["someone-else"]},
-                      starts_at="2024-03-01T00:00:00+05:30", **fields)
+    return definition(
+        cycles=periods,
+        targets=[target(value="5000")],
+        enrolment={"method": "specific", "customers": ["someone-else"]},
+        starts_at="2024-03-01T00:00:00+05:30",
+        **fields,
+    )
 
 
 def test_enrolling_into_a_named_future_cycle_counts_nothing_before_it(driver):
@@ -146,7 +161,8 @@ def test_a_named_cycle_with_an_initial_balance(driver):
     assert kinds(driver) == []
     send(driver, txn("c1", "2024-06-02T10:00:00+05:30", "2000"))
     assert [(e.kind, e.cycle.name, str(e.achieved_value)) for e in outputs(driver)] == [
-        ("achievement", "Summer", "5000")]
+        ("achievement", "Summer", "5000")
+    ]
 
 
 def test_a_calendar_cycle_is_named_by_its_number(driver):
@@ -172,11 +188,14 @@ def test_enrolling_into_the_running_cycle_counts_its_earlier_activity(driver):
     assert kinds(driver) == [("achievement", "t1", 1)]
 
 
-@pytest.mark.parametrize(("cycle", "reason"), [
-    ("Autumn", "has no cycle 'Autumn'"),
-    ("#3", "has no cycle '#3'"),
-    ("Spring", "ended at"),
-])
+@pytest.mark.parametrize(
+    ("cycle", "reason"),
+    [
+        ("Autumn", "has no cycle 'Autumn'"),
+        ("#3", "has no cycle '#3'"),
+        ("Spring", "ended at"),
+    ],
+)
 def test_an_unknown_or_ended_cycle_is_dead_lettered(driver, cycle, reason):
     load(driver, _custom_periods())
     processed = driver.pipe("enrolments", "c1", enrolment("c1", "m1", "2024-06-10T10:00:00+05:30", cycle=cycle))

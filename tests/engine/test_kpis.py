@@ -58,7 +58,10 @@ def test_net_vs_gross_on_line_items(driver):
 
 
 def test_five_transactions_in_a_week_for_a_premium_badge(driver):
-    load(driver, definition(cycles=calendar("weekly", "2024-01-01", 52), targets=[target("txns", kpi="count", value="5")]))
+    load(
+        driver,
+        definition(cycles=calendar("weekly", "2024-01-01", 52), targets=[target("txns", kpi="count", value="5")]),
+    )
     days = ["2024-01-01", "2024-01-02", "2024-01-02", "2024-01-05", "2024-01-07"]
     send(driver, *(txn("c1", f"{d}T12:00:00+05:30", "1") for d in days[:4]))
     assert outputs(driver) == []
@@ -110,11 +113,18 @@ def test_5l_petrol_quantity_of_a_specific_product(driver):
     )
     send(
         driver,
-        txn("c1", "2024-01-05T10:00:00+05:30", "2500",
-            line_items=[line("PETROL-PREMIUM", "300", quantity="2.5"), line("DIESEL", "2200", quantity="20")]),
+        txn(
+            "c1",
+            "2024-01-05T10:00:00+05:30",
+            "2500",
+            line_items=[line("PETROL-PREMIUM", "300", quantity="2.5"), line("DIESEL", "2200", quantity="20")],
+        ),
     )
     assert progress(driver, "c1", "m1", "petrol", 1) == Decimal("2.5")
-    send(driver, txn("c1", "2024-01-25T10:00:00+05:30", "300", line_items=[line("PETROL-PREMIUM", "300", quantity="2.5")]))
+    send(
+        driver,
+        txn("c1", "2024-01-25T10:00:00+05:30", "300", line_items=[line("PETROL-PREMIUM", "300", quantity="2.5")]),
+    )
     (event,) = outputs(driver)
     assert (event.achieved_value, event.defined_value) == (Decimal(5), Decimal(5))
 
@@ -122,13 +132,19 @@ def test_5l_petrol_quantity_of_a_specific_product(driver):
 def test_extended_field_count_three_products_labelled_winter_sale(driver):
     load(
         driver,
-        definition(targets=[target("winter", level="line_item", kpi="extended_field_count", field="winter_sale", value="3")]),
+        definition(
+            targets=[target("winter", level="line_item", kpi="extended_field_count", field="winter_sale", value="3")]
+        ),
     )
     labelled = {"extended_fields": {"winter_sale": "yes"}}
     send(
         driver,
-        txn("c1", "2024-01-05T10:00:00+05:30", "400",
-            line_items=[line("A", "100", **labelled), line("B", "100", **labelled), line("C", "100")]),
+        txn(
+            "c1",
+            "2024-01-05T10:00:00+05:30",
+            "400",
+            line_items=[line("A", "100", **labelled), line("B", "100", **labelled), line("C", "100")],
+        ),
     )
     assert progress(driver, "c1", "m1", "winter", 1) == 2
     send(driver, txn("c1", "2024-01-06T10:00:00+05:30", "100", line_items=[line("D", "100", **labelled)]))
@@ -211,7 +227,10 @@ def test_sum_of_highest_value_counts_only_6000_of_1000_650_6000(driver):
 
 
 def test_sum_of_highest_value_on_bill_extended_field(driver):
-    load(driver, definition(targets=[target("best", kpi="extended_field_daily_max", field="points_multiplier", value="10")]))
+    load(
+        driver,
+        definition(targets=[target("best", kpi="extended_field_daily_max", field="points_multiplier", value="10")]),
+    )
     send(
         driver,
         txn("c1", "2024-01-10T09:00:00+05:30", extended_fields={"points_multiplier": "3"}),
@@ -229,7 +248,9 @@ def test_profile_picture_updated_3_times_a_quarter(driver):
         driver,
         definition(
             cycles=calendar("quarterly", "2024-01-01", 4),
-            targets=[target("pic", activity="behavioural_event", kpi="count", event_name="ProfilePictureUpdated", value="3")],
+            targets=[
+                target("pic", activity="behavioural_event", kpi="count", event_name="ProfilePictureUpdated", value="3")
+            ],
         ),
     )
     send(
@@ -250,8 +271,16 @@ def test_walk_5000_steps_a_week_attribute_sum(driver):
         driver,
         definition(
             cycles=calendar("weekly", "2024-01-01", 52),
-            targets=[target("steps", activity="behavioural_event", kpi="attribute_sum", event_name="Walk",
-                            field="steps", value="5000")],
+            targets=[
+                target(
+                    "steps",
+                    activity="behavioural_event",
+                    kpi="attribute_sum",
+                    event_name="Walk",
+                    field="steps",
+                    value="5000",
+                )
+            ],
         ),
     )
     send(
@@ -268,11 +297,26 @@ def test_walk_5000_steps_a_week_attribute_sum(driver):
 def test_added_to_cart_sum_of_prices(driver):
     load(
         driver,
-        definition(targets=[target("cart", activity="behavioural_event", kpi="attribute_sum",
-                                   event_name="Added to Cart", field="price", value="7500")]),
+        definition(
+            targets=[
+                target(
+                    "cart",
+                    activity="behavioural_event",
+                    kpi="attribute_sum",
+                    event_name="Added to Cart",
+                    field="price",
+                    value="7500",
+                )
+            ]
+        ),
     )
-    send(driver, *(behavioural("c1", "Added to Cart", "2024-01-05T10:00:00+05:30", attributes={"price": p})
-                   for p in ("1000", "4000", "2500")))
+    send(
+        driver,
+        *(
+            behavioural("c1", "Added to Cart", "2024-01-05T10:00:00+05:30", attributes={"price": p})
+            for p in ("1000", "4000", "2500")
+        ),
+    )
     (event,) = outputs(driver)
     assert event.achieved_value == Decimal(7500)
 
@@ -280,11 +324,26 @@ def test_added_to_cart_sum_of_prices(driver):
 def test_added_to_cart_daily_max_counts_4000_of_1000_4000_2500(driver):
     load(
         driver,
-        definition(targets=[target("cart", activity="behavioural_event", kpi="attribute_daily_max",
-                                   event_name="Added to Cart", field="price", value="6000")]),
+        definition(
+            targets=[
+                target(
+                    "cart",
+                    activity="behavioural_event",
+                    kpi="attribute_daily_max",
+                    event_name="Added to Cart",
+                    field="price",
+                    value="6000",
+                )
+            ]
+        ),
     )
-    send(driver, *(behavioural("c1", "Added to Cart", f"2024-01-05T1{i}:00:00+05:30", attributes={"price": p})
-                   for i, p in enumerate(("1000", "4000", "2500"))))
+    send(
+        driver,
+        *(
+            behavioural("c1", "Added to Cart", f"2024-01-05T1{i}:00:00+05:30", attributes={"price": p})
+            for i, p in enumerate(("1000", "4000", "2500"))
+        ),
+    )
     assert progress(driver, "c1", "m1", "cart", 1) == 4000
     assert outputs(driver) == []
     send(driver, behavioural("c1", "Added to Cart", "2024-01-06T10:00:00+05:30", attributes={"price": "2000"}))
@@ -295,8 +354,13 @@ def test_added_to_cart_daily_max_counts_4000_of_1000_4000_2500(driver):
 def test_store_visit_days_of_activity(driver):
     load(
         driver,
-        definition(targets=[target("visits", activity="behavioural_event", kpi="days_of_activity",
-                                   event_name="Store Visit", value="2")]),
+        definition(
+            targets=[
+                target(
+                    "visits", activity="behavioural_event", kpi="days_of_activity", event_name="Store Visit", value="2"
+                )
+            ]
+        ),
     )
     send(
         driver,
@@ -313,7 +377,9 @@ def test_three_product_reviews_a_quarter(driver):
         driver,
         definition(
             cycles=calendar("quarterly", "2024-01-01", 4),
-            targets=[target("reviews", activity="behavioural_event", kpi="count", event_name="Product Reviewed", value="3")],
+            targets=[
+                target("reviews", activity="behavioural_event", kpi="count", event_name="Product Reviewed", value="3")
+            ],
         ),
     )
     send(driver, *(behavioural("c1", "Product Reviewed", f"2024-0{m}-10T10:00:00+05:30") for m in (4, 5, 6)))
@@ -322,8 +388,15 @@ def test_three_product_reviews_a_quarter(driver):
 
 # -------------------------------------------------------- earn reward currency
 def _miles(kind: str) -> dict:
-    return target(f"miles-{kind}", activity="currency_earned", level=None, kpi="currency_earned",
-                  currency="miles", currency_kind=kind, value="1000")
+    return target(
+        f"miles-{kind}",
+        activity="currency_earned",
+        level=None,
+        kpi="currency_earned",
+        currency="miles",
+        currency_kind=kind,
+        value="1000",
+    )
 
 
 def test_airline_miles_regular_promotional_and_both(driver):
@@ -375,8 +448,12 @@ def test_fraud_label_after_10_returns_a_quarter(driver):
     send(driver, *(bill_return("c1", f"2024-01-{d:02d}T10:00:00+05:30") for d in range(1, 10)))
     send(driver, bill_return("c1", "2024-04-01T10:00:00+05:30"))  # next quarter
     assert outputs(driver) == []
-    send(driver, bill_return("c1", "2024-03-31T10:00:00+05:30", scope="line_items",
-                             line_items=[{"line_id": "l1", "amount": "100"}]))
+    send(
+        driver,
+        bill_return(
+            "c1", "2024-03-31T10:00:00+05:30", scope="line_items", line_items=[{"line_id": "l1", "amount": "100"}]
+        ),
+    )
     (event,) = outputs(driver)
     assert (event.target_name, event.achieved_value, event.cycle.index) == ("Fraud watch", Decimal(10), 1)
 
@@ -389,7 +466,9 @@ def test_redeem_points_5_times_a_quarter(driver):
             targets=[target("redeem", activity="points_redemption", level=None, kpi="count", value="5")],
         ),
     )
-    send(driver, *(customer_activity("c1", "points_redemption", f"2024-02-{d:02d}T10:00:00+05:30") for d in range(1, 5)))
+    send(
+        driver, *(customer_activity("c1", "points_redemption", f"2024-02-{d:02d}T10:00:00+05:30") for d in range(1, 5))
+    )
     send(driver, customer_activity("c1", "points_redemption_reversal", "2024-02-20T10:00:00+05:30"))
     assert outputs(driver) == []
     send(driver, customer_activity("c1", "points_redemption", "2024-03-01T10:00:00+05:30"))
@@ -399,7 +478,9 @@ def test_redeem_points_5_times_a_quarter(driver):
 def test_coupon_redemption_days_of_activity(driver):
     load(
         driver,
-        definition(targets=[target("coupons", activity="coupon_redemption", level=None, kpi="days_of_activity", value="2")]),
+        definition(
+            targets=[target("coupons", activity="coupon_redemption", level=None, kpi="days_of_activity", value="2")]
+        ),
     )
     send(
         driver,
@@ -412,13 +493,28 @@ def test_coupon_redemption_days_of_activity(driver):
 
 @pytest.mark.parametrize(
     "activity",
-    ["transaction_update", "profile_update", "promised_points_conversion", "points_redemption_reversal", "coupon_redemption"],
+    [
+        "transaction_update",
+        "profile_update",
+        "promised_points_conversion",
+        "points_redemption_reversal",
+        "coupon_redemption",
+    ],
 )
 def test_other_customer_level_activities_count_only_their_own_activity(driver, activity):
     load(driver, definition(targets=[target("n", activity=activity, level=None, kpi="count", value="2")]))
-    others = ["referral", "points_redemption", "transaction_update", "profile_update", "coupon_redemption",
-              "promised_points_conversion", "points_redemption_reversal"]
-    send(driver, *(customer_activity("c1", other, "2024-01-05T10:00:00+05:30") for other in others if other != activity))
+    others = [
+        "referral",
+        "points_redemption",
+        "transaction_update",
+        "profile_update",
+        "coupon_redemption",
+        "promised_points_conversion",
+        "points_redemption_reversal",
+    ]
+    send(
+        driver, *(customer_activity("c1", other, "2024-01-05T10:00:00+05:30") for other in others if other != activity)
+    )
     send(driver, customer_activity("c1", activity, "2024-01-05T10:00:00+05:30"))
     assert outputs(driver) == []
     send(driver, customer_activity("c1", activity, "2024-01-06T10:00:00+05:30"))

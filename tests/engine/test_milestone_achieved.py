@@ -13,41 +13,75 @@ STARTS, ENDS = "2024-01-01T00:00:00+00:00", "2024-04-01T00:00:00+00:00"
 
 def milestone(mid, frequency, count, target, **extra):
     return {
-        "type": "milestone_definition", "milestone_id": mid, "name": mid, "timezone": "UTC",
-        "starts_at": extra.pop("starts_at", STARTS), "ends_at": extra.pop("ends_at", ENDS),
+        "type": "milestone_definition",
+        "milestone_id": mid,
+        "name": mid,
+        "timezone": "UTC",
+        "starts_at": extra.pop("starts_at", STARTS),
+        "ends_at": extra.pop("ends_at", ENDS),
         "cycles": {"kind": "calendar", "frequency": frequency, "start_date": "2024-01-01", "count": count},
-        "group": {"targets": [target]}, **extra,
+        "group": {"targets": [target]},
+        **extra,
     }
 
 
 def tracking(source, value, name="Achieved"):
-    return {"target_id": "times", "name": name, "activity": "milestone_achieved", "kpi": "count",
-            "source_milestone_id": source, "value": value}
+    return {
+        "target_id": "times",
+        "name": name,
+        "activity": "milestone_achieved",
+        "kpi": "count",
+        "source_milestone_id": source,
+        "value": value,
+    }
 
 
-DAILY_STEPS = milestone("daily-steps", "daily", 91, {
-    "target_id": "steps", "name": "5000 steps", "activity": "behavioural_event", "event_name": "walk",
-    "kpi": "attribute_sum", "field": "steps", "value": "5000"})
+DAILY_STEPS = milestone(
+    "daily-steps",
+    "daily",
+    91,
+    {
+        "target_id": "steps",
+        "name": "5000 steps",
+        "activity": "behavioural_event",
+        "event_name": "walk",
+        "kpi": "attribute_sum",
+        "field": "steps",
+        "value": "5000",
+    },
+)
 WEEKLY = milestone("weekly-5-days", "weekly", 13, tracking("daily-steps", "5", "5 days a week"))
 QUARTERLY = milestone("quarter-3-weeks", "quarterly", 1, tracking("weekly-5-days", "3", "3 weeks a quarter"))
 
 
 def walk(driver, day, steps, n):
     when = f"2024-01-{day:02d}T08:00:00+00:00"
-    event = {"type": "behavioural_event", "event_id": f"w{n}", "customer_id": "kim", "event_time": when,
-             "name": "walk", "attributes": {"steps": steps}}
+    event = {
+        "type": "behavioural_event",
+        "event_id": f"w{n}",
+        "customer_id": "kim",
+        "event_time": when,
+        "name": "walk",
+        "attributes": {"steps": steps},
+    }
     return driver.pipe("behavioural-events", "kim", event, timestamp=at(when))
 
 
 def achievements(driver, milestone_id):
-    return [MilestoneEvent.model_validate(e) for e in driver.read("promotions")
-            if e["milestone_id"] == milestone_id and e["kind"] == "achievement"]
+    return [
+        MilestoneEvent.model_validate(e)
+        for e in driver.read("promotions")
+        if e["milestone_id"] == milestone_id and e["kind"] == "achievement"
+    ]
 
 
 def test_walk_5000_steps_five_days_a_week_for_three_weeks_a_quarter(driver):
     """The spec's third-level example: daily → weekly → quarterly."""
     for definition in (DAILY_STEPS, WEEKLY, QUARTERLY):
-        assert driver.pipe("definitions", definition["milestone_id"], definition, timestamp=at(STARTS)).outcome == "applied"
+        assert (
+            driver.pipe("definitions", definition["milestone_id"], definition, timestamp=at(STARTS)).outcome
+            == "applied"
+        )
     n = 0
     for week in range(3):  # 1 Jan 2024 is a Monday: Mon-Fri of three weeks, plus a short Saturday
         for weekday in range(6):
@@ -83,8 +117,12 @@ def test_each_nested_achievement_is_counted_once(driver):
 )
 def test_tracking_conditions_are_enforced(driver, tracker, message):
     driver.pipe("definitions", "daily-steps", DAILY_STEPS, timestamp=at(STARTS))
-    custom = {**DAILY_STEPS, "milestone_id": "custom", "name": "custom",
-              "cycles": {"kind": "custom", "periods": [{"start": "2024-01-01", "end": "2024-01-31"}]}}
+    custom = {
+        **DAILY_STEPS,
+        "milestone_id": "custom",
+        "name": "custom",
+        "cycles": {"kind": "custom", "periods": [{"start": "2024-01-01", "end": "2024-01-31"}]},
+    }
     driver.pipe("definitions", "custom", custom, timestamp=at(STARTS))
     assert driver.pipe("definitions", "w", tracker, timestamp=at(STARTS)).outcome == "invalid_definition"
     assert message in driver.read("dead-letters")[-1]["detail"]
@@ -98,11 +136,24 @@ def test_an_inactive_milestone_cannot_be_tracked(driver):
 
 def test_streak_counts_the_longest_run_of_consecutive_achieved_days(driver):
     """A 5-day streak in a week: missing a day breaks the run; the longest run counts."""
-    streak = milestone("weekly-streak", "weekly", 13, {
-        "target_id": "streak", "name": "5 days in a row", "activity": "milestone_achieved", "kpi": "streak",
-        "source_milestone_id": "daily-steps", "value": "5"})
+    streak = milestone(
+        "weekly-streak",
+        "weekly",
+        13,
+        {
+            "target_id": "streak",
+            "name": "5 days in a row",
+            "activity": "milestone_achieved",
+            "kpi": "streak",
+            "source_milestone_id": "daily-steps",
+            "value": "5",
+        },
+    )
     for definition in (DAILY_STEPS, streak):
-        assert driver.pipe("definitions", definition["milestone_id"], definition, timestamp=at(STARTS)).outcome == "applied"
+        assert (
+            driver.pipe("definitions", definition["milestone_id"], definition, timestamp=at(STARTS)).outcome
+            == "applied"
+        )
     n = 0
     # Week 1: Mon, Tue, Wed, (Thu missed), Fri, Sat, Sun -> runs of 3 and 3: no streak.
     for day in (1, 2, 3, 5, 6, 7):
@@ -142,11 +193,22 @@ def test_nested_achievements_are_counted_once_each(walks, data):
         totals[day] = totals.get(day, 0) + steps
         for again_day, again_steps, again_n in data.draw(st.lists(st.sampled_from(offsets), max_size=1)):
             when = f"2024-01-{again_day:02d}T08:00:00+00:00"
-            body = {"type": "behavioural_event", "event_id": f"w{again_n}", "customer_id": "kim", "event_time": when,
-                    "name": "walk", "attributes": {"steps": again_steps}}
-            assert driver.pipe("behavioural-events", "kim", body, timestamp=at(when), offset=again_n).outcome == "duplicate"
+            body = {
+                "type": "behavioural_event",
+                "event_id": f"w{again_n}",
+                "customer_id": "kim",
+                "event_time": when,
+                "name": "walk",
+                "attributes": {"steps": again_steps},
+            }
+            assert (
+                driver.pipe("behavioural-events", "kim", body, timestamp=at(when), offset=again_n).outcome
+                == "duplicate"
+            )
     state = customer_state(driver, "kim") or {}
     for week in (1, 2):
         achieved_days = sum(1 for d, total in totals.items() if (d - 1) // 7 + 1 == week and total >= 5000)
-        counted = state.get("m", {}).get("weekly-5-days", {}).get("c", {}).get(str(week), {}).get("t", {}).get("times", {})
+        counted = (
+            state.get("m", {}).get("weekly-5-days", {}).get("c", {}).get(str(week), {}).get("t", {}).get("times", {})
+        )
         assert int(counted.get("v", "0")) == achieved_days

@@ -13,8 +13,16 @@ def feed(driver, customer, amounts_and_times):
 
 def test_three_purchases_cross_the_target_once(driver):
     driver.pipe("definitions", "m-monthly", monthly_gross_definition())
-    feed(driver, "c1", [("2000", "2024-01-05T10:00:00+05:30"), ("1500", "2024-01-10T10:00:00+05:30"),
-                         ("3000", "2024-01-20T10:00:00+05:30"), ("800", "2024-01-25T10:00:00+05:30")])
+    feed(
+        driver,
+        "c1",
+        [
+            ("2000", "2024-01-05T10:00:00+05:30"),
+            ("1500", "2024-01-10T10:00:00+05:30"),
+            ("3000", "2024-01-20T10:00:00+05:30"),
+            ("800", "2024-01-25T10:00:00+05:30"),
+        ],
+    )
     events = [MilestoneEvent.model_validate(e) for e in driver.read("promotions")]
     assert [e.kind for e in events] == ["achievement"]
     achievement = events[0]

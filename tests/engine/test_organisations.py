@@ -40,21 +40,31 @@ def spend(milestone_id: str, org_id: str | None = None, **fields) -> dict:
 def test_a_milestone_counts_only_its_organisations_events():
     driver = TopologyTestDriver()
     load(driver, spend("home"), spend("brand", BRAND))
-    send(driver, txn("c1", "2024-01-05T10:00:00+05:30", "300"),
-         txn("c1", "2024-01-06T10:00:00+05:30", "300", org_id=BRAND))
+    send(
+        driver,
+        txn("c1", "2024-01-05T10:00:00+05:30", "300"),
+        txn("c1", "2024-01-06T10:00:00+05:30", "300", org_id=BRAND),
+    )
     assert driver.read("promotions") == []  # 300 each, not 600 for either
 
     send(driver, txn("c1", "2024-01-07T10:00:00+05:30", "250", org_id=BRAND))
     (event,) = driver.read("promotions")
     assert (event["milestone_id"], event["customer_id"], event["org_id"], event["achieved_value"]) == (
-        "brand", "c1", BRAND, "550")
+        "brand",
+        "c1",
+        BRAND,
+        "550",
+    )
 
 
 def test_the_same_customer_id_in_two_organisations_has_two_states():
     driver = TopologyTestDriver()
     load(driver, spend("home"), spend("brand", BRAND))
-    send(driver, txn("c1", "2024-01-05T10:00:00+05:30", "100"),
-         txn("c1", "2024-01-05T11:00:00+05:30", "200", org_id=BRAND))
+    send(
+        driver,
+        txn("c1", "2024-01-05T10:00:00+05:30", "100"),
+        txn("c1", "2024-01-05T11:00:00+05:30", "200", org_id=BRAND),
+    )
     home = driver.store.get(Namespace.CUSTOMER.key("c1"))
     brand = driver.store.get(Customer(BRAND, "c1").state_key)
     assert set(home["m"]) == {"home"} and set(brand["m"]) == {"brand"}
@@ -62,8 +72,14 @@ def test_the_same_customer_id_in_two_organisations_has_two_states():
     assert brand["m"]["brand"]["c"]["1"]["t"]["brand-t"]["v"] == "200"
 
 
-@given(st.lists(st.tuples(st.sampled_from(["default", "a", "1:a", "a:", ""]) | st.text(max_size=4), st.text(max_size=4)),
-                min_size=2, max_size=8, unique=True))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["default", "a", "1:a", "a:", ""]) | st.text(max_size=4), st.text(max_size=4)),
+        min_size=2,
+        max_size=8,
+        unique=True,
+    )
+)
 def test_no_two_customers_share_a_document_whatever_their_ids(pairs):
     """Even past the schemas' id rules (control characters, ":", digits): the keys are one-to-one."""
     customers = [Customer(org_id, customer_id) for org_id, customer_id in pairs]
@@ -83,8 +99,11 @@ def test_the_default_organisations_customers_keep_their_keys():
 def test_cycle_close_and_event_ids_are_per_organisation():
     driver = TopologyTestDriver()
     load(driver, spend("home"), spend("brand", BRAND))
-    send(driver, txn("c1", "2024-01-05T10:00:00+05:30", "600"),
-         txn("c1", "2024-01-05T10:00:00+05:30", "700", org_id=BRAND))
+    send(
+        driver,
+        txn("c1", "2024-01-05T10:00:00+05:30", "600"),
+        txn("c1", "2024-01-05T10:00:00+05:30", "700", org_id=BRAND),
+    )
     close(driver, "2024-02-01T00:00:00+05:30")
     events = driver.read("promotions")
     closes = {(e["org_id"], e["milestone_id"], e["customer_id"]) for e in events if e["kind"] == "cycle_close"}
@@ -94,11 +113,17 @@ def test_cycle_close_and_event_ids_are_per_organisation():
 
 def test_settings_resolve_per_organisation():
     driver = TopologyTestDriver()
-    driver.pipe("definitions", f"settings:{BRAND}",
-                {"type": "organisation_settings", "org_id": BRAND, "award_when_target_achieved": False})
+    driver.pipe(
+        "definitions",
+        f"settings:{BRAND}",
+        {"type": "organisation_settings", "org_id": BRAND, "award_when_target_achieved": False},
+    )
     load(driver, spend("home"), spend("brand", BRAND))
-    send(driver, txn("c1", "2024-01-05T10:00:00+05:30", "600"),
-         txn("c1", "2024-01-05T10:00:00+05:30", "600", org_id=BRAND))
+    send(
+        driver,
+        txn("c1", "2024-01-05T10:00:00+05:30", "600"),
+        txn("c1", "2024-01-05T10:00:00+05:30", "600", org_id=BRAND),
+    )
     # The brand awards at the cycle's end; the default organisation at once.
     assert [(e["org_id"], e["kind"]) for e in driver.read("promotions")] == [("default", "achievement")]
 
@@ -111,8 +136,11 @@ def test_an_enrolment_into_another_organisations_milestone_is_a_dead_letter():
     assert "belongs to organisation 'brand-b'" in driver.read("dead-letters")[-1]["detail"]
     assert driver.store.get(Namespace.CUSTOMER.key("c1")) is None
 
-    send(driver, enrolment("c1", "brand", "2024-01-05T10:00:00+05:30", org_id=BRAND),
-         txn("c1", "2024-01-06T10:00:00+05:30", "600", org_id=BRAND))
+    send(
+        driver,
+        enrolment("c1", "brand", "2024-01-05T10:00:00+05:30", org_id=BRAND),
+        txn("c1", "2024-01-06T10:00:00+05:30", "600", org_id=BRAND),
+    )
     assert [(e["org_id"], e["kind"]) for e in driver.read("promotions")] == [(BRAND, "achievement")]
 
 
@@ -130,8 +158,11 @@ def test_a_specific_customers_list_enrols_the_milestones_organisations_customers
 def test_late_events_unmatched_returns_and_lifetime_points_carry_the_org_id():
     driver = TopologyTestDriver()
     load(driver, spend("brand", BRAND, settings={"adjust_on_bill_return": True}))
-    send(driver, bill_return("c1", "2024-01-05T10:00:00+05:30", org_id=BRAND),
-         ledger("c1", "2024-01-05T10:00:00+05:30", "40", source="referral", org_id=BRAND))
+    send(
+        driver,
+        bill_return("c1", "2024-01-05T10:00:00+05:30", org_id=BRAND),
+        ledger("c1", "2024-01-05T10:00:00+05:30", "40", source="referral", org_id=BRAND),
+    )
     send(driver, txn("c1", "2024-01-05T10:00:00+05:30", "100", org_id=BRAND), timestamp="2024-03-01T00:00:00+05:30")
     late = driver.read("late-events")
     assert sorted(r["type"] for r in late) == ["late_event", "unmatched_return"]
@@ -156,14 +187,18 @@ def test_the_compacted_lifetime_points_topic_keeps_one_record_per_organisations_
 
 
 def test_each_organisation_has_its_own_series_for_the_same_program_id():
-    from .series_builders import ledger as points, membership, series
+    from .series_builders import ledger as points
+    from .series_builders import membership, series
 
     driver = TopologyTestDriver()
     for body in (series("a-home"), series("z-brand", org_id=BRAND)):  # both on program "ambassadors", at once
         assert driver.pipe("definitions", f"series:{body['series_id']}", body).outcome == "applied"
     driver.pipe("enrolments", "c1", {**membership("c1", "ambassadors"), "org_id": BRAND})
-    send(driver, {**points("c1", "300", "2025-01-02T10:00:00+00:00", source="campaign"), "org_id": BRAND},
-         points("c1", "300", "2025-01-02T10:00:00+00:00", source="campaign"))  # not a member at home
+    send(
+        driver,
+        {**points("c1", "300", "2025-01-02T10:00:00+00:00", source="campaign"), "org_id": BRAND},
+        points("c1", "300", "2025-01-02T10:00:00+00:00", source="campaign"),
+    )  # not a member at home
     events = [e for e in driver.read("promotions") if e["type"] == "series_event"]
     assert events and {(e["series_id"], e["org_id"], e["customer_id"]) for e in events} == {("z-brand", BRAND, "c1")}
 
@@ -176,13 +211,26 @@ CUSTOMERS = ("c1", "c2")
 def _milestones(org_id: str) -> list[dict]:
     """Each organisation's milestones: alike in shape (milestone ids are unique across the fleet)."""
     prefix = "home" if org_id == "default" else "brand"
-    common = {"org_id": org_id, "cycles": calendar("monthly", "2024-01-01", 2),
-              "ends_at": "2024-03-01T00:00:00+05:30"}
+    common = {"org_id": org_id, "cycles": calendar("monthly", "2024-01-01", 2), "ends_at": "2024-03-01T00:00:00+05:30"}
     return [
-        definition(f"{prefix}-all", targets=[target(f"{prefix}-spend", value="500", sub_targets=[
-            {"name": "half", "criterion": "percentage", "value": "50"}])], **common),
-        definition(f"{prefix}-listed", targets=[target(f"{prefix}-count", kpi="count", value="2")],
-                   enrolment={"method": "none"}, settings={"adjust_on_bill_return": True}, **common),
+        definition(
+            f"{prefix}-all",
+            targets=[
+                target(
+                    f"{prefix}-spend",
+                    value="500",
+                    sub_targets=[{"name": "half", "criterion": "percentage", "value": "50"}],
+                )
+            ],
+            **common,
+        ),
+        definition(
+            f"{prefix}-listed",
+            targets=[target(f"{prefix}-count", kpi="count", value="2")],
+            enrolment={"method": "none"},
+            settings={"adjust_on_bill_return": True},
+            **common,
+        ),
     ]
 
 
@@ -217,8 +265,11 @@ def _run(events: list[dict]) -> TopologyTestDriver:
 def _outputs_of(driver: TopologyTestDriver, org_id: str) -> dict[str, list[dict]]:
     """Each output topic's records of one organisation, without where the input sat in its topic."""
     return {
-        topic: [{k: v for k, v in r.items() if k not in ("cause", "source")}
-                for r in driver.read(topic) if r["org_id"] == org_id]
+        topic: [
+            {k: v for k, v in r.items() if k not in ("cause", "source")}
+            for r in driver.read(topic)
+            if r["org_id"] == org_id
+        ]
         for topic in ("promotions", "late-events", "lifetime-points")
     }
 
@@ -233,8 +284,11 @@ def test_tenants_never_see_each_others_events(events):
     for event in events:
         org_id = event.get("org_id", "default")
         seen[org_id] = seen.get(org_id, 0) + 1
-        numbered.append({**event, "event_id": f"e{seen[org_id]}", "return_id": f"r{seen[org_id]}"}
-                        if event["type"] == "return" else {**event, "event_id": f"e{seen[org_id]}"})
+        numbered.append(
+            {**event, "event_id": f"e{seen[org_id]}", "return_id": f"r{seen[org_id]}"}
+            if event["type"] == "return"
+            else {**event, "event_id": f"e{seen[org_id]}"}
+        )
     together = _run(numbered)
     for org_id in ORGS:
         alone = _run([e for e in numbered if e.get("org_id", "default") == org_id])

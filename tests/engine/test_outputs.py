@@ -23,7 +23,9 @@ from .builders import (
 
 
 def abc(**fields) -> dict:
-    return definition("abc", name="ABC", till_code="till-01", targets=[target("abc-spend", "ABC", value="500")], **fields)
+    return definition(
+        "abc", name="ABC", till_code="till-01", targets=[target("abc-spend", "ABC", value="500")], **fields
+    )
 
 
 def test_achievement_event_carries_every_rule_field_exactly(driver):
@@ -92,22 +94,39 @@ def test_reaching_the_target_exactly_is_an_achievement(driver):
     send(driver, txn("c1", "2024-01-05T11:00:00+05:30", "0.01"))
     (event,) = outputs(driver)
     assert (event.achieved_value, event.defined_value, event.gap, event.achieved) == (
-        Decimal(500), Decimal(500), Decimal(0), True)
+        Decimal(500),
+        Decimal(500),
+        Decimal(0),
+        True,
+    )
 
 
 def test_sub_target_event_fields_abc1_at_30_and_abc2_at_60(driver):
     load(
         driver,
-        definition(targets=[target("t", "ABC", value="1000", sub_targets=[
-            {"name": "ABC1", "criterion": "percentage", "value": "30"},
-            {"name": "ABC2", "criterion": "percentage", "value": "60"},
-        ])]),
+        definition(
+            targets=[
+                target(
+                    "t",
+                    "ABC",
+                    value="1000",
+                    sub_targets=[
+                        {"name": "ABC1", "criterion": "percentage", "value": "30"},
+                        {"name": "ABC2", "criterion": "percentage", "value": "60"},
+                    ],
+                )
+            ]
+        ),
     )
     send(driver, txn("c1", "2024-01-05T10:00:00+05:30", "350"), txn("c1", "2024-01-06T10:00:00+05:30", "300"))
     abc1, abc2 = outputs(driver)
     assert "ABC1" in abc1.trigger_names and "ABC2" not in abc1.trigger_names
     assert "ABC2" in abc2.trigger_names
-    assert (abc1.kind, abc1.is_target_achieved_event, abc1.milestone_value_defined) == ("sub_target", False, Decimal(300))
+    assert (abc1.kind, abc1.is_target_achieved_event, abc1.milestone_value_defined) == (
+        "sub_target",
+        False,
+        Decimal(300),
+    )
     assert (abc2.milestone_value_defined, abc2.achieved_value, abc2.gap) == (Decimal(600), Decimal(650), Decimal(350))
     assert abc1.target_name == abc2.target_name == "ABC"
     assert abc1.event_id == milestone_event_id("m1", "t", "c1", 1, "sub_target:ABC1")
@@ -119,7 +138,9 @@ def test_target_period_names_each_period(driver):
         driver,
         definition(
             name="ABC",
-            cycles=custom(("X", "2024-01-01", "2024-01-31"), ("Y", "2024-02-01", "2024-02-29"), ("Z", "2024-03-01", "2024-03-31")),
+            cycles=custom(
+                ("X", "2024-01-01", "2024-01-31"), ("Y", "2024-02-01", "2024-02-29"), ("Z", "2024-03-01", "2024-03-31")
+            ),
             targets=[target(value="100")],
         ),
     )
@@ -130,8 +151,10 @@ def test_target_period_names_each_period(driver):
 def test_different_target_value_per_cycle_5000_10000_15000(driver):
     load(
         driver,
-        definition(cycles=calendar("monthly", "2024-01-01", 3),
-                   targets=[target(value=None, values_per_cycle=["5000", "10000", "15000"])]),
+        definition(
+            cycles=calendar("monthly", "2024-01-01", 3),
+            targets=[target(value=None, values_per_cycle=["5000", "10000", "15000"])],
+        ),
     )
     send(
         driver,
@@ -150,16 +173,25 @@ def test_different_target_for_each_customer_from_enrolment(driver):
     """Target values per customer ("audience with target values"), optionally per cycle."""
     load(
         driver,
-        definition(target_values="per_customer", cycles=calendar("monthly", "2024-01-01", 3),
-                   enrolment={"method": "specific", "customers": []}, targets=[target("spend", value=None)]),
+        definition(
+            target_values="per_customer",
+            cycles=calendar("monthly", "2024-01-01", 3),
+            enrolment={"method": "specific", "customers": []},
+            targets=[target("spend", value=None)],
+        ),
     )
     send(
         driver,
         enrolment("a", "m1", "2024-01-01T00:00:00+05:30", targets=[{"target_id": "spend", "value": "3000"}]),
-        enrolment("b", "m1", "2024-01-01T00:00:00+05:30", targets=[
-            {"target_id": "spend", "value": "2000"},
-            {"target_id": "spend", "value": "1000", "cycle": 1},
-        ]),
+        enrolment(
+            "b",
+            "m1",
+            "2024-01-01T00:00:00+05:30",
+            targets=[
+                {"target_id": "spend", "value": "2000"},
+                {"target_id": "spend", "value": "1000", "cycle": 1},
+            ],
+        ),
     )
     send(
         driver,
@@ -181,8 +213,12 @@ def test_customer_without_an_uploaded_target_value_never_achieves(driver):
     a target value has no target: their activity is tracked, nothing is achieved."""
     load(
         driver,
-        definition(target_values="per_customer", targets=[target("spend", value=None, sub_targets=[
-            {"name": "Start", "criterion": "absolute", "value": "100"}])]),
+        definition(
+            target_values="per_customer",
+            targets=[
+                target("spend", value=None, sub_targets=[{"name": "Start", "criterion": "absolute", "value": "100"}])
+            ],
+        ),
     )
     send(driver, txn("c1", "2024-01-10T10:00:00+05:30", "500"))
     assert outputs(driver) == []
@@ -191,8 +227,11 @@ def test_customer_without_an_uploaded_target_value_never_achieves(driver):
 
 def test_awards_when_target_achieved_off_sends_nothing_immediately(driver):
     """ENABLE_AWARD_WHEN_TARGET_ACHIEVED inactive for the organisation: no immediate event."""
-    driver.pipe("definitions", "settings:default",
-                {"type": "organisation_settings", "org_id": "default", "award_when_target_achieved": False})
+    driver.pipe(
+        "definitions",
+        "settings:default",
+        {"type": "organisation_settings", "org_id": "default", "award_when_target_achieved": False},
+    )
     load(driver, abc())
     send(driver, txn("c1", "2024-01-05T10:00:00+05:30", "700"))
     assert outputs(driver) == []
@@ -200,8 +239,11 @@ def test_awards_when_target_achieved_off_sends_nothing_immediately(driver):
 
 
 def test_milestone_setting_overrides_the_organisation_award_setting(driver):
-    driver.pipe("definitions", "settings:default",
-                {"type": "organisation_settings", "org_id": "default", "award_when_target_achieved": False})
+    driver.pipe(
+        "definitions",
+        "settings:default",
+        {"type": "organisation_settings", "org_id": "default", "award_when_target_achieved": False},
+    )
     load(driver, abc(settings={"award_when_target_achieved": True}))
     send(driver, txn("c1", "2024-01-05T10:00:00+05:30", "700"))
     assert kinds(driver) == [("achievement", "abc-spend", 1)]
@@ -212,18 +254,35 @@ def test_till_achieved_cycle_close_is_sent_even_when_immediate_awards_are_off(dr
     send(driver, txn("c1", "2024-01-05T10:00:00+05:30", "700"))
     (close,) = outputs(driver)
     assert (close.kind, close.is_target_achieved_event, close.achieved, close.achieved_value) == (
-        "cycle_close", False, True, Decimal(700))
+        "cycle_close",
+        False,
+        True,
+        Decimal(700),
+    )
 
 
 def test_unified_group_names_the_milestone_on_its_own_achievement(driver):
     load(
         driver,
-        definition(name="Cross-sell", targets=[
-            target("men", "Men 1000", level="line_item", value="1000",
-                   filter={"field": "line_item.category", "op": "eq", "value": "men"}),
-            target("women", "Women 1000", level="line_item", value="1000",
-                   filter={"field": "line_item.category", "op": "eq", "value": "women"}),
-        ]),
+        definition(
+            name="Cross-sell",
+            targets=[
+                target(
+                    "men",
+                    "Men 1000",
+                    level="line_item",
+                    value="1000",
+                    filter={"field": "line_item.category", "op": "eq", "value": "men"},
+                ),
+                target(
+                    "women",
+                    "Women 1000",
+                    level="line_item",
+                    value="1000",
+                    filter={"field": "line_item.category", "op": "eq", "value": "women"},
+                ),
+            ],
+        ),
     )
     send(driver, txn("c1", "2024-01-05T10:00:00+05:30", "1200", line_items=[line("M", "1200", category="men")]))
     send(driver, txn("c1", "2024-01-06T10:00:00+05:30", "1000", line_items=[line("W", "1000", category="women")]))
@@ -243,10 +302,18 @@ def test_unified_group_names_the_milestone_on_its_own_achievement(driver):
 
 def test_cloning_jaffna_gross_milestone_to_net_tracks_independently(driver):
     """Jaffna clones "$100 gross sales a month, 5 cycles" and changes only the KPI to net."""
-    original = definition("jaffna-gross", name="Jaffna gross", cycles=calendar("monthly", "2024-01-01", 5),
-                          targets=[target("sales", "Jaffna 100", kpi="gross_amount", value="100")])
-    clone = {**original, "milestone_id": "jaffna-net", "name": "Jaffna net",
-             "group": {"targets": [{**original["group"]["targets"][0], "kpi": "net_amount"}]}}
+    original = definition(
+        "jaffna-gross",
+        name="Jaffna gross",
+        cycles=calendar("monthly", "2024-01-01", 5),
+        targets=[target("sales", "Jaffna 100", kpi="gross_amount", value="100")],
+    )
+    clone = {
+        **original,
+        "milestone_id": "jaffna-net",
+        "name": "Jaffna net",
+        "group": {"targets": [{**original["group"]["targets"][0], "kpi": "net_amount"}]},
+    }
     load(driver, original, clone)
     send(driver, txn("c1", "2024-01-05T10:00:00+05:30", "120", net_amount="90"))
     assert [e.milestone_id for e in outputs(driver)] == ["jaffna-gross"]

@@ -35,15 +35,30 @@ from tests.engine.builders import (
 STARTS, ENDS = "2024-01-01T00:00:00+00:00", "2025-01-01T00:00:00+00:00"
 
 
-def petrol(milestone_id: str, litres: str, *, after: str | None = None, name: str | None = None,
-           **fields: Any) -> dict[str, Any]:
+def petrol(
+    milestone_id: str, litres: str, *, after: str | None = None, name: str | None = None, **fields: Any
+) -> dict[str, Any]:
     """A monthly target on litres of petrol; enrolled by achieving ``after`` when given."""
-    litres_target = target("litres", f"{litres} L of petrol", level="line_item", kpi="quantity", value=litres,
-                           filter={"field": "line_item.category", "op": "eq", "value": "petrol"})
+    litres_target = target(
+        "litres",
+        f"{litres} L of petrol",
+        level="line_item",
+        kpi="quantity",
+        value=litres,
+        filter={"field": "line_item.category", "op": "eq", "value": "petrol"},
+    )
     if after is not None:
         fields.setdefault("enrolment", {"method": "performance", "performance": {"milestone_id": after}})
-    return definition(milestone_id, name=name or milestone_id, targets=[litres_target], timezone="UTC",
-                      starts_at=STARTS, ends_at=ENDS, cycles=calendar("monthly", "2024-01-01", 12), **fields)
+    return definition(
+        milestone_id,
+        name=name or milestone_id,
+        targets=[litres_target],
+        timezone="UTC",
+        starts_at=STARTS,
+        ends_at=ENDS,
+        cycles=calendar("monthly", "2024-01-01", 12),
+        **fields,
+    )
 
 
 TARGET_1 = petrol("target-1", "100")
@@ -52,14 +67,21 @@ TARGET_3 = petrol("target-3", "300", after="target-2")
 
 
 def fill(customer: str, when: str, litres: str) -> dict[str, Any]:
-    return txn(customer, when, gross=str(Decimal(litres) * 2),
-               line_items=[line("fuel-95", str(Decimal(litres) * 2), category="petrol", quantity=litres)])
+    return txn(
+        customer,
+        when,
+        gross=str(Decimal(litres) * 2),
+        line_items=[line("fuel-95", str(Decimal(litres) * 2), category="petrol", quantity=litres)],
+    )
 
 
 def achieved(driver, customer: str = "ana") -> list[tuple[str, str, datetime]]:
     """(milestone, achieved value, when) of every achievement of a customer."""
-    return [(e.milestone_id, str(e.achieved_value), e.occurred_at) for e in outputs(driver)
-            if e.kind == "achievement" and e.customer_id == customer]
+    return [
+        (e.milestone_id, str(e.achieved_value), e.occurred_at)
+        for e in outputs(driver)
+        if e.kind == "achievement" and e.customer_id == customer
+    ]
 
 
 def enrolled_at(driver, customer: str, milestone_id: str) -> str | None:
@@ -107,8 +129,18 @@ def test_tracking_from_the_enrolment_date_does_not_count_the_qualifying_litres(d
 
 
 def test_enrolled_by_a_minimum_value_before_the_target_is_achieved(driver):
-    load(driver, TARGET_1, petrol("target-2", "200", enrolment={
-        "method": "performance", "performance": {"milestone_id": "target-1", "target_id": "litres", "min_value": "40"}}))
+    load(
+        driver,
+        TARGET_1,
+        petrol(
+            "target-2",
+            "200",
+            enrolment={
+                "method": "performance",
+                "performance": {"milestone_id": "target-1", "target_id": "litres", "min_value": "40"},
+            },
+        ),
+    )
     send(driver, fill("ana", "2024-01-03T10:00:00+00:00", "30"))
     assert enrolled_at(driver, "ana", "target-2") is None
     send(driver, fill("ana", "2024-01-04T10:00:00+00:00", "10"))
@@ -117,8 +149,18 @@ def test_enrolled_by_a_minimum_value_before_the_target_is_achieved(driver):
 
 
 def test_a_named_cycle_counts_and_no_other(driver):
-    load(driver, TARGET_1, petrol("target-2", "200", enrolment={
-        "method": "performance", "performance": {"milestone_id": "target-1", "cycle_name": "target-1 #2"}}))
+    load(
+        driver,
+        TARGET_1,
+        petrol(
+            "target-2",
+            "200",
+            enrolment={
+                "method": "performance",
+                "performance": {"milestone_id": "target-1", "cycle_name": "target-1 #2"},
+            },
+        ),
+    )
     send(driver, fill("ana", "2024-01-03T10:00:00+00:00", "100"), fill("bo", "2024-02-03T10:00:00+00:00", "100"))
     assert enrolled_at(driver, "ana", "target-2") is None
     assert enrolled_at(driver, "bo", "target-2") == "2024-02-03T10:00:00+00:00"
@@ -151,17 +193,35 @@ def test_the_time_factor_looks_back_from_the_moment_of_enrolment(driver):
     load(driver, TARGET_1)
     send(driver, fill("ana", "2024-01-05T10:00:00+00:00", "100"), fill("bo", "2024-02-20T10:00:00+00:00", "100"))
     close(driver, "2024-03-01T00:00:00+00:00")
-    load(driver, petrol("target-2", "200", enrolment={
-        "method": "performance", "performance": {"milestone_id": "target-1", "time_factor": {"last_days": 20}}}))
+    load(
+        driver,
+        petrol(
+            "target-2",
+            "200",
+            enrolment={
+                "method": "performance",
+                "performance": {"milestone_id": "target-1", "time_factor": {"last_days": 20}},
+            },
+        ),
+    )
     send(driver, txn("ana", "2024-03-05T09:00:00+00:00"), txn("bo", "2024-03-05T09:00:00+00:00"))
     assert enrolled_at(driver, "ana", "target-2") is None  # January ended more than 20 days ago
     assert enrolled_at(driver, "bo", "target-2") == "2024-03-05T09:00:00+00:00"
 
 
 def test_specific_dates_select_the_source_cycles(driver):
-    load(driver, TARGET_1, petrol("target-2", "200", enrolment={
-        "method": "performance",
-        "performance": {"milestone_id": "target-1", "time_factor": {"after": "2024-02-01T00:00:00+00:00"}}}))
+    load(
+        driver,
+        TARGET_1,
+        petrol(
+            "target-2",
+            "200",
+            enrolment={
+                "method": "performance",
+                "performance": {"milestone_id": "target-1", "time_factor": {"after": "2024-02-01T00:00:00+00:00"}},
+            },
+        ),
+    )
     send(driver, fill("ana", "2024-01-05T10:00:00+00:00", "100"), fill("bo", "2024-02-05T10:00:00+00:00", "100"))
     assert enrolled_at(driver, "ana", "target-2") is None
     assert enrolled_at(driver, "bo", "target-2") == "2024-02-05T10:00:00+00:00"
@@ -195,22 +255,30 @@ def test_performance_enrolment_follows_the_method_table(driver):
 
 
 def test_the_condition_goes_with_the_method(driver):
-    assert "enrolment.performance is required" in rejection(driver, petrol("t", "1", enrolment={"method": "performance"}))
-    assert "only used with it" in rejection(driver, petrol("t", "1", enrolment={
-        "method": "all", "performance": {"milestone_id": "target-1"}}))
+    assert "enrolment.performance is required" in rejection(
+        driver, petrol("t", "1", enrolment={"method": "performance"})
+    )
+    assert "only used with it" in rejection(
+        driver, petrol("t", "1", enrolment={"method": "all", "performance": {"milestone_id": "target-1"}})
+    )
 
 
 def test_a_milestone_cannot_depend_on_itself_directly_or_through_a_chain(driver):
     assert "cannot enrol by performance in itself" in rejection(driver, petrol("t", "1", after="t"))
     load(driver, petrol("a", "1", after="c"), petrol("b", "1", after="a"))
-    assert "(each enrols by performance in the next): c -> b -> a -> c" in rejection(driver, petrol("c", "1", after="b"))
+    assert "(each enrols by performance in the next): c -> b -> a -> c" in rejection(
+        driver, petrol("c", "1", after="b")
+    )
 
 
 def test_references_must_resolve_whichever_milestone_comes_first(driver):
     load(driver, TARGET_1)
-    assert "has no target 'litre'" in rejection(driver, petrol("t2", "1", enrolment=_performance("target-1", target_id="litre")))
-    assert "has no cycle named 'January'" in rejection(driver, petrol("t2", "1", enrolment=_performance(
-        "target-1", cycle_name="January")))
+    assert "has no target 'litre'" in rejection(
+        driver, petrol("t2", "1", enrolment=_performance("target-1", target_id="litre"))
+    )
+    assert "has no cycle named 'January'" in rejection(
+        driver, petrol("t2", "1", enrolment=_performance("target-1", cycle_name="January"))
+    )
     # A source defined after its dependent is checked then.
     load(driver, petrol("t3", "1", enrolment=_performance("later", target_id="litres")))
     assert "milestone 'later' has no target 'litres'" in rejection(driver, definition("later", timezone="UTC"))
@@ -218,15 +286,24 @@ def test_references_must_resolve_whichever_milestone_comes_first(driver):
 
 
 def test_time_factor_kinds_do_not_mix(driver):
-    detail = rejection(driver, petrol("t", "1", enrolment=_performance(
-        "target-1", time_factor={"last_days": 3, "after": "2024-01-01T00:00:00+00:00"})))
+    detail = rejection(
+        driver,
+        petrol(
+            "t",
+            "1",
+            enrolment=_performance("target-1", time_factor={"last_days": 3, "after": "2024-01-01T00:00:00+00:00"}),
+        ),
+    )
     assert "either last_days or specific dates" in detail
 
 
 # --------------------------------------------------------------------------- property
 FILLS = st.lists(
-    st.tuples(st.integers(0, 89), st.integers(0, 23), st.integers(1, 160), st.sampled_from(["fill", "unenrol", "enrol"])),
-    min_size=1, max_size=25,
+    st.tuples(
+        st.integers(0, 89), st.integers(0, 23), st.integers(1, 160), st.sampled_from(["fill", "unenrol", "enrol"])
+    ),
+    min_size=1,
+    max_size=25,
 )
 
 

@@ -54,8 +54,15 @@ DEFINITION = definition(
             target("days", kpi="days_of_activity", value="3"),
             target("max", kpi="extended_field_daily_max", field="v", value="500", sub_targets=[_sub("200", "200")]),
             target("count", kpi="count", value="4", sub_targets=[_sub("two", "2")]),
-            target("cart", activity="behavioural_event", level=None, kpi="attribute_daily_max",
-                   event_name="Added to Cart", field="price", value="800"),
+            target(
+                "cart",
+                activity="behavioural_event",
+                level=None,
+                kpi="attribute_daily_max",
+                event_name="Added to Cart",
+                field="price",
+                value="800",
+            ),
         ],
     },
 )
@@ -74,8 +81,13 @@ def activity(draw, customers=("c1",), last_day: int = 90) -> dict:
         if draw(st.booleans()):
             body["extended_fields"] = {"v": str(draw(amounts))}
     else:
-        body = {"type": "behavioural_event", "customer_id": customer, "event_time": stamp, "name": "Added to Cart",
-                "attributes": {"price": str(draw(amounts))}}
+        body = {
+            "type": "behavioural_event",
+            "customer_id": customer,
+            "event_time": stamp,
+            "name": "Added to Cart",
+            "attributes": {"price": str(draw(amounts))},
+        }
     return body
 
 
@@ -113,8 +125,11 @@ def fired(driver) -> list[tuple[str, str, int, tuple[str, ...], str]]:
 
 # ------------------------------------------------------------------ properties
 @FAST
-@given(st.lists(activity(last_day=30), min_size=1, max_size=15).flatmap(
-    lambda evs: st.tuples(st.just(evs), st.permutations(evs))))
+@given(
+    st.lists(activity(last_day=30), min_size=1, max_size=15).flatmap(
+        lambda evs: st.tuples(st.just(evs), st.permutations(evs))
+    )
+)
 def test_order_of_events_within_a_cycle_does_not_change_progress_or_achievements(pair):
     events, shuffled = pair
     first, second = run(numbered(events)), run(numbered(list(shuffled)))
@@ -179,7 +194,9 @@ def test_redelivering_any_record_never_changes_state(data):
             st.lists(st.sampled_from(sent), max_size=2), label="redelivered"
         ):
             before = documents(driver.store)
-            replay = driver.pipe(topic_again, again["customer_id"], again, timestamp=at(again["event_time"]), offset=again_offset)
+            replay = driver.pipe(
+                topic_again, again["customer_id"], again, timestamp=at(again["event_time"]), offset=again_offset
+            )
             assert replay.outcome == "duplicate"
             assert documents(driver.store) == before
             # Outputs still in the customer's outbox are re-emitted unchanged; older ones are not re-sent.

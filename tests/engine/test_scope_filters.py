@@ -57,10 +57,24 @@ def test_scope_by_store_zone_and_concept(driver, scope, where, counted):
 def test_scope_applies_to_behavioural_events_too(driver):
     load(
         driver,
-        definition(targets=[target("visits", activity="behavioural_event", kpi="count", event_name="Store Visit",
-                                   value="10", scope={"stores": ["S1"]})]),
+        definition(
+            targets=[
+                target(
+                    "visits",
+                    activity="behavioural_event",
+                    kpi="count",
+                    event_name="Store Visit",
+                    value="10",
+                    scope={"stores": ["S1"]},
+                )
+            ]
+        ),
     )
-    send(driver, behavioural("c1", "Store Visit", WHEN, store_id="S1"), behavioural("c1", "Store Visit", WHEN, store_id="S2"))
+    send(
+        driver,
+        behavioural("c1", "Store Visit", WHEN, store_id="S1"),
+        behavioural("c1", "Store Visit", WHEN, store_id="S2"),
+    )
     assert progress(driver, "c1", "m1", "visits", 1) == 1
 
 
@@ -73,11 +87,16 @@ def test_rule_on_category_counts_only_matching_line_items(driver):
     load(driver, _line_spend({"field": "line_item.category", "op": "in", "value": ["accessories", "bags"]}))
     send(
         driver,
-        txn("c1", WHEN, "3300", line_items=[
-            line("BELT", "800", category="accessories"),
-            line("TOTE", "500", category="bags"),
-            line("SHOE", "2000", category="footwear"),
-        ]),
+        txn(
+            "c1",
+            WHEN,
+            "3300",
+            line_items=[
+                line("BELT", "800", category="accessories"),
+                line("TOTE", "500", category="bags"),
+                line("SHOE", "2000", category="footwear"),
+            ],
+        ),
     )
     assert progress(driver, "c1", "m1", "spend", 1) == 1300
 
@@ -100,11 +119,16 @@ def test_rule_on_line_item_attributes(driver):
     load(driver, _line_spend({"field": "line_item.attributes.colour", "op": "eq", "value": "red"}))
     send(
         driver,
-        txn("c1", WHEN, "300", line_items=[
-            line("A", "100", attributes={"colour": "red"}),
-            line("B", "200", attributes={"colour": "blue"}),
-            line("C", "400"),
-        ]),
+        txn(
+            "c1",
+            WHEN,
+            "300",
+            line_items=[
+                line("A", "100", attributes={"colour": "red"}),
+                line("B", "200", attributes={"colour": "blue"}),
+                line("C", "400"),
+            ],
+        ),
     )
     assert progress(driver, "c1", "m1", "spend", 1) == 100
 
@@ -119,8 +143,16 @@ def test_rule_on_line_item_attributes(driver):
 def test_rule_on_transaction_amount_min_and_max(driver, op, bound, amounts, expected):
     load(
         driver,
-        definition(targets=[target("txns", kpi="count", value="10",
-                                   filter={"field": "transaction.gross_amount", "op": op, "value": bound})]),
+        definition(
+            targets=[
+                target(
+                    "txns",
+                    kpi="count",
+                    value="10",
+                    filter={"field": "transaction.gross_amount", "op": op, "value": bound},
+                )
+            ]
+        ),
     )
     send(driver, *(txn("c1", WHEN, amount) for amount in amounts))
     assert progress(driver, "c1", "m1", "txns", 1) == expected
@@ -138,8 +170,16 @@ def test_rule_on_net_amount_uses_the_gross_when_no_discount_was_given(driver):
     amount, for rules exactly as for the net-amount KPI."""
     load(
         driver,
-        definition(targets=[target("txns", kpi="count", value="10",
-                                   filter={"field": "transaction.net_amount", "op": "gte", "value": "1000"})]),
+        definition(
+            targets=[
+                target(
+                    "txns",
+                    kpi="count",
+                    value="10",
+                    filter={"field": "transaction.net_amount", "op": "gte", "value": "1000"},
+                )
+            ]
+        ),
     )
     send(driver, txn("c1", WHEN, "1500"), txn("c1", WHEN, "1500", net_amount="900"), txn("c1", WHEN, "800"))
     assert progress(driver, "c1", "m1", "txns", 1) == 1
@@ -166,10 +206,15 @@ def test_rule_on_line_item_extended_field(driver):
     load(driver, _line_spend({"field": "line_item.extended_fields.season", "op": "eq", "value": "winter"}))
     send(
         driver,
-        txn("c1", WHEN, "300", line_items=[
-            line("A", "100", extended_fields={"season": "winter"}),
-            line("B", "200", extended_fields={"season": "summer"}),
-        ]),
+        txn(
+            "c1",
+            WHEN,
+            "300",
+            line_items=[
+                line("A", "100", extended_fields={"season": "winter"}),
+                line("B", "200", extended_fields={"season": "summer"}),
+            ],
+        ),
     )
     assert progress(driver, "c1", "m1", "spend", 1) == 100
 
@@ -178,11 +223,16 @@ def test_rule_on_numeric_extended_field_compares_numbers(driver):
     load(driver, _line_spend({"field": "line_item.extended_fields.karat", "op": "gte", "value": 22}))
     send(
         driver,
-        txn("c1", WHEN, "700", line_items=[
-            line("A", "100", extended_fields={"karat": "24"}),
-            line("B", "200", extended_fields={"karat": 18}),
-            line("C", "400", extended_fields={"karat": "22.0"}),
-        ]),
+        txn(
+            "c1",
+            WHEN,
+            "700",
+            line_items=[
+                line("A", "100", extended_fields={"karat": "24"}),
+                line("B", "200", extended_fields={"karat": 18}),
+                line("C", "400", extended_fields={"karat": "22.0"}),
+            ],
+        ),
     )
     assert progress(driver, "c1", "m1", "spend", 1) == 500
 
@@ -190,12 +240,24 @@ def test_rule_on_numeric_extended_field_compares_numbers(driver):
 def test_rule_on_behavioural_event_attributes(driver):
     load(
         driver,
-        definition(targets=[target("cart", activity="behavioural_event", kpi="attribute_sum", event_name="Added to Cart",
-                                   field="price", value="100000",
-                                   filter={"all": [
-                                       {"field": "event.attributes.platform", "op": "eq", "value": "app"},
-                                       {"field": "event.attributes.price", "op": "gt", "value": 500},
-                                   ]})]),
+        definition(
+            targets=[
+                target(
+                    "cart",
+                    activity="behavioural_event",
+                    kpi="attribute_sum",
+                    event_name="Added to Cart",
+                    field="price",
+                    value="100000",
+                    filter={
+                        "all": [
+                            {"field": "event.attributes.platform", "op": "eq", "value": "app"},
+                            {"field": "event.attributes.price", "op": "gt", "value": 500},
+                        ]
+                    },
+                )
+            ]
+        ),
     )
     send(
         driver,
@@ -210,8 +272,18 @@ def test_rule_on_behavioural_event_attributes(driver):
 def test_rule_on_customer_activity_attributes(driver):
     load(
         driver,
-        definition(targets=[target("refs", activity="referral", level=None, kpi="count", value="7",
-                                   filter={"field": "event.attributes.status", "op": "eq", "value": "joined"})]),
+        definition(
+            targets=[
+                target(
+                    "refs",
+                    activity="referral",
+                    level=None,
+                    kpi="count",
+                    value="7",
+                    filter={"field": "event.attributes.status", "op": "eq", "value": "joined"},
+                )
+            ]
+        ),
     )
     send(
         driver,
@@ -225,8 +297,18 @@ def test_rule_on_returns_counts_only_matching_returns(driver):
     """A rule on a return target applies like any other: here only whole-bill returns count."""
     load(
         driver,
-        definition(targets=[target("returns", activity="return", level=None, kpi="count", value="10",
-                                   filter={"field": "event.scope", "op": "eq", "value": "bill"})]),
+        definition(
+            targets=[
+                target(
+                    "returns",
+                    activity="return",
+                    level=None,
+                    kpi="count",
+                    value="10",
+                    filter={"field": "event.scope", "op": "eq", "value": "bill"},
+                )
+            ]
+        ),
     )
     send(
         driver,
@@ -239,8 +321,18 @@ def test_rule_on_returns_counts_only_matching_returns(driver):
 def test_rule_on_ledger_entry_source(driver):
     load(
         driver,
-        definition(targets=[target("pts", activity="currency_earned", level=None, kpi="currency_earned", value="1000",
-                                   filter={"field": "entry.source", "op": "ne", "value": "adjustment"})]),
+        definition(
+            targets=[
+                target(
+                    "pts",
+                    activity="currency_earned",
+                    level=None,
+                    kpi="currency_earned",
+                    value="1000",
+                    filter={"field": "entry.source", "op": "ne", "value": "adjustment"},
+                )
+            ]
+        ),
     )
     send(
         driver,
@@ -251,26 +343,45 @@ def test_rule_on_ledger_entry_source(driver):
 
 
 def test_rule_combinators_any_and_not(driver):
-    rule = {"any": [
-        {"field": "line_item.category", "op": "eq", "value": "bags"},
-        {"not": {"field": "line_item.attributes.brand", "op": "in", "value": ["acme", "generic"]}},
-    ]}
+    rule = {
+        "any": [
+            {"field": "line_item.category", "op": "eq", "value": "bags"},
+            {"not": {"field": "line_item.attributes.brand", "op": "in", "value": ["acme", "generic"]}},
+        ]
+    }
     load(driver, _line_spend(rule))
     send(
         driver,
-        txn("c1", WHEN, "1111", line_items=[
-            line("A", "1", category="bags", attributes={"brand": "acme"}),  # bags
-            line("B", "10", category="shoes", attributes={"brand": "acme"}),  # neither
-            line("C", "100", category="shoes", attributes={"brand": "luxe"}),  # not acme/generic
-            line("D", "1000", category="shoes"),  # no brand: not in the list
-        ]),
+        txn(
+            "c1",
+            WHEN,
+            "1111",
+            line_items=[
+                line("A", "1", category="bags", attributes={"brand": "acme"}),  # bags
+                line("B", "10", category="shoes", attributes={"brand": "acme"}),  # neither
+                line("C", "100", category="shoes", attributes={"brand": "luxe"}),  # not acme/generic
+                line("D", "1000", category="shoes"),  # no brand: not in the list
+            ],
+        ),
     )
     assert progress(driver, "c1", "m1", "spend", 1) == 1101
 
 
 def test_a_bill_whose_line_items_all_fail_the_rule_does_not_count(driver):
-    load(driver, definition(targets=[target("qty", level="line_item", kpi="quantity", value="5",
-                                            filter={"field": "line_item.category", "op": "eq", "value": "fuel"})]))
+    load(
+        driver,
+        definition(
+            targets=[
+                target(
+                    "qty",
+                    level="line_item",
+                    kpi="quantity",
+                    value="5",
+                    filter={"field": "line_item.category", "op": "eq", "value": "fuel"},
+                )
+            ]
+        ),
+    )
     send(driver, txn("c1", WHEN, "100", line_items=[line("SNACK", "100", category="food", quantity="3")]))
     assert progress(driver, "c1", "m1", "qty", 1) == 0
     assert outputs(driver) == []
@@ -283,8 +394,18 @@ def test_line_item_rule_on_a_bill_level_target_is_an_error(driver):
 
 
 def test_transaction_rule_on_a_behavioural_target_is_an_error(driver):
-    body = definition(targets=[target("b", activity="behavioural_event", kpi="count", event_name="Visit", value="1",
-                                      filter={"field": "transaction.store_id", "op": "eq", "value": "S1"})])
+    body = definition(
+        targets=[
+            target(
+                "b",
+                activity="behavioural_event",
+                kpi="count",
+                event_name="Visit",
+                value="1",
+                filter={"field": "transaction.store_id", "op": "eq", "value": "S1"},
+            )
+        ]
+    )
     assert "only applies to transaction targets" in rejection(driver, body)
 
 
@@ -299,8 +420,19 @@ def test_rule_on_an_unknown_root_is_an_error(driver):
 
 
 def test_line_item_level_target_with_rule_still_reaches_target(driver):
-    load(driver, definition(targets=[target("acc", level="line_item", value="1000",
-                                            filter={"field": "line_item.category", "op": "eq", "value": "accessories"})]))
+    load(
+        driver,
+        definition(
+            targets=[
+                target(
+                    "acc",
+                    level="line_item",
+                    value="1000",
+                    filter={"field": "line_item.category", "op": "eq", "value": "accessories"},
+                )
+            ]
+        ),
+    )
     send(driver, txn("c1", WHEN, "5000", line_items=[line("BAG", "1000", category="accessories"), line("TV", "4000")]))
     (event,) = outputs(driver)
     assert event.achieved_value == Decimal(1000)

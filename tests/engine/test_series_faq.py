@@ -88,17 +88,24 @@ def test_can_there_be_more_than_one_active_milestone_for_a_program_at_a_time():
     assert rejected.value.reason == "invalid_definition"
     assert "a program can have only one active series" in rejected.value.detail
     assert "summer" not in registry.series
-    apply_series_definition(registry, SeriesDefinition.model_validate(series("summer", starts_at="2025-04-01T00:00:00+00:00")))
+    apply_series_definition(
+        registry, SeriesDefinition.model_validate(series("summer", starts_at="2025-04-01T00:00:00+00:00"))
+    )
     apply_series_definition(registry, first.model_copy(update={"active": False}))
-    apply_series_definition(registry, SeriesDefinition.model_validate(series("spring-2", starts_at="2025-02-01T00:00:00+00:00",
-                                                                          ends_at="2025-04-01T00:00:00+00:00")))
+    apply_series_definition(
+        registry,
+        SeriesDefinition.model_validate(
+            series("spring-2", starts_at="2025-02-01T00:00:00+00:00", ends_at="2025-04-01T00:00:00+00:00")
+        ),
+    )
     assert sorted(registry.series) == ["spring", "spring-2", "summer"]
 
 
 def test_can_i_assign_more_than_one_reward_to_a_milestone():
     """Only a single reward per milestone (tier)."""
-    two = series(tiers=[{"tier_id": "a", "name": "A", "points": "100",
-                         "rewards": [{"reward_id": "r1"}, {"reward_id": "r2"}]}])
+    two = series(
+        tiers=[{"tier_id": "a", "name": "A", "points": "100", "rewards": [{"reward_id": "r1"}, {"reward_id": "r2"}]}]
+    )
     with pytest.raises(ValidationError, match="exactly one reward"):
         SeriesDefinition.model_validate(two)
     with pytest.raises(ValidationError):
@@ -112,10 +119,18 @@ def test_can_ambassadors_repeat_a_milestone_series_once_they_unlock_all_the_mile
     world.send(membership("ana", "ambassadors"))
     world.send(ledger("ana", "450", DAY1))
     events = world.send(ledger("ana", "200", DAY2))  # 650: gold, done, 150 carried: bronze again
-    assert kinds(events) == [("tier_unlocked", 1, "gold"), ("series_completed", 1, None), ("tier_unlocked", 2, "bronze")]
+    assert kinds(events) == [
+        ("tier_unlocked", 1, "gold"),
+        ("series_completed", 1, None),
+        ("tier_unlocked", 2, "bronze"),
+    ]
     assert events[1]["final"] is False and events[2]["series_points"] == "150"
     events = world.send(ledger("ana", "400", DAY3))  # 550 in repetition 2
-    assert kinds(events) == [("tier_unlocked", 2, "silver"), ("tier_unlocked", 2, "gold"), ("series_completed", 2, None)]
+    assert kinds(events) == [
+        ("tier_unlocked", 2, "silver"),
+        ("tier_unlocked", 2, "gold"),
+        ("series_completed", 2, None),
+    ]
     assert events[-1]["final"] is True
     assert world.send(ledger("ana", "1000", DAY3)) == []  # no repetition left
     not_repeatable = SeriesWorld()
@@ -136,7 +151,10 @@ def test_can_i_promote_ambassadors_to_a_different_program_upon_unlocking_all_the
     events = world.send(ledger("ana", "500", DAY2))
     promotion = events[-1]
     assert (promotion["kind"], promotion["promote_to_program_id"], promotion["program_ids"]) == (
-        "program_promotion", "elite", ["ambassadors"])
+        "program_promotion",
+        "elite",
+        ["ambassadors"],
+    )
     assert world.send(ledger("ana", "500", DAY3)) == []
     assert [e["kind"] for e in world.events].count("program_promotion") == 1
     with pytest.raises(ValidationError, match="another program"):
@@ -156,8 +174,16 @@ def test_if_ambassadors_completed_actions_before_the_milestone_series_was_starte
         world.define(series(starts_at="2025-01-01T00:00:00+00:00"))
     with pytest.raises(ValidationError, match="reason and the actor"):
         world.send(ledger("ana", "300", "2025-02-02T10:00:00+00:00", source="adjustment", reason=None))
-    events = world.send(ledger("ana", "300", "2025-02-02T10:00:00+00:00", source="adjustment",
-                               reason="actions in January", actor="support-7"))
+    events = world.send(
+        ledger(
+            "ana",
+            "300",
+            "2025-02-02T10:00:00+00:00",
+            source="adjustment",
+            reason="actions in January",
+            actor="support-7",
+        )
+    )
     assert kinds(events) == [("tier_unlocked", 1, "bronze"), ("tier_unlocked", 1, "silver")]
 
 
@@ -191,7 +217,10 @@ def test_can_brands_change_a_milestone_tier_reward_even_after_some_participants_
     world.send(ledger("cy", "20", DAY1))  # has not unlocked bronze
     new_tiers = [tier("bronze", "100", "tote-bag", kind="automated_product"), *series()["tiers"][1:]]
     changed = world.define(series(tiers=new_tiers), version="definitions/0/42", at=DAY2)
-    assert [(e["kind"], e["customer_id"]) for e in changed] == [("tier_reward_changed", "ana"), ("tier_reward_changed", "bo")]
+    assert [(e["kind"], e["customer_id"]) for e in changed] == [
+        ("tier_reward_changed", "ana"),
+        ("tier_reward_changed", "bo"),
+    ]
     assert changed[0]["reward"] == {"reward_id": "tote-bag", "kind": "automated_product"}
     assert changed[0]["previous_reward"] == {"reward_id": "reward-bronze", "kind": "custom"}
     assert changed[0]["cause"] == "definitions/0/42"
@@ -212,8 +241,10 @@ def test_what_happens_if_an_ambassador_has_already_redeemed_or_received_a_previo
     new_tiers = [tier("bronze", "100", "discount-15", kind="discount_code"), *series()["tiers"][1:]]
     changed = world.define(series(tiers=new_tiers), at=DAY2)
     assert [e["customer_id"] for e in changed] == ["bo"]
-    assert world.states["ana"]["sr"]["s1"]["u"]["1/bronze"] == {"rw": {"reward_id": "reward-bronze", "kind": "custom"},
-                                                                "rd": "reward-bronze"}
+    assert world.states["ana"]["sr"]["s1"]["u"]["1/bronze"] == {
+        "rw": {"reward_id": "reward-bronze", "kind": "custom"},
+        "rd": "reward-bronze",
+    }
     assert world.states["bo"]["sr"]["s1"]["u"]["1/bronze"]["rw"]["reward_id"] == "discount-15"
 
 

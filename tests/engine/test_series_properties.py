@@ -14,8 +14,12 @@ TIERS = [tier("t1", "100"), tier("t2", "250"), tier("t3", "400")]
 
 amount = st.integers(min_value=-150, max_value=900).map(str)
 operation = st.one_of(
-    st.tuples(st.just("points"), st.sampled_from(CUSTOMERS), amount,
-              st.sampled_from(["action", "campaign", "referral", "adjustment", "other"])),
+    st.tuples(
+        st.just("points"),
+        st.sampled_from(CUSTOMERS),
+        amount,
+        st.sampled_from(["action", "campaign", "referral", "adjustment", "other"]),
+    ),
     st.tuples(st.just("leave"), st.sampled_from(CUSTOMERS)),
     st.tuples(st.just("join"), st.sampled_from(CUSTOMERS)),
     st.tuples(st.just("redeem"), st.sampled_from(CUSTOMERS), st.sampled_from(["t1", "t2", "t3"]), st.integers(1, 3)),
@@ -51,8 +55,9 @@ def run(operations, repeats):
 @given(st.lists(operation, max_size=40), st.integers(min_value=0, max_value=2))
 def test_no_tier_is_unlocked_twice_in_a_repetition_and_promotion_happens_at_most_once(operations, repeats):
     world = run(operations, repeats)
-    unlocks = Counter((e["customer_id"], e["repetition"], e["tier"]["tier_id"])
-                      for e in world.events if e["kind"] == "tier_unlocked")
+    unlocks = Counter(
+        (e["customer_id"], e["repetition"], e["tier"]["tier_id"]) for e in world.events if e["kind"] == "tier_unlocked"
+    )
     assert all(count == 1 for count in unlocks.values()), unlocks
     for customer in CUSTOMERS:
         mine = [e for e in world.events if e["customer_id"] == customer]

@@ -8,7 +8,20 @@ from decimal import Decimal
 import pytest
 
 from tests.engine.builders import (
-    bill_return, close, closes, customer_state, definition, enrolment, kinds, line, load, outputs, progress, send, target, txn,
+    bill_return,
+    close,
+    closes,
+    customer_state,
+    definition,
+    enrolment,
+    kinds,
+    line,
+    load,
+    outputs,
+    progress,
+    send,
+    target,
+    txn,
 )
 
 JAN_31 = "2024-01-31T18:00:00+05:30"
@@ -79,15 +92,24 @@ def test_the_same_return_sent_twice_adjusts_once(driver):
 
 # ------------------------------------------------------------- line-item returns
 def yoga_bill():
-    lines = [line("yoga-mat", "1000", line_id="mat-1"), line("yoga-mat", "1000", line_id="mat-2"),
-             line("bottle", "750", line_id="bottle-1"), line("bottle", "750", line_id="bottle-2"),
-             line("shoes", "3000", line_id="shoes")]
+    lines = [
+        line("yoga-mat", "1000", line_id="mat-1"),
+        line("yoga-mat", "1000", line_id="mat-2"),
+        line("bottle", "750", line_id="bottle-1"),
+        line("bottle", "750", line_id="bottle-2"),
+        line("shoes", "3000", line_id="shoes"),
+    ]
     return txn("c1", "2024-01-10T10:00:00+05:30", "6500", line_items=lines)
 
 
 def line_return(bill):
-    return bill_return("c1", JAN_31, bill_id=bill["bill_id"], scope="line_items",
-                       line_items=[{"line_id": "mat-1", "amount": "1000"}, {"line_id": "bottle-1", "amount": "750"}])
+    return bill_return(
+        "c1",
+        JAN_31,
+        bill_id=bill["bill_id"],
+        scope="line_items",
+        line_items=[{"line_id": "mat-1", "amount": "1000"}, {"line_id": "bottle-1", "amount": "750"}],
+    )
 
 
 def test_line_item_return_prorate_february_starts_at_minus_1346_15(driver):
@@ -111,8 +133,12 @@ def test_line_item_return_do_not_adjust_ignores_the_return(driver):
 
 
 def test_prorate_uses_each_customers_own_target(driver):
-    load(driver, definition(targets=[target(value=None)], target_values="per_customer",
-                            settings={"line_item_return": "prorate"}))
+    load(
+        driver,
+        definition(
+            targets=[target(value=None)], target_values="per_customer", settings={"line_item_return": "prorate"}
+        ),
+    )
     send(driver, enrolment("c1", "m1", "2024-01-01T10:00:00+05:30", targets=[{"target_id": "t1", "value": "13000"}]))
     bill = yoga_bill()
     send(driver, bill, line_return(bill), txn("c1", "2024-02-03T10:00:00+05:30", "1"))
@@ -128,8 +154,16 @@ def test_a_return_for_an_unknown_bill_is_recorded_with_its_reason(driver):
 
 
 def test_a_return_for_a_bill_past_retention_is_recorded_as_expired(driver):
-    driver.pipe("definitions", "settings:default", {"type": "organisation_settings", "org_id": "default",
-                                                 "bill_retention_days": 30, "adjust_on_bill_return": True})
+    driver.pipe(
+        "definitions",
+        "settings:default",
+        {
+            "type": "organisation_settings",
+            "org_id": "default",
+            "bill_retention_days": 30,
+            "adjust_on_bill_return": True,
+        },
+    )
     load(driver, monthly())
     old = txn("c1", "2024-01-05T10:00:00+05:30", "3000")
     send(driver, old, txn("c1", "2024-02-20T10:00:00+05:30", "100"))  # 46 days later: the January bill expires
@@ -146,8 +180,13 @@ def test_bills_are_kept_only_for_milestones_that_adjust_on_returns(driver):
 
 
 def test_returns_still_count_as_an_activity(driver):
-    load(driver, definition(targets=[target(activity="return", level=None, kpi="count", value="2")],
-                            settings={"adjust_on_bill_return": True}))
+    load(
+        driver,
+        definition(
+            targets=[target(activity="return", level=None, kpi="count", value="2")],
+            settings={"adjust_on_bill_return": True},
+        ),
+    )
     send(driver, bill_return("c1", "2024-01-05T10:00:00+05:30"), bill_return("c1", "2024-01-06T10:00:00+05:30"))
     assert kinds(driver) == [("achievement", "t1", 1)]
 
@@ -187,8 +226,12 @@ def test_mid_cycle_enrolment_counts_earlier_activity_by_default(driver, method):
 
 
 def test_mid_cycle_enrolment_with_track_from_enrolment_ignores_earlier_activity(driver):
-    load(driver, definition(targets=[target(value="5000")], enrolment={"method": "none"},
-                            settings={"track_from_enrolment": True}))
+    load(
+        driver,
+        definition(
+            targets=[target(value="5000")], enrolment={"method": "none"}, settings={"track_from_enrolment": True}
+        ),
+    )
     send(driver, txn("c1", "2024-02-01T10:00:00+05:30", "2000"))
     send(driver, enrolment("c1", "m1", "2024-02-10T10:00:00+05:30"))
     send(driver, txn("c1", "2024-02-12T10:00:00+05:30", "3000"))

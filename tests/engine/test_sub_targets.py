@@ -54,13 +54,25 @@ def test_75_percent_of_10_transactions_rounds_up_to_8(driver):
 def test_75_percent_of_10_days_of_activity_and_of_10_items_is_8(driver):
     load(
         driver,
-        definition(group={"condition": "any", "targets": [
-            target("days", kpi="days_of_activity", value="10", sub_targets=[sub("Most days", "75")]),
-            target("items", level="line_item", kpi="quantity", value="10", sub_targets=[sub("Most items", "75")]),
-        ]}),
+        definition(
+            group={
+                "condition": "any",
+                "targets": [
+                    target("days", kpi="days_of_activity", value="10", sub_targets=[sub("Most days", "75")]),
+                    target(
+                        "items", level="line_item", kpi="quantity", value="10", sub_targets=[sub("Most items", "75")]
+                    ),
+                ],
+            }
+        ),
     )
-    send(driver, *(txn("c1", f"2024-01-{d:02d}T10:00:00+05:30", line_items=[line("SKU", "10", quantity="1")])
-                   for d in range(1, 9)))
+    send(
+        driver,
+        *(
+            txn("c1", f"2024-01-{d:02d}T10:00:00+05:30", line_items=[line("SKU", "10", quantity="1")])
+            for d in range(1, 9)
+        ),
+    )
     assert sorted((e.target_id, e.milestone_value_defined, e.achieved_value) for e in outputs(driver)) == [
         ("days", Decimal(8), Decimal(8)),
         ("items", Decimal(8), Decimal(8)),
@@ -71,8 +83,11 @@ def test_a_percentage_follows_the_customers_own_target(driver):
     """A per-customer target recomputes the percentage: 75 % of c1's 10 is 8, of c2's 4 is 3."""
     load(
         driver,
-        definition(target_values="per_customer", enrolment={"method": "specific", "customers": []},
-                   targets=[target("txns", kpi="count", value=None, sub_targets=[sub("Three quarters", "75")])]),
+        definition(
+            target_values="per_customer",
+            enrolment={"method": "specific", "customers": []},
+            targets=[target("txns", kpi="count", value=None, sub_targets=[sub("Three quarters", "75")])],
+        ),
     )
     send(
         driver,
@@ -129,8 +144,13 @@ def test_accessories_sub_targets_20_50_100_percent_of_10000(driver):
     )
 
     def buy(amount, day, store="S1"):
-        return txn("c1", f"2024-01-{day:02d}T10:00:00+05:30", amount, store_id=store,
-                   line_items=[line("BELT", amount, category="accessories"), line("TV", "30000", category="tv")])
+        return txn(
+            "c1",
+            f"2024-01-{day:02d}T10:00:00+05:30",
+            amount,
+            store_id=store,
+            line_items=[line("BELT", amount, category="accessories"), line("TV", "30000", category="tv")],
+        )
 
     send(driver, buy("2500", 2))
     send(driver, buy("9000", 3, store="S2"))  # another store
@@ -195,13 +215,20 @@ def test_per_customer_sub_target_values_from_the_audience_file(driver):
     """The "audience with target values" upload sets each customer's target and sub-target values."""
     load(
         driver,
-        definition(target_values="per_customer", enrolment={"method": "specific", "customers": []},
-                   targets=[target("spend", value=None, sub_targets=[sub("Warm-up", "1000", "absolute")])]),
+        definition(
+            target_values="per_customer",
+            enrolment={"method": "specific", "customers": []},
+            targets=[target("spend", value=None, sub_targets=[sub("Warm-up", "1000", "absolute")])],
+        ),
     )
     send(
         driver,
-        enrolment("c1", "m1", "2024-01-01T00:00:00+05:30",
-                  targets=[{"target_id": "spend", "value": "8000", "sub_targets": {"Warm-up": "2000"}}]),
+        enrolment(
+            "c1",
+            "m1",
+            "2024-01-01T00:00:00+05:30",
+            targets=[{"target_id": "spend", "value": "8000", "sub_targets": {"Warm-up": "2000"}}],
+        ),
     )
     send(driver, txn("c1", "2024-01-05T10:00:00+05:30", "1500"))
     assert outputs(driver) == []
@@ -213,8 +240,10 @@ def test_per_customer_sub_target_values_from_the_audience_file(driver):
 def test_sub_targets_are_not_sent_immediately_when_awards_on_achievement_are_off(driver):
     load(
         driver,
-        definition(settings={"award_when_target_achieved": False},
-                   targets=[target(value="1000", sub_targets=[sub("Half", "50")])]),
+        definition(
+            settings={"award_when_target_achieved": False},
+            targets=[target(value="1000", sub_targets=[sub("Half", "50")])],
+        ),
     )
     send(driver, txn("c1", "2024-01-05T10:00:00+05:30", "2000"))
     assert outputs(driver) == []
@@ -235,8 +264,11 @@ def test_a_percentage_of_a_whole_unit_target_is_the_next_whole_number(target_val
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.decimals(min_value=0, max_value=10**9, places=6), percentages,
-       st.sampled_from(sorted(set(Kpi) - WHOLE_NUMBER_KPIS)))
+@given(
+    st.decimals(min_value=0, max_value=10**9, places=6),
+    percentages,
+    st.sampled_from(sorted(set(Kpi) - WHOLE_NUMBER_KPIS)),
+)
 def test_a_percentage_of_an_amount_is_exact_to_the_amounts_precision(target_value, percent, kpi):
     value = percentage_of(target_value, percent, kpi)
     exact = target_value * percent / 100
@@ -250,7 +282,9 @@ def test_a_percentage_of_an_amount_is_exact_to_the_amounts_precision(target_valu
 @given(st.integers(1, 25), percentages)
 def test_a_percentage_sub_target_on_a_count_fires_once_at_the_first_count_reaching_it(target_value, percent):
     driver = TopologyTestDriver()
-    load(driver, definition(targets=[target(kpi="count", value=str(target_value), sub_targets=[sub("P", str(percent))])]))
+    load(
+        driver, definition(targets=[target(kpi="count", value=str(target_value), sub_targets=[sub("P", str(percent))])])
+    )
     fired_at = []
     for n in range(1, target_value + 2):
         before = len(driver.read("promotions"))

@@ -47,8 +47,9 @@ def test_a_broker_killed_and_restarted_under_load_loses_and_doubles_nothing(tmp_
         worker.wait_for_definition("m-broker")
 
         def purchases(nth: int) -> list:
-            return [("transactions", f"c{c}", transaction(f"c{c}", "100", now.isoformat(), nth))
-                    for c in range(CUSTOMERS)]
+            return [
+                ("transactions", f"c{c}", transaction(f"c{c}", "100", now.isoformat(), nth)) for c in range(CUSTOMERS)
+            ]
 
         for nth in range(1, PURCHASES // 2 + 1):
             produce(settings, purchases(nth))
@@ -59,8 +60,9 @@ def test_a_broker_killed_and_restarted_under_load_loses_and_doubles_nothing(tmp_
             produce(settings, purchases(nth))
 
         expected = {(f"c{c}", trigger) for c in range(CUSTOMERS) for trigger in FIRES_AT}
-        events = consume(settings, "promotions", lambda seen: len({e["event_id"] for e in seen}) >= len(expected),
-                         timeout=180)
+        events = consume(
+            settings, "promotions", lambda seen: len({e["event_id"] for e in seen}) >= len(expected), timeout=180
+        )
         fired = {}
         for event in events:
             trigger = "achievement" if event["kind"] == "achievement" else f"sub_target:{event['trigger_names'][0]}"

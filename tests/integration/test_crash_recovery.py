@@ -37,8 +37,15 @@ def sub_target_definition(milestone_id: str, now: datetime) -> dict:
         ends_at=(now + timedelta(days=40)).isoformat(),
         timezone="UTC",
         # One custom period around today: no cycle boundary among the purchases.
-        cycles={"kind": "custom", "periods": [{"start": (now - timedelta(days=5)).date().isoformat(),
-                                                "end": (now + timedelta(days=5)).date().isoformat()}]},
+        cycles={
+            "kind": "custom",
+            "periods": [
+                {
+                    "start": (now - timedelta(days=5)).date().isoformat(),
+                    "end": (now + timedelta(days=5)).date().isoformat(),
+                }
+            ],
+        },
     )
     definition["group"]["targets"][0]["sub_targets"] = [
         {"name": "Quarter", "criterion": "percentage", "value": "25"},
@@ -61,7 +68,14 @@ async def produce_purchases(settings, now):
             for c in range(CUSTOMERS):
                 customer = f"cust-{c:04d}"
                 event = transaction(customer, "100", (now - timedelta(minutes=PURCHASES - n)).isoformat(), n)
-                futures.append((customer, await producer.send(topic(settings, "transactions"), orjson.dumps(event), key=customer.encode())))
+                futures.append(
+                    (
+                        customer,
+                        await producer.send(
+                            topic(settings, "transactions"), orjson.dumps(event), key=customer.encode()
+                        ),
+                    )
+                )
             for customer, future in futures:
                 meta = await future
                 sources.setdefault(customer, []).append(f"{meta.topic}/{meta.partition}/{meta.offset}")
@@ -98,7 +112,9 @@ def crash_run(kafka_bootstrap, tmp_path_factory) -> CrashRun:
         time.sleep(1)
         worker.start()
         expected = CUSTOMERS * len(FIRES_AT)
-        events = consume(settings, "promotions", lambda seen: len({e["event_id"] for e in seen}) >= expected, timeout=240)
+        events = consume(
+            settings, "promotions", lambda seen: len({e["event_id"] for e in seen}) >= expected, timeout=240
+        )
         time.sleep(3)  # let any stray duplicate arrive before judging
         events = consume(settings, "promotions", lambda seen: len(seen) >= len(events), timeout=30)
         changelog = wait_for_last_purchases_in_changelog(settings, sources)
@@ -175,4 +191,6 @@ def test_sigkill_mid_stream_leaves_every_applied_purchase_in_the_changelog(crash
         written = sorted((offset_of(s) for s in applied.get(customer, ())), reverse=True)
         if len(written) < len(wanted) or any(w < p for w, p in zip(written, wanted)):
             short[customer] = sorted(set(purchases) - set(applied.get(customer, ())))
-    assert not short, f"{len(short)} customers have purchases with no state of their own in the changelog: {list(short.items())[:5]}"
+    assert not short, (
+        f"{len(short)} customers have purchases with no state of their own in the changelog: {list(short.items())[:5]}"
+    )

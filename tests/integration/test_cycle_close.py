@@ -23,16 +23,23 @@ CUSTOMERS = int(os.environ.get("CLOSE_TEST_CUSTOMERS", "5000"))  # fewer for a q
 
 
 def test_a_cycle_closes_once_for_each_of_5000_customers_across_a_restart(kafka_bootstrap, tmp_path):
-    settings = isolated_settings(kafka_bootstrap, tmp_path / "data", close_tick_interval_s=6.0,
-                                 close_batch_size=50, session_timeout_s=6.0)
+    settings = isolated_settings(
+        kafka_bootstrap, tmp_path / "data", close_tick_interval_s=6.0, close_batch_size=50, session_timeout_s=6.0
+    )
     create_topics(settings)
     today = datetime.now(timezone.utc).date()
     definition = monthly_gross_definition(
-        "m-close", target="1000", timezone="UTC",
+        "m-close",
+        target="1000",
+        timezone="UTC",
         starts_at=(datetime.now(timezone.utc) - timedelta(days=10)).isoformat(),
         ends_at=(datetime.now(timezone.utc) + timedelta(days=10)).isoformat(),
-        cycles={"kind": "custom", "periods": [{"start": (today - timedelta(days=5)).isoformat(),
-                                                "end": (today - timedelta(days=1)).isoformat()}]},
+        cycles={
+            "kind": "custom",
+            "periods": [
+                {"start": (today - timedelta(days=5)).isoformat(), "end": (today - timedelta(days=1)).isoformat()}
+            ],
+        },
         # The listed customers are enrolled without any event of their own.
         enrolment={"method": "specific", "customers": [f"cust-{n:05d}" for n in range(CUSTOMERS)]},
         # End-of-cycle award mode: sub-targets reached take effect at the close, with it.
@@ -56,8 +63,9 @@ def test_a_cycle_closes_once_for_each_of_5000_customers_across_a_restart(kafka_b
         time.sleep(1)
         worker.start()
         expected = CUSTOMERS + CUSTOMERS // 10  # a close each, and the buyers' deferred sub-target events
-        events = consume(settings, "promotions", lambda seen: len({e["event_id"] for e in seen}) >= expected,
-                         timeout=240)
+        events = consume(
+            settings, "promotions", lambda seen: len({e["event_id"] for e in seen}) >= expected, timeout=240
+        )
         time.sleep(3)  # let any stray extra event arrive before judging
         events = consume(settings, "promotions", lambda seen: len(seen) >= len(events), timeout=30)
     finally:
@@ -71,15 +79,25 @@ def test_a_cycle_closes_once_for_each_of_5000_customers_across_a_restart(kafka_b
             per_customer.setdefault(event["customer_id"], []).append(event)
     deferred = [e for e in distinct.values() if e["kind"] != "cycle_close"]
     missing = sorted(set(f"cust-{n:05d}" for n in range(0, CUSTOMERS, 10)) - {e["customer_id"] for e in deferred})
-    assert not missing, (len(events), len(distinct), len(per_customer), missing[:5],
-                         [per_customer.get(c) for c in missing[:2]], log)
+    assert not missing, (
+        len(events),
+        len(distinct),
+        len(per_customer),
+        missing[:5],
+        [per_customer.get(c) for c in missing[:2]],
+        log,
+    )
     assert sorted(e["customer_id"] for e in deferred) == sorted(f"cust-{n:05d}" for n in range(0, CUSTOMERS, 10))
-    assert {(e["kind"], e["milestone_value_defined"], e["cause"]) for e in deferred} == {("sub_target", "300", "cycle-end")}
+    assert {(e["kind"], e["milestone_value_defined"], e["cause"]) for e in deferred} == {
+        ("sub_target", "300", "cycle-end")
+    }
     assert len(per_customer) == CUSTOMERS, f"{CUSTOMERS - len(per_customer)} customers got no close\n{log}"
     assert all(len(closes) == 1 for closes in per_customer.values())
     for event in events:  # re-sent after the crash: the very same event
         assert event == distinct[event["event_id"]]
     buyers = {c: e[0] for c, e in per_customer.items() if int(c.split("-")[1]) % 10 == 0}
-    assert {(e["achieved_value"], e["defined_value"], e["achieved"]) for e in buyers.values()} == {("400", "1000", False)}
+    assert {(e["achieved_value"], e["defined_value"], e["achieved"]) for e in buyers.values()} == {
+        ("400", "1000", False)
+    }
     quiet = [e[0] for c, e in per_customer.items() if c not in buyers]
     assert {(e["achieved_value"], e["gap"]) for e in quiet} == {("0", "1000")}

@@ -13,7 +13,13 @@ import pytest
 
 from tests.factories import live_window, monthly_gross_definition
 from tests.support.worker import (
-    WorkerProcess, consume, create_topics, isolated_settings, produce, read_to_end, topic,
+    WorkerProcess,
+    consume,
+    create_topics,
+    isolated_settings,
+    produce,
+    read_to_end,
+    topic,
 )
 
 pytestmark = pytest.mark.kafka
@@ -40,10 +46,13 @@ def test_a_new_worker_reading_the_compacted_topic_loads_the_valid_definition(kaf
         valid = monthly_gross_definition("m-keep", **LIVE)
         produce(settings, [("definitions", "m-keep", valid)])
         first.wait_for_definition("m-keep")
-        produce(settings, [
-            ("definitions", "m-keep", {**valid, "name": "Renamed"}),  # the name is immutable
-            ("definitions", "m-ghost", {"type": "milestone_status", "milestone_id": "m-ghost", "active": False}),
-        ])
+        produce(
+            settings,
+            [
+                ("definitions", "m-keep", {**valid, "name": "Renamed"}),  # the name is immutable
+                ("definitions", "m-ghost", {"type": "milestone_status", "milestone_id": "m-ghost", "active": False}),
+            ],
+        )
         letters = consume(settings, "dead-letters", lambda seen: len(seen) >= 2)
         assert sorted(letter["reason"] for letter in letters) == ["invalid_definition", "invalid_definition"]
 

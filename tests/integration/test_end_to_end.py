@@ -86,7 +86,9 @@ def test_invalid_definition_is_dead_lettered_once(worker):
     broken = monthly_gross_definition("m-broken", **THIS_YEAR)
     broken["group"]["targets"][0]["kpi"] = "quantity"  # not available at bill level
     produce(settings, [("definitions", "m-broken", broken)])
-    letters = consume(settings, "dead-letters", lambda seen: any(l["reason"] == "invalid_definition" for l in seen))
-    (letter,) = [l for l in letters if l["reason"] == "invalid_definition"]
+    letters = consume(
+        settings, "dead-letters", lambda seen: any(letter["reason"] == "invalid_definition" for letter in seen)
+    )
+    (letter,) = [letter for letter in letters if letter["reason"] == "invalid_definition"]
     assert "quantity" in letter["detail"]
     assert "m-broken" not in worker.http("/definitions", expect_json=True)

@@ -24,13 +24,34 @@ MILESTONE = {
     "starts_at": (NOW - timedelta(days=10)).isoformat(),
     "ends_at": (NOW + timedelta(days=40)).isoformat(),
     "timezone": "UTC",
-    "cycles": {"kind": "custom", "periods": [
-        {"name": "Now", "start": (TODAY - timedelta(days=7)).isoformat(), "end": (TODAY + timedelta(days=7)).isoformat()},
-        {"name": "Next", "start": (TODAY + timedelta(days=8)).isoformat(), "end": (TODAY + timedelta(days=30)).isoformat()},
-    ]},
+    "cycles": {
+        "kind": "custom",
+        "periods": [
+            {
+                "name": "Now",
+                "start": (TODAY - timedelta(days=7)).isoformat(),
+                "end": (TODAY + timedelta(days=7)).isoformat(),
+            },
+            {
+                "name": "Next",
+                "start": (TODAY + timedelta(days=8)).isoformat(),
+                "end": (TODAY + timedelta(days=30)).isoformat(),
+            },
+        ],
+    },
     "enrolment": {"method": "specific", "customers": ["someone-else"]},
-    "group": {"targets": [{"target_id": "spend", "name": "Season spend 5000", "activity": "transaction",
-                           "level": "bill", "kpi": "gross_amount", "value": "5000"}]},
+    "group": {
+        "targets": [
+            {
+                "target_id": "spend",
+                "name": "Season spend 5000",
+                "activity": "transaction",
+                "level": "bill",
+                "kpi": "gross_amount",
+                "value": "5000",
+            }
+        ]
+    },
 }
 
 
@@ -39,14 +60,33 @@ def at(minutes_ago: int) -> str:
 
 
 def txn(customer: str, n: int, gross: str, minutes_ago: int) -> tuple[str, str, dict]:
-    return ("transactions", customer, {"type": "transaction", "event_id": f"{customer}-t{n}", "customer_id": customer,
-                                       "event_time": at(minutes_ago), "bill_id": f"{customer}-b{n}",
-                                       "gross_amount": gross})
+    return (
+        "transactions",
+        customer,
+        {
+            "type": "transaction",
+            "event_id": f"{customer}-t{n}",
+            "customer_id": customer,
+            "event_time": at(minutes_ago),
+            "bill_id": f"{customer}-b{n}",
+            "gross_amount": gross,
+        },
+    )
 
 
 def enrolment(customer: str, n: int, minutes_ago: int, **options) -> tuple[str, str, dict]:
-    return ("enrolments", customer, {"type": "enrolment", "event_id": f"{customer}-e{n}", "customer_id": customer,
-                                     "event_time": at(minutes_ago), "milestone_id": "seasons", **options})
+    return (
+        "enrolments",
+        customer,
+        {
+            "type": "enrolment",
+            "event_id": f"{customer}-e{n}",
+            "customer_id": customer,
+            "event_time": at(minutes_ago),
+            "milestone_id": "seasons",
+            **options,
+        },
+    )
 
 
 def applied(settings, *records) -> None:
@@ -63,14 +103,32 @@ def test_initial_balance_named_cycle_reset_and_a_bad_cycle(worker, tmp_path):
     # ann: enrolled by `milestream enrol` with 3,000 to start with; a 2,000 purchase reaches 5,000.
     audience = tmp_path / "audience.csv"
     audience.write_text("customer_id,+spend\nann,3000\n")
-    sent = subprocess.run([sys.executable, "-m", "milestream.cli", "enrol", "--milestone", "seasons",
-                           "--csv", str(audience), "--at", at(60)], env=settings_env(settings),
-                          capture_output=True, timeout=60)
+    sent = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "milestream.cli",
+            "enrol",
+            "--milestone",
+            "seasons",
+            "--csv",
+            str(audience),
+            "--at",
+            at(60),
+        ],
+        env=settings_env(settings),
+        capture_output=True,
+        timeout=60,
+    )
     assert sent.returncode == 0, sent.stderr
     # bob: enrolled into the "Next" season, so a purchase now counts for nothing.
     # dan: 3,000, unenrolled, re-enrolled with a reset. cho: a season that does not exist.
-    applied(settings, enrolment("bob", 1, 60, cycle="Next"), enrolment("dan", 1, 60),
-            enrolment("cho", 1, 60, cycle="Winter"))
+    applied(
+        settings,
+        enrolment("bob", 1, 60, cycle="Next"),
+        enrolment("dan", 1, 60),
+        enrolment("cho", 1, 60, cycle="Winter"),
+    )
     applied(settings, txn("ann", 1, "2000", 50), txn("bob", 1, "6000", 50), txn("dan", 1, "3000", 50))
     applied(settings, enrolment("dan", 2, 40, action="unenrol"))
     applied(settings, enrolment("dan", 3, 30, reenrol="reset"))
@@ -89,8 +147,9 @@ def test_initial_balance_named_cycle_reset_and_a_bad_cycle(worker, tmp_path):
     assert abs(reached - (NOW - timedelta(minutes=10))) < timedelta(seconds=1)  # reset: at the third purchase
     ann = next(e for e in events if e["customer_id"] == "ann")
     assert ann["targets"][0]["initial_balance"] == "3000"
-    letters = consume(settings, "dead-letters", lambda seen: any(d["reason"] == "invalid_enrolment" for d in seen),
-                      timeout=20)
+    letters = consume(
+        settings, "dead-letters", lambda seen: any(d["reason"] == "invalid_enrolment" for d in seen), timeout=20
+    )
     (letter,) = [d for d in letters if d["reason"] == "invalid_enrolment"]
     assert "has no cycle 'Winter'" in letter["detail"]
     assert orjson.loads(base64.b64decode(letter["value_b64"]))["customer_id"] == "cho"

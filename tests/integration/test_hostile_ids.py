@@ -33,8 +33,9 @@ async def produce_to_partitions(settings, records: list[tuple[int, str, dict]]) 
     await producer.start()
     try:
         for partition, customer_id, value in records:
-            await producer.send(topic(settings, "transactions"), orjson.dumps(value), key=customer_id.encode(),
-                                partition=partition)
+            await producer.send(
+                topic(settings, "transactions"), orjson.dumps(value), key=customer_id.encode(), partition=partition
+            )
         await producer.flush()
     finally:
         await producer.stop()
@@ -55,9 +56,11 @@ def test_ids_shaped_like_internal_keys_leave_every_victim_whole(worker):
     ]
     asyncio.run(produce_to_partitions(settings, hostile + victims))
 
-    achieved = consume(settings, "promotions",
-                       lambda seen: {e["customer_id"] for e in seen} >= {f"victim-{p}" for p in partitions})
-    assert sorted(e["customer_id"] for e in achieved if e["customer_id"].startswith("victim-") and
-                  "\x00" not in e["customer_id"]) == sorted(f"victim-{p}" for p in partitions)
+    achieved = consume(
+        settings, "promotions", lambda seen: {e["customer_id"] for e in seen} >= {f"victim-{p}" for p in partitions}
+    )
+    assert sorted(
+        e["customer_id"] for e in achieved if e["customer_id"].startswith("victim-") and "\x00" not in e["customer_id"]
+    ) == sorted(f"victim-{p}" for p in partitions)
     letters = consume_quietly(settings, "dead-letters", quiet=2.0, timeout=20)
     assert [letter for letter in letters if letter["reason"] == "processing_error"] == []

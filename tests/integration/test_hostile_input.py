@@ -68,8 +68,9 @@ def bad_record(n: int, neighbour: str) -> tuple[str, bytes | None, bytes, str]:
 
 
 async def _produce_all(settings, records: list[tuple[str, bytes | None, bytes]]) -> list[tuple[str, int, int]]:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=5,
-                                max_request_size=1_048_000)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=5, max_request_size=1_048_000
+    )
     await producer.start()
     try:
         futures = [await producer.send(topic(settings, logical), value, key=key) for logical, key, value in records]
@@ -91,7 +92,9 @@ def test_hundreds_of_bad_records_among_valid_ones(worker):
     for customer_no in range(GOOD_CUSTOMERS):
         customer = f"ok-{customer_no}"
         for purchase in (1, 2):
-            records.append(("transactions", customer.encode(), orjson.dumps(transaction(customer, "3000", WHEN, purchase))))
+            records.append(
+                ("transactions", customer.encode(), orjson.dumps(transaction(customer, "3000", WHEN, purchase)))
+            )
             for _ in range(3 if purchase == 1 else 2):  # bad records between and after a customer's purchases
                 logical, key, value, reason = bad_record(n, customer)
                 bad_positions.append(len(records))
@@ -104,12 +107,17 @@ def test_hundreds_of_bad_records_among_valid_ones(worker):
 
     letters_raw: list[dict] = consume(settings, "dead-letters", lambda seen: len(seen) >= n, timeout=240)
     assert len(letters_raw) == n, f"{len(letters_raw)} dead letters for {n} bad records"
-    got = {(l["source_topic"], l["source_partition"], l["source_offset"]): l["reason"] for l in letters_raw}
+    got = {
+        (letter["source_topic"], letter["source_partition"], letter["source_offset"]): letter["reason"]
+        for letter in letters_raw
+    }
     assert got == expected_by_source
     assert Counter(got.values())["processing_error"] == 0
 
     achievements = consume(
-        settings, "promotions", lambda seen: len([e for e in seen if e["milestone_id"] == "m-hostile"]) >= GOOD_CUSTOMERS
+        settings,
+        "promotions",
+        lambda seen: len([e for e in seen if e["milestone_id"] == "m-hostile"]) >= GOOD_CUSTOMERS,
     )
     mine = [e for e in achievements if e["milestone_id"] == "m-hostile"]
     assert sorted((e["customer_id"], e["kind"], e["achieved_value"]) for e in mine) == sorted(

@@ -34,7 +34,8 @@ def midnight(day: date) -> datetime:
 def one_period_milestone(milestone_id: str, first: date, last: date, **overrides: Any) -> dict:
     """A UTC milestone with one custom cycle from ``first`` to ``last`` (inclusive), target 5,000."""
     return monthly_gross_definition(
-        milestone_id, timezone="UTC",
+        milestone_id,
+        timezone="UTC",
         starts_at=midnight(first - timedelta(days=10)).isoformat(),
         ends_at=(NOW + timedelta(days=30)).isoformat(),
         cycles={"kind": "custom", "periods": [{"start": first.isoformat(), "end": last.isoformat()}]},
@@ -58,7 +59,8 @@ def test_an_event_for_a_cycle_closed_two_months_ago_goes_to_late_events_not_to_a
     (record,) = for_milestone(late, "m-late")
     assert (record["type"], record["customer_id"], record["cycle_index"]) == ("late_event", "late-alice", 1)
     assert record["cycle_end"] == midnight(last + timedelta(days=1)).isoformat(timespec="microseconds").replace(
-        "+00:00", "Z")
+        "+00:00", "Z"
+    )
     recorded = datetime.fromisoformat(record["recorded_at"])
     assert abs(recorded - datetime.now(timezone.utc)) < timedelta(minutes=5), "recorded when it was produced"
     promotions = consume_quietly(settings, "promotions", quiet=3)
@@ -69,10 +71,13 @@ def test_buffer_days_decide_whether_an_event_after_the_cycle_end_counts(worker):
     settings = worker.settings
     # The cycle ended at midnight two days ago: within a 5-day buffer, past a 1-day one.
     first, last = TODAY - timedelta(days=12), TODAY - timedelta(days=3)
-    produce(settings, [
-        ("definitions", "m-buffer-5", one_period_milestone("m-buffer-5", first, last, settings={"buffer_days": 5})),
-        ("definitions", "m-buffer-1", one_period_milestone("m-buffer-1", first, last, settings={"buffer_days": 1})),
-    ])
+    produce(
+        settings,
+        [
+            ("definitions", "m-buffer-5", one_period_milestone("m-buffer-5", first, last, settings={"buffer_days": 5})),
+            ("definitions", "m-buffer-1", one_period_milestone("m-buffer-1", first, last, settings={"buffer_days": 1})),
+        ],
+    )
     worker.wait_for_definition("m-buffer-5")
     worker.wait_for_definition("m-buffer-1")
     event_time = midnight(last).isoformat()
@@ -101,32 +106,58 @@ def test_a_producer_timestamp_in_the_cycle_makes_a_backfilled_event_count(worker
         await producer.start()
         try:
             recorded_ms = int((event_time + timedelta(hours=1)).timestamp() * 1000)
-            await producer.send_and_wait(topic(settings, "transactions"), value, key=b"backfill-carol",
-                                         timestamp_ms=recorded_ms)
+            await producer.send_and_wait(
+                topic(settings, "transactions"), value, key=b"backfill-carol", timestamp_ms=recorded_ms
+            )
         finally:
             await producer.stop()
 
     asyncio.run(send_with_timestamp())
     promotions = consume(settings, "promotions", lambda seen: bool(for_milestone(seen, "m-backfill")), timeout=30)
     assert [(e["kind"], e["customer_id"]) for e in for_milestone(promotions, "m-backfill")][:1] == [
-        ("achievement", "backfill-carol")]
+        ("achievement", "backfill-carol")
+    ]
 
 
 def test_a_return_of_an_unknown_bill_goes_to_late_events_as_unmatched(worker):
     settings = worker.settings
-    produce(settings, [("definitions", "m-returns", one_period_milestone(
-        "m-returns", TODAY - timedelta(days=5), TODAY + timedelta(days=5), settings={"adjust_on_bill_return": True}))])
+    produce(
+        settings,
+        [
+            (
+                "definitions",
+                "m-returns",
+                one_period_milestone(
+                    "m-returns",
+                    TODAY - timedelta(days=5),
+                    TODAY + timedelta(days=5),
+                    settings={"adjust_on_bill_return": True},
+                ),
+            )
+        ],
+    )
     worker.wait_for_definition("m-returns")
     returned = {
-        "type": "return", "event_id": "ret-dave-1", "customer_id": "return-dave", "event_time": NOW.isoformat(),
-        "return_id": "ret-1", "bill_id": "bill-never-seen", "scope": "bill", "amount": "100",
+        "type": "return",
+        "event_id": "ret-dave-1",
+        "customer_id": "return-dave",
+        "event_time": NOW.isoformat(),
+        "return_id": "ret-1",
+        "bill_id": "bill-never-seen",
+        "scope": "bill",
+        "amount": "100",
     }
     produce(settings, [("returns", "return-dave", returned)])
-    late = consume(settings, "late-events", lambda seen: any(r["customer_id"] == "return-dave" for r in seen),
-                   timeout=30)
+    late = consume(
+        settings, "late-events", lambda seen: any(r["customer_id"] == "return-dave" for r in seen), timeout=30
+    )
     (record,) = [r for r in late if r["customer_id"] == "return-dave"]
     assert (record["type"], record["reason"], record["bill_id"], record["return_id"]) == (
-        "unmatched_return", "bill_unknown", "bill-never-seen", "ret-1")
+        "unmatched_return",
+        "bill_unknown",
+        "bill-never-seen",
+        "ret-1",
+    )
 
 
 def test_a_dead_letter_says_when_it_failed(worker):
@@ -145,16 +176,21 @@ def test_a_dead_letter_says_when_it_failed(worker):
 def test_dates_at_the_edge_and_hidden_characters_in_ids_are_schema_violations_on_the_worker(worker):
     """Year 9999 passed validation and overflowed behind it (a processing_error); a NUL reached the store."""
     settings = worker.settings
-    produce(settings, [
-        ("transactions", "edge-frank", transaction("edge-frank", "10", "9999-12-31T23:59:59Z", 1)),
-        ("transactions", "edge-frank", transaction("edge-frank", "10", NOW.isoformat(), 2,
-                                                   recorded_at="0001-01-01T00:00:00+05:00")),
-        ("transactions", "edge-frank\x00outbox", transaction("edge-frank\x00outbox", "10", NOW.isoformat(), 3)),
-    ])
+    produce(
+        settings,
+        [
+            ("transactions", "edge-frank", transaction("edge-frank", "10", "9999-12-31T23:59:59Z", 1)),
+            (
+                "transactions",
+                "edge-frank",
+                transaction("edge-frank", "10", NOW.isoformat(), 2, recorded_at="0001-01-01T00:00:00+05:00"),
+            ),
+            ("transactions", "edge-frank\x00outbox", transaction("edge-frank\x00outbox", "10", NOW.isoformat(), 3)),
+        ],
+    )
 
     def franks(letters: list[dict]) -> list[dict]:
-        return [letter for letter in letters
-                if base64.b64decode(letter["key_b64"] or "").startswith(b"edge-frank")]
+        return [letter for letter in letters if base64.b64decode(letter["key_b64"] or "").startswith(b"edge-frank")]
 
     letters = franks(consume(settings, "dead-letters", lambda seen: len(franks(seen)) >= 3, timeout=30))
     assert [letter["reason"] for letter in letters] == ["schema_violation"] * 3, letters

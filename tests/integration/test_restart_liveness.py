@@ -107,8 +107,13 @@ class CommitWatch(threading.Thread):
                 except Exception:  # the coordinator moving or not known yet: sample again
                     await asyncio.sleep(0.5)
                     continue
-                self.samples.append((time.monotonic(), {tp.partition: committed[tp] for tp in tps},
-                                     {tp.partition: end[tp] for tp in tps}))
+                self.samples.append(
+                    (
+                        time.monotonic(),
+                        {tp.partition: committed[tp] for tp in tps},
+                        {tp.partition: end[tp] for tp in tps},
+                    )
+                )
                 await asyncio.sleep(0.3)
         finally:
             await offsets.close()
@@ -126,8 +131,11 @@ class CommitWatch(threading.Thread):
         baseline = next((committed for at, committed, _ in self.samples if at >= killed_at + 0.5), None)
         if baseline is None:
             return None
-        return self.first(killed_at, lambda committed, end: all(
-            committed[p] > baseline[p] or committed[p] >= end[p] for p in committed), until)
+        return self.first(
+            killed_at,
+            lambda committed, end: all(committed[p] > baseline[p] or committed[p] >= end[p] for p in committed),
+            until,
+        )
 
 
 def expected_outputs(sources: dict[str, list[str]]) -> dict[tuple[str, str], str]:
@@ -173,7 +181,9 @@ def test_repeated_sigkills_leave_no_partition_behind(kafka_bootstrap, tmp_path):
         watch.join(10)
         worker.stop()
 
-    progress = [watch.progress_after_kill(killed_at, until) for killed_at, until in zip(kills, kills[1:] + [time.monotonic()])]
+    progress = [
+        watch.progress_after_kill(killed_at, until) for killed_at, until in zip(kills, kills[1:] + [time.monotonic()])
+    ]
     shown = [round(p, 1) if p is not None else None for p in progress]
     assert all(p is not None and p <= PROGRESS_WITHIN_S for p in progress), (
         f"seconds from each kill until every partition committed something new (None: not before the next kill): "
@@ -182,13 +192,16 @@ def test_repeated_sigkills_leave_no_partition_behind(kafka_bootstrap, tmp_path):
     assert caught_up is not None and caught_up <= CAUGHT_UP_WITHIN_S, (
         f"every partition committed to its end {caught_up} s after the last kill\n{worker.log_tail()}"
     )
-    print(f"seconds from each kill to progress on every partition: {shown}; all committed to the end: {caught_up:.1f} s")
+    print(
+        f"seconds from each kill to progress on every partition: {shown}; all committed to the end: {caught_up:.1f} s"
+    )
     expected = expected_outputs(load.sources)
     events = consume(settings, "promotions", lambda seen: len({e["event_id"] for e in seen}) >= len(expected), 60)
     unique = {e["event_id"]: e for e in events}
     fired = {
-        (e["customer_id"], "achievement" if e["kind"] == "achievement" else f"sub_target:{e['trigger_names'][0]}"):
-            e["cause"]
+        (e["customer_id"], "achievement" if e["kind"] == "achievement" else f"sub_target:{e['trigger_names'][0]}"): e[
+            "cause"
+        ]
         for e in unique.values()
     }
     assert len(unique) == len(fired), "an output fired twice under different ids"
@@ -214,7 +227,9 @@ def test_sigterm_stops_the_worker_in_time_with_the_broker_up(kafka_bootstrap, tm
     create_topics(settings)
     worker = WorkerProcess(settings, tmp_path / "worker.log")
     worker.start()
-    produce(settings, [("transactions", "cust-1", transaction("cust-1", "100", datetime.now(timezone.utc).isoformat()))])
+    produce(
+        settings, [("transactions", "cust-1", transaction("cust-1", "100", datetime.now(timezone.utc).isoformat()))]
+    )
     time.sleep(2)
     status, took = _sigterm(worker)
     assert status == 0 and took < SIGTERM_WITHIN_S, (status, took, worker.log_tail())
@@ -230,7 +245,9 @@ def test_sigterm_stops_the_worker_in_time_with_the_broker_gone(tmp_path):
         create_topics(settings)
         worker = WorkerProcess(settings, tmp_path / "worker.log")
         worker.start()
-        produce(settings, [("transactions", "cust-1", transaction("cust-1", "100", datetime.now(timezone.utc).isoformat()))])
+        produce(
+            settings, [("transactions", "cust-1", transaction("cust-1", "100", datetime.now(timezone.utc).isoformat()))]
+        )
         time.sleep(2)
         os.killpg(broker.pgid or broker.pid, signal.SIGKILL)
         time.sleep(2)

@@ -39,15 +39,24 @@ def sasl_broker(tmp_path_factory):
 
 def scram_settings(broker, folder, mechanism="SCRAM-SHA-512", password=PASSWORD, **overrides):
     return isolated_settings(
-        broker.sasl_bootstrap, folder / "data",
-        kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_mechanism=mechanism,
-        kafka_sasl_username=USER, kafka_sasl_password=password, **overrides,
+        broker.sasl_bootstrap,
+        folder / "data",
+        kafka_security_protocol="SASL_PLAINTEXT",
+        kafka_sasl_mechanism=mechanism,
+        kafka_sasl_username=USER,
+        kafka_sasl_password=password,
+        **overrides,
     )
 
 
 def milestream(settings, *args, timeout=60):
-    return subprocess.run([sys.executable, "-m", "milestream.cli", *args], env=settings_env(settings),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "milestream.cli", *args],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def get(worker, path, token=None):
@@ -80,8 +89,13 @@ def test_the_worker_processes_events_over_scram(scram_worker):
     produce(settings, [("definitions", "m-sasl", monthly_gross_definition("m-sasl", **THIS_YEAR))])
     scram_worker.wait_for_definition("m-sasl")  # /definitions, with the token
     when = (NOW - timedelta(minutes=5)).isoformat()
-    produce(settings, [("transactions", "ana", transaction("ana", "6000", when, 1)),
-                       ("transactions", "bo", transaction("bo", "10", when, 1))])
+    produce(
+        settings,
+        [
+            ("transactions", "ana", transaction("ana", "6000", when, 1)),
+            ("transactions", "bo", transaction("bo", "10", when, 1)),
+        ],
+    )
     events = consume(settings, "promotions", lambda seen: any(e["kind"] == "achievement" for e in seen))
     assert [(e["kind"], e["customer_id"]) for e in events] == [("achievement", "ana")], scram_worker.log_tail()
 

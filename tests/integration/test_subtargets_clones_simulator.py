@@ -26,7 +26,10 @@ NOW_TEXT = NOW.isoformat()
 def this_month(milestone_id: str, **overrides: Any) -> dict:
     """A UTC milestone with monthly cycles from the start of this month, live now."""
     return monthly_gross_definition(
-        milestone_id, timezone="UTC", starts_at=START.isoformat(), ends_at=(FIRST + timedelta(days=95)).isoformat(),
+        milestone_id,
+        timezone="UTC",
+        starts_at=START.isoformat(),
+        ends_at=(FIRST + timedelta(days=95)).isoformat(),
         cycles={"kind": "calendar", "frequency": "monthly", "start_date": START.date().isoformat(), "count": 6},
         **overrides,
     )
@@ -38,9 +41,15 @@ def of(records: list[dict], milestone_id: str, kind: str | None = None) -> list[
 
 def test_a_percentage_sub_target_on_a_count_fires_at_the_rounded_up_count(worker):
     settings = worker.settings
-    count_target = {"target_id": "visits", "name": "Ten bills", "activity": "transaction", "level": "bill",
-                    "kpi": "count", "value": "10", "sub_targets": [{"name": "Three quarters", "criterion": "percentage",
-                                                                     "value": "75"}]}
+    count_target = {
+        "target_id": "visits",
+        "name": "Ten bills",
+        "activity": "transaction",
+        "level": "bill",
+        "kpi": "count",
+        "value": "10",
+        "sub_targets": [{"name": "Three quarters", "criterion": "percentage", "value": "75"}],
+    }
     produce(settings, [("definitions", "m-count", this_month("m-count", group={"targets": [count_target]}))])
     worker.wait_for_definition("m-count")
     produce(settings, [("transactions", "pc-1", transaction("pc-1", "10", NOW_TEXT, n)) for n in range(9)])
@@ -49,23 +58,41 @@ def test_a_percentage_sub_target_on_a_count_fires_at_the_rounded_up_count(worker
     (event,) = of(promotions, "m-count")
     assert event["kind"] == "sub_target"
     assert (event["milestone_value_defined"], event["achieved_value"], event["trigger_names"]) == (
-        "8", "8", ["Three quarters"])  # fired by the 8th bill: 75 % of 10 rounded up
+        "8",
+        "8",
+        ["Three quarters"],
+    )  # fired by the 8th bill: 75 % of 10 rounded up
 
 
 def test_a_clone_with_a_changed_kpi_is_applied_and_counts_its_own_kpi(worker):
     settings = worker.settings
     produce(settings, [("definitions", "m-gross", this_month("m-gross"))])
     worker.wait_for_definition("m-gross")
-    net_target = {"target_id": "spend", "name": "Net 5000", "activity": "transaction", "level": "bill",
-                  "kpi": "net_amount", "value": "5000"}
-    clone = {"type": "milestone_clone", "milestone_id": "m-net", "source_milestone_id": "m-gross",
-             "name": "Net spend", "enrolment": {"method": "all"}, "changes": {"group": {"targets": [net_target]}}}
+    net_target = {
+        "target_id": "spend",
+        "name": "Net 5000",
+        "activity": "transaction",
+        "level": "bill",
+        "kpi": "net_amount",
+        "value": "5000",
+    }
+    clone = {
+        "type": "milestone_clone",
+        "milestone_id": "m-net",
+        "source_milestone_id": "m-gross",
+        "name": "Net spend",
+        "enrolment": {"method": "all"},
+        "changes": {"group": {"targets": [net_target]}},
+    }
     produce(settings, [("definitions", "m-net", clone)])
     worker.wait_for_definition("m-net")
-    produce(settings, [
-        ("transactions", "cl-a", transaction("cl-a", "6000", NOW_TEXT, 1, net_amount="5200")),
-        ("transactions", "cl-b", transaction("cl-b", "6000", NOW_TEXT, 2, net_amount="4500")),
-    ])
+    produce(
+        settings,
+        [
+            ("transactions", "cl-a", transaction("cl-a", "6000", NOW_TEXT, 1, net_amount="5200")),
+            ("transactions", "cl-b", transaction("cl-b", "6000", NOW_TEXT, 2, net_amount="4500")),
+        ],
+    )
     consume(settings, "promotions", lambda seen: len(of(seen, "m-gross")) + len(of(seen, "m-net")) >= 3, timeout=60)
     promotions = consume_quietly(settings, "promotions", quiet=3)
     assert sorted(e["customer_id"] for e in of(promotions, "m-gross", "achievement")) == ["cl-a", "cl-b"]
@@ -89,19 +116,56 @@ def _essence(record: dict) -> tuple:
 
 def test_the_simulator_emits_what_the_worker_emits(worker):
     settings = worker.settings
-    definition = this_month("m-sim", settings={"adjust_on_bill_return": True}, group={"targets": [{
-        "target_id": "spend", "name": "Spend 5000", "activity": "transaction", "level": "bill", "kpi": "gross_amount",
-        "value": "5000", "sub_targets": [{"name": "Half", "criterion": "percentage", "value": "50"}]}]})
+    definition = this_month(
+        "m-sim",
+        settings={"adjust_on_bill_return": True},
+        group={
+            "targets": [
+                {
+                    "target_id": "spend",
+                    "name": "Spend 5000",
+                    "activity": "transaction",
+                    "level": "bill",
+                    "kpi": "gross_amount",
+                    "value": "5000",
+                    "sub_targets": [{"name": "Half", "criterion": "percentage", "value": "50"}],
+                }
+            ]
+        },
+    )
     last_month = (FIRST - timedelta(days=3)).isoformat()
     stamped = {"recorded_at": NOW_TEXT}  # the same lateness judgement on both sides
     events: list[tuple[str, Any]] = [
         ("transactions", transaction("sim-a", "3000", NOW_TEXT, 1, **stamped)),
         ("transactions", transaction("sim-a", "2500", NOW_TEXT, 2, **stamped)),
         ("transactions", transaction("sim-a", "900", last_month, 3, **stamped)),  # its cycle closed: late
-        ("returns", {"type": "return", "event_id": "sim-r1", "return_id": "sim-r1", "customer_id": "sim-a",
-                     "bill_id": "sim-unknown", "scope": "bill", "event_time": NOW_TEXT, **stamped}),
-        ("ledger", {"type": "ledger_entry", "event_id": "sim-l1", "entry_id": "sim-l1", "customer_id": "sim-a",
-                    "event_time": NOW_TEXT, "amount": "120", "currency": "points", "kind": "regular", **stamped}),
+        (
+            "returns",
+            {
+                "type": "return",
+                "event_id": "sim-r1",
+                "return_id": "sim-r1",
+                "customer_id": "sim-a",
+                "bill_id": "sim-unknown",
+                "scope": "bill",
+                "event_time": NOW_TEXT,
+                **stamped,
+            },
+        ),
+        (
+            "ledger",
+            {
+                "type": "ledger_entry",
+                "event_id": "sim-l1",
+                "entry_id": "sim-l1",
+                "customer_id": "sim-a",
+                "event_time": NOW_TEXT,
+                "amount": "120",
+                "currency": "points",
+                "kind": "regular",
+                **stamped,
+            },
+        ),
         ("transactions", {"type": "transaction", "customer_id": "sim-a", "event_id": "sim-bad"}),  # a dead letter
     ]
     produce(settings, [("definitions", "m-sim", definition)])
@@ -113,8 +177,13 @@ def test_the_simulator_emits_what_the_worker_emits(worker):
     outcomes = run(orjson.dumps(definition).decode(), io.BytesIO(lines), out, err)
     simulated = [orjson.loads(line) for line in out.getvalue().splitlines()]
     expected = Counter(map(_essence, simulated))
-    assert {kind for kind, *_ in expected} == {"milestone_event", "late_event", "unmatched_return", "lifetime_points",
-                                                "dead_letter"}, err.getvalue()
+    assert {kind for kind, *_ in expected} == {
+        "milestone_event",
+        "late_event",
+        "unmatched_return",
+        "lifetime_points",
+        "dead_letter",
+    }, err.getvalue()
     assert (outcomes["late_event"], outcomes["unmatched_return"], outcomes["dead_letter"]) == (1, 1, 1)
 
     def ours(record: dict) -> bool:
@@ -125,9 +194,23 @@ def test_the_simulator_emits_what_the_worker_emits(worker):
 
     emitted: list[dict] = []
     for logical in ("promotions", "late-events", "lifetime-points", "dead-letters"):
-        wanted = sum(n for e, n in expected.items() if {"milestone_event": "promotions", "late_event": "late-events",
-                                                         "unmatched_return": "late-events", "lifetime_points":
-                                                         "lifetime-points", "dead_letter": "dead-letters"}[e[0]] == logical)
-        emitted += [r for r in consume(settings, logical, lambda seen: len([r for r in seen if ours(r)]) >= wanted,
-                                       timeout=60) if ours(r)]
+        wanted = sum(
+            n
+            for e, n in expected.items()
+            if {
+                "milestone_event": "promotions",
+                "late_event": "late-events",
+                "unmatched_return": "late-events",
+                "lifetime_points": "lifetime-points",
+                "dead_letter": "dead-letters",
+            }[e[0]]
+            == logical
+        )
+        emitted += [
+            r
+            for r in consume(
+                settings, logical, lambda seen, wanted=wanted: len([r for r in seen if ours(r)]) >= wanted, timeout=60
+            )
+            if ours(r)
+        ]
     assert Counter(map(_essence, emitted)) == expected

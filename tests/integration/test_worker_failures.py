@@ -39,12 +39,15 @@ def test_a_record_near_the_broker_limit_is_dead_lettered_cut_and_the_records_aro
     produce(settings, [("definitions", "m-big", monthly_gross_definition("m-big", **THIS_YEAR))])
     worker.wait_for_definition("m-big")
     huge = b'{"type": "transaction", "pad": "' + b"x" * 900_000 + b'"}'
-    produce(settings, [
-        ("transactions", "dana", transaction("dana", "3000", RECENTLY, 1)),
-        ("transactions", "dana", huge),
-        ("transactions", "dana", transaction("dana", "3000", RECENTLY, 2)),
-        ("transactions", "erin", transaction("erin", "6000", RECENTLY, 1)),
-    ])
+    produce(
+        settings,
+        [
+            ("transactions", "dana", transaction("dana", "3000", RECENTLY, 1)),
+            ("transactions", "dana", huge),
+            ("transactions", "dana", transaction("dana", "3000", RECENTLY, 2)),
+            ("transactions", "erin", transaction("erin", "6000", RECENTLY, 1)),
+        ],
+    )
     promotions = consume(settings, "promotions", lambda seen: {e["customer_id"] for e in seen} >= {"dana", "erin"})
     assert sorted(e["customer_id"] for e in promotions) == ["dana", "erin"]
     (letter,) = consume(settings, "dead-letters", lambda seen: len(seen) >= 1)
@@ -60,19 +63,23 @@ def test_a_send_the_broker_refuses_stops_the_worker_without_committing_past_it(k
     declared["topics"]["dead-letters"]["config"]["max.message.bytes"] = "2000"
     topics_file = tmp_path / "topics.yaml"
     topics_file.write_text(yaml.safe_dump(declared))
-    settings = isolated_settings(kafka_bootstrap, tmp_path / "data", topics_file=str(topics_file),
-                                 restart_on_failure=supervised)
+    settings = isolated_settings(
+        kafka_bootstrap, tmp_path / "data", topics_file=str(topics_file), restart_on_failure=supervised
+    )
     create_topics(settings)
     produce(settings, [("definitions", "m-refused", monthly_gross_definition("m-refused", **THIS_YEAR))])
     worker = WorkerProcess(settings, tmp_path / "worker.log")
     worker.start()
     try:
         worker.wait_for_definition("m-refused")
-        produce(settings, [
-            ("transactions", "fay", transaction("fay", "10", RECENTLY, 1)),
-            ("transactions", "fay", b"not json " * 600),  # its dead letter is larger than the topic accepts
-            ("transactions", "fay", transaction("fay", "10", RECENTLY, 2)),
-        ])
+        produce(
+            settings,
+            [
+                ("transactions", "fay", transaction("fay", "10", RECENTLY, 1)),
+                ("transactions", "fay", b"not json " * 600),  # its dead letter is larger than the topic accepts
+                ("transactions", "fay", transaction("fay", "10", RECENTLY, 2)),
+            ],
+        )
         failure = f"sending to {settings.topic_prefix}dead-letters failed: MessageSizeTooLargeError"
         if supervised:
             # Restarted in place, again and again while the failure lasts, never committing past it.
@@ -104,10 +111,14 @@ def test_two_workers_starting_together_in_a_new_group_lose_nothing(kafka_bootstr
     create_topics(first)  # the declared topics only: each worker creates the changelog topic at start-up
     customers = [f"cust-{n:03d}" for n in range(250)]
     produce(first, [("definitions", "m-race", monthly_gross_definition("m-race", **THIS_YEAR))])
-    produce(first, [
-        ("transactions", customer, transaction(customer, "2000", RECENTLY, n))
-        for n in range(4) for customer in customers
-    ])
+    produce(
+        first,
+        [
+            ("transactions", customer, transaction(customer, "2000", RECENTLY, n))
+            for n in range(4)
+            for customer in customers
+        ],
+    )
     workers = [WorkerProcess(first, tmp_path / "a.log"), WorkerProcess(second, tmp_path / "b.log")]
     for worker in workers:
         worker.launch()

@@ -13,7 +13,19 @@ from milestream.settings import Settings
 from milestream.state.keys import Namespace
 from milestream.state.memory import MemoryStore
 from tests.engine.builders import (
-    at, behavioural, calendar, close, closes, definition, documents, enrolment, load, outputs, rolling, send, target,
+    at,
+    behavioural,
+    calendar,
+    close,
+    closes,
+    definition,
+    documents,
+    enrolment,
+    load,
+    outputs,
+    rolling,
+    send,
+    target,
     txn,
 )
 
@@ -43,13 +55,19 @@ def test_a_close_opens_the_next_cycle_so_quiet_customers_keep_getting_closes(dri
 
 
 def test_explicit_and_listed_enrolment_get_closes_and_unenrolled_customers_do_not(driver):
-    load(driver, quarter(milestone_id="none", enrolment={"method": "none"}),
-         quarter(milestone_id="listed", enrolment={"method": "specific", "customers": ["ann", "bob"]}))
-    send(driver, enrolment("ann", "none", "2024-01-02T10:00:00+05:30"),
-         enrolment("cid", "none", "2024-01-02T10:00:00+05:30"),
-         enrolment("cid", "none", "2024-01-03T10:00:00+05:30", action="unenrol"),
-         enrolment("ann", "listed", "2024-01-02T10:00:00+05:30"),
-         enrolment("bob", "listed", "2024-01-02T10:00:00+05:30"))
+    load(
+        driver,
+        quarter(milestone_id="none", enrolment={"method": "none"}),
+        quarter(milestone_id="listed", enrolment={"method": "specific", "customers": ["ann", "bob"]}),
+    )
+    send(
+        driver,
+        enrolment("ann", "none", "2024-01-02T10:00:00+05:30"),
+        enrolment("cid", "none", "2024-01-02T10:00:00+05:30"),
+        enrolment("cid", "none", "2024-01-03T10:00:00+05:30", action="unenrol"),
+        enrolment("ann", "listed", "2024-01-02T10:00:00+05:30"),
+        enrolment("bob", "listed", "2024-01-02T10:00:00+05:30"),
+    )
     send(driver, txn("dan", "2024-01-05T10:00:00+05:30", "9000"))  # not enrolled anywhere
     close(driver, FEB_1)
     got = sorted((e.milestone_id, e.customer_id) for e in outputs(driver) if e.kind == "cycle_close")
@@ -125,7 +143,8 @@ def test_a_redelivered_tick_re_emits_the_same_bytes_and_rewrites_what_it_wrote(d
     close(driver, "2024-03-01T00:00:00+05:30")
     distinct = {e.event_id: e for e in outputs(driver) if e.kind == "cycle_close"}
     assert sorted((e.customer_id, e.cycle.index) for e in distinct.values()) == [
-        (f"c{n}", c) for n in range(3) for c in (1, 2)]
+        (f"c{n}", c) for n in range(3) for c in (1, 2)
+    ]
 
 
 def customer_documents(store):
@@ -200,11 +219,15 @@ def test_customers_on_a_specific_list_are_enrolled_by_events_the_definition_prod
     processed = driver.pipe("definitions", "m1", body, timestamp=at("2024-01-10T00:00:00+05:30"))
     enrolments = [orjson.loads(r.value) for r in processed.records if r.topic == driver.topic("enrolments")]
     assert [(e["customer_id"], e["event_time"]) for e in enrolments] == [
-        ("ann", "2023-12-31T18:30:00.000000Z"), ("bob", "2023-12-31T18:30:00.000000Z")]  # the audience, from the start
+        ("ann", "2023-12-31T18:30:00.000000Z"),
+        ("bob", "2023-12-31T18:30:00.000000Z"),
+    ]  # the audience, from the start
     edited = {**body, "enrolment": {"method": "specific", "customers": ["ann", "bob", "cat"]}}
     processed = driver.pipe("definitions", "m1", edited, timestamp=at("2024-01-20T00:00:00+05:30"))
     added = [orjson.loads(r.value) for r in processed.records if r.topic == driver.topic("enrolments")]
-    assert [(e["customer_id"], e["event_time"]) for e in added] == [("cat", "2024-01-19T18:30:00.000000Z")]  # from the edit on
+    assert [(e["customer_id"], e["event_time"]) for e in added] == [
+        ("cat", "2024-01-19T18:30:00.000000Z")
+    ]  # from the edit on
     for event in enrolments + added:
         driver.pipe("enrolments", event["customer_id"], event)
     close(driver, FEB_1)
@@ -212,8 +235,13 @@ def test_customers_on_a_specific_list_are_enrolled_by_events_the_definition_prod
 
 
 def test_enrolling_before_the_first_cycle_opens_that_cycle(driver):
-    load(driver, definition(cycles={"kind": "custom", "periods": [{"start": "2024-03-01", "end": "2024-03-31"}]},
-                            enrolment={"method": "specific", "customers": ["c9"]}))
+    load(
+        driver,
+        definition(
+            cycles={"kind": "custom", "periods": [{"start": "2024-03-01", "end": "2024-03-31"}]},
+            enrolment={"method": "specific", "customers": ["c9"]},
+        ),
+    )
     send(driver, enrolment("c1", "m1", "2024-01-15T10:00:00+05:30"))
     close(driver, "2024-04-01T00:00:00+05:30")
     assert closes(driver) == [("c1", 1, "0")]

@@ -8,7 +8,6 @@ import orjson
 from milestream.pipeline.driver import TopologyTestDriver
 from milestream.schemas.outputs import DeadLetter
 from milestream.settings import Settings
-
 from tests.factories import at
 
 WHEN = "2024-01-05T10:00:00+05:30"

@@ -38,8 +38,12 @@ def valid_records(customer: str) -> dict[str, dict[str, Any]]:
     """One valid record per customer-keyed input topic (fixed ids, so generation is repeatable)."""
     common = {"event_id": f"e-{customer}", "customer_id": customer, "event_time": WHEN}
     return {
-        "transactions": {**b.txn(customer, WHEN, "10"), **common, "bill_id": "bill-1",
-                         "line_items": [{"line_id": "l-1", "sku": "sku-1", "gross_amount": "10"}]},
+        "transactions": {
+            **b.txn(customer, WHEN, "10"),
+            **common,
+            "bill_id": "bill-1",
+            "line_items": [{"line_id": "l-1", "sku": "sku-1", "gross_amount": "10"}],
+        },
         "returns": {**b.bill_return(customer, WHEN), **common, "return_id": "r-1", "bill_id": "bill-0"},
         "behavioural-events": {**b.behavioural(customer, "app_open", WHEN, attributes={"screen": "home"}), **common},
         "ledger": {**b.ledger(customer, WHEN, "5"), **common, "entry_id": "entry-1"},
@@ -52,8 +56,12 @@ def valid_records(customer: str) -> dict[str, dict[str, Any]]:
 TOPICS = sorted(valid_records(FUZZED))
 
 json_scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**63), max_value=2**64 - 1), st.floats(allow_nan=False),
-    st.text(max_size=30), st.sampled_from(["", " ", "NaN", "Infinity", "-1", "1e400", "9" * 60, "\u202e", "\x00"]),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.floats(allow_nan=False),
+    st.text(max_size=30),
+    st.sampled_from(["", " ", "NaN", "Infinity", "-1", "1e400", "9" * 60, "\u202e", "\x00"]),
 )
 json_values = st.recursive(
     json_scalars,
@@ -61,7 +69,9 @@ json_values = st.recursive(
     max_leaves=12,
 )
 hostile_text = st.text(
-    alphabet=st.characters(codec="utf-8", categories=("Cc", "Cf", "Zl", "Zp", "Zs", "Ll", "Nd")), min_size=1, max_size=20
+    alphabet=st.characters(codec="utf-8", categories=("Cc", "Cf", "Zl", "Zp", "Zs", "Ll", "Nd")),
+    min_size=1,
+    max_size=20,
 )
 
 
@@ -71,9 +81,22 @@ def mutated(draw: st.DrawFn, topic: str) -> tuple[bytes | None, bytes | None]:
     body = dict(valid_records(FUZZED)[topic])
     key: bytes | None = FUZZED.encode()
     field = draw(st.sampled_from(sorted(body)))
-    how = draw(st.sampled_from([
-        "drop", "replace", "extra", "hostile_text", "timestamp", "key", "bytes", "nest", "pad", "non_object",
-    ]))
+    how = draw(
+        st.sampled_from(
+            [
+                "drop",
+                "replace",
+                "extra",
+                "hostile_text",
+                "timestamp",
+                "key",
+                "bytes",
+                "nest",
+                "pad",
+                "non_object",
+            ]
+        )
+    )
     if how == "drop":
         del body[field]
     elif how == "replace":
@@ -85,13 +108,23 @@ def mutated(draw: st.DrawFn, topic: str) -> tuple[bytes | None, bytes | None]:
         cut = draw(st.integers(0, len(text)))
         body[field] = text[:cut] + draw(hostile_text) + text[cut:]
     elif how == "timestamp":
-        body[draw(st.sampled_from(["event_time", "recorded_at"]))] = draw(st.one_of(
-            st.integers(min_value=-(2**40), max_value=2**45),
-            st.sampled_from([
-                "1704067200", "1704067200000", "0001-01-01T00:00:00+00:00", "9999-12-31T23:59:59+00:00",
-                "2024-01-05T10:00:00", "2024-13-45T10:00:00+05:30", "yesterday", "2024-01-05T10:00:00+25:00",
-            ]),
-        ))
+        body[draw(st.sampled_from(["event_time", "recorded_at"]))] = draw(
+            st.one_of(
+                st.integers(min_value=-(2**40), max_value=2**45),
+                st.sampled_from(
+                    [
+                        "1704067200",
+                        "1704067200000",
+                        "0001-01-01T00:00:00+00:00",
+                        "9999-12-31T23:59:59+00:00",
+                        "2024-01-05T10:00:00",
+                        "2024-13-45T10:00:00+05:30",
+                        "yesterday",
+                        "2024-01-05T10:00:00+25:00",
+                    ]
+                ),
+            )
+        )
     elif how == "key":
         key = draw(st.one_of(st.none(), st.binary(max_size=20), st.just(VICTIM.encode()), st.just(b"\xff\xfe")))
     elif how == "bytes":
@@ -114,7 +147,7 @@ def loaded_driver() -> TopologyTestDriver:
 
 
 def assert_bounded_dead_letter(driver: TopologyTestDriver, reason: str, value: bytes | None) -> None:
-    (raw_key, raw), = driver.produced[driver.topic("dead-letters")]
+    ((raw_key, raw),) = driver.produced[driver.topic("dead-letters")]
     assert len(raw) <= MAX_DEAD_LETTER_BYTES, f"dead letter of {len(raw)} bytes"
     letter = orjson.loads(raw)
     assert letter["reason"] == reason
@@ -154,9 +187,12 @@ DEFINITION_REASONS = INPUT_REASONS | {"invalid_definition"}
 def mutated_definition(draw: st.DrawFn) -> dict[str, Any]:
     body = monthly_gross_definition(milestone_id="m-fuzz")
     target = body["group"]["targets"][0]
-    where, field = draw(st.sampled_from(
-        [(body, k) for k in sorted(body) if k not in ("type", "milestone_id")] + [(target, k) for k in sorted(target)]
-    ))
+    where, field = draw(
+        st.sampled_from(
+            [(body, k) for k in sorted(body) if k not in ("type", "milestone_id")]
+            + [(target, k) for k in sorted(target)]
+        )
+    )
     if draw(st.booleans()):
         where.pop(field)
     else:
@@ -182,8 +218,14 @@ def test_hostile_definition_is_applied_or_dead_lettered_and_the_others_keep_work
 
 # --------------------------------------------------------------- known-bad, known reason
 CONTROL_AND_FORMAT = ["\x00", "\x1f", "\x7f", "\x85", "\u200b", "\u200e", "\u202e", "\u2066", "\u2028", "\ufeff"]
-ID_FIELDS = [("transactions", "customer_id"), ("transactions", "event_id"), ("transactions", "bill_id"),
-             ("enrolments", "milestone_id"), ("redemptions", "series_id"), ("transactions", "store_id")]
+ID_FIELDS = [
+    ("transactions", "customer_id"),
+    ("transactions", "event_id"),
+    ("transactions", "bill_id"),
+    ("enrolments", "milestone_id"),
+    ("redemptions", "series_id"),
+    ("transactions", "store_id"),
+]
 
 
 @pytest.mark.parametrize("char", CONTROL_AND_FORMAT, ids=lambda c: f"U+{ord(c):04X}")
@@ -198,12 +240,21 @@ def test_an_id_with_an_invisible_or_control_character_is_a_schema_violation(topi
     assert f"U+{ord(char):04X}" in driver.read("dead-letters")[0]["detail"]
 
 
-@pytest.mark.parametrize("stamp", [
-    1704067200, "1704067200", 1704067200000, "0001-01-01T00:00:00+00:00", "9999-12-31T23:59:59+00:00",
-    "2024-01-05T10:00:00",
-])
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        1704067200,
+        "1704067200",
+        1704067200000,
+        "0001-01-01T00:00:00+00:00",
+        "9999-12-31T23:59:59+00:00",
+        "2024-01-05T10:00:00",
+    ],
+)
 def test_a_timestamp_that_is_not_iso_8601_with_a_zone_in_range_is_a_schema_violation(stamp):
     driver = loaded_driver()
-    processed = driver.pipe("transactions", FUZZED, transaction(FUZZED, "10", WHEN, event_time=stamp), timestamp=at(WHEN))
+    processed = driver.pipe(
+        "transactions", FUZZED, transaction(FUZZED, "10", WHEN, event_time=stamp), timestamp=at(WHEN)
+    )
     assert processed.outcome == "schema_violation"
     assert "event_time" in driver.read("dead-letters")[0]["detail"]

@@ -17,20 +17,40 @@ def spend(driver, customer, amount, when=WHEN, n=0):
 
 def test_deactivated_milestone_stops_tracking_and_reactivation_resumes(driver):
     driver.pipe("definitions", "m-monthly", monthly_gross_definition(), timestamp=DURING)
-    processed = driver.pipe("definitions", "m-monthly", {"type": "milestone_status", "milestone_id": "m-monthly", "active": False}, timestamp=DURING)
+    processed = driver.pipe(
+        "definitions",
+        "m-monthly",
+        {"type": "milestone_status", "milestone_id": "m-monthly", "active": False},
+        timestamp=DURING,
+    )
     snapshot = orjson.loads(processed.records[0].value)
     assert snapshot["type"] == "milestone_definition" and snapshot["active"] is False
     spend(driver, "c1", "6000")
     assert driver.read("promotions") == []
-    driver.pipe("definitions", "m-monthly", {"type": "milestone_status", "milestone_id": "m-monthly", "active": True}, timestamp=DURING)
+    driver.pipe(
+        "definitions",
+        "m-monthly",
+        {"type": "milestone_status", "milestone_id": "m-monthly", "active": True},
+        timestamp=DURING,
+    )
     spend(driver, "c1", "6000", n=1)
     assert [e["kind"] for e in driver.read("promotions")] == ["achievement"]
 
 
 def test_an_ended_milestone_cannot_be_reactivated(driver):
     driver.pipe("definitions", "m-monthly", monthly_gross_definition(), timestamp=DURING)
-    driver.pipe("definitions", "m-monthly", {"type": "milestone_status", "milestone_id": "m-monthly", "active": False}, timestamp=DURING)
-    processed = driver.pipe("definitions", "m-monthly", {"type": "milestone_status", "milestone_id": "m-monthly", "active": True}, timestamp=AFTER_END)
+    driver.pipe(
+        "definitions",
+        "m-monthly",
+        {"type": "milestone_status", "milestone_id": "m-monthly", "active": False},
+        timestamp=DURING,
+    )
+    processed = driver.pipe(
+        "definitions",
+        "m-monthly",
+        {"type": "milestone_status", "milestone_id": "m-monthly", "active": True},
+        timestamp=AFTER_END,
+    )
     assert processed.outcome == "invalid_definition"
     assert "ended" in driver.read("dead-letters")[0]["detail"]
 
@@ -68,8 +88,11 @@ def test_clone_copies_everything_but_enrolment(driver):
     source = monthly_gross_definition(enrolment={"method": "specific", "customers": ["c1"]})
     driver.pipe("definitions", "m-monthly", source, timestamp=DURING)
     clone = {
-        "type": "milestone_clone", "milestone_id": "m-clone", "source_milestone_id": "m-monthly",
-        "name": "Jaffna net sales", "enrolment": {"method": "all"},
+        "type": "milestone_clone",
+        "milestone_id": "m-clone",
+        "source_milestone_id": "m-monthly",
+        "name": "Jaffna net sales",
+        "enrolment": {"method": "all"},
     }
     processed = driver.pipe("definitions", "m-clone", clone, timestamp=DURING)
     assert processed.outcome == "applied"
@@ -85,18 +108,35 @@ def test_clone_copies_everything_but_enrolment(driver):
 
 def test_clone_of_an_ended_milestone_is_rejected(driver):
     driver.pipe("definitions", "m-monthly", monthly_gross_definition(), timestamp=DURING)
-    clone = {"type": "milestone_clone", "milestone_id": "m-clone", "source_milestone_id": "m-monthly",
-             "name": "Too late", "enrolment": {"method": "all"}}
+    clone = {
+        "type": "milestone_clone",
+        "milestone_id": "m-clone",
+        "source_milestone_id": "m-monthly",
+        "name": "Too late",
+        "enrolment": {"method": "all"},
+    }
     assert driver.pipe("definitions", "m-clone", clone, timestamp=AFTER_END).outcome == "invalid_definition"
 
 
 def clone_of(source_id: str, milestone_id: str, name: str, **fields) -> dict:
-    return {"type": "milestone_clone", "milestone_id": milestone_id, "source_milestone_id": source_id,
-            "name": name, "enrolment": {"method": "all"}, **fields}
+    return {
+        "type": "milestone_clone",
+        "milestone_id": milestone_id,
+        "source_milestone_id": source_id,
+        "name": name,
+        "enrolment": {"method": "all"},
+        **fields,
+    }
 
 
-NET_SALES = {"target_id": "spend", "name": "Net 5000", "activity": "transaction", "level": "bill",
-             "kpi": "net_amount", "value": "5000"}
+NET_SALES = {
+    "target_id": "spend",
+    "name": "Net 5000",
+    "activity": "transaction",
+    "level": "bill",
+    "kpi": "net_amount",
+    "value": "5000",
+}
 
 
 def test_a_clone_changes_the_kpi_the_original_cannot_change(driver):
@@ -116,17 +156,29 @@ def test_a_clone_changes_the_kpi_the_original_cannot_change(driver):
     driver.pipe("transactions", "c2", transaction("c2", "6000", WHEN, 1, net_amount="4500"), timestamp=at(WHEN))
     driver.pipe("transactions", "c3", transaction("c3", "6000", WHEN, 2, net_amount="5200"), timestamp=at(WHEN))
     assert sorted((e["milestone_id"], e["customer_id"]) for e in driver.read("promotions")) == [
-        ("m-monthly", "c1"), ("m-monthly", "c2"), ("m-monthly", "c3"), ("m-net", "c1"), ("m-net", "c3"),
+        ("m-monthly", "c1"),
+        ("m-monthly", "c2"),
+        ("m-monthly", "c3"),
+        ("m-net", "c1"),
+        ("m-net", "c3"),
     ]
 
 
 def test_clone_changes_merge_into_the_source_and_null_restores_a_default(driver):
     source = monthly_gross_definition(till_code="TILL1", settings={"buffer_days": 3, "track_from_enrolment": True})
     driver.pipe("definitions", "m-monthly", source, timestamp=DURING)
-    changes = {"settings": {"buffer_days": 7}, "till_code": None, "timezone": "UTC",
-               "cycles": {"frequency": "quarterly", "count": 4}}
-    assert driver.pipe("definitions", "m-q", clone_of("m-monthly", "m-q", "Quarterly", changes=changes),
-                       timestamp=DURING).outcome == "applied"
+    changes = {
+        "settings": {"buffer_days": 7},
+        "till_code": None,
+        "timezone": "UTC",
+        "cycles": {"frequency": "quarterly", "count": 4},
+    }
+    assert (
+        driver.pipe(
+            "definitions", "m-q", clone_of("m-monthly", "m-q", "Quarterly", changes=changes), timestamp=DURING
+        ).outcome
+        == "applied"
+    )
     cloned = driver.topology.registry.milestones["m-q"].definition
     assert (cloned.settings.buffer_days, cloned.settings.track_from_enrolment) == (7, True)
     assert cloned.till_code is None and cloned.timezone == "UTC"
@@ -137,8 +189,9 @@ def test_a_clone_whose_changes_break_the_rules_is_an_invalid_definition_with_eve
     driver.pipe("definitions", "m-monthly", monthly_gross_definition(), timestamp=DURING)
     bad_target = {**NET_SALES, "kpi": "quantity"}  # a line-item KPI on a bill-level target
     changes = {"group": {"targets": [bad_target]}, "timezone": "Mars/Olympus", "colour": "red"}
-    processed = driver.pipe("definitions", "m-bad", clone_of("m-monthly", "m-bad", "Bad", changes=changes),
-                            timestamp=DURING)
+    processed = driver.pipe(
+        "definitions", "m-bad", clone_of("m-monthly", "m-bad", "Bad", changes=changes), timestamp=DURING
+    )
     assert processed.outcome == "invalid_definition"
     detail = driver.read("dead-letters")[0]["detail"]
     assert "clone of m-monthly" in detail
@@ -156,8 +209,20 @@ def test_clone_changes_may_not_set_what_the_command_gives(driver):
 
 def test_a_clone_tracking_another_milestone_passes_the_same_checks_as_a_new_definition(driver):
     driver.pipe("definitions", "m-monthly", monthly_gross_definition(), timestamp=DURING)
-    tracking = {"group": {"targets": [{"target_id": "t", "name": "Own months", "activity": "milestone_achieved",
-                                       "kpi": "count", "value": "2", "source_milestone_id": "m-missing"}]}}
+    tracking = {
+        "group": {
+            "targets": [
+                {
+                    "target_id": "t",
+                    "name": "Own months",
+                    "activity": "milestone_achieved",
+                    "kpi": "count",
+                    "value": "2",
+                    "source_milestone_id": "m-missing",
+                }
+            ]
+        }
+    }
     clone = clone_of("m-monthly", "m-track", "Tracker", changes=tracking)
     assert driver.pipe("definitions", "m-track", clone, timestamp=DURING).outcome == "invalid_definition"
     assert "tracked milestone 'm-missing' does not exist" in driver.read("dead-letters")[0]["detail"]
@@ -248,7 +313,9 @@ def test_several_rejections_in_a_row_each_restore_the_same_definition_and_nothin
     edited = monthly_gross_definition(target="3000")
     log.publish("m-monthly", edited)
     for name in ("one", "two", "three"):
-        assert log.publish("m-monthly", monthly_gross_definition(name=name, target="3000")).outcome == "invalid_definition"
+        assert (
+            log.publish("m-monthly", monthly_gross_definition(name=name, target="3000")).outcome == "invalid_definition"
+        )
     assert orjson.loads(log.last("m-monthly")) == edited
     assert len(log.records) == 2 + 3 * 2  # each rejection: the record and one republished copy, applied silently
     assert len(driver.read("dead-letters")) == 3

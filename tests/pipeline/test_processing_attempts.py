@@ -10,7 +10,6 @@ from milestream.pipeline.driver import TopologyTestDriver
 from milestream.pipeline.topology import Record
 from milestream.state.keys import Namespace, StateKey
 from milestream.state.memory import MemoryStore
-
 from tests.factories import at, monthly_gross_definition, transaction
 
 WHEN = "2024-01-05T10:00:00+05:30"

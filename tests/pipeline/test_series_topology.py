@@ -22,7 +22,10 @@ def series_events(driver):
 
 @pytest.fixture
 def loaded(driver):
-    assert driver.pipe("definitions", "series:s1", series(promote_to_program_id="elite"), timestamp=T0).outcome == "applied"
+    assert (
+        driver.pipe("definitions", "series:s1", series(promote_to_program_id="elite"), timestamp=T0).outcome
+        == "applied"
+    )
     driver.pipe("enrolments", "ana", membership("ana", "ambassadors"), timestamp=T0)
     driver.pipe("enrolments", "bo", membership("bo", "ambassadors"), timestamp=T0, partition=3)
     return driver
@@ -45,7 +48,10 @@ def test_a_second_active_series_for_a_program_is_dead_lettered_with_the_reason(l
 def test_points_unlock_tiers_and_publish_lifetime_points(loaded):
     processed = loaded.pipe("ledger", "ana", ledger("ana", "300", DAY1, source="campaign"), timestamp=T0)
     assert processed.outcome == "applied"
-    assert [(e["kind"], e["tier"]["tier_id"]) for e in series_events(loaded)] == [("tier_unlocked", "bronze"), ("tier_unlocked", "silver")]
+    assert [(e["kind"], e["tier"]["tier_id"]) for e in series_events(loaded)] == [
+        ("tier_unlocked", "bronze"),
+        ("tier_unlocked", "silver"),
+    ]
     (lifetime,) = loaded.read("lifetime-points")
     LifetimePoints.model_validate(lifetime)
     assert (lifetime["customer_id"], lifetime["points"]) == ("ana", "300")
@@ -81,20 +87,29 @@ def test_a_reward_change_reaches_every_partition_and_only_customers_who_can_stil
     loaded.pipe("ledger", "ana", ledger("ana", "150", DAY1), timestamp=T0)
     loaded.pipe("ledger", "bo", ledger("bo", "150", DAY1), timestamp=T0, partition=3)
     loaded.pipe("redemptions", "ana", redemption("ana", "bronze", "reward-bronze", DAY1), timestamp=T0)
-    edited = series(promote_to_program_id="elite",
-                    tiers=[tier("bronze", "100", "shop-bundle", kind="automated_product"), tier("silver", "250"), tier("gold", "500")])
+    edited = series(
+        promote_to_program_id="elite",
+        tiers=[
+            tier("bronze", "100", "shop-bundle", kind="automated_product"),
+            tier("silver", "250"),
+            tier("gold", "500"),
+        ],
+    )
     processed = loaded.pipe("definitions", "series:s1", edited, timestamp=T0)
     commands = loaded.read("series-commands")
     assert len(commands) == 8 and {r.partition for r in processed.records} == set(range(8))
     assert all(SeriesRewardChange.model_validate(c).version == "milestream.definitions/0/1" for c in commands)
     changed = [e for e in series_events(loaded) if e["kind"] == "tier_reward_changed"]
     assert [(e["customer_id"], e["reward"]["reward_id"], e["previous_reward"]["reward_id"]) for e in changed] == [
-        ("bo", "shop-bundle", "reward-bronze")]  # ana redeemed the old reward and keeps it
+        ("bo", "shop-bundle", "reward-bronze")
+    ]  # ana redeemed the old reward and keeps it
 
 
 def test_a_redelivered_reward_change_re_emits_the_same_event(loaded):
     loaded.pipe("ledger", "ana", ledger("ana", "150", DAY1), timestamp=T0)
-    edited = series(promote_to_program_id="elite", tiers=[tier("bronze", "100", "new"), tier("silver", "250"), tier("gold", "500")])
+    edited = series(
+        promote_to_program_id="elite", tiers=[tier("bronze", "100", "new"), tier("silver", "250"), tier("gold", "500")]
+    )
     loaded.pipe("definitions", "series:s1", edited, timestamp=T0)
     _, command = loaded.produced[loaded.topic("series-commands")][0]  # the one for partition 0, at offset 0
     replay = loaded.pipe("series-commands", b"series:s1", command, timestamp=T0, partition=0, offset=0)
@@ -110,5 +125,10 @@ def test_lifetime_points_sort_across_contacts(loaded):
     assert [r["customer_id"] for r in series_stage.lifetime_ranking(loaded.store, 3)] == ["bo", "cy", "dee"]
     assert series_stage.lifetime_ranking(loaded.store, 2, descending=False) == [
         {"customer_id": "ana", "org_id": "default", "points": "40"},
-        {"customer_id": "cy", "org_id": "default", "points": "300"}]
-    assert series_stage.lifetime_points(loaded.store, "bo") == {"customer_id": "bo", "org_id": "default", "points": "900"}
+        {"customer_id": "cy", "org_id": "default", "points": "300"},
+    ]
+    assert series_stage.lifetime_points(loaded.store, "bo") == {
+        "customer_id": "bo",
+        "org_id": "default",
+        "points": "900",
+    }

@@ -37,8 +37,9 @@ def unvalidated(driver):
 
 
 def hostile(driver, customer_id: str, n: int) -> None:
-    processed = driver.pipe("transactions", customer_id, txn(customer_id, JAN_5, "100", event_id=f"hostile-{n}"),
-                            timestamp=at(JAN_5))
+    processed = driver.pipe(
+        "transactions", customer_id, txn(customer_id, JAN_5, "100", event_id=f"hostile-{n}"), timestamp=at(JAN_5)
+    )
     assert processed.outcome in ("applied", "no_output"), processed.outcome
 
 
@@ -70,6 +71,9 @@ def test_a_hostile_customer_id_leaves_the_victims_outbox_and_close_index_intact(
     # The partition's closes still run: the victim's January closes once, and so does each hostile id's.
     close(driver, FEB_1)
     # (Read raw: the output schema would refuse the hostile ids these tests smuggle past the input schema.)
-    raw_closes = [(e["customer_id"], e["cycle"]["index"], e["achieved_value"])
-                  for e in driver.read("promotions") if e["kind"] == "cycle_close"]
+    raw_closes = [
+        (e["customer_id"], e["cycle"]["index"], e["achieved_value"])
+        for e in driver.read("promotions")
+        if e["kind"] == "cycle_close"
+    ]
     assert sorted(raw_closes) == sorted([("victim", 1, "6000"), *((c, 1, "200") for c in attackers)])

@@ -118,5 +118,7 @@ def test_redelivered_record_re_emits_its_outputs_with_the_same_ids(loaded):
 def test_offsets_are_tracked_per_partition(loaded):
     loaded.pipe("transactions", "c1", transaction("c1", "3000", WHEN, 1), timestamp=at(WHEN), partition=0, offset=5)
     loaded.pipe("returns", "c1", b"{}", timestamp=at(WHEN), partition=0, offset=0)
-    second = loaded.pipe("transactions", "c1", transaction("c1", "3000", WHEN, 2), timestamp=at(WHEN), partition=0, offset=6)
+    second = loaded.pipe(
+        "transactions", "c1", transaction("c1", "3000", WHEN, 2), timestamp=at(WHEN), partition=0, offset=6
+    )
     assert second.outcome == "applied"

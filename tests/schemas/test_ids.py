@@ -42,19 +42,48 @@ HIDDEN = [
 def _definition() -> dict[str, Any]:
     definition = monthly_gross_definition("m1", enrolment={"method": "specific", "customers": ["c1"]}, till_code="t1")
     definition["group"]["targets"][0]["scope"] = {"stores": ["s1"], "zones": ["z1"], "concepts": ["k1"]}
-    definition["group"]["targets"].append({
-        "target_id": "streak", "name": "Streak", "activity": "milestone_achieved", "kpi": "count", "value": "2",
-        "source_milestone_id": "m0",
-    })
+    definition["group"]["targets"].append(
+        {
+            "target_id": "streak",
+            "name": "Streak",
+            "activity": "milestone_achieved",
+            "kpi": "count",
+            "value": "2",
+            "source_milestone_id": "m0",
+        }
+    )
     return definition
 
 
-_RETURN = {"type": "return", "event_id": "r1", "customer_id": "c1", "event_time": WHEN, "return_id": "r1",
-           "bill_id": "b1", "scope": "line_items", "line_items": [{"line_id": "l1", "amount": "1"}]}
-_TRANSACTION = transaction("c1", "10", WHEN, 1, store_id="s1", zone_id="z1", concept_id="k1", till_id="t1",
-                           line_items=[{"line_id": "l1", "sku": "sku1", "category": "cat1", "gross_amount": "10"}])
-_ENROLMENT = {"type": "enrolment", "event_id": "e1", "customer_id": "c1", "event_time": WHEN, "milestone_id": "m1",
-              "targets": [{"target_id": "spend", "value": "100"}]}
+_RETURN = {
+    "type": "return",
+    "event_id": "r1",
+    "customer_id": "c1",
+    "event_time": WHEN,
+    "return_id": "r1",
+    "bill_id": "b1",
+    "scope": "line_items",
+    "line_items": [{"line_id": "l1", "amount": "1"}],
+}
+_TRANSACTION = transaction(
+    "c1",
+    "10",
+    WHEN,
+    1,
+    store_id="s1",
+    zone_id="z1",
+    concept_id="k1",
+    till_id="t1",
+    line_items=[{"line_id": "l1", "sku": "sku1", "category": "cat1", "gross_amount": "10"}],
+)
+_ENROLMENT = {
+    "type": "enrolment",
+    "event_id": "e1",
+    "customer_id": "c1",
+    "event_time": WHEN,
+    "milestone_id": "m1",
+    "targets": [{"target_id": "spend", "value": "100"}],
+}
 _SERIES = series("s1", programs=["p1"], promote_to_program_id="p2")
 
 # (document, path to an id in it): every kind of id of every input model.
@@ -72,10 +101,20 @@ ID_FIELDS = [
     (_RETURN, ("return_id",)),
     (_RETURN, ("bill_id",)),
     (_RETURN, ("line_items", 0, "line_id")),
-    ({"type": "behavioural_event", "event_id": "b1", "customer_id": "c1", "event_time": WHEN, "name": "visit"},
-     ("customer_id",)),
-    ({"type": "customer_activity", "event_id": "a1", "customer_id": "c1", "event_time": WHEN, "activity": "referral"},
-     ("event_id",)),
+    (
+        {"type": "behavioural_event", "event_id": "b1", "customer_id": "c1", "event_time": WHEN, "name": "visit"},
+        ("customer_id",),
+    ),
+    (
+        {
+            "type": "customer_activity",
+            "event_id": "a1",
+            "customer_id": "c1",
+            "event_time": WHEN,
+            "activity": "referral",
+        },
+        ("event_id",),
+    ),
     (ledger("c1", "5", WHEN, source="adjustment"), ("entry_id",)),
     (ledger("c1", "5", WHEN, source="adjustment"), ("actor",)),
     (_ENROLMENT, ("milestone_id",)),
@@ -95,10 +134,26 @@ ID_FIELDS = [
     (_definition(), ("group", "targets", 0, "scope", "concepts", 0)),
     ({"type": "organisation_settings", "org_id": "o1"}, ("org_id",)),
     ({"type": "milestone_status", "milestone_id": "m1", "active": False}, ("milestone_id",)),
-    ({"type": "milestone_clone", "milestone_id": "m2", "source_milestone_id": "m1", "name": "Copy",
-      "enrolment": {"method": "specific", "customers": ["c1"]}}, ("source_milestone_id",)),
-    ({"type": "milestone_clone", "milestone_id": "m2", "source_milestone_id": "m1", "name": "Copy",
-      "enrolment": {"method": "specific", "customers": ["c1"]}}, ("enrolment", "customers", 0)),
+    (
+        {
+            "type": "milestone_clone",
+            "milestone_id": "m2",
+            "source_milestone_id": "m1",
+            "name": "Copy",
+            "enrolment": {"method": "specific", "customers": ["c1"]},
+        },
+        ("source_milestone_id",),
+    ),
+    (
+        {
+            "type": "milestone_clone",
+            "milestone_id": "m2",
+            "source_milestone_id": "m1",
+            "name": "Copy",
+            "enrolment": {"method": "specific", "customers": ["c1"]},
+        },
+        ("enrolment", "customers", 0),
+    ),
     (_SERIES, ("series_id",)),
     (_SERIES, ("org_id",)),
     (_SERIES, ("program_ids", 0)),

@@ -46,15 +46,31 @@ def test_duplicate_line_ids_are_rejected():
 
 
 def test_return_scope_must_match_lines():
-    base = {"type": "return", "event_id": "r1", "customer_id": "c1", "event_time": WHEN, "return_id": "r1", "bill_id": "b1"}
+    base = {
+        "type": "return",
+        "event_id": "r1",
+        "customer_id": "c1",
+        "event_time": WHEN,
+        "return_id": "r1",
+        "bill_id": "b1",
+    }
     with pytest.raises(ValidationError, match="at least one"):
         Return.model_validate({**base, "scope": "line_items"})
     assert Return.model_validate({**base, "scope": "bill"}).scope == "bill"
 
 
 def test_manual_adjustment_needs_reason_and_actor():
-    base = {"type": "ledger_entry", "event_id": "l1", "customer_id": "c1", "event_time": WHEN, "entry_id": "l1", "amount": "50"}
+    base = {
+        "type": "ledger_entry",
+        "event_id": "l1",
+        "customer_id": "c1",
+        "event_time": WHEN,
+        "entry_id": "l1",
+        "amount": "50",
+    }
     with pytest.raises(ValidationError, match="reason"):
         LedgerEntry.model_validate({**base, "source": "adjustment"})
-    entry = LedgerEntry.model_validate({**base, "source": "adjustment", "reason": "missed action", "actor": "ops@brand"})
+    entry = LedgerEntry.model_validate(
+        {**base, "source": "adjustment", "reason": "missed action", "actor": "ops@brand"}
+    )
     assert entry.amount == Decimal("50")

@@ -25,8 +25,10 @@ DECODER = Decoder(ALL_INPUT_MODELS, 1_000_000)
 TIMESTAMP_FIELDS = [
     (transaction("c1", "10", WHEN, 1), ("event_time",)),
     (transaction("c1", "10", WHEN, 1, recorded_at=WHEN), ("recorded_at",)),
-    ({"type": "enrolment", "event_id": "e1", "customer_id": "c1", "event_time": WHEN, "milestone_id": "m1"},
-     ("event_time",)),
+    (
+        {"type": "enrolment", "event_id": "e1", "customer_id": "c1", "event_time": WHEN, "milestone_id": "m1"},
+        ("event_time",),
+    ),
     (monthly_gross_definition("m1"), ("starts_at",)),
     (monthly_gross_definition("m1"), ("ends_at",)),
     (series("s1", ends_at="2030-01-01T00:00:00Z"), ("starts_at",)),
@@ -34,7 +36,8 @@ TIMESTAMP_FIELDS = [
     ({"type": "close_tick", "now": WHEN}, ("now",)),
 ]
 _CUSTOM = monthly_gross_definition(
-    "m1", cycles={"kind": "custom", "periods": [{"start": "2024-02-01", "end": "2024-02-10"}]})
+    "m1", cycles={"kind": "custom", "periods": [{"start": "2024-02-01", "end": "2024-02-10"}]}
+)
 DATE_FIELDS = [
     (monthly_gross_definition("m1"), ("cycles", "start_date")),
     (_CUSTOM, ("cycles", "periods", 0, "start")),
@@ -42,8 +45,14 @@ DATE_FIELDS = [
 ]
 
 NOT_ISO = [1700000000, "1700000000", 1.7e9, "1700000000.5", True, "yesterday", "05/01/2024 10:00+05:30"]
-OUT_OF_RANGE = ["9999-12-31T23:59:59Z", "9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+05:00",
-                "1969-12-31T23:59:59Z", "2200-01-01T00:00:00Z", "2200-01-01T06:00:00+05:30"]
+OUT_OF_RANGE = [
+    "9999-12-31T23:59:59Z",
+    "9999-12-31T23:59:59-05:00",
+    "0001-01-01T00:00:00+05:00",
+    "1969-12-31T23:59:59Z",
+    "2200-01-01T00:00:00Z",
+    "2200-01-01T06:00:00+05:30",
+]
 
 
 def _with(document: dict[str, Any], path: tuple, value: Any) -> dict[str, Any]:
@@ -90,16 +99,26 @@ def test_a_timestamp_needs_a_timezone(document, path):
     assert "timezone" in _rejection(_with(document, path, "2024-01-05T10:00:00")).detail
 
 
-@pytest.mark.parametrize("value", ["1970-01-01T00:00:00Z", "1970-01-01T05:30:00+05:30", "2199-12-31T23:59:59.999999Z",
-                                   "2024-01-05 10:00:00+05:30", "2024-01-05T10:00+05:30"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "1970-01-01T00:00:00Z",
+        "1970-01-01T05:30:00+05:30",
+        "2199-12-31T23:59:59.999999Z",
+        "2024-01-05 10:00:00+05:30",
+        "2024-01-05T10:00+05:30",
+    ],
+)
 def test_iso_timestamps_at_the_ends_of_the_range_are_accepted(value):
     event = DECODER.decode(dumps(transaction("c1", "10", value, 1)))
     assert event.event_time == datetime.fromisoformat(value)  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("document, path", DATE_FIELDS, ids=_ids(DATE_FIELDS))
-@pytest.mark.parametrize("value", [20240201, "20240201", "2024-02-01T00:00:00Z", 1706745600, "9999-01-01",
-                                   "0001-01-01", "1969-12-31", "2200-01-01"])
+@pytest.mark.parametrize(
+    "value",
+    [20240201, "20240201", "2024-02-01T00:00:00Z", 1706745600, "9999-01-01", "0001-01-01", "1969-12-31", "2200-01-01"],
+)
 def test_dates_are_iso_days_within_the_range(document, path, value):
     detail = _rejection(_with(document, path, value)).detail
     assert f"{path[-1]}: must be " in detail
@@ -108,13 +127,17 @@ def test_dates_are_iso_days_within_the_range(document, path, value):
 def test_a_definition_near_the_end_of_the_range_computes_its_cycles(driver):
     """The bound leaves room for the cycle arithmetic: 100 yearly cycles from 2199 do not overflow."""
     definition = monthly_gross_definition(
-        "m-far", timezone="Pacific/Kiritimati", starts_at="2199-01-01T00:00:00+14:00", ends_at="2199-12-31T00:00:00Z",
+        "m-far",
+        timezone="Pacific/Kiritimati",
+        starts_at="2199-01-01T00:00:00+14:00",
+        ends_at="2199-12-31T00:00:00Z",
         cycles={"kind": "calendar", "frequency": "yearly", "start_date": "2199-01-01", "count": 100},
         settings={"buffer_days": 90},
     )
     assert driver.pipe("definitions", "m-far", definition, timestamp=at("2199-01-01T00:00:00Z")).outcome == "applied"
-    processed = driver.pipe("transactions", "c1", transaction("c1", "6000", "2199-06-01T00:00:00Z", 1),
-                            timestamp=at("2199-06-01T00:00:00Z"))
+    processed = driver.pipe(
+        "transactions", "c1", transaction("c1", "6000", "2199-06-01T00:00:00Z", 1), timestamp=at("2199-06-01T00:00:00Z")
+    )
     assert processed.outcome == "applied"
     (award,) = driver.read("promotions")
     assert award["cycle"]["end"] == "2199-12-31T10:00:00.000000Z"

@@ -77,8 +77,13 @@ def test_unicode_keys(store):
 
 def test_only_state_keys_are_accepted(store):
     """No caller can reach the store with a string it built, such as ``customer + "\\x00outbox"``."""
-    for call in (lambda: store.get("c1"), lambda: store.put("c1", {}), lambda: store.delete("c1"),
-                 lambda: store.put(b"c:c1", {}), lambda: list(store.keys("c"))):
+    for call in (
+        lambda: store.get("c1"),
+        lambda: store.put("c1", {}),
+        lambda: store.delete("c1"),
+        lambda: store.put(b"c:c1", {}),
+        lambda: list(store.keys("c")),
+    ):
         with pytest.raises(TypeError):
             call()
     with pytest.raises(TypeError):
@@ -88,12 +93,34 @@ def test_only_state_keys_are_accepted(store):
 # Ids an attacker might try: the old internal suffixes and prefixes, every tag, NUL, separators,
 # ids that are prefixes of one another, a lone surrogate.
 TAGS = [namespace.value for namespace in Namespace]
-HOSTILE_IDS = list(dict.fromkeys([
-    "", "victim", "victim\x00outbox", "victim\x00", "\x00", "\x00close:0", "\x00close:0:2024-02-01T00:00:00Z|m1:0",
-    "\x00tick:0:0", ":", "::", "victim:", ":victim", "\udc80", "v" * 5000,
-    *(f"{tag}:" for tag in TAGS), *(f"{tag}:victim" for tag in TAGS), *(f"{tag}\x00victim" for tag in TAGS), *TAGS,
-    "0", "0:2024-02-01T00:00:00Z|m1", "0:2024-02-01T00:00:00Z|m1:0", "0:0",
-]))
+HOSTILE_IDS = list(
+    dict.fromkeys(
+        [
+            "",
+            "victim",
+            "victim\x00outbox",
+            "victim\x00",
+            "\x00",
+            "\x00close:0",
+            "\x00close:0:2024-02-01T00:00:00Z|m1:0",
+            "\x00tick:0:0",
+            ":",
+            "::",
+            "victim:",
+            ":victim",
+            "\udc80",
+            "v" * 5000,
+            *(f"{tag}:" for tag in TAGS),
+            *(f"{tag}:victim" for tag in TAGS),
+            *(f"{tag}\x00victim" for tag in TAGS),
+            *TAGS,
+            "0",
+            "0:2024-02-01T00:00:00Z|m1",
+            "0:2024-02-01T00:00:00Z|m1:0",
+            "0:0",
+        ]
+    )
+)
 
 
 def test_namespaces_are_disjoint_for_hostile_ids(store):
@@ -108,7 +135,8 @@ def test_namespaces_are_disjoint_for_hostile_ids(store):
         store.delete(Namespace.CUSTOMER.key(i))
     assert list(store.keys(Namespace.CUSTOMER)) == []
     assert {k: store.get(k) for k in documents if k.namespace != Namespace.CUSTOMER} == {
-        k: d for k, d in documents.items() if k.namespace != Namespace.CUSTOMER}
+        k: d for k, d in documents.items() if k.namespace != Namespace.CUSTOMER
+    }
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Iterator
 from types import ModuleType
-from typing import Iterator
 
 import pytest
+
 
 def load_local_kafka() -> ModuleType:
     """``deploy/local_kafka.py``, which starts and stops the local broker."""

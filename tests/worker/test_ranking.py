@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from milestream.pipeline.series import SeriesStage, TopLifetimePoints
 from milestream.settings import Settings

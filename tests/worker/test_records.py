@@ -17,8 +17,9 @@ CREATE_TIME, LOG_APPEND_TIME = 0, 1
 
 
 def consumer_record(timestamp_ms: int | None, timestamp_type: int = CREATE_TIME) -> ConsumerRecord:
-    return ConsumerRecord("milestream.transactions", 3, 1234, timestamp_ms, timestamp_type, b"cust-42", b"{}",
-                          None, 7, 2, [])
+    return ConsumerRecord(
+        "milestream.transactions", 3, 1234, timestamp_ms, timestamp_type, b"cust-42", b"{}", None, 7, 2, []
+    )
 
 
 def as_faust_message(record: ConsumerRecord):

@@ -13,8 +13,9 @@ business: the pipeline's close index (``pipeline/close_index.py``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
-from typing import Any, Iterator
+from typing import Any
 
 from .core import Engine, Result
 from .cycles import next_window
@@ -33,8 +34,9 @@ def due_closes(engine: Engine, state: dict[str, Any]) -> Iterator[tuple[datetime
                 yield datetime.fromisoformat(cycle["e"]) + buffer, milestone_id, int(index)
 
 
-def close_due(engine: Engine, state: dict[str, Any], customer_id: str, now: datetime,
-              milestone_id: str | None = None) -> Result:
+def close_due(
+    engine: Engine, state: dict[str, Any], customer_id: str, now: datetime, milestone_id: str | None = None
+) -> Result:
     """Close every cycle of this customer (of one milestone, if given) that is due at ``now``."""
     result = Result()
     for due, mid, index in sorted(due_closes(engine, state)):
@@ -52,6 +54,7 @@ def close_due(engine: Engine, state: dict[str, Any], customer_id: str, now: date
             if not compiled.settings.award_when_target_achieved:
                 # End-of-cycle award mode: sub-targets reached in the cycle take effect now.
                 result.outputs += engine.deferred_sub_target_events(compiled, ms, cycle, window, customer_id)
+            assert window.end is not None  # only a cycle with an end is ever due
             result.outputs.append(engine.close_event(compiled, ms, cycle, window, customer_id, window.end, "cycle-end"))
         anchor = datetime.fromisoformat(ms["an"]) if "an" in ms else None
         following = next_window(compiled.definition, window, anchor)

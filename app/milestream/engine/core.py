@@ -39,18 +39,19 @@ the past can be filled in later by replaying the input topics into that mileston
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, Decimal
-from typing import Any, Iterable, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from ..schemas.base import utc_iso
 from ..schemas.codec import Rejected
 from ..schemas.definitions import (
+    WHOLE_NUMBER_KPIS,
     Activity,
     CalendarCycles,
     CustomCycles,
-    WHOLE_NUMBER_KPIS,
     Kpi,
     RollingCycles,
     SubTarget,
@@ -167,8 +168,16 @@ class Engine:
         enrol_by_performance(self, state, event.customer_id, event.event_time, recorded, cause, result)
         return result
 
-    def _track_achievements(self, state: dict[str, Any], org_id: str, customer_id: str, recorded: datetime,
-                            cause: str, result: Result, done: int = 0) -> None:
+    def _track_achievements(
+        self,
+        state: dict[str, Any],
+        org_id: str,
+        customer_id: str,
+        recorded: datetime,
+        cause: str,
+        result: Result,
+        done: int = 0,
+    ) -> None:
         """Feed each milestone reached (from ``result.achieved[done]`` on) to the milestones that
         count its achievements, level by level."""
         for _ in range(MAX_TRACKING_DEPTH):
@@ -204,8 +213,11 @@ class Engine:
             targets = {t.target_id for t in compiled.targets}
             unknown = sorted(set(event.initial_balance) - targets)
             if unknown:
-                raise Rejected("invalid_enrolment", f"initial_balance: milestone {mid!r} has no target "
-                                                    f"{unknown[0]!r} (its targets: {', '.join(sorted(targets))})")
+                raise Rejected(
+                    "invalid_enrolment",
+                    f"initial_balance: milestone {mid!r} has no target "
+                    f"{unknown[0]!r} (its targets: {', '.join(sorted(targets))})",
+                )
         if event.cycle is None:
             return None
         if compiled is None:
@@ -213,11 +225,15 @@ class Engine:
         definition = compiled.definition
         window = named_window(definition, event.cycle)
         if window is None:
-            raise Rejected("invalid_enrolment", f"milestone {mid!r} has no cycle {event.cycle!r} "
-                                                f"(the name of a calendar or custom cycle, or #<n>)")
+            raise Rejected(
+                "invalid_enrolment",
+                f"milestone {mid!r} has no cycle {event.cycle!r} (the name of a calendar or custom cycle, or #<n>)",
+            )
         if window.end is not None and window.end <= event.event_time:
-            raise Rejected("invalid_enrolment", f"cycle {event.cycle!r} of {mid!r} ended at "
-                                                f"{utc_iso(window.end)}, before the enrolment")
+            raise Rejected(
+                "invalid_enrolment",
+                f"cycle {event.cycle!r} of {mid!r} ended at {utc_iso(window.end)}, before the enrolment",
+            )
         if window.start < definition.starts_at:
             window = Window(window.index, window.name, definition.starts_at, window.end)
         return window
@@ -237,8 +253,9 @@ class Engine:
         self.open_cycle(compiled, ms, window, result, indexed=True)
         return True
 
-    def _enrol(self, state: dict[str, Any], event: Enrolment, window: Window | None, cause: str,
-               result: Result) -> None:
+    def _enrol(
+        self, state: dict[str, Any], event: Enrolment, window: Window | None, cause: str, result: Result
+    ) -> None:
         if not self.registry.in_org(event.milestone_id, event.org_id):
             return  # another organisation's milestone (the pipeline dead-letters such an enrolment)
         ms = state.setdefault("m", {}).setdefault(event.milestone_id, {})
@@ -274,8 +291,11 @@ class Engine:
                     continue
                 if c.get("i"):
                     kept[k] = {**c, "t": {}} if reset else c
-                elif not (compiled.settings.track_from_enrolment or reset
-                          or (c.get("e") and datetime.fromisoformat(c["e"]) <= starts)):
+                elif not (
+                    compiled.settings.track_from_enrolment
+                    or reset
+                    or (c.get("e") and datetime.fromisoformat(c["e"]) <= starts)
+                ):
                     kept[k] = c
             ms["c"] = kept
         if window is not None:
@@ -293,8 +313,9 @@ class Engine:
                 # Mid-cycle enrolment counts the activity already in the cycle (the spec's default).
                 self._evaluate(compiled, ms, cycle, cycle_window, event.customer_id, event.event_time, cause, result)
 
-    def _set_initial_balance(self, compiled: Compiled, ms: dict[str, Any], event: Enrolment,
-                             window: Window | None) -> None:
+    def _set_initial_balance(
+        self, compiled: Compiled, ms: dict[str, Any], event: Enrolment, window: Window | None
+    ) -> None:
         """Put the enrolment's initial balance in the cycle it enrols into (the named one, else the
         current one); a milestone whose cycles start per customer keeps it for its next cycle."""
         ms.pop("ib", None)
@@ -308,8 +329,11 @@ class Engine:
             current = fixed_window_from(compiled.definition, max(event.event_time, compiled.definition.starts_at))
             cycle = ms.get("c", {}).get(str(current.index)) if current is not None else None
         else:
-            running = [c for c in ms.get("c", {}).values() if c.get("e") is None or
-                       datetime.fromisoformat(c["e"]) > event.event_time]
+            running = [
+                c
+                for c in ms.get("c", {}).values()
+                if c.get("e") is None or datetime.fromisoformat(c["e"]) > event.event_time
+            ]
             cycle = running[0] if running else None
         if cycle is None:
             ms["ib"] = balance
@@ -332,16 +356,21 @@ class Engine:
         return compiled.definition.enrolment.method != "all" and not compiled.settings.track_from_enrolment
 
     # ------------------------------------------------------------------ cycles
-    def open_cycle(self, compiled: Compiled, ms: dict[str, Any], window: Window, result: Result, *,
-               indexed: bool) -> dict[str, Any]:
+    def open_cycle(
+        self, compiled: Compiled, ms: dict[str, Any], window: Window, result: Result, *, indexed: bool
+    ) -> dict[str, Any]:
         """The customer's progress in a cycle, created on first use; ``indexed`` asks for its close."""
         cycles = ms.setdefault("c", {})
         key = str(window.index)
-        cycle = cycles.get(key)
+        cycle: dict[str, Any] | None = cycles.get(key)
         if cycle is None:
-            cycle = cycles[key] = {
-                "s": utc_iso(window.start), "e": utc_iso(window.end) if window.end else None, "t": {}, "f": [],
+            opened: dict[str, Any] = {
+                "s": utc_iso(window.start),
+                "e": utc_iso(window.end) if window.end else None,
+                "t": {},
+                "f": [],
             }
+            cycle = cycles[key] = opened
             targets = {t.target_id for t in compiled.targets}
             for target_id, value in ms.pop("ib", {}).items():  # the balance enrolled with
                 if target_id in targets:  # checked at enrolment unless the milestone was not defined yet
@@ -360,14 +389,18 @@ class Engine:
 
     def cycle_window(self, compiled: Compiled, index: int, cycle: dict[str, Any]) -> Window:
         end = cycle.get("e")
-        return Window(index, period_name(compiled.definition, index), datetime.fromisoformat(cycle["s"]),
-                      datetime.fromisoformat(end) if end else None)
+        return Window(
+            index,
+            period_name(compiled.definition, index),
+            datetime.fromisoformat(cycle["s"]),
+            datetime.fromisoformat(end) if end else None,
+        )
 
     def _apply_to_milestone(
         self,
         state: dict[str, Any],
         compiled: Compiled,
-        event: InputEvent,
+        event: InputEvent | MilestoneAchieved,
         recorded: datetime,
         cause: str,
         result: Result,
@@ -381,15 +414,20 @@ class Engine:
         enrolled = self.is_enrolled(compiled, ms, event.customer_id)
         if not enrolled and not self.tracks_before_enrolment(compiled):
             return
-        if enrolled and compiled.settings.track_from_enrolment and ms.get("ena") \
-                and moment < datetime.fromisoformat(ms["ena"]):
+        if (
+            enrolled
+            and compiled.settings.track_from_enrolment
+            and ms.get("ena")
+            and moment < datetime.fromisoformat(ms["ena"])
+        ):
             return
         if enrolled and ms.get("fr") and moment < datetime.fromisoformat(ms["fr"]):
             return  # enrolled into a later cycle: nothing before it counts
         contributions = [
+            # An internal milestone-achieved event carries the fields measure() reads for its activity.
             (target, value)
             for target in compiled.targets
-            if (value := measure(target, event)) is not None
+            if (value := measure(target, cast(InputEvent, event))) is not None
         ]
         if not contributions:
             return
@@ -401,7 +439,15 @@ class Engine:
             # Late: recorded after the cycle's buffer, or the cycle was already closed.
             if recorded >= deadline or window.index <= ms.get("cl", 0):
                 result.late.append(
-                    LateEvent(definition.milestone_id, event.customer_id, event.event_id, window.index, moment, recorded, window.end)
+                    LateEvent(
+                        definition.milestone_id,
+                        event.customer_id,
+                        event.event_id,
+                        window.index,
+                        moment,
+                        recorded,
+                        window.end,
+                    )
                 )
                 return
         milestones[definition.milestone_id] = ms
@@ -479,8 +525,17 @@ class Engine:
             achieved_value = progress_value(standing, accumulation(target.kpi))
             defined = self.defined_value(compiled, ms, target, index)
             has_target = self.has_defined_value(ms, target, index)
-            progress.append(Progress(target, achieved_value, defined, has_target and achieved_value >= defined,
-                                     has_target, target is overall, _dec(standing.get("b"))))
+            progress.append(
+                Progress(
+                    target,
+                    achieved_value,
+                    defined,
+                    has_target and achieved_value >= defined,
+                    has_target,
+                    target is overall,
+                    _dec(standing.get("b")),
+                )
+            )
         return progress
 
     def group_status(self, compiled: Compiled, progress: list[Progress]) -> tuple[Decimal, Decimal, bool]:
@@ -519,9 +574,20 @@ class Engine:
                     fired.append(key)
                     emit(
                         self._event(
-                            compiled, customer_id, window, "sub_target", target.target_id, target.name,
-                            achieved_value, defined, statuses, moment, cause,
-                            trigger=f"sub_target:{sub.name}", triggers=[sub.name], sub_value=sub_value,
+                            compiled,
+                            customer_id,
+                            window,
+                            "sub_target",
+                            target.target_id,
+                            target.name,
+                            achieved_value,
+                            defined,
+                            statuses,
+                            moment,
+                            cause,
+                            trigger=f"sub_target:{sub.name}",
+                            triggers=[sub.name],
+                            sub_value=sub_value,
                         )
                     )
             key = f"ach:{target.target_id}"
@@ -529,9 +595,19 @@ class Engine:
                 fired.append(key)
                 emit(
                     self._event(
-                        compiled, customer_id, window, "achievement", target.target_id, target.name,
-                        achieved_value, defined, statuses, moment, cause,
-                        trigger="achievement", triggers=[target.name],
+                        compiled,
+                        customer_id,
+                        window,
+                        "achievement",
+                        target.target_id,
+                        target.name,
+                        achieved_value,
+                        defined,
+                        statuses,
+                        moment,
+                        cause,
+                        trigger="achievement",
+                        triggers=[target.name],
                     )
                 )
         group_achieved, group_defined, reached = self.group_status(compiled, statuses)
@@ -539,9 +615,19 @@ class Engine:
             fired.append(f"ach:{GROUP}")
             emit(
                 self._event(
-                    compiled, customer_id, window, "achievement", GROUP, definition.name,
-                    group_achieved, group_defined, statuses, moment, cause,
-                    trigger="achievement", triggers=[definition.name],
+                    compiled,
+                    customer_id,
+                    window,
+                    "achievement",
+                    GROUP,
+                    definition.name,
+                    group_achieved,
+                    group_defined,
+                    statuses,
+                    moment,
+                    cause,
+                    trigger="achievement",
+                    triggers=[definition.name],
                 )
             )
         if not was_reached and headline_key in fired:
@@ -578,9 +664,19 @@ class Engine:
                 if f"sub:{status.target.target_id}:{sub.name}" in cycle["f"]:
                     events.append(
                         self._event(
-                            compiled, customer_id, window, "sub_target", status.target.target_id, status.target.name,
-                            status.achieved, status.defined, statuses, window.end or window.start, "cycle-end",
-                            trigger=f"sub_target:{sub.name}", triggers=[sub.name],
+                            compiled,
+                            customer_id,
+                            window,
+                            "sub_target",
+                            status.target.target_id,
+                            status.target.name,
+                            status.achieved,
+                            status.defined,
+                            statuses,
+                            window.end or window.start,
+                            "cycle-end",
+                            trigger=f"sub_target:{sub.name}",
+                            triggers=[sub.name],
                             sub_value=self.sub_target_value(ms, status.target, sub, status.defined),
                         )
                     )
@@ -604,9 +700,19 @@ class Engine:
         else:
             achieved_value, defined, _ = self.group_status(compiled, statuses)
         return self._event(
-            compiled, customer_id, window, "cycle_close", compiled.headline_id, compiled.headline_name,
-            achieved_value, defined, statuses, occurred_at, cause,
-            trigger="cycle_close", triggers=[],
+            compiled,
+            customer_id,
+            window,
+            "cycle_close",
+            compiled.headline_id,
+            compiled.headline_name,
+            achieved_value,
+            defined,
+            statuses,
+            occurred_at,
+            cause,
+            trigger="cycle_close",
+            triggers=[],
         )
 
     def _event(
@@ -631,8 +737,9 @@ class Engine:
         return {
             "type": "milestone_event",
             "schema_version": 1,
-            "event_id": milestone_event_id(definition.milestone_id, target_id, customer_id, window.index, trigger,
-                                           definition.org_id),
+            "event_id": milestone_event_id(
+                definition.milestone_id, target_id, customer_id, window.index, trigger, definition.org_id
+            ),
             "kind": kind,
             "customer_id": customer_id,
             "org_id": definition.org_id,

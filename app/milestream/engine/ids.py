@@ -18,8 +18,9 @@ def event_id(*parts: object) -> str:
     return str(uuid.UUID(bytes=digest[:16], version=5))
 
 
-def milestone_event_id(milestone_id: str, target_id: str, customer_id: str, cycle: int, trigger: str,
-                       org_id: str = DEFAULT_ORG) -> str:
+def milestone_event_id(
+    milestone_id: str, target_id: str, customer_id: str, cycle: int, trigger: str, org_id: str = DEFAULT_ORG
+) -> str:
     """Id of an achievement / sub-target / cycle-close event: at most one per cause.
     Another organisation's customer of the same id gets other ids (the default organisation's stay as they were)."""
     tenant = () if org_id == DEFAULT_ORG else (org_id,)

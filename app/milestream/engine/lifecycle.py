@@ -28,7 +28,16 @@ from .registry import Registry
 
 # What the clone command itself gives, so its changes may not.
 _CLONE_GIVEN = ("type", "schema_version", "milestone_id", "name", "description", "enrolment")
-_TARGET_IMMUTABLE = ("activity", "level", "kpi", "event_name", "field", "currency", "currency_kind", "source_milestone_id")
+_TARGET_IMMUTABLE = (
+    "activity",
+    "level",
+    "kpi",
+    "event_name",
+    "field",
+    "currency",
+    "currency_kind",
+    "source_milestone_id",
+)
 
 
 def status(definition: MilestoneDefinition, now: datetime) -> tuple[str, str]:
@@ -59,7 +68,8 @@ def check_edit(before: MilestoneDefinition, after: MilestoneDefinition) -> None:
         for sub in new.sub_targets:
             if sub.name in old_subs and old_subs[sub.name] != sub.criterion:
                 raise _invalid(
-                    f"target {old.name!r}: sub-target {sub.name!r} keeps its criterion ({old_subs[sub.name]}); only the amount can change"
+                    f"target {old.name!r}: sub-target {sub.name!r} keeps its criterion ({old_subs[sub.name]}); "
+                    "only the amount can change"
                 )
 
 
@@ -113,8 +123,10 @@ def cloned_definition(source: MilestoneDefinition, item: MilestoneClone) -> Mile
     """The clone's definition: the source with the command's changes, validated as a new definition."""
     given = sorted(set(item.changes) & set(_CLONE_GIVEN))
     if given:
-        raise _invalid(f"clone of {item.source_milestone_id}: changes may not set {', '.join(given)} "
-                       f"(the clone command gives them)")
+        raise _invalid(
+            f"clone of {item.source_milestone_id}: changes may not set {', '.join(given)} "
+            f"(the clone command gives them)"
+        )
     original = {**source.model_dump(mode="json", by_alias=True), "active": True}
     data: dict[str, Any] = merge_patch(original, item.changes)
     data.update(milestone_id=item.milestone_id, name=item.name, enrolment=item.enrolment.model_dump(mode="json"))
@@ -144,8 +156,10 @@ def _existing(registry: Registry, milestone_id: str, role: str = "milestone") ->
 
 def _name_taken(registry: Registry, name: str, milestone_id: str, org_id: str) -> bool:
     """Names are unique within an organisation (the spec); milestone ids across all of them (one definitions topic)."""
-    return any(c.definition.name == name and c.definition.org_id == org_id and mid != milestone_id
-               for mid, c in registry.milestones.items())
+    return any(
+        c.definition.name == name and c.definition.org_id == org_id and mid != milestone_id
+        for mid, c in registry.milestones.items()
+    )
 
 
 def apply_command(registry: Registry, item: BaseModel, now: datetime) -> MilestoneDefinition | None:
@@ -159,8 +173,10 @@ def apply_command(registry: Registry, item: BaseModel, now: datetime) -> Milesto
             if current.definition == item:
                 return None  # our own republished snapshot, or a repeated edit
             if current.definition.org_id != item.org_id:
-                raise _invalid(f"milestone id {item.milestone_id!r} is taken by organisation "
-                               f"{current.definition.org_id!r} (milestone ids are unique across organisations)")
+                raise _invalid(
+                    f"milestone id {item.milestone_id!r} is taken by organisation "
+                    f"{current.definition.org_id!r} (milestone ids are unique across organisations)"
+                )
             check_edit(current.definition, item)
         _put_checked(registry, item)
         return None

@@ -69,7 +69,7 @@ def activity_of(event: Any) -> Activity | None:
         return Activity.MILESTONE_ACHIEVED
     if isinstance(event, CustomerActivity):
         return Activity(event.activity.value)
-    return EVENT_ACTIVITY.get(event.type)  # type: ignore[attr-defined]
+    return EVENT_ACTIVITY.get(event.type)
 
 
 def in_scope(target: Target, event: Any) -> bool:
@@ -166,5 +166,5 @@ def measure(target: Target, event: InputEvent) -> Decimal | None:
         if getattr(event, "milestone_id", None) != target.source_milestone_id:
             return None
         # A streak accumulates which of the tracked milestone's cycles were achieved.
-        return Decimal(event.cycle) if target.kpi == Kpi.STREAK else ONE
+        return Decimal(event.cycle) if target.kpi == Kpi.STREAK else ONE  # type: ignore[attr-defined]
     return None

@@ -30,9 +30,10 @@ enrolled milestone's id.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from ..schemas.base import utc_iso
 from ..schemas.codec import Rejected
@@ -45,19 +46,21 @@ if TYPE_CHECKING:
     from .core import Engine, Result
 
 
-def performance_of(engine: Engine, compiled: Compiled, ms: dict[str, Any], cycle: dict[str, Any],
-                   index: int) -> tuple[dict[str, Decimal], list[str]]:
+def performance_of(
+    engine: Engine, compiled: Compiled, ms: dict[str, Any], cycle: dict[str, Any], index: int
+) -> tuple[dict[str, Decimal], list[str]]:
     """A cycle's achieved value per target (and targets met, for a group), and what was achieved."""
     statuses = engine._progress(compiled, ms, cycle, index)
     values = {status.target.target_id: status.achieved for status in statuses}
     if not compiled.single_target:
         values[GROUP] = engine.group_status(compiled, statuses)[0]
-    achieved = [key[len("ach:"):] for key in cycle.get("f", ()) if key.startswith("ach:")]
+    achieved = [key[len("ach:") :] for key in cycle.get("f", ()) if key.startswith("ach:")]
     return values, achieved
 
 
-def remember_closed_cycle(engine: Engine, compiled: Compiled, ms: dict[str, Any], cycle: dict[str, Any],
-                          window: Window) -> None:
+def remember_closed_cycle(
+    engine: Engine, compiled: Compiled, ms: dict[str, Any], cycle: dict[str, Any], window: Window
+) -> None:
     """Keep what an enrolled customer achieved in a cycle that closes, for performance conditions."""
     values, achieved = performance_of(engine, compiled, ms, cycle, window.index)
     if not achieved and not any(values.values()):
@@ -73,8 +76,9 @@ def remember_closed_cycle(engine: Engine, compiled: Compiled, ms: dict[str, Any]
         del history[key]
 
 
-def _source_cycles(engine: Engine, source: Compiled, ms: dict[str, Any], customer_id: str,
-                   now: datetime) -> Iterator[tuple[int, datetime, datetime, dict[str, Decimal], list[str]]]:
+def _source_cycles(
+    engine: Engine, source: Compiled, ms: dict[str, Any], customer_id: str, now: datetime
+) -> Iterator[tuple[int, datetime, datetime, dict[str, Decimal], list[str]]]:
     """(index, start, end, values, achieved) of the customer's closed and open cycles in the source."""
     for key, closed in ms.get("h", {}).items():
         values = {target_id: Decimal(value) for target_id, value in closed["t"].items()}
@@ -95,8 +99,9 @@ def _in_time_factor(time_factor: TimeFactor, start: datetime, end: datetime, now
     return (before is None or start < before) and (after is None or end >= after)
 
 
-def qualifies(engine: Engine, condition: PerformanceCondition, state: dict[str, Any], customer_id: str,
-              now: datetime) -> bool:
+def qualifies(
+    engine: Engine, condition: PerformanceCondition, state: dict[str, Any], customer_id: str, now: datetime
+) -> bool:
     """Whether a customer meets a performance condition at ``now``."""
     source = engine.registry.milestones.get(condition.milestone_id)
     ms = state.get("m", {}).get(condition.milestone_id)
@@ -113,8 +118,15 @@ def qualifies(engine: Engine, condition: PerformanceCondition, state: dict[str, 
     return False
 
 
-def enrol_by_performance(engine: Engine, state: dict[str, Any], customer_id: str, moment: datetime,
-                         recorded: datetime, cause: str, result: Result) -> None:
+def enrol_by_performance(
+    engine: Engine,
+    state: dict[str, Any],
+    customer_id: str,
+    moment: datetime,
+    recorded: datetime,
+    cause: str,
+    result: Result,
+) -> None:
     """Enrol the customer into every milestone whose performance condition they now meet, and
     into the milestones those enrolments qualify them for, in turn."""
     candidates = engine.registry.by_performance
@@ -133,8 +145,13 @@ def enrol_by_performance(engine: Engine, state: dict[str, Any], customer_id: str
             # The source is of the milestone's organisation (a definition rule), and this state holds
             # only that organisation's milestones, so qualifying means same organisation.
             enrolment = Enrolment.model_construct(
-                event_id=f"performance:{definition.milestone_id}", customer_id=customer_id, event_time=moment,
-                milestone_id=definition.milestone_id, action="enrol", targets=[], org_id=definition.org_id,
+                event_id=f"performance:{definition.milestone_id}",
+                customer_id=customer_id,
+                event_time=moment,
+                milestone_id=definition.milestone_id,
+                action="enrol",
+                targets=[],
+                org_id=definition.org_id,
             )
             engine._enrol(state, enrolment, None, cause, result)  # the cycle running at that moment
             state["m"][definition.milestone_id]["pe"] = utc_iso(moment)
@@ -202,6 +219,9 @@ def check_performance(registry: Registry, definition: MilestoneDefinition) -> No
     for compiled in registry.milestones.values():
         dependent = compiled.definition
         upstream = dependent.enrolment.performance
-        if upstream is not None and upstream.milestone_id == definition.milestone_id \
-                and dependent.milestone_id != definition.milestone_id:
+        if (
+            upstream is not None
+            and upstream.milestone_id == definition.milestone_id
+            and dependent.milestone_id != definition.milestone_id
+        ):
             _check_reference(dependent, definition)

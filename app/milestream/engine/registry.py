@@ -20,7 +20,7 @@ class MilestoneSettings:
     award_when_target_achieved: bool
 
     @classmethod
-    def resolve(cls, org: OrganisationSettings, definition: MilestoneDefinition) -> "MilestoneSettings":
+    def resolve(cls, org: OrganisationSettings, definition: MilestoneDefinition) -> MilestoneSettings:
         values = {name: getattr(org, name) for name in cls.__dataclass_fields__}
         values.update(definition.settings.model_dump(exclude_none=True))
         return cls(**values)
@@ -40,7 +40,7 @@ class Compiled:
     windows: dict = field(default_factory=dict)  # local date -> fixed-calendar Window (a cache)
 
     @classmethod
-    def build(cls, definition: MilestoneDefinition, org: OrganisationSettings) -> "Compiled":
+    def build(cls, definition: MilestoneDefinition, org: OrganisationSettings) -> Compiled:
         group = definition.group
         single = len(group.targets) == 1 and group.overall is None
         return cls(
@@ -91,12 +91,15 @@ class Registry:
                 index.setdefault(activity, []).append(compiled)
         self._by_activity = index
         self.open_to_all = [
-            c for c in sorted(self.milestones.values(), key=lambda c: c.definition.milestone_id)
-            if c.definition.active and c.definition.enrolment.method == "all"
+            c
+            for c in sorted(self.milestones.values(), key=lambda c: c.definition.milestone_id)
+            if c.definition.active
+            and c.definition.enrolment.method == "all"
             and c.definition.cycles.kind in ("calendar", "custom")
         ]
         self.by_performance = [
-            c for c in sorted(self.milestones.values(), key=lambda c: c.definition.milestone_id)
+            c
+            for c in sorted(self.milestones.values(), key=lambda c: c.definition.milestone_id)
             if c.definition.active and c.definition.enrolment.method == "performance"
         ]
 

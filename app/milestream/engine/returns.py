@@ -67,8 +67,9 @@ class BillBook:
         self.registry = registry
 
     @staticmethod
-    def note_contribution(compiled: Compiled, cycle: int, contributions: list[tuple[Target, Decimal]],
-                          counted: dict[str, list[Any]]) -> None:
+    def note_contribution(
+        compiled: Compiled, cycle: int, contributions: list[tuple[Target, Decimal]], counted: dict[str, list[Any]]
+    ) -> None:
         """Add to ``counted`` (milestone -> [cycle, {target: value}]) what a bill counted towards."""
         if not adjusts_returns(compiled):
             return
@@ -83,8 +84,9 @@ class BillBook:
         bills: dict[str, Any] = state.setdefault("b", {})
         bills[event.bill_id] = {"t": utc_iso(event.event_time), "g": format(event.gross_amount, "f"), "m": counted}
         retention = timedelta(days=self._retention_days(counted))
-        expired = [bid for bid, bill in bills.items()
-                   if datetime.fromisoformat(bill["t"]) < event.event_time - retention]
+        expired = [
+            bid for bid, bill in bills.items() if datetime.fromisoformat(bill["t"]) < event.event_time - retention
+        ]
         if len(bills) - len(expired) > MAX_BILLS:
             by_age = sorted((b["t"], bid) for bid, b in bills.items() if bid not in expired)
             expired += [bid for _, bid in by_age[: len(bills) - len(expired) - MAX_BILLS]]
@@ -99,18 +101,24 @@ class BillBook:
         orgs = {self.registry.milestones[mid].definition.org_id for mid in counted if mid in self.registry.milestones}
         return max((self.registry.settings_for(org).bill_retention_days for org in orgs), default=400)
 
-    def apply_return(self, engine: "Engine", state: dict[str, Any], event: Return, result: "Result") -> None:
+    def apply_return(self, engine: Engine, state: dict[str, Any], event: Return, result: Result) -> None:
         """Carry the return's adjustment into the next cycle of every milestone the bill counted for."""
-        adjusting = [c for c in self.registry.listening(Activity.TRANSACTION.value, event.org_id)
-                     if adjusts_returns(c) and c.definition.active]
+        adjusting = [
+            c
+            for c in self.registry.listening(Activity.TRANSACTION.value, event.org_id)
+            if adjusts_returns(c) and c.definition.active
+        ]
         if not adjusting:
             return
         bill = state.get("b", {}).get(event.bill_id)
         if bill is None:
             if any(c.definition.starts_at <= event.event_time for c in adjusting):
                 reason = "bill_expired" if event.bill_id in state.get("xb", ()) else "bill_unknown"
-                result.unmatched.append(UnmatchedReturn(
-                    event.customer_id, event.event_id, event.return_id, event.bill_id, reason, event.event_time))
+                result.unmatched.append(
+                    UnmatchedReturn(
+                        event.customer_id, event.event_id, event.return_id, event.bill_id, reason, event.event_time
+                    )
+                )
             return
         applied = bill.setdefault("r", [])
         if event.return_id in applied:  # the same return sent twice
@@ -132,7 +140,9 @@ class BillBook:
                 if compiled.settings.line_item_return != "prorate" or gross <= 0:
                     continue
                 adjustment = {
-                    tid: -(returned / gross * engine.defined_value(compiled, ms, targets[tid], bill_cycle)).quantize(CENT)
+                    tid: -(returned / gross * engine.defined_value(compiled, ms, targets[tid], bill_cycle)).quantize(
+                        CENT
+                    )
                     for tid in values
                     if tid in targets and targets[tid].kpi in AMOUNT_KPIS
                 }

@@ -108,9 +108,15 @@ def apply_series_definition(registry: SeriesRegistry, item: SeriesDefinition) ->
     if current is not None:
         for name in _IMMUTABLE:
             if getattr(current, name) != getattr(item, name):
-                raise Rejected("invalid_definition", f"{where}: {name} cannot be changed after creation (no back-dating; publish a new series instead)")
+                raise Rejected(
+                    "invalid_definition",
+                    f"{where}: {name} cannot be changed after creation (no back-dating; publish a new series instead)",
+                )
         if [(t.tier_id, t.points) for t in current.tiers] != [(t.tier_id, t.points) for t in item.tiers]:
-            raise Rejected("invalid_definition", f"{where}: tiers and their points cannot be changed after creation; only names and rewards can")
+            raise Rejected(
+                "invalid_definition",
+                f"{where}: tiers and their points cannot be changed after creation; only names and rewards can",
+            )
     if item.active:
         for other in sorted(registry.series.values(), key=lambda s: s.series_id):
             if other.series_id == item.series_id or not other.active or other.org_id != item.org_id:
@@ -151,7 +157,9 @@ class SeriesEngine:
             self._lifetime(state, event, cause, result)
             for series in self.series_for(state, event.event_time, event.org_id):
                 if event.currency == series.currency and event.source in series.sources:
-                    self.add_points(state, series, event.customer_id, Decimal(event.amount), event.event_time, cause, result)
+                    self.add_points(
+                        state, series, event.customer_id, Decimal(event.amount), event.event_time, cause, result
+                    )
         elif isinstance(event, ProgramMembership):
             programs = state.setdefault("pg", {})
             if event.action == "join":
@@ -218,24 +226,57 @@ class SeriesEngine:
                 key = f"{rep}/{tier.tier_id}"
                 if points >= tier.points and key not in ss["u"]:
                     ss["u"][key] = {"rw": _reward(tier)}
-                    result.events.append(self._event(
-                        state, series, customer_id, "tier_unlocked", rep, points, moment, cause,
-                        ids=(rep, tier.tier_id), tier=(index, tier), reward=ss["u"][key]["rw"],
-                    ))
+                    result.events.append(
+                        self._event(
+                            state,
+                            series,
+                            customer_id,
+                            "tier_unlocked",
+                            rep,
+                            points,
+                            moment,
+                            cause,
+                            ids=(rep, tier.tier_id),
+                            tier=(index, tier),
+                            reward=ss["u"][key]["rw"],
+                        )
+                    )
             if points < last:
                 break
             ss["done"] = rep
             final = rep >= series.repetitions
-            result.events.append(self._event(
-                state, series, customer_id, "series_completed", rep, points, moment, cause, ids=(rep,), final=final,
-            ))
+            result.events.append(
+                self._event(
+                    state,
+                    series,
+                    customer_id,
+                    "series_completed",
+                    rep,
+                    points,
+                    moment,
+                    cause,
+                    ids=(rep,),
+                    final=final,
+                )
+            )
             if final:
                 if series.promote_to_program_id is not None and not ss.get("pr"):
                     ss["pr"] = 1
-                    result.events.append(self._event(
-                        state, series, customer_id, "program_promotion", rep, points, moment, cause, ids=(),
-                        final=True, promote_to=series.promote_to_program_id,
-                    ))
+                    result.events.append(
+                        self._event(
+                            state,
+                            series,
+                            customer_id,
+                            "program_promotion",
+                            rep,
+                            points,
+                            moment,
+                            cause,
+                            ids=(),
+                            final=True,
+                            promote_to=series.promote_to_program_id,
+                        )
+                    )
                 break
             points -= last  # the excess carries into the next repetition
             ss["rep"] = rep + 1
@@ -252,8 +293,9 @@ class SeriesEngine:
         return True
 
     # -------------------------------------------------------- reward changes
-    def change_rewards(self, state: dict[str, Any], customer_id: str, command: SeriesRewardChange,
-                       org_id: str = DEFAULT_ORG) -> list[dict[str, Any]]:
+    def change_rewards(
+        self, state: dict[str, Any], customer_id: str, command: SeriesRewardChange, org_id: str = DEFAULT_ORG
+    ) -> list[dict[str, Any]]:
         """Give the new reward of each changed tier to this customer if they unlocked it and have not
         redeemed it; who redeemed keeps what they redeemed."""
         ss = state.get("sr", {}).get(command.series_id)
@@ -263,39 +305,41 @@ class SeriesEngine:
         events = []
         for change in command.changes:
             new = change.reward.model_dump(mode="json", exclude_none=True)
-            holders = [
-                (int(key.split("/", 1)[0]), key)
-                for key in ss["u"]
-                if key.split("/", 1)[1] == change.tier_id
-            ]
+            holders = [(int(key.split("/", 1)[0]), key) for key in ss["u"] if key.split("/", 1)[1] == change.tier_id]
             for rep, key in sorted(holders):
                 entry = ss["u"][key]
                 if "rd" in entry or entry["rw"] == new:
                     continue
                 previous, entry["rw"] = entry["rw"], new
                 index, tier = _tier(series, change.tier_id) if series else (None, None)
-                events.append({
-                    "type": "series_event",
-                    "schema_version": 1,
-                    "event_id": series_event_id(command.series_id, customer_id, "tier_reward_changed", rep, change.tier_id, command.version),
-                    "kind": "tier_reward_changed",
-                    "customer_id": customer_id,
-                    "org_id": org_id,
-                    "series_id": command.series_id,
-                    "series_name": command.series_name,
-                    "repetition": rep,
-                    "repetitions": series.repetitions if series else max(rep, ss["rep"]),
-                    "final": False,
-                    "tier": _tier_ref(index, tier) if tier else None,
-                    "reward": new,
-                    "previous_reward": previous,
-                    # a completed earlier repetition reached the last tier; the current one has its count
-                    "series_points": ss["pts"] if rep == ss["rep"] or series is None else _fmt(series.tiers[-1].points),
-                    "program_ids": _programs(state, series) if series else [],
-                    "promote_to_program_id": None,
-                    "occurred_at": utc_iso(command.changed_at),
-                    "cause": command.version,
-                })
+                events.append(
+                    {
+                        "type": "series_event",
+                        "schema_version": 1,
+                        "event_id": series_event_id(
+                            command.series_id, customer_id, "tier_reward_changed", rep, change.tier_id, command.version
+                        ),
+                        "kind": "tier_reward_changed",
+                        "customer_id": customer_id,
+                        "org_id": org_id,
+                        "series_id": command.series_id,
+                        "series_name": command.series_name,
+                        "repetition": rep,
+                        "repetitions": series.repetitions if series else max(rep, ss["rep"]),
+                        "final": False,
+                        "tier": _tier_ref(index, tier) if tier and index is not None else None,
+                        "reward": new,
+                        "previous_reward": previous,
+                        # a completed earlier repetition reached the last tier; the current one has its count
+                        "series_points": ss["pts"]
+                        if rep == ss["rep"] or series is None
+                        else _fmt(series.tiers[-1].points),
+                        "program_ids": _programs(state, series) if series else [],
+                        "promote_to_program_id": None,
+                        "occurred_at": utc_iso(command.changed_at),
+                        "cause": command.version,
+                    }
+                )
         return events
 
     # --------------------------------------------------------------- outputs

@@ -26,8 +26,8 @@ rolling cycles close up to 15 minutes after it.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from datetime import datetime, timezone
-from typing import Iterator
 
 from ..state.base import StateStore
 from ..state.keys import Customer, Namespace, StateKey

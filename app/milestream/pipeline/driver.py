@@ -28,7 +28,7 @@ class TopologyTestDriver:
         self.topology = Topology(self.settings, self.topics)
         self.store = store or MemoryStore()
         self._offsets: dict[str, int] = defaultdict(int)
-        self.produced: dict[str, list[tuple[bytes | None, bytes]]] = defaultdict(list)
+        self.produced: dict[str, list[tuple[bytes | None, bytes | None]]] = defaultdict(list)
 
     def topic(self, logical: str) -> str:
         return self.topics[logical].name
@@ -62,9 +62,11 @@ class TopologyTestDriver:
         logical = {spec.name: spec.logical for spec in self.topics.values()}
         for out in processed.records:
             if out.topic in self.topology.series.command_topics:
-                self.pipe(logical[out.topic], out.key, out.value, timestamp=record.timestamp, partition=out.partition or 0)
+                self.pipe(
+                    logical[out.topic], out.key, out.value, timestamp=record.timestamp, partition=out.partition or 0
+                )
         return processed
 
     def read(self, logical_topic: str) -> list[dict[str, Any]]:
         """Everything produced so far on a topic, decoded, oldest first."""
-        return [orjson.loads(value) for _, value in self.produced[self.topic(logical_topic)]]
+        return [orjson.loads(value) for _, value in self.produced[self.topic(logical_topic)] if value is not None]

@@ -48,7 +48,7 @@ class _Later(str):
 
     __slots__ = ()
 
-    def __lt__(self, other: str) -> bool:  # type: ignore[override]
+    def __lt__(self, other: str) -> bool:
         return str.__gt__(self, other)
 
 
@@ -92,8 +92,11 @@ class SeriesOutcome:
 def lifetime_key(customer: Customer) -> bytes:
     """The key of a customer's record on the compacted lifetime-points topic, which keeps one per customer:
     the customer id in the default organisation, ``["<org_id>","<customer_id>"]`` (JSON) in any other."""
-    return customer.customer_id.encode() if customer.org_id == DEFAULT_ORG else dumps(
-        [customer.org_id, customer.customer_id])
+    return (
+        customer.customer_id.encode()
+        if customer.org_id == DEFAULT_ORG
+        else dumps([customer.org_id, customer.customer_id])
+    )
 
 
 def on_partition(state: dict[str, Any], partition: int) -> bool:
@@ -191,7 +194,10 @@ class SeriesStage:
             sid: {
                 "name": s.name,
                 "programs": s.program_ids,
-                "tiers": [{"tier_id": t.tier_id, "points": format(t.points, "f"), "reward": t.reward.reward_id} for t in s.tiers],
+                "tiers": [
+                    {"tier_id": t.tier_id, "points": format(t.points, "f"), "reward": t.reward.reward_id}
+                    for t in s.tiers
+                ],
                 "repeats": s.repeats,
                 "promote_to_program_id": s.promote_to_program_id,
                 "status": "live" if live_at(s, now) else "inactive" if not s.active else "not live",
@@ -200,4 +206,3 @@ class SeriesStage:
             }
             for sid, s in sorted(self.registry.series.items())
         }
-

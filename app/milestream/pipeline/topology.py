@@ -11,19 +11,20 @@ Exactly-once state, at-least-once outputs
 Each customer's state records the last input offset applied per source
 partition (``"o"``). A redelivered record (offset at or below it) is not
 applied again, but its state (and outbox entry) is written again: the first
-write may have reached only the worker's local store, not the changelog. Its outputs, which may or may not have reached the broker
-before the crash, are re-emitted from a small per-customer outbox with the
-same deterministic ids, so a consumer that deduplicates on ``event_id`` sees
-each output exactly once. The outbox is a document of its own (the customer's
-key in the outbox namespace, state/keys.py), written before the state and only
-when an input produced outputs, so the common no-output event does not carry it
-around.
+write may have reached only the worker's local store, not the changelog. Its
+outputs, which may or may not have reached the broker before the crash, are
+re-emitted from a small per-customer outbox with the same deterministic ids, so
+a consumer that deduplicates on ``event_id`` sees each output exactly once. The
+outbox is a document of its own (the customer's key in the outbox namespace,
+state/keys.py), written before the state and only when an input produced
+outputs, so the common no-output event does not carry it around.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -114,7 +115,8 @@ class Topology:
             if spec.role == "input"
         }
         self.customer_topics = [
-            spec.name for spec in topics.values()
+            spec.name
+            for spec in topics.values()
             if spec.role == "input" and spec.name not in (self.definitions_topic, self.ticks_topic)
         ]
         # What the worker's customer agent reads: the customers' events and the close ticks.
@@ -198,8 +200,9 @@ class Topology:
             self._valid[record.key] = value  # type: ignore[index]
         elif not isinstance(item, (MilestoneStatusChange, MilestoneClone)):
             self._valid[record.key] = record.value  # type: ignore[index]
-        processed.records += self._enrol_listed(milestone_id, self._listed(milestone_id) - listed_before, record,
-                                                from_start=is_new)
+        processed.records += self._enrol_listed(
+            milestone_id, self._listed(milestone_id) - listed_before, record, from_start=is_new
+        )
         return processed
 
     def _restore(self, rejected: Record) -> list[OutRecord]:
@@ -230,8 +233,9 @@ class Topology:
         compiled = self.registry.milestones.get(milestone_id) if milestone_id else None
         return compiled.specific_customers if compiled else frozenset()
 
-    def _enrol_listed(self, milestone_id: str | None, customers: frozenset[str], record: Record, *,
-                      from_start: bool) -> list[OutRecord]:
+    def _enrol_listed(
+        self, milestone_id: str | None, customers: frozenset[str], record: Record, *, from_start: bool
+    ) -> list[OutRecord]:
         """An enrolment event for each customer newly on a milestone's "specific customers" list,
         so that the customer's partition opens (and will close) their cycle without activity.
 
@@ -243,10 +247,21 @@ class Topology:
         when = utc_iso(definition.starts_at if from_start else max(record.timestamp, definition.starts_at))
         topic = self.topics["enrolments"].name
         return [
-            OutRecord(topic, customer.encode(), dumps({
-                "type": "enrolment", "schema_version": 1, "event_id": f"listed:{milestone_id}:{customer}",
-                "customer_id": customer, "org_id": definition.org_id, "event_time": when, "milestone_id": milestone_id,
-            }))
+            OutRecord(
+                topic,
+                customer.encode(),
+                dumps(
+                    {
+                        "type": "enrolment",
+                        "schema_version": 1,
+                        "event_id": f"listed:{milestone_id}:{customer}",
+                        "customer_id": customer,
+                        "org_id": definition.org_id,
+                        "event_time": when,
+                        "milestone_id": milestone_id,
+                    }
+                ),
+            )
             for customer in sorted(customers)
         ]
 
@@ -270,8 +285,11 @@ class Topology:
         milestone_id = getattr(event, "milestone_id", None)
         if milestone_id is not None and not self.registry.in_org(milestone_id, org_id):
             owner = self.registry.milestones[milestone_id].definition.org_id
-            return self.dead_letter(record, "schema_violation",
-                                    f"milestone {milestone_id!r} belongs to organisation {owner!r}, not {org_id!r}")
+            return self.dead_letter(
+                record,
+                "schema_violation",
+                f"milestone {milestone_id!r} belongs to organisation {owner!r}, not {org_id!r}",
+            )
         customer = Customer(org_id, customer_id)  # the same customer id in two organisations: two customers
         state = store.get(customer.state_key) or {"v": STATE_VERSION}
         offsets: dict[str, int] = state.setdefault("o", {})
@@ -296,8 +314,17 @@ class Topology:
             processed.outcome = APPLIED
         return processed
 
-    def _commit(self, store: StateStore, record: Record, customer: Customer, state: dict[str, Any], result: Result,
-                processed: Processed, series_records: list[OutRecord] = (), series_events: list[dict] = ()) -> None:
+    def _commit(
+        self,
+        store: StateStore,
+        record: Record,
+        customer: Customer,
+        state: dict[str, Any],
+        result: Result,
+        processed: Processed,
+        series_records: Sequence[OutRecord] = (),
+        series_events: Sequence[dict] = (),
+    ) -> None:
         """Write what applying one record to one customer did, in crash-safe order:
         close-index entries, then the outbox, then the state (see the module doc)."""
         org_id, customer_id = customer.org_id, customer.customer_id
@@ -312,8 +339,9 @@ class Topology:
         records = [OutRecord(self.promotions, key, dumps(out)) for out in result.outputs]
         records += series_records
         records += [OutRecord(self.late_topic, key, dumps(_late_record(late, record, org_id))) for late in result.late]
-        records += [OutRecord(self.late_topic, key, dumps(_unmatched_record(u, record, org_id)))
-                    for u in result.unmatched]
+        records += [
+            OutRecord(self.late_topic, key, dumps(_unmatched_record(u, record, org_id))) for u in result.unmatched
+        ]
         processed.late_events += len(result.late)
         processed.records += records
         if records:
@@ -361,8 +389,16 @@ class Topology:
                         break
                     budget -= 1
                     handled.add((found[0], milestone_id, found[1]))
-                    if self._close_customer(store, record, found[0], milestone_id, found[1], tick.now, processed,
-                                            closed_now=found[0] in closed):
+                    if self._close_customer(
+                        store,
+                        record,
+                        found[0],
+                        milestone_id,
+                        found[1],
+                        tick.now,
+                        processed,
+                        closed_now=found[0] in closed,
+                    ):
                         closed.append(found[0])
                 seq += 1
             advances.append((slot, counter, seq))
@@ -379,8 +415,18 @@ class Topology:
             processed.records.append(self._continuation(record))
         return processed
 
-    def _close_customer(self, store: StateStore, record: Record, customer: Customer, milestone_id: str, cycle: int,
-                        now: datetime, processed: Processed, *, closed_now: bool) -> bool:
+    def _close_customer(
+        self,
+        store: StateStore,
+        record: Record,
+        customer: Customer,
+        milestone_id: str,
+        cycle: int,
+        now: datetime,
+        processed: Processed,
+        *,
+        closed_now: bool,
+    ) -> bool:
         """Close one customer's due cycles of a milestone; True if that produced outputs
         (``closed_now``: this tick already closed something of this customer)."""
         state = store.get(customer.state_key)
@@ -396,8 +442,11 @@ class Topology:
             return bool(replay)
         result = close_due(self.engine, state, customer.customer_id, now, milestone_id)
         # Not due after all (buffer days raised since it was indexed): index it again.
-        result.opened += [(due, mid, index_) for due, mid, index_ in due_closes(self.engine, state)
-                          if mid == milestone_id and index_ == cycle and due > now]
+        result.opened += [
+            (due, mid, index_)
+            for due, mid, index_ in due_closes(self.engine, state)
+            if mid == milestone_id and index_ == cycle and due > now
+        ]
         self._commit(store, record, customer, state, result, processed)
         return bool(result.outputs)
 
@@ -426,8 +475,12 @@ def append_outbox(store: StateStore, customer: Customer, source: str, records: l
     outbox = store.get(key) or {"ob": []}
     plain = customer.customer_id.encode()
     # A record keyed otherwise than by the customer id (lifetime points of another organisation) keeps its key.
-    entries = [[r.topic, r.value.decode()] if r.key == plain else [r.topic, r.value.decode(), r.key.decode()]
-               for r in records]
+    entries = [
+        [r.topic, (r.value or b"").decode()]
+        if r.key == plain
+        else [r.topic, (r.value or b"").decode(), (r.key or b"").decode()]
+        for r in records
+    ]
     if outbox["ob"] and outbox["ob"][-1][0] == source:
         outbox["ob"][-1][1] += entries  # a second close of this customer in the same tick
     else:
@@ -441,8 +494,10 @@ def outbox_records(store: StateStore, customer: Customer, source: str) -> list[O
     key = customer.customer_id.encode()  # outputs are keyed by customer id, as the inputs
     for kept, entries in (store.get(customer.outbox_key) or {}).get("ob", ()):
         if kept == source:
-            return [OutRecord(entry[0], entry[2].encode() if len(entry) > 2 else key, entry[1].encode())
-                    for entry in entries]
+            return [
+                OutRecord(entry[0], entry[2].encode() if len(entry) > 2 else key, entry[1].encode())
+                for entry in entries
+            ]
     return []
 
 

@@ -40,9 +40,18 @@ MAX_LINE_ITEMS = 500
 # looks like another id, or hides what it is. The Unicode Default_Ignorable_Code_Point ranges
 # not already in the categories below (variation selectors, Hangul fillers, tags, ...).
 _INVISIBLE_RANGES = (
-    (0x034F, 0x034F), (0x115F, 0x1160), (0x17B4, 0x17B5), (0x180B, 0x180F), (0x2060, 0x206F),
-    (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3),
-    (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF),
+    (0x034F, 0x034F),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0x2060, 0x206F),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0F),
+    (0xFFA0, 0xFFA0),
+    (0xFFF0, 0xFFF8),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0000, 0xE0FFF),
 )
 _BIDI_CONTROLS = frozenset({0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)})
 _HIDDEN_CATEGORIES = {
@@ -60,6 +69,7 @@ def hidden_character(text: str) -> str | None:
         return None  # the common case, without a look at each character
     for char in text:
         point = ord(char)
+        kind: str | None
         if point in _BIDI_CONTROLS:
             kind = "bidirectional control character"
         else:
@@ -132,30 +142,35 @@ def _iso_datetime_text(value: Any) -> Any:
     if isinstance(value, datetime) or (isinstance(value, str) and _ISO_DATETIME.match(value)):
         return value
     raise PydanticCustomError(
-        "iso_datetime", "must be an ISO 8601 date-time with a timezone such as 2026-05-01T10:00:00+05:30, got {got}",
+        "iso_datetime",
+        "must be an ISO 8601 date-time with a timezone such as 2026-05-01T10:00:00+05:30, got {got}",
         {"got": repr(value)[:40]},
     )
 
 
 def _in_range(value: datetime) -> datetime:
     if not EARLIEST <= value < END_OF_RANGE:
-        raise PydanticCustomError("timestamp_range", "must be from {range}, got {got}",
-                                  {"range": _RANGE_TEXT, "got": value.isoformat()})
+        raise PydanticCustomError(
+            "timestamp_range", "must be from {range}, got {got}", {"range": _RANGE_TEXT, "got": value.isoformat()}
+        )
     return value
 
 
 def _iso_date_text(value: Any) -> Any:
     if (isinstance(value, date) and not isinstance(value, datetime)) or (
-            isinstance(value, str) and _ISO_DATE.fullmatch(value)):
+        isinstance(value, str) and _ISO_DATE.fullmatch(value)
+    ):
         return value
-    raise PydanticCustomError("iso_date", "must be an ISO 8601 date such as 2026-05-01, got {got}",
-                              {"got": repr(value)[:40]})
+    raise PydanticCustomError(
+        "iso_date", "must be an ISO 8601 date such as 2026-05-01, got {got}", {"got": repr(value)[:40]}
+    )
 
 
 def _day_in_range(value: date) -> date:
     if not EARLIEST.date() <= value < END_OF_RANGE.date():
-        raise PydanticCustomError("date_range", "must be from {range}, got {got}",
-                                  {"range": _RANGE_TEXT, "got": value.isoformat()})
+        raise PydanticCustomError(
+            "date_range", "must be from {range}, got {got}", {"range": _RANGE_TEXT, "got": value.isoformat()}
+        )
     return value
 
 
@@ -163,10 +178,13 @@ Timestamp = Annotated[
     AwareDatetime,
     BeforeValidator(_iso_datetime_text),
     AfterValidator(_in_range),
-    WithJsonSchema({
-        "type": "string", "format": "date-time",
-        "description": f"ISO 8601 date-time with a timezone, from {_RANGE_TEXT} (UTC)",
-    }),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "description": f"ISO 8601 date-time with a timezone, from {_RANGE_TEXT} (UTC)",
+        }
+    ),
 ]
 """A moment a producer sends: ISO 8601 text with a timezone, within the supported range."""
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -24,7 +25,10 @@ DEFINITION_MODELS: dict[str, type[BaseModel]] = {
 INTERNAL_MODELS: dict[str, type[BaseModel]] = {"close_tick": CloseTick}
 
 ALL_INPUT_MODELS: dict[str, type[BaseModel]] = {
-    **CUSTOMER_EVENT_MODELS, **SERIES_INPUT_MODELS, **DEFINITION_MODELS, **INTERNAL_MODELS
+    **CUSTOMER_EVENT_MODELS,
+    **SERIES_INPUT_MODELS,
+    **DEFINITION_MODELS,
+    **INTERNAL_MODELS,
 }
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
@@ -56,7 +56,7 @@ class CustomPeriod(StrictModel):
     end: Day  # inclusive, ends at local midnight after this day
 
     @model_validator(mode="after")
-    def _ordered(self) -> "CustomPeriod":
+    def _ordered(self) -> CustomPeriod:
         if self.end < self.start:
             raise ValueError(f"custom period {self.name or self.start}: end {self.end} is before start {self.start}")
         return self
@@ -69,11 +69,12 @@ class CustomCycles(StrictModel):
     periods: Annotated[list[CustomPeriod], Field(min_length=1, max_length=MAX_CYCLES)]
 
     @model_validator(mode="after")
-    def _no_overlap(self) -> "CustomCycles":
+    def _no_overlap(self) -> CustomCycles:
         for before, after in zip(self.periods, self.periods[1:]):
             if after.start <= before.end:
                 raise ValueError(
-                    f"custom periods must be in order and must not overlap: {after.start} starts on or before {before.end}"
+                    "custom periods must be in order and must not overlap: "
+                    f"{after.start} starts on or before {before.end}"
                 )
         names = [p.name for p in self.periods if p.name]
         if len(names) != len(set(names)):
@@ -100,9 +101,7 @@ class TillAchievedCycles(StrictModel):
     max_cycles: Annotated[int, Field(ge=1, le=MAX_CYCLES)] | None = None
 
 
-Cycles = Annotated[
-    Union[CalendarCycles, CustomCycles, RollingCycles, TillAchievedCycles], Field(discriminator="kind")
-]
+Cycles = Annotated[CalendarCycles | CustomCycles | RollingCycles | TillAchievedCycles, Field(discriminator="kind")]
 
 
 class Activity(StrEnum):
@@ -181,9 +180,7 @@ ALLOWED_KPIS: dict[tuple[Activity, str | None], frozenset[Kpi]] = {
 }
 
 # KPIs whose target must be a whole number ("Supports entering decimal value: No").
-WHOLE_NUMBER_KPIS = frozenset(
-    {Kpi.COUNT, Kpi.DAYS_OF_ACTIVITY, Kpi.QUANTITY, Kpi.EXTENDED_FIELD_COUNT, Kpi.STREAK}
-)
+WHOLE_NUMBER_KPIS = frozenset({Kpi.COUNT, Kpi.DAYS_OF_ACTIVITY, Kpi.QUANTITY, Kpi.EXTENDED_FIELD_COUNT, Kpi.STREAK})
 AMOUNT_KPIS = frozenset({Kpi.GROSS_AMOUNT, Kpi.NET_AMOUNT})
 FIELD_KPIS = frozenset(
     {
@@ -211,7 +208,7 @@ class SubTarget(StrictModel):
     value: PositiveAmount
 
     @model_validator(mode="after")
-    def _percentage_range(self) -> "SubTarget":
+    def _percentage_range(self) -> SubTarget:
         if self.criterion == "percentage" and self.value > 100:
             raise ValueError(f"sub-target {self.name!r}: a percentage must be at most 100")
         return self
@@ -243,7 +240,7 @@ class Target(StrictModel):
     filter: Filter | None = None
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Target":
+    def _consistent(self) -> Target:
         where = f"target {self.name!r}"
         if self.activity == Activity.TRANSACTION:
             if self.level is None:
@@ -268,7 +265,9 @@ class Target(StrictModel):
         values = [self.value] if self.value is not None else list(self.values_per_cycle or [])
         # An absolute sub-target is a value of the same KPI, so the same rule applies.
         values += [sub.value for sub in self.sub_targets if sub.criterion == "absolute"]
-        if self.kpi in WHOLE_NUMBER_KPIS or (self.activity != Activity.TRANSACTION and self.kpi in (Kpi.COUNT, Kpi.DAYS_OF_ACTIVITY)):
+        if self.kpi in WHOLE_NUMBER_KPIS or (
+            self.activity != Activity.TRANSACTION and self.kpi in (Kpi.COUNT, Kpi.DAYS_OF_ACTIVITY)
+        ):
             for v in values:
                 if v != v.to_integral_value():
                     raise ValueError(f"{where}: KPI {self.kpi.value!r} takes whole-number targets, got {v}")
@@ -280,7 +279,8 @@ class Target(StrictModel):
                 root = path.split(".", 1)[0]
                 if root == "line_item" and self.level != "line_item":
                     raise ValueError(
-                        f"{where}: rule on {path!r} needs level 'line_item' (line-item rules on a bill-level target are errors)"
+                        f"{where}: rule on {path!r} needs level 'line_item' "
+                        "(line-item rules on a bill-level target are errors)"
                     )
                 if root == "transaction" and self.activity != Activity.TRANSACTION:
                     raise ValueError(f"{where}: rule on {path!r} only applies to transaction targets")
@@ -300,7 +300,7 @@ class TargetGroup(StrictModel):
     overall: Target | None = None
 
     @model_validator(mode="after")
-    def _consistent(self) -> "TargetGroup":
+    def _consistent(self) -> TargetGroup:
         ids = [t.target_id for t in self.targets] + ([self.overall.target_id] if self.overall else [])
         if len(ids) != len(set(ids)):
             raise ValueError("target ids must be unique within a milestone")
@@ -308,9 +308,7 @@ class TargetGroup(StrictModel):
         if len(names) != len(set(names)):
             raise ValueError("target names must be unique within a milestone")
         if self.condition == "any" and self.min_targets > len(self.targets):
-            raise ValueError(
-                f"min_targets is {self.min_targets} but the group has only {len(self.targets)} targets"
-            )
+            raise ValueError(f"min_targets is {self.min_targets} but the group has only {len(self.targets)} targets")
         if self.overall is not None and self.condition != "all":
             raise ValueError("an overall target is only supported when the condition is 'all'")
         return self
@@ -329,7 +327,7 @@ class TimeFactor(StrictModel):
     last_days: Annotated[int, Field(ge=1, le=3660)] | None = None
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "TimeFactor":
+    def _one_kind(self) -> TimeFactor:
         if self.last_days is not None and (self.after is not None or self.before is not None):
             raise ValueError("time_factor: give either last_days or specific dates (after/before), not both")
         if self.after is not None and self.before is not None and self.before <= self.after:
@@ -359,7 +357,7 @@ class Enrolment(StrictModel):
     performance: PerformanceCondition | None = None
 
     @model_validator(mode="after")
-    def _customers_only_for_specific(self) -> "Enrolment":
+    def _customers_only_for_specific(self) -> Enrolment:
         if self.customers and self.method != "specific":
             raise ValueError("enrolment.customers is only used with method 'specific'")
         if (self.performance is None) == (self.method == "performance"):
@@ -444,7 +442,7 @@ class MilestoneDefinition(StrictModel):
         return tz
 
     @model_validator(mode="after")
-    def _consistent(self) -> "MilestoneDefinition":
+    def _consistent(self) -> MilestoneDefinition:
         if self.ends_at <= self.starts_at:
             raise ValueError("ends_at must be after starts_at")
         kind = self.cycles.kind
@@ -476,14 +474,16 @@ class MilestoneDefinition(StrictModel):
                 raise ValueError(f"target {target.name!r}: needs a value (or values_per_cycle)")
             if target.activity == Activity.MILESTONE_ACHIEVED and target.source_milestone_id == self.milestone_id:
                 raise ValueError(f"target {target.name!r}: a milestone cannot track its own achievements")
-        if kind == "custom":
+        if isinstance(self.cycles, CustomCycles):
             first = self.cycles.periods[0].start
             last = self.cycles.periods[-1].end
             tz = ZoneInfo(self.timezone)
             # The first period may start on the milestone's first local day (its
             # tracking then starts at ``starts_at``), judged in the milestone's timezone.
             if first < self.starts_at.astimezone(tz).date():
-                raise ValueError("custom periods must lie within the milestone duration (first period starts too early)")
+                raise ValueError(
+                    "custom periods must lie within the milestone duration (first period starts too early)"
+                )
             if datetime.combine(last, datetime.min.time(), tz) > self.ends_at:
                 raise ValueError("custom periods must lie within the milestone duration (last period ends too late)")
         return self
@@ -499,4 +499,3 @@ class MilestoneDefinition(StrictModel):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
-

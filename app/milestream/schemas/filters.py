@@ -29,7 +29,7 @@ line items need the line-item level); the definition validator enforces it.
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -52,8 +52,7 @@ class Condition(StrictModel):
         root = path.split(".", 1)[0]
         if root not in _ROOTS or "." not in path:
             raise ValueError(
-                f"unknown field {path!r}: a field starts with one of "
-                f"{', '.join(sorted(_ROOTS))} followed by '.<name>'"
+                f"unknown field {path!r}: a field starts with one of {', '.join(sorted(_ROOTS))} followed by '.<name>'"
             )
         return path
 
@@ -72,18 +71,18 @@ class Condition(StrictModel):
 
 
 class AllOf(StrictModel):
-    all: Annotated[list["Filter"], Field(min_length=1, max_length=MAX_FILTER_NODES)]
+    all: Annotated[list[Filter], Field(min_length=1, max_length=MAX_FILTER_NODES)]
 
 
 class AnyOf(StrictModel):
-    any: Annotated[list["Filter"], Field(min_length=1, max_length=MAX_FILTER_NODES)]
+    any: Annotated[list[Filter], Field(min_length=1, max_length=MAX_FILTER_NODES)]
 
 
 class Not(StrictModel):
-    not_: "Filter" = Field(alias="not")
+    not_: Filter = Field(alias="not")
 
 
-Filter = Union[Condition, AllOf, AnyOf, Not]
+Filter = Condition | AllOf | AnyOf | Not
 
 for _model in (AllOf, AnyOf, Not):
     _model.model_rebuild()

@@ -3,13 +3,15 @@
 Every event carries ``type`` (which model it is), ``schema_version``, a
 producer-assigned ``event_id``, the ``customer_id`` (which must equal the Kafka
 key), the ``org_id`` of the organisation the customer belongs to (``"default"``
-when absent; the same customer id in two organisations is two customers), ``event_time`` (when it happened) and optionally ``recorded_at`` (when the
-upstream system recorded it; late data is judged on it, falling back to the
-Kafka record timestamp).
+when absent; the same customer id in two organisations is two customers),
+``event_time`` (when it happened) and optionally ``recorded_at`` (when the upstream
+system recorded it; late data is judged on it, falling back to the Kafka record
+timestamp).
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -51,7 +53,7 @@ class LineItem(StrictModel):
     line_id: Id
     sku: Id
     category: Id | None = None
-    quantity: NonNegativeAmount = 1
+    quantity: NonNegativeAmount = Decimal(1)
     gross_amount: NonNegativeAmount
     net_amount: NonNegativeAmount | None = None
     attributes: Attributes = Field(default_factory=dict)
@@ -77,7 +79,7 @@ class Transaction(InputEvent, StoreRef):
         return self.gross_amount if self.net_amount is None else self.net_amount
 
     @model_validator(mode="after")
-    def _unique_lines(self) -> "Transaction":
+    def _unique_lines(self) -> Transaction:
         ids = [item.line_id for item in self.line_items]
         if len(ids) != len(set(ids)):
             raise ValueError("line_items: line_id values must be unique within a bill")
@@ -101,7 +103,7 @@ class Return(InputEvent, StoreRef):
     line_items: Annotated[list[ReturnedLine], Field(max_length=MAX_LINE_ITEMS)] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _lines_match_scope(self) -> "Return":
+    def _lines_match_scope(self) -> Return:
         if self.scope == "line_items" and not self.line_items:
             raise ValueError("a line_items return must list at least one returned line")
         if self.scope == "bill" and self.line_items:
@@ -137,7 +139,7 @@ class LedgerEntry(InputEvent, StoreRef):
     actor: Id | None = None
 
     @model_validator(mode="after")
-    def _adjustments_are_explained(self) -> "LedgerEntry":
+    def _adjustments_are_explained(self) -> LedgerEntry:
         if self.source == "adjustment" and (not self.reason or not self.actor):
             raise ValueError("a manual adjustment needs a reason and the actor who made it")
         return self

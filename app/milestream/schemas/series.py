@@ -92,11 +92,11 @@ class SeriesDefinition(StrictModel):
     promote_to_program_id: Id | None = None
     currency: Name = "points"
     sources: Annotated[list[LedgerSource], Field(min_length=1, max_length=7)] = Field(
-        default_factory=lambda: list(COUNTED_SOURCES)
+        default_factory=lambda: list(COUNTED_SOURCES)  # type: ignore[arg-type]
     )
 
     @model_validator(mode="after")
-    def _consistent(self) -> "SeriesDefinition":
+    def _consistent(self) -> SeriesDefinition:
         if self.ends_at is not None and self.ends_at <= self.starts_at:
             raise ValueError("ends_at must be after starts_at")
         if len(set(self.program_ids)) != len(self.program_ids):
@@ -222,8 +222,8 @@ class LifetimePoints(StrictModel):
     cause: Text
 
 
-SERIES_DEFINITION_MODELS = {"milestone_series": SeriesDefinition}
-SERIES_INPUT_MODELS = {
+SERIES_DEFINITION_MODELS: dict[str, type[BaseModel]] = {"milestone_series": SeriesDefinition}
+SERIES_INPUT_MODELS: dict[str, type[BaseModel]] = {
     "program_membership": ProgramMembership,
     "reward_redemption": RewardRedemption,
     "series_reward_change": SeriesRewardChange,

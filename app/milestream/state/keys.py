@@ -11,9 +11,10 @@ its keys.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from ..schemas.base import DEFAULT_ORG
 
@@ -104,7 +105,7 @@ class Customer:
         if key.namespace not in (Namespace.ORG_CUSTOMER, Namespace.ORG_OUTBOX):
             raise ValueError(f"{key!r} is not a customer's key")
         length, _, rest = key.id.partition(":")
-        return cls(rest[: int(length)], rest[int(length):])
+        return cls(rest[: int(length)], rest[int(length) :])
 
     def to_json(self) -> str | list[str]:
         """How other documents (the close index) name the customer: the bare id in the default organisation."""

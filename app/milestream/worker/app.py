@@ -19,23 +19,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from ..kafka_client import client_options, faust_credentials
+from ..pipeline.topology import PROCESSED, Processed, Topology
 from ..schemas.base import utc_iso
 from ..schemas.codec import dumps
-from ..pipeline.topology import PROCESSED, Processed, Topology
 from ..settings import Settings
 from ..state.base import StateStore
 from ..topics import STATE_TABLE, apply_topics, changelog_topics, load_topics
 from . import metrics
 from .customer_agent import DeliveryFailed, add_customer_agent, deliver_now, exit_worker
-from .pages import add_pages
 from .lifecycle import group_instance_id, shutdown_bounded_worker
+from .pages import add_pages
 from .records import record_from_aiokafka, record_from_faust
 from .recovery import WorkerTableManager
 from .web import check_bind, faust_web_options
@@ -161,19 +162,21 @@ def create_app(settings: Settings) -> faust.App:
     def raw_topic(*names: str) -> faust.TopicT:
         return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
-    # Every topic can be written: outputs, close-tick continuations, series reward-change commands, definitions republished after a
-    # lifecycle command, enrolments of customers listed on a definition.
+    # Every topic can be written: outputs, close-tick continuations, series reward-change commands,
+    # definitions republished after a lifecycle command, enrolments of customers listed on a definition.
     outputs = {spec.name: raw_topic(spec.name) for spec in topics.values()}
-    state_table = app.tables.add(ChangelogTrackingTable(
-        app,
-        name=STATE_TABLE,
-        beacon=app.tables.beacon,
-        partitions=partitions,
-        key_type=bytes,
-        value_type=bytes,  # raw bytes: the app's key/value serializers are "raw"
-        options={"driver": "rocksdict"},
-        help="Per-customer milestone progress (JSON documents).",
-    ))
+    state_table = app.tables.add(
+        ChangelogTrackingTable(
+            app,
+            name=STATE_TABLE,
+            beacon=app.tables.beacon,
+            partitions=partitions,
+            key_type=bytes,
+            value_type=bytes,  # raw bytes: the app's key/value serializers are "raw"
+            options={"driver": "rocksdict"},
+            help="Per-customer milestone progress (JSON documents).",
+        )
+    )
     store = TableStore(state_table)  # type: ignore[arg-type] # tables.add returns the table it was given
 
     def observe(processed: Processed, topic_name: str) -> None:
@@ -203,7 +206,9 @@ def create_app(settings: Settings) -> faust.App:
         async for event in stream.events():
             message = event.message
             async with followed:
-                await followed.wait_for(lambda: position.get(message.partition, -1) > message.offset)
+                await followed.wait_for(
+                    lambda partition=message.partition, offset=message.offset: position.get(partition, -1) > offset
+                )
             processed = verdicts.pop((message.partition, message.offset), None)
             if processed is None:  # applied before this worker started: nothing left to publish
                 continue

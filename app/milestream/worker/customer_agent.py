@@ -28,8 +28,9 @@ import os
 import sys
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, NoReturn, cast
+from typing import Any, NoReturn, cast
 
 import faust
 
@@ -70,7 +71,7 @@ async def deliver_now(outputs: dict[str, faust.TopicT], processed: Processed, ti
     for topic, future in await send_outputs(outputs, processed):
         try:
             await asyncio.wait_for(asyncio.shield(future), timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise DeliveryFailed(topic, f"no acknowledgement from the broker in {timeout_s:g} s") from None
         except Exception as exc:
             raise DeliveryFailed(topic, describe(exc)) from exc
@@ -95,8 +96,9 @@ class AckQueue:
     unacknowledged, so their offsets are never committed.
     """
 
-    def __init__(self, ack: Callable[[Any], Awaitable[Any]], timeout_s: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, ack: Callable[[Any], Awaitable[Any]], timeout_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._ack = ack
         self.timeout_s = timeout_s
         self._clock = clock
@@ -127,8 +129,12 @@ def exit_worker(exc: BaseException) -> NoReturn:
     """Stop at once, without committing: the next start reads again from the last commit."""
     if isinstance(exc, DeliveryFailed):
         metrics.OUTPUT_SEND_FAILURES.labels(exc.topic).inc()
-    log.critical("%s; exiting (status %d) to restart from the last committed offsets",
-                 exc, WORKER_FAILED_EXIT_CODE, exc_info=exc.__cause__ or exc)
+    log.critical(
+        "%s; exiting (status %d) to restart from the last committed offsets",
+        exc,
+        WORKER_FAILED_EXIT_CODE,
+        exc_info=exc.__cause__ or exc,
+    )
     for handler in logging.getLogger().handlers:
         handler.flush()
     sys.stdout.flush()
@@ -149,8 +155,9 @@ def add_customer_agent(
 ) -> Any:
     """Register the ``customer_events`` agent on ``app``."""
     attempts = ProcessingAttempts(settings.max_processing_attempts)
-    source = app.topic(*topology.partitioned_topics, key_type=bytes, value_type=bytes,
-                       key_serializer="raw", value_serializer="raw")
+    source = app.topic(
+        *topology.partitioned_topics, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
 
     async def process(record: Record) -> Processed:
         """Process one record, retrying it in place while processing raises (pipeline/attempts.py)."""
@@ -169,8 +176,9 @@ def add_customer_agent(
             metrics.PROCESSING_SECONDS.observe(time.perf_counter() - started)
             if processed.poison:
                 metrics.POISON_RECORDS.inc()
-                log.error("poison record %s dead-lettered after %d failed attempts",
-                          record.source, attempts.max_attempts)
+                log.error(
+                    "poison record %s dead-lettered after %d failed attempts", record.source, attempts.max_attempts
+                )
             return processed
 
     @app.agent(source, name="customer_events")

@@ -63,7 +63,8 @@ def _force_exit(signal_received: signal.Signals, grace_s: float) -> None:
     log.error(
         "shutdown on %s did not finish within %.1f s (MILESTREAM_SHUTDOWN_GRACE), exiting now; "
         "records not yet committed will be read again by the next owner of their partitions",
-        signal_received.name, grace_s,
+        signal_received.name,
+        grace_s,
     )
     for handler in logging.getLogger().handlers:
         handler.flush()

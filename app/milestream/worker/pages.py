@@ -46,8 +46,9 @@ def task_stacks() -> str:
     return out.getvalue()
 
 
-def add_pages(app: faust.App, settings: Settings, topology: Topology, store: StateStore,
-              definitions_ready: asyncio.Event) -> None:
+def add_pages(
+    app: faust.App, settings: Settings, topology: Topology, store: StateStore, definitions_ready: asyncio.Event
+) -> None:
     @app.page("/metrics")
     async def metrics_page(web, request):
         return web.bytes(generate_latest(metrics.REGISTRY), content_type=PROMETHEUS_CONTENT_TYPE)
@@ -55,10 +56,13 @@ def add_pages(app: faust.App, settings: Settings, topology: Topology, store: Sta
     @app.page("/healthz")
     async def health_page(web, request):
         ready = definitions_ready.is_set()
-        return web.json({"status": "ok" if ready else "starting", "definitions": len(topology.registry.milestones)},
-                        status=200 if ready else 503)
+        return web.json(
+            {"status": "ok" if ready else "starting", "definitions": len(topology.registry.milestones)},
+            status=200 if ready else 503,
+        )
 
     if settings.debug_pages:
+
         @app.page("/debug/tasks")
         async def tasks_page(web, request):
             return web.text(task_stacks())

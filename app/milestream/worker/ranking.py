@@ -35,8 +35,9 @@ log = logging.getLogger("milestream.worker")
 
 
 class LifetimeRanking:
-    def __init__(self, series: SeriesStage, store: StateStore, size: int, max_age: float = 30.0,
-                 slice_size: int = 500) -> None:
+    def __init__(
+        self, series: SeriesStage, store: StateStore, size: int, max_age: float = 30.0, slice_size: int = 500
+    ) -> None:
         self.series = series
         self.store = store
         self.size = size

@@ -34,12 +34,24 @@ def record_time(seconds: float | None, read_at: datetime) -> datetime:
 
 def record_from_faust(message: Any) -> Record:
     """A record from a Faust ``ConsumerMessage`` (timestamp in seconds)."""
-    return Record(message.topic, message.partition, message.offset, message.key, message.value,
-                  record_time(message.timestamp, datetime.now(timezone.utc)))
+    return Record(
+        message.topic,
+        message.partition,
+        message.offset,
+        message.key,
+        message.value,
+        record_time(message.timestamp, datetime.now(timezone.utc)),
+    )
 
 
 def record_from_aiokafka(message: Any) -> Record:
     """A record from an aiokafka ``ConsumerRecord`` (timestamp in milliseconds)."""
     millis = message.timestamp
-    return Record(message.topic, message.partition, message.offset, message.key, message.value,
-                  record_time(None if millis is None else millis / 1000, datetime.now(timezone.utc)))
+    return Record(
+        message.topic,
+        message.partition,
+        message.offset,
+        message.key,
+        message.value,
+        record_time(None if millis is None else millis / 1000, datetime.now(timezone.utc)),
+    )

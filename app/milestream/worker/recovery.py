@@ -33,7 +33,7 @@ state records the offsets it has applied (docs/guarantees.md).
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Set
+from typing import Any
 
 from faust.tables import TableManager
 from faust.tables.recovery import Recovery
@@ -93,7 +93,7 @@ class InputSafeRecovery(Recovery):
         consumer.resume_flow()
         await self.app._fetcher.maybe_start()  # type: ignore[attr-defined]
 
-    async def _seek_inputs(self, inputs: Set[TP]) -> None:
+    async def _seek_inputs(self, inputs: set[TP]) -> None:
         consumer: Any = self.app.consumer
         await consumer.perform_seek()
         # perform_seek records the committed offsets it found; a partition without one was not moved.

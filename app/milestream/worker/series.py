@@ -39,8 +39,9 @@ def add_series_pages(app: Any, topology: Any, store: Any) -> None:
             return web.json({"error": "order must be asc or desc"}, status=400)
         snapshot = await ranking.rows(top, descending=order == "desc")
         if snapshot is None:
-            return web.json({"error": "the ranking is not computed yet; try again"}, status=503,
-                            headers={"Retry-After": "5"})
+            return web.json(
+                {"error": "the ranking is not computed yet; try again"}, status=503, headers={"Retry-After": "5"}
+            )
         rows, as_of = snapshot
         return web.json({"scope": "this worker's partitions", "order": order, "as_of": as_of, "customers": rows})
 

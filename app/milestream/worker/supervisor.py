@@ -24,8 +24,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
-from typing import Callable
 
 from ..settings import Settings
 from .customer_agent import WORKER_FAILED_EXIT_CODE
@@ -51,8 +51,9 @@ def worker_command() -> list[str]:
     return [sys.executable, "-m", "milestream.cli", "worker", "--unsupervised"]
 
 
-def supervise(settings: Settings, command: list[str] | None = None,
-              sleep: Callable[[float], bool] | None = None) -> int:
+def supervise(
+    settings: Settings, command: list[str] | None = None, sleep: Callable[[float], bool] | None = None
+) -> int:
     """Run the worker until it exits for another reason than recovery; return its exit status."""
     command = command or worker_command()
     stopping = threading.Event()
@@ -77,8 +78,11 @@ def supervise(settings: Settings, command: list[str] | None = None,
                 return status
             if time.monotonic() - started >= HEALTHY_RUN_S:
                 pause = FIRST_PAUSE_S
-            log.warning("worker exited with status %d to restart from its last committed offsets; "
-                        "starting it again in %g s", status, pause)
+            log.warning(
+                "worker exited with status %d to restart from its last committed offsets; starting it again in %g s",
+                status,
+                pause,
+            )
             if wait(pause):
                 return 0  # asked to stop while no worker runs
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from ..settings import Settings
 
@@ -73,7 +74,9 @@ def token_middleware(settings: Settings) -> Callable[..., Awaitable[Any]]:
         header = request.headers.get("Authorization", "")
         if token_matches(header, expected):
             return await handler(request)
-        reason = "wrong bearer token" if header else "missing bearer token (Authorization: Bearer <MILESTREAM_API_TOKEN>)"
+        reason = (
+            "wrong bearer token" if header else "missing bearer token (Authorization: Bearer <MILESTREAM_API_TOKEN>)"
+        )
         return web.json_response(
             {"error": reason},
             status=401,
