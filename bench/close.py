@@ -203,7 +203,8 @@ async def run_on_broker(customers: int, bootstrap: str, folder: Path) -> dict:
     await producer.flush()
     worker = Service(
         "milestream worker",
-        [sys.executable, "-m", "milestream.cli", "worker"],
+        # The worker itself, not its supervisor: its CPU is what is measured, and a failure must end the run.
+        [sys.executable, "-m", "milestream.cli", "worker", "--unsupervised"],
         settings_env(settings),
         folder / "worker.log",
         settings.web_port,

@@ -441,7 +441,8 @@ class Bench:
     async def milestream(self, load: workload.Workload) -> None:
         worker = self.worker = Service(
             "milestream worker",
-            [sys.executable, "-m", "milestream.cli", "worker"],
+            # The worker itself, not its supervisor: its CPU is what is measured, and a failure must end the run.
+            [sys.executable, "-m", "milestream.cli", "worker", "--unsupervised"],
             settings_env(self.settings),
             self.run_dir / "milestream-worker.log",
             self.settings.web_port,
