@@ -101,16 +101,18 @@ def _schemas_export(args: argparse.Namespace, settings: Settings) -> int:
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from .worker.preflight import startup_problem
 
-    problem = startup_problem(settings)
-    if problem:
-        raise UsageError(f"worker: {problem}")
     if not args.unsupervised:
+        # The worker process checks its settings itself (and says so in one line, exit 2, which the
+        # supervisor passes through): checking here too would ask the broker twice at every start.
         from .worker.supervisor import supervise
 
         logging.basicConfig(
             level=settings.log_level.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
         )
         return supervise(settings)
+    problem = startup_problem(settings)
+    if problem:
+        raise UsageError(f"worker: {problem}")
     from .worker.app import app
 
     sys.argv = ["milestream", "worker", "-l", settings.log_level]

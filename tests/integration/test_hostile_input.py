@@ -9,17 +9,15 @@ is ``tests/pipeline/test_hostile_input.py``.
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from tests.factories import live_window, monthly_gross_definition, transaction
-from tests.support.worker import consume, read_to_end, topic, wait_for_commits
+from tests.support.worker import consume, produce, read_to_end, topic, wait_for_commits
 
 pytestmark = pytest.mark.kafka
 
@@ -67,22 +65,9 @@ def bad_record(n: int, neighbour: str) -> tuple[str, bytes | None, bytes, str]:
     return "transactions", record_key, value, reason
 
 
-async def _produce_all(settings, records: list[tuple[str, bytes | None, bytes]]) -> list[tuple[str, int, int]]:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=5, max_request_size=1_048_000
-    )
-    await producer.start()
-    try:
-        futures = [await producer.send(topic(settings, logical), value, key=key) for logical, key, value in records]
-        sent = [await future for future in futures]
-    finally:
-        await producer.stop()
-    return [(m.topic, m.partition, m.offset) for m in sent]
-
-
 def test_hundreds_of_bad_records_among_valid_ones(worker):
     settings = worker.settings
-    asyncio.run(_produce_all(settings, [("definitions", b"m-hostile", orjson.dumps(DEFINITION))]))
+    produce(settings, [("definitions", "m-hostile", DEFINITION)])
     worker.wait_for_definition("m-hostile")
 
     records: list[tuple[str, bytes | None, bytes]] = []
@@ -101,7 +86,7 @@ def test_hundreds_of_bad_records_among_valid_ones(worker):
                 expected[len(records)] = reason
                 records.append((logical, key, value))
                 n += 1
-    sent = asyncio.run(_produce_all(settings, records))
+    sent = produce(settings, records)
     expected_by_source = {sent[i]: reason for i, reason in expected.items()}
     assert len(expected_by_source) == n >= 300
 

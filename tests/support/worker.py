@@ -142,22 +142,25 @@ def topic(settings: Settings, logical: str) -> str:
     return settings.topic_prefix + logical
 
 
-async def _produce(settings: Settings, records: list[tuple[str, bytes | None, Any]]) -> None:
+async def _produce(settings: Settings, records: list[tuple[str, bytes | None, Any]]) -> list[tuple[str, int, int]]:
     producer = AIOKafkaProducer(**client_options(settings), acks="all", linger_ms=5)
     await producer.start()
     try:
+        futures = []
         for logical, key, value in records:
             raw = value if isinstance(value, (bytes, type(None))) else orjson.dumps(value)
-            await producer.send(topic(settings, logical), raw, key=key)
-        await producer.flush()
+            futures.append(await producer.send(topic(settings, logical), raw, key=key))
+        sent = [await future for future in futures]
     finally:
         await producer.stop()
+    return [(m.topic, m.partition, m.offset) for m in sent]
 
 
-def produce(settings: Settings, records: list[tuple[str, bytes | str | None, Any]]) -> None:
-    """Produce (logical topic, key, value) records; str keys are UTF-8 encoded."""
+def produce(settings: Settings, records: list[tuple[str, bytes | str | None, Any]]) -> list[tuple[str, int, int]]:
+    """Produce (logical topic, key, value) records; str keys are UTF-8 encoded.
+    Returns where each record landed: (topic, partition, offset)."""
     encoded = [(t, k.encode() if isinstance(k, str) else k, v) for t, k, v in records]
-    asyncio.run(_produce(settings, encoded))
+    return asyncio.run(_produce(settings, encoded))
 
 
 async def _consume(settings: Settings, logical: str, until: Callable[[list[dict]], bool], timeout: float) -> list[dict]:

@@ -32,26 +32,22 @@ def record_time(seconds: float | None, read_at: datetime) -> datetime:
     return _EPOCH + timedelta(seconds=seconds)
 
 
-def record_from_faust(message: Any) -> Record:
-    """A record from a Faust ``ConsumerMessage`` (timestamp in seconds)."""
+def _record(message: Any, seconds: float | None) -> Record:
     return Record(
         message.topic,
         message.partition,
         message.offset,
         message.key,
         message.value,
-        record_time(message.timestamp, datetime.now(timezone.utc)),
+        record_time(seconds, datetime.now(timezone.utc)),
     )
+
+
+def record_from_faust(message: Any) -> Record:
+    """A record from a Faust ``ConsumerMessage`` (timestamp in seconds)."""
+    return _record(message, message.timestamp)
 
 
 def record_from_aiokafka(message: Any) -> Record:
     """A record from an aiokafka ``ConsumerRecord`` (timestamp in milliseconds)."""
-    millis = message.timestamp
-    return Record(
-        message.topic,
-        message.partition,
-        message.offset,
-        message.key,
-        message.value,
-        record_time(None if millis is None else millis / 1000, datetime.now(timezone.utc)),
-    )
+    return _record(message, None if message.timestamp is None else message.timestamp / 1000)
