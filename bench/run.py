@@ -391,7 +391,7 @@ class Bench:
             "partitions": self.topics["transactions"].partitions,
             "commit_interval": self.settings.commit_interval_s,
             "max_poll_records": self.settings.max_poll_records,
-            "stream_buffer_maxsize": self.settings.stream_buffer_maxsize,
+            "stream_buffer_maxsize": 8192,  # Faust's default
         }
         env = settings_env(self.settings, dict(os.environ, NAIVE_FAUST_CONFIG=json.dumps(config)))
         service = Service(
@@ -800,10 +800,7 @@ def main(argv: list[str] | None = None) -> int:
                 "events": args.events,
                 "customers": args.customers,
                 "partitions": load_topics(settings)["transactions"].partitions,
-                "store": settings.store,
-                "commit_interval_s": settings.commit_interval_s,
                 "max_poll_records": settings.max_poll_records,
-                "stream_buffer_maxsize": settings.stream_buffer_maxsize,
                 "processing_guarantee": settings.processing_guarantee,
                 "latency_events": args.latency_events,
                 "inprocess_events": args.inprocess_events,

@@ -48,7 +48,10 @@ class Settings(BaseSettings):
         "if one was started, else this default.",
     )
     app_id: str = _setting(
-        "milestream", "MILESTREAM_APP_ID", "Faust app id: consumer group and prefix of changelog topics."
+        "milestream",
+        "MILESTREAM_APP_ID",
+        "Consumer group of the customer topics and prefix of the state changelog topic "
+        "(the Faust app around the worker, publishing definition outcomes, is <app id>-definitions).",
     )
     topic_prefix: str = _setting("milestream.", "MILESTREAM_TOPIC_PREFIX", "Prefix of every topic name in topics.yaml.")
     topics_file: str = _setting(
@@ -57,18 +60,25 @@ class Settings(BaseSettings):
     processing_guarantee: Literal["at_least_once", "exactly_once"] = _setting(
         "at_least_once",
         "MILESTREAM_PROCESSING_GUARANTEE",
-        "Faust processing guarantee. State is applied once per input offset either way (see docs/guarantees.md).",
+        "at_least_once: outputs may repeat (same event ids) after a crash; exactly_once: each batch's outputs, "
+        "state changelog and input offsets are one Kafka transaction. State is applied once per input offset "
+        "either way (docs/guarantees.md).",
     )
 
     # Worker
-    data_dir: str = _setting(".local/worker", "MILESTREAM_DATA_DIR", "Where the worker keeps its RocksDB tables.")
-    store: str = _setting(
-        "rocksdb://", "MILESTREAM_STORE", "Table store URL: rocksdb:// (rocksdict driver) or memory://."
+    data_dir: str = _setting(
+        ".local/worker", "MILESTREAM_DATA_DIR", "Where the worker keeps its RocksDB stores, one per owned partition."
     )
     web_port: int = _setting(
         6066, "MILESTREAM_WEB_PORT", "HTTP port of the worker: /metrics, /healthz.", ge=0, le=65535
     )
     web_host: str = _setting("127.0.0.1", "MILESTREAM_WEB_HOST", "Interface the worker's HTTP server binds.")
+    advertised_url: str = _setting(
+        "",
+        "MILESTREAM_ADVERTISED_URL",
+        "URL other workers reach this worker's HTTP server at, to forward API requests for its partitions "
+        "(default: http://MILESTREAM_WEB_HOST:MILESTREAM_WEB_PORT).",
+    )
     max_payload_bytes: int = _setting(
         256 * 1024, "MILESTREAM_MAX_PAYLOAD_BYTES", "Larger input records go to the dead-letter topic."
     )
@@ -101,7 +111,7 @@ class Settings(BaseSettings):
     commit_interval_s: float = _setting(
         0.5,
         "MILESTREAM_COMMIT_INTERVAL",
-        "Seconds between offset commits; after a crash, inputs since the last commit are redelivered (and recognised).",
+        "Seconds between offset commits of the definitions publisher (the customer topics commit every batch).",
     )
     session_timeout_s: float = _setting(
         10.0,
@@ -127,12 +137,11 @@ class Settings(BaseSettings):
         5.0, "MILESTREAM_PRODUCER_LINGER_MS", "How long the producer waits to batch changelog writes and outputs."
     )
     producer_max_batch_bytes: int = _setting(262144, "MILESTREAM_PRODUCER_MAX_BATCH_BYTES", "Largest producer batch.")
-    max_poll_records: int = _setting(2000, "MILESTREAM_MAX_POLL_RECORDS", "Records fetched per poll.")
-    stream_buffer_maxsize: int = _setting(
-        8192, "MILESTREAM_STREAM_BUFFER_MAXSIZE", "Faust per-partition buffer of records awaiting the agent."
-    )
-    standby_replicas: int = _setting(
-        0, "MILESTREAM_STANDBY_REPLICAS", "Faust table standby replicas (0 on a single worker)."
+    max_poll_records: int = _setting(
+        2000,
+        "MILESTREAM_MAX_POLL_RECORDS",
+        "Most input records in one batch (a batch is what has been fetched, up to this; runtime/processor.py).",
+        ge=1,
     )
     close_tick_interval_s: float = _setting(
         10.0,
@@ -178,6 +187,10 @@ class Settings(BaseSettings):
     kafka_ssl_key_password: SecretStr = _setting(
         SecretStr(""), "MILESTREAM_KAFKA_SSL_KEY_PASSWORD", "Password of an encrypted client key (never printed)."
     )
+
+    @property
+    def exactly_once(self) -> bool:
+        return self.processing_guarantee == "exactly_once"
 
     @model_validator(mode="after")
     def _kafka_security_is_complete(self) -> Settings:

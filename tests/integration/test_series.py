@@ -119,6 +119,9 @@ def test_series_tiers_promotion_lifetime_points_and_a_reward_change(worker):
     lifetime = consume(settings, "lifetime-points", lambda s: len(s) >= 5)
     latest = {r["customer_id"]: r["points"] for r in lifetime}
     assert latest == {"ana": "120", "bo": "120", "cy": "260"}
+    # The state is committed a moment after the outputs: the first ranking snapshot must see it.
+    for customer, points in latest.items():
+        worker.http_until(f"/lifetime-points/{customer}", lambda page, points=points: page.get("points") == points)
     ranking = worker.http("/lifetime-points?top=2", expect_json=True)
     assert [r["customer_id"] for r in ranking["customers"]] == ["cy", "ana"]  # ties by customer id
     assert worker.http("/lifetime-points/bo", expect_json=True) == {

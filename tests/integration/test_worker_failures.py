@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from milestream.runtime.failure import WORKER_FAILED_EXIT_CODE
 from milestream.topics import PROJECT_ROOT, apply_topics, changelog_topics, load_topics
-from milestream.worker.customer_agent import WORKER_FAILED_EXIT_CODE
 from tests.factories import live_window, monthly_gross_definition, transaction
 from tests.support.worker import (
     WorkerProcess,

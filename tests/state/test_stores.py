@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from milestream.state.keys import Namespace, StateKey
 from milestream.state.memory import MemoryStore
+from milestream.state.overlay import OverlayStore
 from milestream.state.rocksdb import RocksDBStore
-from milestream.worker.app import TableStore
 
 
 def open_store(backend: str, folder: Path):
@@ -18,10 +18,14 @@ def open_store(backend: str, folder: Path):
         return MemoryStore()
     if backend == "rocksdb":
         return RocksDBStore(folder / "state")
-    return TableStore({})  # the worker's store over a mapping, as Faust's table is one (raw bytes to raw bytes)
+    # A batch's view of a partition's store (the worker's), over RocksDB holding older writes.
+    base = RocksDBStore(folder / "base")
+    base.put(Namespace.CUSTOMER.key("older"), {"kept": True})
+    base.delete(Namespace.CUSTOMER.key("older"))
+    return OverlayStore(base)
 
 
-BACKENDS = ["memory", "rocksdb", "table"]
+BACKENDS = ["memory", "rocksdb", "overlay"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -168,3 +172,36 @@ def test_a_key_encodes_as_its_tag_then_its_id_and_decodes_back():
 def test_a_key_from_before_namespaces_is_not_mistaken_for_one(raw):
     with pytest.raises(ValueError):
         StateKey.decode(raw)
+
+
+def test_overlay_reads_through_and_keeps_writes_until_taken(tmp_path):
+    base = RocksDBStore(tmp_path / "base")
+    base.put(customer("a"), {"n": 1})
+    base.put(customer("b"), {"n": 1})
+    overlay = OverlayStore(base)
+    assert overlay.get(customer("a")) == {"n": 1}
+    overlay.put(customer("a"), {"n": 2})
+    overlay.delete(customer("b"))
+    overlay.put(customer("c"), {"n": 1})
+    assert list(overlay.keys(Namespace.CUSTOMER)) == ["a", "c"]
+    assert base.get(customer("a")) == {"n": 1}  # nothing reaches the store before the checkpoint
+    changes = overlay.take_changes()
+    assert changes == {
+        customer("a").encode(): b'{"n":2}',
+        customer("b").encode(): None,
+        customer("c").encode(): b'{"n":1}',
+    }
+    assert overlay.take_changes() == {}
+
+
+def test_overlay_rollback_undoes_only_the_current_records_writes(tmp_path):
+    overlay = OverlayStore(RocksDBStore(tmp_path / "base"))
+    overlay.begin()
+    overlay.put(customer("a"), {"n": 1})
+    overlay.begin()  # the next record
+    overlay.put(customer("a"), {"n": 2})
+    overlay.put(customer("b"), {"n": 1})
+    overlay.delete(customer("a"))
+    overlay.rollback()
+    assert overlay.get(customer("a")) == {"n": 1} and overlay.get(customer("b")) is None
+    assert list(overlay.changes) == [customer("a").encode()]

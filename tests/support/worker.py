@@ -123,6 +123,16 @@ class WorkerProcess:
             return None
         return json.loads(body) if expect_json else body.decode()
 
+    def http_until(self, path: str, holds: Callable[[Any], bool], timeout: float = 15.0) -> Any:
+        """A JSON page once ``holds(page)``: pages show state as of the last checkpoint, which
+        follows the batch's outputs by a moment (runtime/checkpoint.py)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            page = self.http(path, expect_json=True)
+            if page is not None and holds(page) or time.monotonic() > deadline:
+                return page
+            time.sleep(0.2)
+
     def wait_for_definition(self, milestone_id: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -163,13 +173,16 @@ def produce(settings: Settings, records: list[tuple[str, bytes | str | None, Any
     return asyncio.run(_produce(settings, encoded))
 
 
-async def _consume(settings: Settings, logical: str, until: Callable[[list[dict]], bool], timeout: float) -> list[dict]:
+async def _consume(
+    settings: Settings, logical: str, until: Callable[[list[dict]], bool], timeout: float, isolation_level: str
+) -> list[dict]:
     consumer = AIOKafkaConsumer(
         topic(settings, logical),
         **client_options(settings),
         auto_offset_reset="earliest",
         group_id=None,
         enable_auto_commit=False,
+        isolation_level=isolation_level,
     )
     await consumer.start()
     seen: list[dict] = []
@@ -184,9 +197,16 @@ async def _consume(settings: Settings, logical: str, until: Callable[[list[dict]
     return seen
 
 
-def consume(settings: Settings, logical: str, until: Callable[[list[dict]], bool], timeout: float = 60.0) -> list[dict]:
-    """Read a topic from the beginning until ``until(records)`` holds or the timeout passes."""
-    return asyncio.run(_consume(settings, logical, until, timeout))
+def consume(
+    settings: Settings,
+    logical: str,
+    until: Callable[[list[dict]], bool],
+    timeout: float = 60.0,
+    isolation_level: str = "read_uncommitted",
+) -> list[dict]:
+    """Read a topic from the beginning until ``until(records)`` holds or the timeout passes
+    (``read_committed``: as a consumer of an exactly-once worker's outputs reads it)."""
+    return asyncio.run(_consume(settings, logical, until, timeout, isolation_level))
 
 
 def consume_quietly(settings: Settings, logical: str, quiet: float = 3.0, timeout: float = 60.0) -> list[dict]:
@@ -203,7 +223,8 @@ def consume_quietly(settings: Settings, logical: str, quiet: float = 3.0, timeou
 
 
 async def _read_to_end(settings: Settings, topic_name: str) -> list[tuple[bytes | None, bytes | None]]:
-    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
+    # Committed records only: the worker writes its changelog in transactions (runtime/checkpoint.py).
+    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False, isolation_level="read_committed")
     await consumer.start()
     try:
         partitions = consumer.partitions_for_topic(topic_name)
@@ -213,16 +234,17 @@ async def _read_to_end(settings: Settings, topic_name: str) -> list[tuple[bytes 
         tps = [TopicPartition(topic_name, p) for p in sorted(partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
+        end = await consumer.end_offsets(tps)  # read committed: the last stable offset
         records: list[tuple[bytes | None, bytes | None]] = []
         remaining = {tp for tp in tps if end[tp] > 0}
         deadline = time.monotonic() + 60
         while remaining:
             if time.monotonic() > deadline:
                 raise AssertionError(f"could not read {topic_name} to its end: {sorted(remaining)} behind")
-            for tp, messages in (await consumer.getmany(*remaining, timeout_ms=1000)).items():
+            for messages in (await consumer.getmany(*remaining, timeout_ms=1000)).values():
                 records.extend((m.key, m.value) for m in messages)
-                if messages and messages[-1].offset + 1 >= end[tp]:
+            for tp in list(remaining):
+                if await consumer.position(tp) >= end[tp]:  # past transaction markers too
                     remaining.discard(tp)
         return records
     finally:

@@ -95,7 +95,7 @@ def test_the_debug_page_is_registered_only_when_enabled(tmp_path):
     from milestream.worker.app import create_app
 
     def paths(**values) -> set[str]:
-        app = create_app(Settings(data_dir=str(tmp_path), store="memory://", **values))
+        app = create_app(Settings(data_dir=str(tmp_path), **values))
         return set(app.web.views)
 
     assert "/debug/tasks" not in paths()

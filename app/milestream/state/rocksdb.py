@@ -1,19 +1,23 @@
-"""RocksDB backend (rocksdict), for simulations over more customers than fit in memory."""
+"""RocksDB backend (rocksdict): the worker's per-partition stores and large simulations."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from rocksdict import Options, Rdict
+from rocksdict import Options, Rdict, WriteBatch
 
 from .base import StateStore
+
+# Outside every namespace (state/keys.py tags are letters followed by ":"), so no state key names it.
+_META_PREFIX = b"\x00meta:"
 
 
 class RocksDBStore(StateStore):
     def __init__(self, path: str | Path) -> None:
         options = Options(raw_mode=True)
         options.create_if_missing(True)
+        self.path = Path(path)
         self._db = Rdict(str(path), options)
 
     def _get(self, raw_key: bytes) -> bytes | None:
@@ -31,6 +35,28 @@ class RocksDBStore(StateStore):
             if not isinstance(raw_key, bytes) or not raw_key.startswith(prefix):
                 return
             yield raw_key
+
+    def write(self, changes: Mapping[bytes, bytes | None], meta: Mapping[str, bytes] | None = None) -> None:
+        """Apply ``changes`` (None: delete) and ``meta`` atomically, in one RocksDB write batch."""
+        batch = WriteBatch(raw_mode=True)
+        for raw_key, raw_value in changes.items():
+            if raw_value is None:
+                batch.delete(raw_key)
+            else:
+                batch.put(raw_key, raw_value)
+        for name, value in (meta or {}).items():
+            batch.put(_META_PREFIX + name.encode(), value)
+        self._db.write(batch)
+
+    def meta(self, name: str) -> bytes | None:
+        """A value :meth:`write` stored beside the state (e.g. the changelog offset it reflects)."""
+        return self._db.get(_META_PREFIX + name.encode())
+
+    def estimates(self) -> tuple[int, int]:
+        """RocksDB's estimates of the number of keys and of the live bytes (for metrics)."""
+        keys = self._db.property_int_value("rocksdb.estimate-num-keys") or 0
+        size = self._db.property_int_value("rocksdb.estimate-live-data-size") or 0
+        return keys, size
 
     def close(self) -> None:
         self._db.close()

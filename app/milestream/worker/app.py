@@ -1,14 +1,18 @@
-"""The Faust worker: the topology on a real broker.
+"""The worker: the topology on a real broker, in a Faust app.
 
-* ``customer_events``: one agent over every customer-keyed input topic (they
-  are co-partitioned), state in the ``customer-state`` table (RocksDB via
-  rocksdict), outputs to promotions / late-events / dead-letters.
+* ``customer_batches``: the batch runtime (runtime/) over every customer-keyed
+  input topic and the close ticks (they are co-partitioned), in the worker
+  group ``MILESTREAM_APP_ID``, state in one RocksDB store per owned partition
+  with its changelog topic, outputs to promotions / late-events / dead-letters.
+  It runs below Faust's per-message streams: Faust is the application around
+  it (lifecycle, web server, timers, the definitions follower).
 * ``follow_definitions``: every worker reads the whole definitions topic into
   its own registry (Faust's GlobalTable is unreliable across workers), and
   customer processing waits until that registry has caught up at start-up.
-* ``publish_definition_outcomes``: the definitions topic in the consumer
-  group, so exactly one worker publishes what applying a record produced (a
-  dead letter, or the definition resulting from a lifecycle command).
+* ``publish_definition_outcomes``: a Faust agent on the definitions topic, in
+  the Faust app's own group (``<app id>-definitions``), so exactly one worker
+  publishes what applying a record produced (a dead letter, or the definition
+  resulting from a lifecycle command).
 
 Its HTTP pages are in pages.py, who may read them in web.py.
 
@@ -19,59 +23,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
 from datetime import datetime, timezone
-from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from .. import metrics
 from ..kafka_client import client_options, faust_credentials
+from ..pipeline.attempts import describe
 from ..pipeline.topology import PROCESSED, Processed, Topology
+from ..runtime.failure import DeliveryFailed, exit_worker
+from ..runtime.partitions import OwnedState
+from ..runtime.processor import BatchProcessor
 from ..schemas.base import utc_iso
 from ..schemas.codec import dumps
 from ..settings import Settings
-from ..state.base import StateStore
-from ..topics import STATE_TABLE, apply_topics, changelog_topics, load_topics
-from . import metrics
-from .customer_agent import DeliveryFailed, add_customer_agent, deliver_now, exit_worker
+from ..topics import apply_topics, changelog_topics, load_topics
 from .lifecycle import group_instance_id, shutdown_bounded_worker
 from .pages import add_pages
-from .records import record_from_aiokafka, record_from_faust
-from .recovery import WorkerTableManager
+from .records import record_from_aiokafka
 from .web import check_bind, faust_web_options
 
 log = logging.getLogger("milestream.worker")
-
-
-class ChangelogTrackingTable(faust.Table):
-    """A Faust table that keeps the delivery future of each changelog write.
-
-    Faust commits an input's offset without waiting for the changelog write it
-    caused; a crash in between rolls the state back on recovery while the input
-    is not redelivered. The worker acks an input only once this future (and its
-    outputs') are done.
-    """
-
-    def on_key_set(self, key: Any, value: Any) -> None:
-        fut = self.send_changelog(self.partition_for_key(key), key, value)
-        self._maybe_set_key_ttl(key, fut.message.partition)  # type: ignore[arg-type] # set by send_changelog
-        self._sensor_on_set(self, key, value)
-        self.changelog_futures.append(fut)
-
-    def on_key_del(self, key: Any) -> None:
-        fut = self.send_changelog(self.partition_for_key(key), key, None, value_serializer="raw")
-        self._maybe_del_key_ttl(key, fut.message.partition)  # type: ignore[arg-type] # set by send_changelog
-        self._sensor_on_del(self, key)
-        self.changelog_futures.append(fut)
-
-    @property
-    def changelog_futures(self) -> list:
-        try:
-            return self._changelog_futures
-        except AttributeError:
-            self._changelog_futures: list = []
-            return self._changelog_futures
 
 
 class WorkerApp(faust.App):
@@ -93,32 +66,16 @@ class WorkerApp(faust.App):
                 (log.warning if line.startswith("drift") else log.info)("changelog topic: %s", line)
 
 
-class TableStore(StateStore):
-    """A Faust table of raw bytes seen through the StateStore interface: the same encoded keys
-    (state/keys.py) and JSON documents as every other backend."""
-
-    def __init__(self, table: ChangelogTrackingTable) -> None:
-        self.table = table
-
-    def _get(self, raw_key: bytes) -> bytes | None:
-        return self.table.get(raw_key)
-
-    def _put(self, raw_key: bytes, raw_value: bytes) -> None:
-        self.table[raw_key] = raw_value
-
-    def _delete(self, raw_key: bytes) -> None:
-        self.table.pop(raw_key, None)
-
-    def _scan(self, prefix: bytes) -> Iterator[bytes]:
-        # The series reward-change fan-out and the lifetime-points pages scan one namespace. Faust's
-        # table has no seek: it walks the active partitions' keys and this keeps the namespace's.
-        return (k for k in self.table.keys() if k.startswith(prefix))
-
-    def take_changelog_futures(self) -> list:
-        """Delivery futures of the changelog writes since the last call."""
-        futures = self.table.changelog_futures[:]
-        self.table.changelog_futures.clear()
-        return futures
+async def deliver_now(outputs: dict[str, faust.TopicT], processed: Processed, timeout_s: float) -> None:
+    """Send what processing produced and wait until the broker has acknowledged all of it."""
+    for out in processed.records:
+        try:
+            future = await outputs[out.topic].send(key=out.key, value=out.value, partition=out.partition)
+            await asyncio.wait_for(asyncio.shield(future), timeout_s)
+        except TimeoutError:
+            raise DeliveryFailed(out.topic, f"no acknowledgement from the broker in {timeout_s:g} s") from None
+        except Exception as exc:
+            raise DeliveryFailed(out.topic, describe(exc)) from exc
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -126,34 +83,25 @@ def create_app(settings: Settings) -> faust.App:
     topics = load_topics(settings)
     partitions = topics["transactions"].partitions
     app = WorkerApp(
-        settings.app_id,
+        # The Faust app's group reads only the definitions topic (publish_definition_outcomes);
+        # the customer topics are read by the batch runtime in the group named MILESTREAM_APP_ID.
+        f"{settings.app_id}-definitions",
         broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")],
-        store=settings.store,
+        store="memory://",
         datadir=settings.data_dir,
         broker_credentials=faust_credentials(settings),
         **faust_web_options(settings),
-        processing_guarantee=settings.processing_guarantee,
         topic_partitions=partitions,
-        table_standby_replicas=settings.standby_replicas,
         broker_commit_interval=settings.commit_interval_s,
-        # Commit on the timer only: Faust's default also commits every 10,000 acks, and
-        # its stream waits for that commit, stalling processing under load.
-        broker_commit_every=10**9,
         producer_linger=settings.producer_linger_ms / 1000,
         producer_max_batch_size=settings.producer_max_batch_bytes,
-        broker_max_poll_records=settings.max_poll_records,
         broker_session_timeout=settings.session_timeout_s,
-        # A restarted worker takes its dead predecessor's place in the group at once (lifecycle.py).
-        consumer_group_instance_id=group_instance_id(settings),
+        consumer_group_instance_id=f"{group_instance_id(settings)}-definitions",
         Worker=shutdown_bounded_worker(settings.shutdown_grace_s),
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
-        stream_buffer_maxsize=settings.stream_buffer_maxsize,
         consumer_auto_offset_reset="earliest",
         key_serializer="raw",
         value_serializer="raw",
-        # Resumes the input partitions only after seeking them and clearing the stream
-        # buffers, so no fetched record is dropped at the end of a rebalance (recovery.py).
-        TableManager=WorkerTableManager,
     )
     app.milestream_settings = settings
     topology = Topology(settings, topics)
@@ -165,19 +113,6 @@ def create_app(settings: Settings) -> faust.App:
     # Every topic can be written: outputs, close-tick continuations, series reward-change commands,
     # definitions republished after a lifecycle command, enrolments of customers listed on a definition.
     outputs = {spec.name: raw_topic(spec.name) for spec in topics.values()}
-    state_table = app.tables.add(
-        ChangelogTrackingTable(
-            app,
-            name=STATE_TABLE,
-            beacon=app.tables.beacon,
-            partitions=partitions,
-            key_type=bytes,
-            value_type=bytes,  # raw bytes: the app's key/value serializers are "raw"
-            options={"driver": "rocksdict"},
-            help="Per-customer milestone progress (JSON documents).",
-        )
-    )
-    store = TableStore(state_table)  # type: ignore[arg-type] # tables.add returns the table it was given
 
     def observe(processed: Processed, topic_name: str) -> None:
         metrics.EVENTS_CONSUMED.labels(topic_name, processed.outcome).inc()
@@ -188,11 +123,12 @@ def create_app(settings: Settings) -> faust.App:
         if processed.late_events:
             metrics.LATE_EVENTS.inc(processed.late_events)
 
-    # The agent reads Faust messages (timestamps in seconds); the definitions follower reads
-    # aiokafka records (milliseconds) with record_from_aiokafka. See records.py.
-    to_record = record_from_faust
+    processor = BatchProcessor(settings, topology, observe)
 
-    add_customer_agent(app, settings, topology, store, outputs, definitions_ready, to_record, observe)
+    @app.task
+    async def customer_batches() -> None:
+        await definitions_ready.wait()
+        await processor.run()
 
     # Every worker applies every definitions record (follow_definitions); the one worker
     # that owns the definitions partition in the group publishes what applying it produced
@@ -276,13 +212,12 @@ def create_app(settings: Settings) -> faust.App:
             return
         tick = dumps({"type": "close_tick", "schema_version": 1, "now": utc_iso(datetime.now(timezone.utc))})
         try:
-            for tp in sorted(app.assignor.assigned_actives()):
-                if tp.topic == topology.ticks_topic:
-                    await outputs[topology.ticks_topic].send(key=None, value=tick, partition=tp.partition)
+            for partition in processor.owned_partitions():
+                await outputs[topology.ticks_topic].send(key=None, value=tick, partition=partition)
         except Exception:  # the next tick retries; a timer that raises would stop for good
             log.exception("sending close ticks failed")
 
-    add_pages(app, settings, topology, store, definitions_ready)
+    add_pages(app, settings, topology, OwnedState(processor.stores), definitions_ready)
     return app
 
 

@@ -16,11 +16,11 @@ from typing import Any
 import faust
 from prometheus_client import generate_latest
 
+from .. import metrics
 from ..engine.lifecycle import status
 from ..pipeline.topology import Topology
 from ..settings import Settings
 from ..state.base import StateStore
-from . import metrics
 from .series import add_series_pages
 
 # Prometheus text format; aiohttp wants the charset separately, and defaults to UTF-8.

@@ -3,8 +3,8 @@ stops to recover.
 
 A worker that meets a failure that is not the input's fault (the broker refuses or never
 acknowledges a send, the state store or changelog fails) exits with
-:data:`~milestream.worker.customer_agent.WORKER_FAILED_EXIT_CODE` without committing past the
-record it was on (worker/customer_agent.py): the remedy is a fresh process that reads again from
+:data:`~milestream.runtime.failure.WORKER_FAILED_EXIT_CODE` without committing past the
+record it was on (runtime/failure.py): the remedy is a fresh process that reads again from
 the last commit. Kubernetes or systemd would do that, but ``make run`` and a plain shell would not,
 so the command supervises itself: it restarts the worker after such an exit, with a growing pause
 while the failure lasts, and passes any other exit status through. SIGTERM and SIGINT are passed to
@@ -27,8 +27,8 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
+from ..runtime.failure import WORKER_FAILED_EXIT_CODE
 from ..settings import Settings
-from .customer_agent import WORKER_FAILED_EXIT_CODE
 
 log = logging.getLogger("milestream.supervisor")
 

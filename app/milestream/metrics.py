@@ -61,3 +61,66 @@ POISON_RECORDS = Counter(
     "(alert on any).",
     registry=REGISTRY,
 )
+
+# The batch runtime (runtime/)
+BATCH_RECORDS = Histogram(
+    "milestream_batch_records",
+    "Input records per batch the runtime processed and checkpointed together.",
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000),
+    registry=REGISTRY,
+)
+CHECKPOINT_SECONDS = Histogram(
+    "milestream_checkpoint_seconds",
+    "Time to make a batch durable: outputs acknowledged, changelog acknowledged, RocksDB written, offsets committed.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+    registry=REGISTRY,
+)
+COMMITS = Counter(
+    "milestream_commits",
+    "Offset commits of the customer topics, by result (ok, or failed: the partitions moved during the batch).",
+    ["result"],
+    registry=REGISTRY,
+)
+CHANGELOG_RECORDS = Counter(
+    "milestream_changelog_records",
+    "State changelog records sent (one per key a batch changed).",
+    registry=REGISTRY,
+)
+CONSUMER_LAG = Gauge(
+    "milestream_consumer_lag",
+    "Records on an owned input partition not yet processed (high watermark minus position).",
+    ["topic", "partition"],
+    registry=REGISTRY,
+)
+REBALANCES = Counter(
+    "milestream_rebalances",
+    "Partition assignments this worker received (each consumer-group rebalance).",
+    registry=REGISTRY,
+)
+OWNED_PARTITIONS = Gauge(
+    "milestream_owned_partitions",
+    "Customer partitions (state stores) this worker owns.",
+    registry=REGISTRY,
+)
+RESTORING_PARTITIONS = Gauge(
+    "milestream_restoring_partitions",
+    "Owned partitions whose state is still being restored from the changelog.",
+    registry=REGISTRY,
+)
+RESTORED_RECORDS = Counter(
+    "milestream_restored_records",
+    "Changelog records read to restore state stores.",
+    registry=REGISTRY,
+)
+STATE_KEYS = Gauge(
+    "milestream_state_keys",
+    "Estimated keys in the state store of an owned partition (RocksDB's estimate).",
+    ["partition"],
+    registry=REGISTRY,
+)
+STATE_BYTES = Gauge(
+    "milestream_state_bytes",
+    "Estimated live bytes in the state store of an owned partition (RocksDB's estimate).",
+    ["partition"],
+    registry=REGISTRY,
+)

@@ -1,0 +1,182 @@
+"""The checkpoint: the one owner of durability for a batch.
+
+A batch of input records is processed against in-memory overlays of the
+partitions' stores (state/overlay.py) and collects its outputs. Nothing of it
+is durable until :meth:`Checkpoint.commit`, which does, in this order:
+
+1. **Outputs** (promotions, late events, dead letters, records the worker sends
+   to its own inputs) are produced and their acknowledgements awaited.
+2. **Changelog**: one record per key the batch changed (its last value, or a
+   tombstone) to the changelog partition of the key's store, in one Kafka
+   transaction, committed. The changelog is read ``read_committed``, so it
+   holds a batch's state changes all or none: a crash half-way through the
+   sends cannot leave a customer's state without the close-index entries or
+   tick records written with it.
+3. **RocksDB**: the same changes and the changelog offset they reach, in one
+   write batch per partition store.
+4. **Offsets**: the batch's input offsets are committed.
+
+Why this order (at-least-once): a crash before 2 commits leaves the
+changelog without the batch, so the inputs are read again and applied again,
+producing the same outputs with the same deterministic ids (a consumer that
+deduplicates on ``event_id`` sees each once); nothing is lost because the
+outputs were acknowledged before the state that says they were produced. A
+crash after 2 but before 4 redelivers inputs the state already records (the
+per-customer applied offsets): they are recognised and not applied again. The
+local store is never ahead of the changelog, so restoring its tail
+(partitions.py) always yields a state of whole batches.
+
+Exactly-once (``MILESTREAM_PROCESSING_GUARANTEE=exactly_once``): 1, 2 and 4 are
+one Kafka transaction (the input offsets are sent to it), then 3. A
+``read_committed`` consumer of the outputs sees each exactly once; a crash
+aborts the transaction and the batch is processed again from the committed
+state.
+
+If a send fails or is not acknowledged within ``MILESTREAM_DELIVERY_TIMEOUT``,
+:class:`DeliveryFailed` is raised and nothing is committed: the worker exits to
+restart from its last commit (runtime/failure.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
+
+from .. import metrics
+from ..pipeline.attempts import describe
+from ..pipeline.topology import OutRecord
+from ..state.overlay import OverlayStore
+from .failure import DeliveryFailed
+from .partitions import CHANGELOG_OFFSET, PartitionStores
+
+log = logging.getLogger("milestream.runtime")
+
+
+class Checkpoint:
+    """What one batch changed and produced, until it is committed."""
+
+    def __init__(
+        self,
+        stores: PartitionStores,
+        producer: AIOKafkaProducer,
+        transactional: AIOKafkaProducer,
+        consumer: AIOKafkaConsumer,
+        group_id: str,
+        *,
+        exactly_once: bool,
+        delivery_timeout_s: float,
+    ) -> None:
+        self._stores = stores
+        self._producer = producer  # outputs, at-least-once
+        self._transactional = transactional  # the changelog (and, exactly-once, outputs and offsets)
+        self._consumer = consumer
+        self._group_id = group_id
+        self._exactly_once = exactly_once
+        self._timeout_s = delivery_timeout_s
+        self.overlays: dict[int, OverlayStore] = {}
+        self.outputs: list[OutRecord] = []
+        self.offsets: dict[TopicPartition, int] = {}  # next offset to read, per input partition
+        self.records = 0
+
+    def overlay(self, partition: int) -> OverlayStore:
+        overlay = self.overlays.get(partition)
+        if overlay is None:
+            overlay = self.overlays[partition] = OverlayStore(self._stores[partition])
+        return overlay
+
+    def processed(self, tp: TopicPartition, offset: int, outputs: list[OutRecord]) -> None:
+        self.outputs += outputs
+        self.offsets[tp] = offset + 1
+        self.records += 1
+
+    @property
+    def empty(self) -> bool:
+        return not self.offsets
+
+    async def commit(self) -> None:
+        if self.empty:
+            return
+        started = time.perf_counter()
+        changes = {p: overlay.take_changes() for p, overlay in self.overlays.items()}
+        if not self._exactly_once:
+            await self._deliver([self._send(self._producer, out) for out in self.outputs])
+        reached = await self._commit_transaction(changes)
+        for partition, partition_changes in changes.items():
+            if partition in reached:
+                self._stores[partition].write(partition_changes, {CHANGELOG_OFFSET: str(reached[partition]).encode()})
+        if not self._exactly_once:
+            await self._commit_offsets()
+        metrics.BATCH_RECORDS.observe(self.records)
+        metrics.CHECKPOINT_SECONDS.observe(time.perf_counter() - started)
+
+    # ------------------------------------------------------------------ steps
+    async def _send(self, producer: AIOKafkaProducer, out: OutRecord) -> tuple[str, Any]:
+        try:
+            future = await producer.send(out.topic, out.value, key=out.key, partition=out.partition)
+        except Exception as exc:  # refused before reaching the broker (e.g. larger than the producer allows)
+            raise DeliveryFailed(out.topic, describe(exc)) from exc
+        return out.topic, future
+
+    async def _deliver(self, sends: list[Any]) -> list[Any]:
+        """Await the sends, then their acknowledgements; the record metadata of each, in order."""
+        pending = [await send for send in sends]
+        results = []
+        for topic, future in pending:
+            try:
+                results.append(await asyncio.wait_for(future, self._timeout_s))
+            except TimeoutError:
+                raise DeliveryFailed(topic, f"no acknowledgement from the broker in {self._timeout_s:g} s") from None
+            except Exception as exc:
+                raise DeliveryFailed(topic, describe(exc)) from exc
+        return results
+
+    async def _send_changelog(self, changes: dict[int, dict[bytes, bytes | None]]) -> dict[int, int]:
+        """Send one changelog record per changed key; per partition, the changelog offset reached."""
+        topic = self._stores.changelog_topic
+        sends = []
+        for partition, partition_changes in changes.items():
+            for key, value in partition_changes.items():
+                sends.append(self._send(self._transactional, OutRecord(topic, key, value, partition=partition)))
+        reached: dict[int, int] = {}
+        for meta in await self._deliver(sends):
+            reached[meta.partition] = max(reached.get(meta.partition, 0), meta.offset + 1)
+        metrics.CHANGELOG_RECORDS.inc(len(sends))
+        return reached
+
+    async def _commit_offsets(self) -> None:
+        try:
+            await self._consumer.commit(self.offsets)
+        except (CommitFailedError, RebalanceInProgressError, IllegalStateError) as exc:
+            # The partitions moved while the batch ran: the new owner reads these records again
+            # and recognises them from the state (the changelog has it), so nothing is applied twice.
+            metrics.COMMITS.labels("failed").inc()
+            log.warning("offset commit failed (%s); the partitions' new owner continues from the state", exc)
+        else:
+            metrics.COMMITS.labels("ok").inc()
+
+    async def _commit_transaction(self, changes: dict[int, dict[bytes, bytes | None]]) -> dict[int, int]:
+        producer = self._transactional
+        try:
+            await producer.begin_transaction()
+            if self._exactly_once:
+                await self._deliver([self._send(producer, out) for out in self.outputs])
+            reached = await self._send_changelog(changes)
+            if self._exactly_once:
+                await producer.send_offsets_to_transaction(self.offsets, self._group_id)
+            await asyncio.wait_for(producer.commit_transaction(), self._timeout_s)
+        except DeliveryFailed:
+            raise
+        except TimeoutError:
+            raise DeliveryFailed("transaction", f"not committed within {self._timeout_s:g} s") from None
+        except Exception as exc:
+            raise DeliveryFailed("transaction", describe(exc)) from exc
+        if self._exactly_once:
+            metrics.COMMITS.labels("ok").inc()
+        # The commit marker follows; a restore from here skips it (markers are written asynchronously,
+        # so pointing past it could point past the changelog's end for a moment).
+        return reached

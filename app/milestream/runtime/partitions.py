@@ -1,0 +1,205 @@
+"""One RocksDB store per assigned partition, restored from the changelog topic.
+
+Every customer-keyed input topic has the same number of partitions and a
+customer's records land on the same partition number in each (co-partitioned),
+so a partition number names one slice of customers and one store:
+``<data dir>/partitions/<n>``. Its changelog is partition ``n`` of the
+changelog topic, one record per key a checkpoint changed.
+
+Beside the state, each store keeps the changelog offset it reflects (written in
+the same RocksDB write batch as the state, runtime/checkpoint.py). When a
+partition is assigned, only the changelog's tail after that offset is read: a
+worker that kept its disk restores in a moment; a new one reads the whole
+(compacted) changelog. A store ahead of its changelog (the topic was recreated)
+is discarded and rebuilt.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from .. import metrics
+from ..kafka_client import client_options
+from ..settings import Settings
+from ..state.base import StateStore
+from ..state.rocksdb import RocksDBStore
+from .clients import started
+
+log = logging.getLogger("milestream.runtime")
+
+CHANGELOG_OFFSET = "changelog-offset"  # the store's meta entry: the next changelog offset to read
+RESTORE_BATCH = 10_000
+
+
+def changelog_offset(store: RocksDBStore) -> int:
+    raw = store.meta(CHANGELOG_OFFSET)
+    return int(raw) if raw is not None else 0
+
+
+class PartitionsMismatch(Exception):
+    """The changelog topic has another number of partitions than the input topics: state could not
+    be kept per partition. The topic must be recreated (or the input topics' partitions restored)."""
+
+
+class PartitionStores:
+    """The stores of the partitions this worker owns, by partition number."""
+
+    def __init__(self, settings: Settings, changelog_topic: str, partitions: int) -> None:
+        self.settings = settings
+        self.changelog_topic = changelog_topic
+        self.partitions = partitions  # of the input topics, and so of the changelog
+        self.folder = Path(settings.data_dir) / "partitions"
+        self.stores: dict[int, RocksDBStore] = {}
+
+    def __contains__(self, partition: int) -> bool:
+        return partition in self.stores
+
+    def __getitem__(self, partition: int) -> RocksDBStore:
+        return self.stores[partition]
+
+    def owned(self) -> list[int]:
+        return sorted(self.stores)
+
+    def _open(self, partition: int) -> RocksDBStore:
+        return RocksDBStore(self.folder / str(partition))
+
+    async def assign(self, partitions: Iterable[int]) -> None:
+        """Open and restore the stores of newly assigned partitions."""
+        new = sorted(set(partitions) - set(self.stores))
+        if not new:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        opened = {partition: self._open(partition) for partition in new}
+        await self._restore(opened)
+        self.stores.update(opened)
+        metrics.OWNED_PARTITIONS.set(len(self.stores))
+
+    def revoke(self, partitions: Iterable[int]) -> None:
+        """Close the stores of revoked partitions (their files stay, for a later return)."""
+        for partition in partitions:
+            store = self.stores.pop(partition, None)
+            if store is not None:
+                store.close()
+        metrics.OWNED_PARTITIONS.set(len(self.stores))
+
+    def close(self) -> None:
+        self.revoke(list(self.stores))
+
+    async def _restore(self, stores: dict[int, RocksDBStore]) -> None:
+        began = time.monotonic()
+        # The changelog is always read committed: a batch's state changes are one transaction (checkpoint.py).
+        consumer = await started(
+            lambda: AIOKafkaConsumer(
+                **client_options(self.settings),
+                enable_auto_commit=False,
+                isolation_level="read_committed",
+                client_id=f"{self.settings.app_id}-restore",
+                max_partition_fetch_bytes=8 * 1024 * 1024,
+            ),
+            self.settings,
+            "restoring state",
+        )
+        try:
+            await self._check_partitions(consumer)
+            tps = {TopicPartition(self.changelog_topic, p): p for p in stores}
+            consumer.assign(list(tps))
+            ends = await consumer.end_offsets(list(tps))
+            starts = await consumer.beginning_offsets(list(tps))
+            pending: dict[TopicPartition, int] = {}
+            for tp, partition in tps.items():
+                local = changelog_offset(stores[partition])
+                if local > ends[tp]:
+                    log.warning(
+                        "partition %d: the local store is ahead of its changelog (%d > %d): rebuilding it",
+                        partition,
+                        local,
+                        ends[tp],
+                    )
+                    stores[partition].close()
+                    shutil.rmtree(stores[partition].path, ignore_errors=True)
+                    stores[partition] = self._open(partition)
+                    local = 0
+                start = max(local, starts[tp])
+                if start < ends[tp]:
+                    consumer.seek(tp, start)
+                    pending[tp] = ends[tp]
+                else:
+                    consumer.pause(tp)
+            metrics.RESTORING_PARTITIONS.set(len(pending))
+            restored = 0
+            while pending:
+                batches = await consumer.getmany(*pending, timeout_ms=1000, max_records=RESTORE_BATCH)
+                for tp, messages in batches.items():
+                    if not messages:
+                        continue
+                    partition = tps[tp]
+                    changes = {m.key: m.value for m in messages if m.key is not None}
+                    stores[partition].write(changes, {CHANGELOG_OFFSET: str(messages[-1].offset + 1).encode()})
+                    restored += len(messages)
+                    metrics.RESTORED_RECORDS.inc(len(messages))
+                for tp in list(pending):
+                    position = await consumer.position(tp)
+                    if position >= pending[tp]:
+                        # Transaction markers take offsets too: record where the changelog really ends.
+                        stores[tps[tp]].write({}, {CHANGELOG_OFFSET: str(position).encode()})
+                        del pending[tp]
+                        consumer.pause(tp)
+                metrics.RESTORING_PARTITIONS.set(len(pending))
+            if restored:
+                log.info(
+                    "restored partitions %s: %d changelog records in %.1f s",
+                    sorted(stores),
+                    restored,
+                    time.monotonic() - began,
+                )
+        finally:
+            await consumer.stop()
+
+    async def _check_partitions(self, consumer: AIOKafkaConsumer) -> None:
+        cluster = await consumer._client.fetch_all_metadata()  # not only the assigned topics'
+        found = cluster.partitions_for_topic(self.changelog_topic)
+        if found is None:
+            raise PartitionsMismatch(
+                f"the changelog topic {self.changelog_topic} does not exist (run `milestream topics apply`)"
+            )
+        if len(found) != self.partitions:
+            raise PartitionsMismatch(
+                f"the changelog topic {self.changelog_topic} has {len(found)} partitions, the input topics "
+                f"{self.partitions}: state is kept per partition, so they must match (recreate the changelog "
+                "topic with `milestream topics apply` after deleting it; workers rebuild it from their stores)"
+            )
+
+
+class OwnedState(StateStore):
+    """Every store this worker owns, read as one (the HTTP pages): a key is looked up in each."""
+
+    def __init__(self, stores: PartitionStores) -> None:
+        self._stores = stores
+
+    def _each(self) -> list[RocksDBStore]:
+        return [self._stores[p] for p in self._stores.owned()]
+
+    def _get(self, raw_key: bytes) -> bytes | None:
+        for store in self._each():
+            value = store._get(raw_key)
+            if value is not None:
+                return value
+        return None
+
+    def _put(self, raw_key: bytes, raw_value: bytes) -> None:
+        raise TypeError("the owned-state view is read-only: state is written by the batch runtime")
+
+    def _delete(self, raw_key: bytes) -> None:
+        raise TypeError("the owned-state view is read-only: state is written by the batch runtime")
+
+    def _scan(self, prefix: bytes) -> Iterator[bytes]:
+        keys: set[bytes] = set()
+        for store in self._each():
+            keys.update(store._scan(prefix))
+        return iter(sorted(keys))

@@ -1,0 +1,222 @@
+"""The batch processor: the customer-keyed topics and the close ticks, a batch at a time.
+
+One aiokafka consumer in the worker group (``MILESTREAM_APP_ID``) reads every
+customer-keyed input topic and the close-tick topic. They are co-partitioned
+and the range assignor gives a worker the same partition numbers of each, so
+a worker owns whole partitions: their records and their state store
+(partitions.py). A batch is whatever ``getmany`` has now (at most
+``MILESTREAM_MAX_POLL_RECORDS``): nothing waits to fill a batch, so batching adds
+no latency at low load.
+
+Each record of a batch is processed by the topology against the overlay of its
+partition's store (state/overlay.py): a customer's state is read from RocksDB
+once per batch and written once, however many of their records the batch
+holds. The checkpoint then makes the batch durable (checkpoint.py).
+
+Rebalances: a revocation waits for the batch in flight to be committed (the
+lock); an assignment opens and restores the new partitions' stores before any
+of their records is processed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+
+from .. import metrics
+from ..kafka_client import client_options
+from ..pipeline.attempts import InfrastructureFailure, ProcessingAttempts, RetryLater
+from ..pipeline.topology import Processed, Record, Topology
+from ..settings import Settings
+from ..state.overlay import OverlayStore
+from ..topics import changelog_topics
+from ..worker.lifecycle import group_instance_id
+from ..worker.records import record_from_aiokafka
+from .assignor import Ownership, ownership_assignor
+from .checkpoint import Checkpoint
+from .clients import started
+from .failure import exit_worker
+from .partitions import PartitionStores
+
+log = logging.getLogger("milestream.runtime")
+
+RETRY_PAUSE_CAP_S = 5.0
+LAG_EVERY_S = 1.0
+
+
+class BatchProcessor:
+    def __init__(
+        self,
+        settings: Settings,
+        topology: Topology,
+        observe: Callable[[Processed, str], None],
+        on_failure: Callable[[BaseException], NoReturn] = exit_worker,
+    ) -> None:
+        self.settings = settings
+        self.topology = topology
+        self.observe = observe
+        self.on_failure = on_failure
+        (changelog,) = changelog_topics(settings, topology.topics)
+        self.stores = PartitionStores(settings, changelog, topology.topics["transactions"].partitions)
+        self.attempts = ProcessingAttempts(settings.max_processing_attempts)
+        self.ownership = Ownership()
+        self.advertised_url = settings.advertised_url or f"http://{settings.web_host}:{settings.web_port}"
+        self.lock = asyncio.Lock()  # held by a batch from processing to commit, and by rebalances
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.transactional: AIOKafkaProducer | None = None
+        self._lag_at = 0.0
+        self._next_offsets: dict[TopicPartition, int] = {}  # per input partition, after the last commit
+
+    def owned_partitions(self) -> list[int]:
+        return self.stores.owned()
+
+    # ----------------------------------------------------------------- lifecycle
+    async def run(self) -> None:
+        """Consume until cancelled; exit the worker on an infrastructure failure."""
+        settings = self.settings
+        instance = group_instance_id(settings)
+        producer_options = dict(
+            **client_options(settings),
+            client_id=f"{settings.app_id}-batches",
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=int(settings.producer_linger_ms),
+            max_batch_size=settings.producer_max_batch_bytes,
+        )
+        consumer_options = dict(
+            **client_options(settings),
+            group_id=settings.app_id,
+            group_instance_id=instance,
+            client_id=f"{settings.app_id}-batches",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed" if settings.exactly_once else "read_uncommitted",
+            partition_assignment_strategy=(ownership_assignor(self.advertised_url, self.ownership),),
+            session_timeout_ms=int(settings.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(min(3.0, settings.session_timeout_s / 3) * 1000),
+            max_poll_records=settings.max_poll_records,
+        )
+        try:
+            self.producer = await started(lambda: AIOKafkaProducer(**producer_options), settings, "outputs producer")
+            # Stable per worker: a restarted worker fences its predecessor's unfinished transaction.
+            self.transactional = await started(
+                lambda: AIOKafkaProducer(**producer_options, transactional_id=f"{settings.app_id}-{instance}"),
+                settings,
+                "state producer",
+            )
+            consumer = await started(lambda: AIOKafkaConsumer(**consumer_options), settings, "consumer")
+            self.consumer = consumer
+            consumer.subscribe(self.topology.partitioned_topics, listener=_Rebalance(self))
+            while True:
+                batches = await consumer.getmany(timeout_ms=200)
+                if batches:
+                    async with self.lock:
+                        await self.process_batch(batches)
+                self._report_lag()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # anything that reaches here is not the input's fault
+            self.on_failure(exc)
+        finally:
+            await self._stop()
+
+    async def _stop(self) -> None:
+        for client in (self.consumer, self.producer, self.transactional):
+            if client is not None:
+                try:
+                    await client.stop()
+                except Exception:  # stopping on the way out: the next start recovers from the last commit
+                    log.exception("stopping a Kafka client failed")
+        self.stores.close()
+
+    # ------------------------------------------------------------------- batches
+    async def process_batch(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        assert self.producer is not None and self.transactional is not None and self.consumer is not None
+        checkpoint = Checkpoint(
+            self.stores,
+            self.producer,
+            self.transactional,
+            self.consumer,
+            self.settings.app_id,
+            exactly_once=self.settings.exactly_once,
+            delivery_timeout_s=self.settings.delivery_timeout_s,
+        )
+        for tp, messages in batches.items():
+            if tp.partition not in self.stores:
+                continue  # revoked since it was fetched: its new owner reads it again
+            overlay = checkpoint.overlay(tp.partition)
+            for message in messages:
+                record = record_from_aiokafka(message)
+                processed = await self._process(record, overlay)
+                self.observe(processed, record.topic)
+                checkpoint.processed(tp, message.offset, processed.records)
+        await checkpoint.commit()
+        self._next_offsets.update(checkpoint.offsets)
+
+    async def _process(self, record: Record, overlay: OverlayStore) -> Processed:
+        """Process one record, retrying it in place while processing raises (pipeline/attempts.py)."""
+        while True:
+            overlay.begin()
+            started = time.perf_counter()
+            try:
+                processed = self.attempts.process(self.topology, record, overlay)
+            except RetryLater as exc:
+                overlay.rollback()
+                metrics.PROCESSING_FAILURES.labels("error").inc()
+                log.error("%s; retrying it", exc, exc_info=exc.__cause__)
+                await asyncio.sleep(min(0.1 * 2 ** (exc.attempt - 1), RETRY_PAUSE_CAP_S))
+                continue
+            except InfrastructureFailure:
+                metrics.PROCESSING_FAILURES.labels("infrastructure").inc()
+                raise
+            metrics.PROCESSING_SECONDS.observe(time.perf_counter() - started)
+            if processed.poison:
+                metrics.POISON_RECORDS.inc()
+                log.error(
+                    "poison record %s dead-lettered after %d failed attempts", record.source, self.attempts.max_attempts
+                )
+            return processed
+
+    def _report_lag(self) -> None:
+        now = time.monotonic()
+        if now - self._lag_at < LAG_EVERY_S or self.consumer is None:
+            return
+        self._lag_at = now
+        for tp in self.consumer.assignment():
+            highwater = self.consumer.highwater(tp)
+            if highwater is None:
+                continue
+            position = self._next_offsets.get(tp)
+            if position is not None:
+                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
+        for partition in self.stores.owned():
+            keys, size = self.stores[partition].estimates()
+            metrics.STATE_KEYS.labels(str(partition)).set(keys)
+            metrics.STATE_BYTES.labels(str(partition)).set(size)
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, processor: BatchProcessor) -> None:
+        self.processor = processor
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        async with self.processor.lock:  # the batch in flight commits first
+            pass
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        metrics.REBALANCES.inc()
+        partitions = {tp.partition for tp in assigned}
+        stores = self.processor.stores
+        async with self.processor.lock:
+            stores.revoke(set(stores.owned()) - partitions)
+            try:
+                await stores.assign(partitions)
+            except Exception as exc:  # without its state a partition cannot be processed: restart
+                self.processor.on_failure(exc)
+        log.info("assigned partitions %s", sorted(partitions))

@@ -1,0 +1,157 @@
+"""The checkpoint's commit order (runtime/checkpoint.py), step by step, with a recording producer."""
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+from aiokafka import TopicPartition
+
+from milestream.pipeline.topology import OutRecord
+from milestream.runtime.checkpoint import Checkpoint
+from milestream.runtime.failure import DeliveryFailed
+from milestream.runtime.partitions import CHANGELOG_OFFSET, PartitionStores, changelog_offset
+from milestream.settings import Settings
+from milestream.state.keys import Namespace
+
+CHANGELOG = "app-customer-state-changelog"
+
+
+class Journal(list):
+    pass
+
+
+class FakeProducer:
+    """Acknowledges sends when the test says so (or at once); writes every step to the journal."""
+
+    def __init__(self, journal, *, ack=True, refuse_topic=None):
+        self.journal = journal
+        self.ack = ack
+        self.refuse_topic = refuse_topic
+        self.offsets = {}
+
+    async def begin_transaction(self):
+        self.journal.append(("begin", ""))
+
+    async def commit_transaction(self):
+        self.journal.append(("commit_transaction", ""))
+
+    async def send_offsets_to_transaction(self, offsets, group_id):
+        self.journal.append(("offsets_to_transaction", dict(offsets)))
+
+    async def send(self, topic, value, key=None, partition=None):
+        if topic == self.refuse_topic:
+            raise ValueError("MessageSizeTooLargeError")
+        self.journal.append(("send", topic, key))
+        future = asyncio.get_running_loop().create_future()
+        if self.ack:
+            offset = self.offsets.get((topic, partition), 0)
+            self.offsets[(topic, partition)] = offset + 1
+            journal = self.journal
+            future.add_done_callback(lambda _f, t=topic: journal.append(("acked", t)))
+            future.set_result(SimpleNamespace(partition=partition or 0, offset=offset))
+        return future
+
+
+class FakeConsumer:
+    def __init__(self, journal):
+        self.journal = journal
+
+    async def commit(self, offsets):
+        self.journal.append(("commit", dict(offsets)))
+
+
+@pytest.fixture
+def stores(tmp_path):
+    stores = PartitionStores(Settings(data_dir=str(tmp_path)), CHANGELOG, 8)
+    stores.folder.mkdir(parents=True)
+    stores.stores[3] = stores._open(3)
+    yield stores
+    stores.close()
+
+
+def checkpoint(stores, journal, exactly_once=False, **producer):
+    producer = FakeProducer(journal, **producer)
+    return Checkpoint(
+        stores,
+        producer,
+        producer,
+        FakeConsumer(journal),
+        "app",
+        exactly_once=exactly_once,
+        delivery_timeout_s=0.05,
+    )
+
+
+def batch(point):
+    overlay = point.overlay(3)
+    overlay.put(Namespace.CUSTOMER.key("c1"), {"n": 1})
+    overlay.put(Namespace.CUSTOMER.key("c1"), {"n": 2})  # written twice: one changelog record
+    overlay.put(Namespace.CUSTOMER.key("c2"), {"n": 1})
+    point.processed(TopicPartition("transactions", 3), 41, [OutRecord("promotions", b"c1", b"{}")])
+    point.processed(TopicPartition("transactions", 3), 42, [])
+
+
+def test_outputs_are_acknowledged_before_the_changelog_and_offsets_are_committed_last(stores):
+    journal = Journal()
+    point = checkpoint(stores, journal)
+    batch(point)
+    asyncio.run(point.commit())
+    assert steps(journal) == [
+        "send:promotions",
+        "acked:promotions",
+        "begin:",
+        f"send:{CHANGELOG}",
+        f"send:{CHANGELOG}",
+        f"acked:{CHANGELOG}",
+        f"acked:{CHANGELOG}",
+        "commit_transaction:",
+        "commit:",
+    ]
+    assert journal[-1][1] == {TopicPartition("transactions", 3): 43}
+    assert stores[3].get(Namespace.CUSTOMER.key("c1")) == {"n": 2}
+    assert changelog_offset(stores[3]) == 2  # both changelog records: the next offset to restore from
+
+
+def steps(journal):
+    return [step[0] + ":" + (step[1] if isinstance(step[1], str) else "") for step in journal]
+
+
+def test_exactly_once_puts_outputs_changelog_and_offsets_in_one_transaction(stores):
+    journal = Journal()
+    point = checkpoint(stores, journal, exactly_once=True)
+    batch(point)
+    asyncio.run(point.commit())
+    assert steps(journal) == [
+        "begin:",
+        "send:promotions",
+        "acked:promotions",
+        f"send:{CHANGELOG}",
+        f"send:{CHANGELOG}",
+        f"acked:{CHANGELOG}",
+        f"acked:{CHANGELOG}",
+        "offsets_to_transaction:",
+        "commit_transaction:",
+    ]
+    assert journal[-2][1] == {TopicPartition("transactions", 3): 43}
+    assert stores[3].get(Namespace.CUSTOMER.key("c2")) == {"n": 1}
+
+
+def test_a_refused_output_commits_nothing_and_writes_no_state(stores):
+    journal = Journal()
+    point = checkpoint(stores, journal, refuse_topic="promotions")
+    batch(point)
+    with pytest.raises(DeliveryFailed, match="promotions"):
+        asyncio.run(point.commit())
+    assert not any(step[0] == "commit" for step in journal)
+    assert not any(step[1] == CHANGELOG for step in journal if step[0] == "send")
+    assert stores[3].get(Namespace.CUSTOMER.key("c1")) is None and stores[3].meta(CHANGELOG_OFFSET) is None
+
+
+def test_an_unacknowledged_send_fails_after_the_delivery_timeout(stores):
+    journal = Journal()
+    point = checkpoint(stores, journal, ack=False)
+    batch(point)
+    with pytest.raises(DeliveryFailed, match="no acknowledgement from the broker in 0.05 s"):
+        asyncio.run(point.commit())
+    assert not any(step[0] == "commit" for step in journal)
+    assert stores[3].get(Namespace.CUSTOMER.key("c1")) is None
