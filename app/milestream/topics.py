@@ -50,11 +50,11 @@ STATE_TABLE = "customer-state"
 
 
 def changelog_topics(settings: Settings, specs: dict[str, TopicSpec]) -> dict[str, TopicSpec]:
-    """The changelog topic of the worker's state table, as Faust names and configures it
-    (``<app id>-<table>-changelog``, compacted, one partition per customer partition).
+    """The changelog topic of the worker's partition stores (``<app id>-customer-state-changelog``,
+    compacted, one partition per customer partition: runtime/partitions.py).
 
     Created with the declared topics, so workers starting together in a new consumer
-    group never see it half-created (Faust's partition check then fails)."""
+    group never see it half-created."""
     customers = specs["transactions"]
     name = f"{settings.app_id}-{STATE_TABLE}-changelog"
     spec = TopicSpec(
@@ -63,10 +63,23 @@ def changelog_topics(settings: Settings, specs: dict[str, TopicSpec]) -> dict[st
     return {name: spec}
 
 
+def faust_topics(settings: Settings, specs: dict[str, TopicSpec]) -> dict[str, TopicSpec]:
+    """The topic Faust's group leader election uses (the Faust app is ``<app id>-definitions``,
+    worker/app.py). Faust would create it with one replica; declared here, it gets the
+    replication of the declared topics."""
+    name = f"{settings.app_id}-definitions-__assignor-__leader"
+    return {name: TopicSpec(name, name, "internal", 1, specs["definitions"].replication_factor, {})}
+
+
+def worker_topics(settings: Settings, specs: dict[str, TopicSpec]) -> dict[str, TopicSpec]:
+    """The topics the worker needs beside those of topics.yaml: its changelog and Faust's own."""
+    return {**changelog_topics(settings, specs), **faust_topics(settings, specs)}
+
+
 def topics_to_apply(settings: Settings) -> dict[str, TopicSpec]:
-    """The topics of topics.yaml and the worker's changelog topics."""
+    """The topics of topics.yaml and the worker's own topics."""
     specs = load_topics(settings)
-    return {**specs, **changelog_topics(settings, specs)}
+    return {**specs, **worker_topics(settings, specs)}
 
 
 async def _wait_for_partitions(admin: Any, specs: list[TopicSpec], timeout_s: float = 30.0) -> None:

@@ -38,7 +38,7 @@ from ..runtime.processor import BatchProcessor
 from ..schemas.base import utc_iso
 from ..schemas.codec import dumps
 from ..settings import Settings
-from ..topics import apply_topics, changelog_topics, load_topics
+from ..topics import apply_topics, load_topics, worker_topics
 from .lifecycle import group_instance_id, shutdown_bounded_worker
 from .pages import add_pages
 from .records import record_from_aiokafka
@@ -57,13 +57,13 @@ class WorkerApp(faust.App):
         settings = self.milestream_settings
         try:
             report = await asyncio.wait_for(
-                apply_topics(settings, changelog_topics(settings, load_topics(settings))), timeout=15
+                apply_topics(settings, worker_topics(settings, load_topics(settings))), timeout=15
             )
         except Exception as exc:  # the broker may be down: Faust then declares the topic itself once it is up
-            log.warning("could not create the changelog topics (%s: %s)", type(exc).__name__, exc)
+            log.warning("could not create the worker's topics (%s: %s)", type(exc).__name__, exc)
         else:
             for line in report:
-                (log.warning if line.startswith("drift") else log.info)("changelog topic: %s", line)
+                (log.warning if line.startswith("drift") else log.info)("worker topic: %s", line)
 
 
 async def deliver_now(outputs: dict[str, faust.TopicT], processed: Processed, timeout_s: float) -> None:
