@@ -32,5 +32,11 @@ class RocksDBStore(StateStore):
                 return
             yield raw_key
 
+    def _scan_sorted(self, prefix: bytes, start: bytes) -> Iterator[bytes]:
+        for raw_key in self._db.keys(from_key=start):
+            if not isinstance(raw_key, bytes) or not raw_key.startswith(prefix):
+                return
+            yield raw_key
+
     def close(self) -> None:
         self._db.close()

@@ -26,6 +26,8 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from ..api.faust_access import FaustStateAccess
+from ..api.server import add_api
 from ..kafka_client import client_options, faust_credentials
 from ..pipeline.topology import PROCESSED, Processed, Topology
 from ..schemas.base import utc_iso
@@ -283,6 +285,13 @@ def create_app(settings: Settings) -> faust.App:
             log.exception("sending close ticks failed")
 
     add_pages(app, settings, topology, store, definitions_ready)
+    add_api(
+        app,
+        settings,
+        topology,
+        FaustStateAccess(app, state_table, topology.customer_topics[0], partitions),
+        definitions_ready,
+    )
     return app
 
 
