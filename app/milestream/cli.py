@@ -93,8 +93,19 @@ def _topics_apply(args: argparse.Namespace, settings: Settings) -> int:
 def _schemas_export(args: argparse.Namespace, settings: Settings) -> int:
     from .schemas.export import write_json_schemas
 
+    from pathlib import Path
+
+    from .api.reference import markdown
+    from .api.routes import openapi_text
+
     for path in write_json_schemas(args.out):
         print(path)
+    openapi_path = Path(args.out) / "openapi.json"
+    openapi_path.write_text(openapi_text())
+    print(openapi_path)
+    if args.api_doc:
+        Path(args.api_doc).write_text(markdown())
+        print(args.api_doc)
     return 0
 
 
@@ -264,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     apply.set_defaults(func=_topics_apply)
 
     schemas = sub.add_parser("schemas", help="JSON Schema files generated from the models")
-    schemas.add_argument("--out", default="schemas", help="output folder (default: schemas)")
+    schemas.add_argument("--out", default="schemas", help="output folder (default: schemas); openapi.json too")
+    schemas.add_argument("--api-doc", default=None, help="also write the API reference (Markdown) to this file")
     schemas.set_defaults(func=_schemas_export)
 
     worker = sub.add_parser("worker", help="run a worker (restarted in place when it exits to recover)")

@@ -421,7 +421,7 @@ class Api:
                 for name in override.sub_targets:
                     if name not in subs:
                         reasons.append(f"{where}: target {override.target_id!r} has no sub-target {name!r}")
-            fields = entry.model_dump(mode="json", exclude_none=True, exclude={"event_id"})
+            fields = entry.model_dump(mode="json", exclude_defaults=True, exclude={"event_id"})
             event_id = (
                 entry.event_id
                 or "api:" + hashlib.sha256(orjson.dumps([mid, fields], option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]

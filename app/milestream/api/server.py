@@ -83,7 +83,6 @@ def aiohttp_app(
     for path, methods in _by_path(api).items():
         for method, handler in methods.items():
             application.router.add_route(method, path, handler)
-    application["api"] = api
 
     async def close(_: web.Application) -> None:
         await api.close()
