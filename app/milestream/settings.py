@@ -156,6 +156,12 @@ class Settings(BaseSettings):
     debug_pages: bool = _setting(False, "MILESTREAM_DEBUG_PAGES", "Serve /debug/tasks (asyncio task stacks).")
 
     # The HTTP API (docs/api.md)
+    api_url: str = _setting(
+        "",
+        "MILESTREAM_API_URL",
+        "Base URL of a worker's API for `milestream progress` and `milestream leaderboard` "
+        "(default: http://127.0.0.1:<MILESTREAM_WEB_PORT>).",
+    )
     api_max_body_bytes: int = _setting(
         1024 * 1024,
         "MILESTREAM_API_MAX_BODY_BYTES",
