@@ -59,7 +59,7 @@ bench: install kafka-fetch
 	$(PY) -m bench.close
 
 schemas: install
-	$(VENV)/bin/milestream schemas --out schemas
+	$(VENV)/bin/milestream schemas --out schemas --api-doc docs/api.md
 
 clean:
 	rm -rf .local $(VENV)

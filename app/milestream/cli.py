@@ -91,10 +91,20 @@ def _topics_apply(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _schemas_export(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from .api.reference import markdown
+    from .api.routes import openapi_text
     from .schemas.export import write_json_schemas
 
     for path in write_json_schemas(args.out):
         print(path)
+    openapi_path = Path(args.out) / "openapi.json"
+    openapi_path.write_text(openapi_text())
+    print(openapi_path)
+    if args.api_doc:
+        Path(args.api_doc).write_text(markdown())
+        print(args.api_doc)
     return 0
 
 
@@ -187,6 +197,70 @@ def _tail(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
 
+def _api_get(settings: Settings, what: str, path: str, query: dict[str, Any]) -> Any:
+    """GET a worker's API; a refusal or an unreachable worker is a ``UsageError`` (one line)."""
+    import json
+    import urllib.error
+    import urllib.request
+    from urllib.parse import quote, urlencode
+
+    from .worker.web import authorization_header
+
+    base = (settings.api_url or f"http://127.0.0.1:{settings.web_port}").rstrip("/")
+    given = {k: v for k, v in query.items() if v is not None}
+    url = base + quote(path) + (f"?{urlencode(given)}" if given else "")
+    request = urllib.request.Request(url, headers=authorization_header(settings))
+    try:
+        with urllib.request.urlopen(request, timeout=settings.command_timeout_s) as response:  # noqa: S310
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            reason = json.loads(exc.read()).get("error", exc.reason)
+        except ValueError:
+            reason = exc.reason
+        raise UsageError(f"{what}: {exc.code} {reason}") from None
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        cause = getattr(exc, "reason", exc)
+        raise UsageError(f"{what}: no answer from the worker API at {base} ({cause})") from None
+
+
+def _print_json(data: Any, one_line: bool) -> None:
+    import json
+
+    print(json.dumps(data, separators=(",", ":")) if one_line else json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _progress(args: argparse.Namespace, settings: Settings) -> int:
+    path = f"/customers/{args.customer}/milestones"
+    if args.milestone:
+        path += f"/{args.milestone}" + ("/history" if args.history else "")
+    elif args.history:
+        raise UsageError("--history needs --milestone")
+    _print_json(_api_get(settings, "progress", path, {"org_id": args.org}), args.json)
+    return 0
+
+
+def _leaderboard(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.customer and not args.milestone:
+        raise UsageError("leaderboard: give a milestone id, or --customer")
+    if args.customer:
+        query = {"org_id": args.org, "milestone_id": args.milestone, "neighbours": args.neighbours}
+        data = _api_get(settings, "leaderboard", f"/leaderboards/customers/{args.customer}", query)
+    else:
+        query = {"target": args.target, "cycle": args.cycle, "top": args.top, "page": args.page}
+        data = _api_get(settings, "leaderboard", f"/leaderboards/{args.milestone}", query)
+    if args.json:
+        _print_json(data, True)
+    elif args.customer:
+        for s in data["standings"]:
+            print(f"{s['milestone_id']} {s['target_id']} cycle {s['cycle']}: rank {s['rank']} with {s['value']}")
+    else:
+        print(f"{data['milestone_id']} {data['target_id']} cycle {data['cycle']}")
+        for entry in data["entries"]:
+            print(f"{entry['rank']:>6}  {entry['value']:>16}  {entry['customer_id']}")
+    return 0
+
+
 def _defined_milestone(args: argparse.Namespace, settings: Settings) -> Compiled:
     """The milestone to enrol into, as the workers know it: from ``--definitions`` or the definitions topic."""
     from .simulate import Simulation, json_items
@@ -264,7 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     apply.set_defaults(func=_topics_apply)
 
     schemas = sub.add_parser("schemas", help="JSON Schema files generated from the models")
-    schemas.add_argument("--out", default="schemas", help="output folder (default: schemas)")
+    schemas.add_argument("--out", default="schemas", help="output folder (default: schemas); openapi.json too")
+    schemas.add_argument("--api-doc", default=None, help="also write the API reference (Markdown) to this file")
     schemas.set_defaults(func=_schemas_export)
 
     worker = sub.add_parser("worker", help="run a worker (restarted in place when it exits to recover)")
@@ -342,6 +417,26 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
     tail.add_argument("--json", action="store_true", help="one JSON object a line instead of indented JSON")
     tail.set_defaults(func=_tail)
+
+    progress = sub.add_parser("progress", help="a customer's milestone progress, from a worker's API")
+    progress.add_argument("customer", help="the customer id")
+    progress.add_argument("--milestone", default=None, help="only this milestone")
+    progress.add_argument("--history", action="store_true", help="the milestone's recent contributions")
+    progress.add_argument("--org", default=None, help="the customer's organisation (default: default)")
+    progress.add_argument("--json", action="store_true", help="one line of JSON instead of indented JSON")
+    progress.set_defaults(func=_progress)
+
+    board = sub.add_parser("leaderboard", help="a milestone's leaderboard, from a worker's API")
+    board.add_argument("milestone", nargs="?", default=None, help="the milestone id")
+    board.add_argument("--target", default=None, help="a target id or 'group' (default: the headline target)")
+    board.add_argument("--cycle", type=int, default=None, help="cycle index (default: the cycle running now)")
+    board.add_argument("--top", type=int, default=10, help="customers per page (default 10)")
+    board.add_argument("--page", type=int, default=1, help="page, from 1")
+    board.add_argument("--customer", default=None, help="this customer's rank in every leaderboard instead")
+    board.add_argument("--org", default=None, help="with --customer: the customer's organisation")
+    board.add_argument("--neighbours", type=int, default=2, help="with --customer: customers shown around them")
+    board.add_argument("--json", action="store_true", help="the API's answer as one line of JSON")
+    board.set_defaults(func=_leaderboard)
     return parser
 
 

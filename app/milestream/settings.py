@@ -164,6 +164,40 @@ class Settings(BaseSettings):
     )
     debug_pages: bool = _setting(False, "MILESTREAM_DEBUG_PAGES", "Serve /debug/tasks (asyncio task stacks).")
 
+    # The HTTP API (docs/api.md)
+    api_url: str = _setting(
+        "",
+        "MILESTREAM_API_URL",
+        "Base URL of a worker's API for `milestream progress` and `milestream leaderboard` "
+        "(default: http://127.0.0.1:<MILESTREAM_WEB_PORT>).",
+    )
+    api_max_body_bytes: int = _setting(
+        1024 * 1024,
+        "MILESTREAM_API_MAX_BODY_BYTES",
+        "Largest HTTP request body the API reads; a larger one is refused with 413.",
+        ge=1024,
+    )
+    api_forward_timeout_s: float = _setting(
+        5.0,
+        "MILESTREAM_API_FORWARD_TIMEOUT",
+        "Seconds a worker waits for another worker it forwards a request to (customer reads, leaderboard parts).",
+        gt=0,
+    )
+    history_per_cycle: int = _setting(
+        50,
+        "MILESTREAM_HISTORY_PER_CYCLE",
+        "Contributions kept per customer, milestone and cycle for the history API (newest kept; 0: no history).",
+        ge=0,
+        le=1000,
+    )
+    history_cycles: int = _setting(
+        3,
+        "MILESTREAM_HISTORY_CYCLES",
+        "Most recent cycles per customer and milestone whose contributions the history API keeps.",
+        ge=1,
+        le=100,
+    )
+
     # Security: Kafka connections (every client: worker, topics apply, enrol, demo, bench)
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = _setting(
         "PLAINTEXT", "MILESTREAM_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."

@@ -18,6 +18,7 @@ class MilestoneSettings:
     buffer_days: int
     track_from_enrolment: bool
     award_when_target_achieved: bool
+    leaderboard: bool = False
 
     @classmethod
     def resolve(cls, org: OrganisationSettings, definition: MilestoneDefinition) -> MilestoneSettings:

@@ -45,6 +45,7 @@ from ..settings import Settings
 from ..state.base import StateStore
 from ..state.keys import Customer
 from ..topics import TopicSpec
+from . import read_index
 from .close_index import CloseIndex
 
 # 2: documents live under namespaced keys (state/keys.py); state of version 1 must be rebuilt (docs/guarantees.md).
@@ -124,6 +125,10 @@ class Topology:
         from .series import SeriesStage  # imports this module
 
         self.series = SeriesStage(topics, settings.outbox_size)
+        self.read_index_bounds = {
+            "history_per_cycle": settings.history_per_cycle,
+            "history_cycles": settings.history_cycles,
+        }
 
     # ------------------------------------------------------------- dead letters
     def dead_letter(self, record: Record, reason: str, detail: str) -> Processed:
@@ -348,6 +353,7 @@ class Topology:
             # Outbox first: if only it survives a crash, the input is re-applied and
             # yields the same outputs; if the state survived without it, they could be lost.
             append_outbox(store, customer, record.source, records, self.settings.outbox_size)
+        read_index.maintain(store, self.engine, customer, state, result, record, **self.read_index_bounds)
         store.put(customer.state_key, state)
 
     # ------------------------------------------------------------- cycle close

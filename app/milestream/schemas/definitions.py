@@ -373,6 +373,7 @@ class SettingsOverride(StrictModel):
     buffer_days: Annotated[int, Field(ge=0, le=90)] | None = None
     track_from_enrolment: bool | None = None
     award_when_target_achieved: bool | None = None
+    leaderboard: bool | None = None
 
 
 class OrganisationSettings(StrictModel):
@@ -386,6 +387,8 @@ class OrganisationSettings(StrictModel):
     buffer_days: Annotated[int, Field(ge=0, le=90)] = 0
     track_from_enrolment: bool = False
     award_when_target_achieved: bool = True  # ENABLE_AWARD_WHEN_TARGET_ACHIEVED, on by default
+    # Rank customers by progress (GET /leaderboards/...): the spec's "leaderboard for milestone", off by default.
+    leaderboard: bool = False
     bill_retention_days: Annotated[int, Field(ge=1, le=3660)] = 400
 
 

@@ -39,6 +39,20 @@ class StateStore(ABC):
         for raw in self._scan(namespace.prefix):
             yield StateKey.decode(raw).id
 
+    def scan(self, namespace: Namespace, prefix: str = "", start: str | None = None) -> Iterator[str]:
+        """The ids of ``namespace`` that start with ``prefix``, in key order (UTF-8 bytes), from
+        ``start`` on (inclusive) when given. Sorted backends seek; the others sort."""
+        if not isinstance(namespace, Namespace):
+            raise TypeError(f"scan a Namespace, not {type(namespace).__name__}")
+        raw_prefix = namespace.prefix + prefix.encode("utf-8", "surrogatepass")
+        raw_start = namespace.prefix + start.encode("utf-8", "surrogatepass") if start is not None else raw_prefix
+        for raw in self._scan_sorted(raw_prefix, max(raw_prefix, raw_start)):
+            yield StateKey.decode(raw).id
+
+    def _scan_sorted(self, prefix: bytes, start: bytes) -> Iterator[bytes]:
+        """Stored keys starting with ``prefix``, from ``start`` on, in byte order."""
+        return iter(sorted(k for k in self._scan(prefix) if k >= start))
+
     @abstractmethod
     def _get(self, raw_key: bytes) -> bytes | None: ...
 

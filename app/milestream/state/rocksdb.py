@@ -30,8 +30,11 @@ class RocksDBStore(StateStore):
         self._db.delete(raw_key)
 
     def _scan(self, prefix: bytes) -> Iterator[bytes]:
-        # Keys are sorted: seek to the namespace and stop at its end.
-        for raw_key in self._db.keys(from_key=prefix):
+        return self._scan_sorted(prefix, prefix)
+
+    def _scan_sorted(self, prefix: bytes, start: bytes) -> Iterator[bytes]:
+        # Keys are sorted: seek to the start and stop at the prefix's end.
+        for raw_key in self._db.keys(from_key=start):
             if not isinstance(raw_key, bytes) or not raw_key.startswith(prefix):
                 return
             yield raw_key

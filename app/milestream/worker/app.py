@@ -29,6 +29,7 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from .. import metrics
+from ..api.server import add_api
 from ..kafka_client import client_options, faust_credentials
 from ..pipeline.attempts import describe
 from ..pipeline.topology import PROCESSED, Processed, Topology
@@ -42,6 +43,7 @@ from ..topics import apply_topics, load_topics, worker_topics
 from .lifecycle import group_instance_id, shutdown_bounded_worker
 from .pages import add_pages
 from .records import record_from_aiokafka
+from .state_access import RuntimeStateAccess
 from .web import check_bind, faust_web_options
 
 log = logging.getLogger("milestream.worker")
@@ -218,6 +220,7 @@ def create_app(settings: Settings) -> faust.App:
             log.exception("sending close ticks failed")
 
     add_pages(app, settings, topology, OwnedState(processor.stores), definitions_ready)
+    add_api(app, settings, topology, RuntimeStateAccess(processor), definitions_ready)
     return app
 
 

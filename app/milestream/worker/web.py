@@ -17,6 +17,7 @@ import ipaddress
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..api.errors import json_errors_middleware
 from ..settings import Settings
 
 OPEN_PATHS = frozenset({"/healthz", "/metrics"})
@@ -92,7 +93,11 @@ def faust_web_options(settings: Settings) -> dict[str, Any]:
         "web_port": settings.web_port,
         "web_bind": settings.web_host,
         "web_host": settings.web_host,
-        "web_application_options": {"middlewares": [token_middleware(settings)]},
+        # Errors as JSON outermost, so a refused token, an unknown path or a too-large body all answer JSON.
+        "web_application_options": {
+            "middlewares": [json_errors_middleware(), token_middleware(settings)],
+            "client_max_size": settings.api_max_body_bytes,
+        },
         "web_tables_enabled": False,
         "web_router_enabled": False,
         "web_graph_enabled": False,

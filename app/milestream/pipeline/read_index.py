@@ -1,0 +1,191 @@
+"""The read side's documents, kept in step with a customer's state in the same write.
+
+``maintain`` is called by Topology._commit just before the customer's state is written. It
+compares the customer's progress now with what it indexed last (one PROGRESS document per
+customer, state/keys.py) and writes only what changed:
+
+* the customer's leaderboard keys (pipeline/leaderboards.py), for milestones with the
+  ``leaderboard`` setting on;
+* an entry in the milestone's contribution history (pipeline/history.py) for each cycle whose
+  values this record changed, or into which it was refused as late.
+
+The PROGRESS document::
+
+    {"m": {milestone_id: {
+        "o": {"<cycle>": {target_id: "value"}},   # open cycles (targets, and "group" on a leaderboard)
+        "x": {"<cycle>": {target_id: "value"}},   # closed cycles still on the leaderboard
+        "a": {"<cycle>": {target_id: "dec"}},     # returns carried into cycles not open yet
+        "l": 1}}}                                  # its keys are in the leaderboard index
+
+Only enrolled customers are indexed (progress kept for a customer who may enrol later is not
+theirs yet). Everything here is derived from the state: a document lost in a crash is rebuilt
+as the customer's state next changes, and the history keeps at most one entry per input offset.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ..engine.core import Engine, Result, progress_value
+from ..engine.measures import accumulation
+from ..engine.registry import GROUP, Compiled
+from ..state.base import StateStore
+from ..state.keys import Customer
+from . import history, leaderboards
+
+if TYPE_CHECKING:
+    from .topology import Record
+
+Values = dict[str, str]
+
+
+def _fmt(value: Decimal) -> str:
+    return format(value, "f")
+
+
+def cycle_values(engine: Engine, compiled: Compiled, ms: dict[str, Any], cycle: dict[str, Any], index: int) -> Values:
+    """Each target's value in a cycle (and the targets met, on a leaderboard of several targets)."""
+    targets = cycle.get("t", {})
+    values = {
+        t.target_id: _fmt(progress_value(targets.get(t.target_id, {}), accumulation(t.kpi))) for t in compiled.targets
+    }
+    if compiled.settings.leaderboard and not compiled.single_target:
+        values[GROUP] = _fmt(engine.group_status(compiled, engine._progress(compiled, ms, cycle, index))[0])
+    return values
+
+
+def _milestone_index(
+    engine: Engine, compiled: Compiled, ms: dict[str, Any], before: dict[str, Any]
+) -> tuple[dict[str, Any], dict[int, dict[str, Any]], set[int]]:
+    """(the milestone's new PROGRESS entry, value changes by cycle, cycles that closed now)."""
+    opened: dict[str, Values] = {
+        key: cycle_values(engine, compiled, ms, cycle, int(key)) for key, cycle in ms.get("c", {}).items()
+    }
+    was_open: dict[str, Values] = before.get("o", {})
+    closed_kept: dict[str, Values] = dict(before.get("x", {}))
+    changes: dict[int, dict[str, Any]] = {}
+    closed_now: set[int] = set()
+    for key, old in was_open.items():
+        if key in opened:
+            continue
+        closed_now.add(int(key))
+        final = dict(old)
+        remembered = ms.get("h", {}).get(key)
+        if remembered is not None:  # what the close kept (a till-achieved cycle closes at its last contribution)
+            final = {target: remembered.get("t", {}).get(target, "0") for target in old}
+        delta = _deltas(old, final)
+        if delta:
+            changes[int(key)] = {"d": delta}
+        closed_kept[key] = final
+    for key, values in opened.items():
+        delta = _deltas(was_open.get(key, {}), values)
+        if delta:
+            changes[int(key)] = {"d": delta}
+    carried_before: dict[str, Values] = before.get("a", {})
+    carried = {key: dict(values) for key, values in ms.get("adj", {}).items()}
+    for key, values in carried.items():
+        grown = _deltas(carried_before.get(key, {}), values)
+        if grown:
+            changes.setdefault(_current(opened), {}).setdefault("carried", {})[key] = grown
+    entry: dict[str, Any] = {"o": opened}
+    if carried:
+        entry["a"] = carried
+    if compiled.settings.leaderboard:
+        entry["l"] = 1
+        kept = sorted((k for k in closed_kept if k not in opened), key=int)[-leaderboards.CLOSED_CYCLES_KEPT :]
+        if kept:
+            entry["x"] = {k: closed_kept[k] for k in kept}
+    return entry, changes, closed_now
+
+
+def _current(opened: dict[str, Values]) -> int:
+    return max((int(k) for k in opened), default=0)
+
+
+def _deltas(old: Values, new: Values) -> Values:
+    out = {}
+    for target in new.keys() | old.keys():
+        if target == GROUP:
+            continue
+        change = Decimal(new.get(target, "0")) - Decimal(old.get(target, "0"))
+        if change:
+            out[target] = _fmt(change)
+    return out
+
+
+def _board_keys(milestone_id: str, customer_id: str, entry: dict[str, Any]) -> set[str]:
+    if not entry.get("l"):
+        return set()
+    keys = set()
+    for part in ("o", "x"):
+        for cycle, values in entry.get(part, {}).items():
+            for target, value in values.items():
+                keys.add(leaderboards.entry_key(milestone_id, target, int(cycle), Decimal(value), customer_id))
+    return keys
+
+
+def _describe(record: Record) -> dict[str, Any]:
+    try:
+        event = orjson.loads(record.value or b"")
+    except orjson.JSONDecodeError:
+        event = {}
+    if not isinstance(event, dict):
+        event = {}
+    return {
+        "src": record.source,
+        "id": event.get("event_id"),
+        "type": event.get("type", "unknown"),
+        "at": event.get("event_time") or event.get("now"),
+    }
+
+
+def maintain(
+    store: StateStore,
+    engine: Engine,
+    customer: Customer,
+    state: dict[str, Any],
+    result: Result,
+    record: Record,
+    *,
+    history_per_cycle: int,
+    history_cycles: int,
+) -> None:
+    """Bring the customer's leaderboard keys and contribution history in line with ``state``."""
+    milestones: dict[str, Any] = state.get("m", {})
+    if not milestones:
+        return
+    stored = store.get(customer.progress_key)
+    before: dict[str, Any] = (stored or {}).get("m", {})
+    after: dict[str, Any] = {}
+    late: dict[str, set[int]] = {}
+    for event in result.late:
+        late.setdefault(event.milestone_id, set()).add(event.cycle)
+    described: dict[str, Any] | None = None
+    for milestone_id, ms in milestones.items():
+        compiled = engine.registry.milestones.get(milestone_id)
+        if compiled is None:
+            if milestone_id in before:
+                after[milestone_id] = before[milestone_id]  # not defined here (yet): leave it as it was
+            continue
+        if not engine.is_enrolled(compiled, ms, customer.customer_id):
+            continue
+        entry, changes, _ = _milestone_index(engine, compiled, ms, before.get(milestone_id, {}))
+        after[milestone_id] = entry
+        for cycle in late.get(milestone_id, ()):
+            changes.setdefault(cycle, {})["late"] = True
+        if changes and history_per_cycle > 0:
+            described = described or _describe(record)
+            entries = {cycle: {**described, **change} for cycle, change in changes.items()}
+            history.record_contribution(store, customer, milestone_id, entries, history_per_cycle, history_cycles)
+    for milestone_id in before.keys() | after.keys():
+        old = _board_keys(milestone_id, customer.customer_id, before.get(milestone_id, {}))
+        new = _board_keys(milestone_id, customer.customer_id, after.get(milestone_id, {}))
+        for key in old - new:
+            leaderboards.delete(store, key)
+        for key in new - old:
+            leaderboards.put(store, key)
+    if after != before:
+        store.put(customer.progress_key, {"m": after})

@@ -1,0 +1,220 @@
+"""The API's handlers in-process on aiohttp: answers, errors, forwarding and scatter/gather."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from milestream.api import models
+from milestream.api.routes import ROUTES
+from milestream.api.server import aiohttp_app
+from tests.api.support import PARTITIONS, Cluster, headers, publisher
+from tests.factories import at, monthly_gross_definition, transaction
+
+JAN = "2024-01-05T10:00:00+05:30"
+NOW = at("2024-01-20T12:00:00+05:30")
+
+
+def clock():
+    return NOW
+
+
+def loaded_cluster() -> Cluster:
+    cluster = Cluster()
+    definition = monthly_gross_definition(settings={"leaderboard": True})
+    cluster.pipe("definitions", "m-monthly", definition, at(JAN))
+    for n, (customer, amount) in enumerate([("c1", "3000"), ("c2", "6000"), ("c3", "3000"), ("c1", "500")]):
+        cluster.pipe("transactions", customer, transaction(customer, amount, JAN, n), at(JAN))
+    return cluster
+
+
+async def _call(cluster: Cluster, requests: list[tuple[str, str, Any]], auth: bool = True) -> list[tuple[int, Any]]:
+    app = aiohttp_app(cluster.settings, cluster.topology, cluster.single(), publisher(), clock=clock)
+    out = []
+    async with TestClient(TestServer(app)) as client:
+        for method, path, body in requests:
+            kwargs: dict[str, Any] = {"headers": headers() if auth else {}}
+            if body is not None:
+                kwargs["data"] = body if isinstance(body, bytes) else orjson.dumps(body)
+            response = await client.request(method, path, **kwargs)
+            text = await response.read()
+            out.append((response.status, orjson.loads(text) if response.content_type == "application/json" else text))
+    return out
+
+
+def call(cluster: Cluster, *requests: tuple[str, str, Any], auth: bool = True) -> list[tuple[int, Any]]:
+    return asyncio.run(_call(cluster, list(requests), auth))
+
+
+def test_progress_history_and_leaderboards():
+    cluster = loaded_cluster()
+    (s1, mine), (s2, one), (s3, hist), (s4, board), (s5, standing) = call(
+        cluster,
+        ("GET", "/customers/c1/milestones", None),
+        ("GET", "/customers/c1/milestones/m-monthly", None),
+        ("GET", "/customers/c1/milestones/m-monthly/history", None),
+        ("GET", "/leaderboards/m-monthly?top=2", None),
+        ("GET", "/leaderboards/customers/c3?neighbours=1", None),
+    )
+    assert (s1, s2, s3, s4, s5) == (200, 200, 200, 200, 200)
+    assert mine["milestones"][0] == one and one["current_cycle"]["targets"][0]["achieved"] == "3500"
+    assert [c["deltas"] for c in hist["cycles"][0]["contributions"]] == [{"spend": "3000"}, {"spend": "500"}]
+    assert [(e["rank"], e["customer_id"], e["value"]) for e in board["entries"]] == [
+        (1, "c2", "6000"),
+        (2, "c1", "3500"),
+    ]
+    (only,) = standing["standings"]
+    assert (only["rank"], only["value"], only["cycle"]) == (3, "3000", 1)
+    assert [e["customer_id"] for e in only["above"]] == ["c1"] and only["above"][0]["rank"] == 2
+    assert only["below"] == []
+    ((status, page2),) = call(cluster, ("GET", "/leaderboards/m-monthly?top=2&page=2", None))
+    assert [(e["rank"], e["customer_id"]) for e in page2["entries"]] == [(3, "c3")]
+
+
+def test_errors_are_json_4xx():
+    cluster = loaded_cluster()
+    answers = call(
+        cluster,
+        ("GET", "/customers/c1/milestones/nope", None),
+        ("GET", "/customers/nobody/milestones/m-monthly", None),
+        ("GET", "/leaderboards/m-monthly?top=zero", None),
+        ("GET", "/leaderboards/m-monthly?target=other", None),
+        ("GET", "/customers/%E2%80%8Bx/milestones", None),
+        ("GET", "/no/such/path", None),
+        ("DELETE", "/customers/c1/milestones", None),
+        ("POST", "/milestones/m-monthly/enrolments", b"{not json"),
+        ("POST", "/milestones/m-monthly/enrolments", b"[]"),
+        ("POST", "/milestones/m-monthly/enrolments", b"x" * (2 * 1024 * 1024)),
+    )
+    assert [status for status, _ in answers] == [404, 404, 400, 404, 400, 404, 405, 400, 422, 413]
+    assert all(isinstance(body["error"], str) and body["error"] for _, body in answers)
+    (status, body), *_ = call(cluster, ("GET", "/customers/c1/milestones", None), auth=False)
+    assert status == 401 and "bearer" in body["error"]
+    assert call(cluster, ("GET", "/healthz", None), auth=False)[0][0] != 401
+
+
+def test_enrolments_are_checked_then_produced():
+    cluster = loaded_cluster()
+    sink = publisher()
+
+    async def run() -> list[tuple[int, Any]]:
+        app = aiohttp_app(cluster.settings, cluster.topology, cluster.single(), sink, clock=clock)
+        async with TestClient(TestServer(app)) as client:
+            out = []
+            for body in (
+                {"customer": {"customer_id": "c9", "targets": [{"target_id": "nope", "value": "5"}]}},
+                {"customers": [{"customer_id": "c9", "cycle": "#1"}, {"customer_id": "c8", "cycle": "#99"}]},
+                {"customers": [{"customer_id": "c9", "targets": [{"target_id": "spend", "value": "7000"}]}]},
+            ):
+                response = await client.post("/milestones/m-monthly/enrolments", json=body, headers=headers())
+                out.append((response.status, await response.json()))
+            return out
+
+    (s1, unknown), (s2, bad_cycle), (s3, accepted) = asyncio.run(run())
+    assert s1 == 404 and "no target 'nope'" in unknown["error"]
+    assert s2 == 422 and "#99" in " ".join(bad_cycle["reasons"])
+    assert s3 == 202
+    (event,) = [orjson.loads(v) for v in sink.values(cluster.topics["enrolments"].name)]
+    assert event["targets"] == [{"target_id": "spend", "value": "7000"}] and event["milestone_id"] == "m-monthly"
+    assert accepted["events"][0]["event_id"] == event["event_id"]
+
+
+def test_definition_commands_are_checked_with_the_engines_rules():
+    cluster = loaded_cluster()
+    renamed = monthly_gross_definition(name="Another name")
+    broken = monthly_gross_definition("m-new", name="")
+    broken["cycles"]["count"] = 0
+    answers = call(
+        cluster,
+        ("PUT", "/milestones/m-monthly", renamed),
+        ("PUT", "/milestones/m-new", broken),
+        ("PUT", "/milestones/m-new", monthly_gross_definition("m-new", name="New one")),
+        ("POST", "/milestones/m-monthly/status", {"active": False}),
+        ("POST", "/milestones/m-monthly/clone", {"milestone_id": "m-2", "name": "Clone", "enrolment": {}}),
+        ("POST", "/customers/c1/adjustments", {"amount": "50", "reason": "goodwill", "actor": "ops-7"}),
+        ("POST", "/customers/c1/adjustments", {"amount": "50"}),
+    )
+    statuses = [status for status, _ in answers]
+    assert statuses == [422, 422, 202, 202, 202, 202, 422]
+    assert "name cannot be changed" in answers[0][1]["error"]
+    assert len(answers[1][1]["reasons"]) >= 2
+    assert answers[2][1]["milestone_id"] == "m-new" and answers[4][1]["milestone_id"] == "m-2"
+    assert {"reason", "actor"} <= {r.split(":")[0] for r in answers[6][1]["reasons"]}
+
+
+def test_a_worker_not_owning_the_customer_forwards_and_leaderboards_gather_every_worker():
+    cluster = loaded_cluster()
+
+    async def run() -> list[Any]:
+        split = {p: "a" if p % 2 else "b" for p in range(PARTITIONS)}
+        access_a = cluster.access("", {})
+        access_b = cluster.access("", {})
+        server_a = TestServer(aiohttp_app(cluster.settings, cluster.topology, access_a, None, clock=clock))
+        server_b = TestServer(aiohttp_app(cluster.settings, cluster.topology, access_b, None, clock=clock))
+        await server_a.start_server()
+        await server_b.start_server()
+        urls = {"a": str(server_a.make_url("")).rstrip("/"), "b": str(server_b.make_url("")).rstrip("/")}
+        owners = {p: urls[w] for p, w in split.items()}
+        access_a.url, access_a.owners = urls["a"], owners
+        access_b.url, access_b.owners = urls["b"], owners
+        out = []
+        try:
+            async with aiohttp.ClientSession() as client:
+                for url in (urls["a"], urls["b"]):
+                    for path in ("/customers/c1/milestones", "/leaderboards/m-monthly?top=5"):
+                        async with client.get(url + path, headers=headers()) as response:
+                            out.append((response.status, await response.json()))
+        finally:
+            await server_a.close()
+            await server_b.close()
+        return out
+
+    (a1, a_progress), (a2, a_board), (b1, b_progress), (b2, b_board) = asyncio.run(run())
+    assert (a1, a2, b1, b2) == (200, 200, 200, 200)
+    assert a_progress == b_progress and a_board == b_board
+    assert [e["customer_id"] for e in a_board["entries"]] == ["c2", "c1", "c3"]
+
+
+text = st.one_of(
+    st.sampled_from(["c1", "m-monthly", "group", "spend", "1", "0", "-1", "", "%00", "x" * 200]), st.text()
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_no_request_breaks_the_api_or_its_schema(data):
+    """Property: any path and query on every GET operation answers below 500, with a body its
+    OpenAPI response schema (the model) accepts."""
+    cluster = FUZZ_CLUSTER
+    route = data.draw(st.sampled_from([r for r in ROUTES if r.method == "GET" and r.handler]))
+    path = route.path
+    for param in route.params:
+        if param.location == "path":
+            value = data.draw(text)
+            from urllib.parse import quote
+
+            path = path.replace("{" + param.name + "}", quote(value, safe="") or "x")
+    query = {p.name: data.draw(text) for p in route.params if p.location == "query" and data.draw(st.booleans())}
+    from urllib.parse import urlencode
+
+    ((status, body),) = call(cluster, ("GET", path + ("?" + urlencode(query) if query else ""), None))
+    assert status < 500, (path, query, body)
+    model = route.responses.get(status, models.ErrorResponse if status >= 400 else None)
+    if model is not None and isinstance(body, dict):
+        model.model_validate(body)
+
+
+FUZZ_CLUSTER = loaded_cluster()
+
+
+@pytest.mark.parametrize("route", [r for r in ROUTES if r.handler], ids=lambda r: f"{r.method} {r.path}")
+def test_every_route_is_documented_with_an_error_model(route):
+    if route.handler not in ("openapi", "reference"):
+        assert any(status >= 400 for status in route.responses)

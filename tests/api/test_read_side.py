@@ -1,0 +1,192 @@
+"""Read models and the indexes behind them, against the engine on the spec's examples."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from decimal import Decimal
+
+from milestream.api import read_models
+from milestream.engine.core import progress_value
+from milestream.engine.measures import accumulation
+from milestream.pipeline import history, leaderboards
+from milestream.settings import Settings
+from milestream.state.keys import Customer, customers_in
+from tests.api.support import Cluster
+from tests.factories import at, monthly_gross_definition, transaction
+
+JAN = "2024-01-05T10:00:00+05:30"
+NOW = at("2024-01-20T12:00:00+05:30")
+
+
+def spend_definition(**overrides):
+    definition = monthly_gross_definition(**overrides)
+    definition["group"]["targets"][0]["sub_targets"] = [{"name": "Halfway", "criterion": "percentage", "value": "50"}]
+    return definition
+
+
+def progress(cluster: Cluster, customer: str, milestone: str = "m-monthly"):
+    state = next(
+        s.get(Customer("default", customer).state_key)
+        for s in cluster.stores.values()
+        if s.get(Customer("default", customer).state_key)
+    )
+    compiled = cluster.topology.registry.milestones[milestone]
+    return read_models.milestone_progress(cluster.topology.engine, compiled, state["m"][milestone], customer, NOW)
+
+
+def test_progress_is_what_the_engine_awards_on_the_spec_example():
+    cluster = Cluster()
+    cluster.pipe("definitions", "m-monthly", spend_definition(), at(JAN))
+    cluster.pipe("transactions", "c1", transaction("c1", "3000", JAN, 1), at(JAN))
+    halfway = progress(cluster, "c1")
+    target = halfway.current_cycle.targets[0]
+    assert (target.achieved, target.defined, target.gap, target.reached) == ("3000", "5000", "2000", False)
+    assert [(s.name, s.value, s.reached) for s in target.sub_targets] == [("Halfway", "2500", True)]
+    processed = cluster.pipe("transactions", "c1", transaction("c1", "2500", JAN, 2), at(JAN))
+    award = next(e for e in processed.milestone_events if e["kind"] == "achievement")
+    done = progress(cluster, "c1")
+    target = done.current_cycle.targets[0]
+    assert (target.achieved, target.defined, target.gap) == (
+        award["achieved_value"],
+        award["defined_value"],
+        award["gap"],
+    )
+    assert target.reached and done.current_cycle.achievements == ["spend"]
+    assert done.current_cycle.cycle.model_dump() == award["cycle"]
+    assert done.enrolment.enrolled and done.status == "live"
+
+
+def test_a_customers_own_target_and_the_closed_cycles():
+    cluster = Cluster()
+    cluster.pipe("definitions", "m-monthly", spend_definition(enrolment={"method": "none"}), at(JAN))
+    enrolment = {
+        "type": "enrolment",
+        "event_id": "e1",
+        "customer_id": "c2",
+        "event_time": JAN,
+        "milestone_id": "m-monthly",
+        "targets": [{"target_id": "spend", "value": "8000"}],
+    }
+    cluster.pipe("enrolments", "c2", enrolment, at(JAN))
+    cluster.pipe("transactions", "c2", transaction("c2", "6000", JAN, 1), at(JAN))
+    target = progress(cluster, "c2").current_cycle.targets[0]
+    assert (target.defined, target.gap, target.reached, target.overridden) == ("8000", "2000", False, True)
+    assert target.sub_targets[0].value == "4000"
+    cluster.tick(at("2024-02-02T00:00:00+05:30"))
+    closed = read_models.milestone_progress(
+        cluster.topology.engine,
+        cluster.topology.registry.milestones["m-monthly"],
+        next(s for s in cluster.stores.values() if s.get(Customer("default", "c2").state_key)).get(
+            Customer("default", "c2").state_key
+        )["m"]["m-monthly"],
+        "c2",
+        at("2024-02-02T00:00:00+05:30"),
+    )
+    assert [(c.index, c.values) for c in closed.closed_cycles] == [(1, {"spend": "6000"})]
+    assert closed.current_cycle.cycle.index == 2 and closed.current_cycle.targets[0].achieved == "0"
+
+
+def test_history_keeps_each_contribution_late_refusals_and_its_bound():
+    cluster = Cluster(Settings(history_per_cycle=3))
+    cluster.pipe("definitions", "m-monthly", spend_definition(), at(JAN))
+    for n in range(5):
+        cluster.pipe("transactions", "c1", transaction("c1", f"{100 + n}", JAN, n), at(JAN))
+    customer = Customer("default", "c1")
+    store = next(s for s in cluster.stores.values() if s.get(customer.state_key))
+    kept = history.read(store, customer, "m-monthly")
+    assert [e["d"] for e in kept["1"]] == [{"spend": "102"}, {"spend": "103"}, {"spend": "104"}]
+    assert kept["1"][-1]["id"] == "txn-c1-4" and kept["1"][-1]["type"] == "transaction"
+    # Recorded in March for a January cycle with no buffer: refused as late.
+    cluster.pipe("transactions", "c1", transaction("c1", "50", JAN, 9), at("2024-03-01T00:00:00+05:30"))
+    entry = history.read(store, customer, "m-monthly")["1"][-1]
+    assert entry["late"] is True and entry["id"] == "txn-c1-9" and "d" not in entry
+    shown = read_models.milestone_history(
+        "c1", "default", "m-monthly", history.read(store, customer, "m-monthly"), 3, 3
+    )
+    assert shown.cycles[0].contributions[-1].late and shown.cycles[0].contributions[0].source.offset >= 0
+
+
+def brute_force(cluster: Cluster, milestone: str, target: str, cycle: int) -> list[tuple[Decimal, str]]:
+    """Every enrolled customer's value in the cycle, from their state, ranked by value then id."""
+    engine = cluster.topology.engine
+    compiled = cluster.topology.registry.milestones[milestone]
+    kpi = next(t for t in compiled.targets if t.target_id == target).kpi
+    rows = []
+    for store in cluster.stores.values():
+        for customer in customers_in(store):
+            ms = store.get(customer.state_key)["m"].get(milestone)
+            if ms is None or not engine.is_enrolled(compiled, ms, customer.customer_id):
+                continue
+            standing = ms.get("c", {}).get(str(cycle))
+            if standing is not None:
+                rows.append((progress_value(standing["t"].get(target, {}), accumulation(kpi)), customer.customer_id))
+    return sorted(rows, key=lambda row: (-row[0], row[1]))
+
+
+def index_ranking(cluster: Cluster, milestone: str, target: str, cycle: int) -> list[tuple[Decimal, str]]:
+    heads = [
+        entry
+        for store in cluster.stores.values()
+        for entry in leaderboards.head(store, milestone, target, cycle, 10**6)
+    ]
+    return [(e.value, e.customer_id) for e in sorted(heads)]
+
+
+def test_the_leaderboard_index_ranks_as_a_brute_force_ranking_of_the_state():
+    rng = random.Random(7)
+    cluster = Cluster()
+    cluster.pipe("definitions", "m-monthly", spend_definition(settings={"leaderboard": True}), at(JAN))
+    customers = [f"c{n:02d}" for n in range(40)]
+    when = at(JAN)
+    for n in range(400):
+        customer = rng.choice(customers)
+        amount = rng.choice(["10", "25.5", "100", "0.000001", "999"])
+        when += timedelta(minutes=1)
+        cluster.pipe("transactions", customer, transaction(customer, amount, when.isoformat(), n), when)
+        if n % 50 == 0:  # a whole-bill return now and then, with adjustments on
+            cluster.pipe(
+                "returns",
+                customer,
+                {
+                    "type": "return",
+                    "event_id": f"r{n}",
+                    "customer_id": customer,
+                    "event_time": when.isoformat(),
+                    "return_id": f"r{n}",
+                    "bill_id": f"bill-{customer}-{n}",
+                    "scope": "bill",
+                },
+                when,
+            )
+    expected = brute_force(cluster, "m-monthly", "spend", 1)
+    assert len(expected) > 30
+    assert index_ranking(cluster, "m-monthly", "spend", 1) == expected
+    for value, customer in expected[::7]:
+        rank = expected.index((value, customer)) + 1
+        key = leaderboards.entry_key("m-monthly", "spend", 1, value, customer)
+        ahead = sum(
+            leaderboards.around(store, "m-monthly", "spend", 1, key, 0).ahead for store in cluster.stores.values()
+        )
+        assert ahead + 1 == rank
+    # The cycle closes: its final standing stays on the board, the next cycle starts empty.
+    cluster.tick(at("2024-02-01T00:00:00+05:30"))
+    assert index_ranking(cluster, "m-monthly", "spend", 1) == expected
+    assert index_ranking(cluster, "m-monthly", "spend", 2) == [
+        (Decimal(0), c) for _, c in sorted(expected, key=lambda r: r[1])
+    ]
+
+
+def test_without_the_setting_there_is_no_index():
+    cluster = Cluster()
+    cluster.pipe("definitions", "m-monthly", spend_definition(), at(JAN))
+    cluster.pipe("transactions", "c1", transaction("c1", "10", JAN, 1), at(JAN))
+    assert index_ranking(cluster, "m-monthly", "spend", 1) == []
+
+
+def test_entry_keys_sort_by_value_descending_then_customer():
+    values = ["-5", "0", "0.000001", "3", "1000000", "25.5"]
+    keys = sorted(leaderboards.entry_key("m", "t", 1, Decimal(v), c) for v in values for c in ("b", "a"))
+    parsed = [(leaderboards.parse(k).value, leaderboards.parse(k).customer_id) for k in keys]
+    assert parsed == sorted(parsed, key=lambda row: (-row[0], row[1]))
+    assert leaderboards.parse(keys[0]).value == Decimal("1000000")
