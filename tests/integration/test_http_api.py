@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from milestream.api import read_models
+from milestream.api.access import key_partition
 from milestream.pipeline.driver import TopologyTestDriver
 from milestream.state.keys import Customer
 from tests.factories import live_window, monthly_gross_definition, transaction
@@ -33,6 +34,13 @@ def get(worker: WorkerProcess, path: str, token: str | None = TOKEN) -> tuple[in
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
+
+
+def owned_partitions(worker) -> int:
+    """The worker's milestream_owned_partitions gauge."""
+    metrics = worker.http("/metrics") or ""
+    (line,) = [line for line in metrics.splitlines() if line.startswith("milestream_owned_partitions ")]
+    return int(float(line.split()[1]))
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +94,11 @@ def test_progress_and_leaderboards_answer_from_any_worker(workers):
             break
         time.sleep(1)
     assert done, {c: a for c, a in answers.items()}
+    # Each worker owns half the partitions, so each of them forwards some of these requests.
+    owned = [owned_partitions(worker) for worker in workers]
+    assert owned == [4, 4], owned
+    partition_of = {c: key_partition(c.encode(), 8) for c in customers}
+    assert len(set(partition_of.values())) > 4  # customers on both workers' partitions
     for c in customers:  # the other worker forwards to the owner, or answers itself: the same progress
         assert get(two, f"/customers/{c}/milestones/m-api") == answers[c]
     status, body = get(one, "/customers/api-0/milestones/m-api", token=None)
