@@ -109,7 +109,7 @@ def _schemas_export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    from .worker.preflight import startup_problem
+    from .worker.preflight import broker_unreachable, startup_problem
 
     if not args.unsupervised:
         # The worker process checks its settings itself (and says so in one line, exit 2, which the
@@ -123,6 +123,12 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     problem = startup_problem(settings)
     if problem:
         raise UsageError(f"worker: {problem}")
+    unreachable = broker_unreachable(settings)
+    if unreachable:
+        from .runtime.failure import WORKER_FAILED_EXIT_CODE
+
+        print(f"milestream worker: {unreachable}; exiting to be started again", file=sys.stderr)
+        return WORKER_FAILED_EXIT_CODE
     from .worker.app import app
 
     sys.argv = ["milestream", "worker", "-l", settings.log_level]

@@ -1,8 +1,8 @@
 """A customer's recent contributions to a milestone, for ``GET .../history`` (the API).
 
-One document per customer and milestone in the HISTORY namespace (state/keys.py)::
-
-    {"c": {"<cycle>": [entry, ...]}}   # oldest first
+One small document per entry, in the HISTORY namespace (state/keys.py), under
+``<customer><milestone>:<cycle>:<seq>`` (fixed-width numbers, so a prefix scan returns a
+cycle's entries oldest first)::
 
     entry = {"src": "topic/partition/offset", "id": event id, "type": event type,
              "at": event time, "d": {target_id: "delta"}, "late": true?,
@@ -15,9 +15,12 @@ not open yet (``carried``), or an event refused as late (``late``: recorded afte
 buffer, counted nowhere). It is written by pipeline/read_index.py in the same write as the
 customer's state, and only when something changed.
 
+Writing an entry costs one small write (and one delete, once a cycle is full), whatever the
+history holds: the next sequence number of each cycle lives in the customer's PROGRESS document,
+which read_index.py reads and writes anyway.
+
 Bounds: the last ``per_cycle`` entries of each cycle (``MILESTREAM_HISTORY_PER_CYCLE``, newest
-kept) and the last ``cycles`` cycles with entries (``MILESTREAM_HISTORY_CYCLES``). An entry from
-the same input offset replaces the earlier one (a record applied again after a crash).
+kept) and the last ``cycles`` cycles with entries (``MILESTREAM_HISTORY_CYCLES``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,17 @@ from __future__ import annotations
 from typing import Any
 
 from ..state.base import StateStore
-from ..state.keys import Customer
+from ..state.keys import Customer, Namespace, StateKey
+
+Counters = dict[str, int]  # per cycle (its index as text): the next entry's sequence number
+
+
+def _prefix(customer: Customer, milestone_id: str) -> str:
+    return f"{customer.qualified}{len(milestone_id)}:{milestone_id}"
+
+
+def _key(customer: Customer, milestone_id: str, cycle: int, seq: int) -> StateKey:
+    return Namespace.HISTORY.key(f"{_prefix(customer, milestone_id)}{cycle:010d}:{seq:012d}")
 
 
 def record_contribution(
@@ -33,24 +46,33 @@ def record_contribution(
     customer: Customer,
     milestone_id: str,
     entries: dict[int, dict[str, Any]],
+    counters: Counters,
     per_cycle: int,
     cycles: int,
 ) -> None:
-    """Append one record's entry to each of the given cycles, within the bounds."""
+    """Append one record's entry to each of the given cycles, within the bounds (``counters`` is
+    updated in place: the caller keeps it)."""
     if per_cycle <= 0 or not entries:
         return
-    key = customer.history_key(milestone_id)
-    document = store.get(key) or {"c": {}}
-    kept: dict[str, list[dict[str, Any]]] = document["c"]
     for cycle, entry in entries.items():
-        items = [e for e in kept.get(str(cycle), []) if e.get("src") != entry.get("src")]
-        items.append(entry)
-        kept[str(cycle)] = items[-per_cycle:]
-    for old in sorted(kept, key=int)[: -max(cycles, 1)]:
-        del kept[old]
-    store.put(key, document)
+        seq = counters.get(str(cycle), 0)
+        store.put(_key(customer, milestone_id, cycle, seq), entry)
+        if seq >= per_cycle:
+            store.delete(_key(customer, milestone_id, cycle, seq - per_cycle))
+        counters[str(cycle)] = seq + 1
+    for old in sorted(counters, key=int)[: -max(cycles, 1)]:
+        for seq in range(max(0, counters[old] - per_cycle), counters[old]):
+            store.delete(_key(customer, milestone_id, int(old), seq))
+        del counters[old]
 
 
 def read(store: StateStore, customer: Customer, milestone_id: str) -> dict[str, list[dict[str, Any]]]:
-    """The kept entries by cycle (a cycle's key is its index as text)."""
-    return (store.get(customer.history_key(milestone_id)) or {}).get("c", {})
+    """The kept entries by cycle (a cycle's key is its index as text), oldest first."""
+    prefix = _prefix(customer, milestone_id)
+    kept: dict[str, list[dict[str, Any]]] = {}
+    for id in store.scan(Namespace.HISTORY, prefix):
+        cycle = str(int(id[len(prefix) :].split(":", 1)[0]))
+        entry = store.get(Namespace.HISTORY.key(id))
+        if entry is not None:
+            kept.setdefault(cycle, []).append(entry)
+    return kept

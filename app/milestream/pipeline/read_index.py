@@ -15,7 +15,8 @@ The PROGRESS document::
         "o": {"<cycle>": {target_id: "value"}},   # open cycles (targets, and "group" on a leaderboard)
         "x": {"<cycle>": {target_id: "value"}},   # closed cycles still on the leaderboard
         "a": {"<cycle>": {target_id: "dec"}},     # returns carried into cycles not open yet
-        "l": 1}}}                                  # its keys are in the leaderboard index
+        "l": 1,                                    # its keys are in the leaderboard index
+        "h": {"<cycle>": next history entry}}}      # pipeline/history.py
 
 Only enrolled customers are indexed (progress kept for a customer who may enrol later is not
 theirs yet). Everything here is derived from the state: a document lost in a crash is rebuilt
@@ -172,14 +173,20 @@ def maintain(
             continue
         if not engine.is_enrolled(compiled, ms, customer.customer_id):
             continue
-        entry, changes, _ = _milestone_index(engine, compiled, ms, before.get(milestone_id, {}))
-        after[milestone_id] = entry
+        indexed = before.get(milestone_id, {})
+        entry, changes, _ = _milestone_index(engine, compiled, ms, indexed)
+        counters = dict(indexed.get("h", {}))
         for cycle in late.get(milestone_id, ()):
             changes.setdefault(cycle, {})["late"] = True
         if changes and history_per_cycle > 0:
             described = described or _describe(record)
             entries = {cycle: {**described, **change} for cycle, change in changes.items()}
-            history.record_contribution(store, customer, milestone_id, entries, history_per_cycle, history_cycles)
+            history.record_contribution(
+                store, customer, milestone_id, entries, counters, history_per_cycle, history_cycles
+            )
+        if counters:
+            entry["h"] = counters
+        after[milestone_id] = entry
     for milestone_id in before.keys() | after.keys():
         old = _board_keys(milestone_id, customer.customer_id, before.get(milestone_id, {}))
         new = _board_keys(milestone_id, customer.customer_id, after.get(milestone_id, {}))

@@ -31,7 +31,8 @@ async def started(factory: Callable[[], Client], settings: Settings, what: str) 
             await start_client(client, settings)
             return client
         except KafkaUnreachable as exc:
-            await client.stop()  # type: ignore[attr-defined]
+            stop = getattr(client, "stop", None) or client.close  # type: ignore[attr-defined]
+            await stop()
             if time.monotonic() + pause > deadline:
                 raise
             log.warning("%s: %s; trying again in %.1f s", what, exc, pause)

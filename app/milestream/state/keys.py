@@ -42,13 +42,15 @@ class Namespace(Enum):
 
     @property
     def prefix(self) -> bytes:
-        return self.value.encode() + b":"
+        return _PREFIXES[self]
 
     def key(self, id: str) -> StateKey:
         return StateKey(self, id)
 
 
-_BY_PREFIX = {namespace.prefix: namespace for namespace in Namespace}
+# Computed once: a key is encoded several times per input record.
+_PREFIXES = {namespace: namespace.value.encode() + b":" for namespace in Namespace}
+_BY_PREFIX = {prefix: namespace for namespace, prefix in _PREFIXES.items()}
 PREFIX_BYTES = 2
 
 
@@ -62,7 +64,7 @@ class StateKey:
             raise TypeError(f"a state key is a Namespace and a str id, not {self.namespace!r}, {self.id!r}")
 
     def encode(self) -> bytes:
-        return self.namespace.prefix + self.id.encode("utf-8", _ERRORS)
+        return _PREFIXES[self.namespace] + self.id.encode("utf-8", _ERRORS)
 
     @classmethod
     def decode(cls, raw: bytes) -> StateKey:
