@@ -162,10 +162,12 @@ class Engine:
             return result
         for compiled in self.registry.listening(activity, event.org_id):
             self._apply_to_milestone(state, compiled, event, recorded, cause, result, activity)
-        if isinstance(event, Transaction):
+        if result.counted and isinstance(event, Transaction):
             self.bills.remember(state, event, result.counted)
-        self._track_achievements(state, event.org_id, event.customer_id, recorded, cause, result)
-        enrol_by_performance(self, state, event.customer_id, event.event_time, recorded, cause, result)
+        if result.achieved:
+            self._track_achievements(state, event.org_id, event.customer_id, recorded, cause, result)
+        if self.registry.by_performance:
+            enrol_by_performance(self, state, event.customer_id, event.event_time, recorded, cause, result)
         return result
 
     def _track_achievements(
@@ -426,11 +428,10 @@ class Engine:
             return
         if enrolled and ms.get("fr") and moment < datetime.fromisoformat(ms["fr"]):
             return  # enrolled into a later cycle: nothing before it counts
+        # An internal milestone-achieved event carries the fields measure() reads for its activity.
+        measured = cast(InputEvent, event)
         contributions = [
-            # An internal milestone-achieved event carries the fields measure() reads for its activity.
-            (plan, value)
-            for plan in compiled.plans
-            if (value := measure(plan, cast(InputEvent, event), activity)) is not None
+            (plan, value) for plan in compiled.plans if (value := measure(plan, measured, activity)) is not None
         ]
         if not contributions:
             return
@@ -532,7 +533,8 @@ class Engine:
         for plan in compiled.plans:
             target = plan.target
             standing = targets.get(target.target_id, _NO_PROGRESS)
-            achieved_value = progress_value(standing, plan.accumulation)
+            initial_balance = _dec(standing.get("b"))
+            achieved_value = _counted(standing, plan.accumulation) + initial_balance  # as progress_value()
             if own_values:
                 defined = self.defined_value(compiled, ms, target, index)
                 has_target = self.has_defined_value(ms, target, index)
@@ -547,7 +549,7 @@ class Engine:
                     has_target and achieved_value >= defined,
                     has_target,
                     target is overall,
-                    _dec(standing.get("b")),
+                    initial_balance,
                 )
             )
         return progress
@@ -783,12 +785,7 @@ class Engine:
             "till_code": definition.till_code,
             "target_id": target_id,
             "target_name": target_name,
-            "cycle": {
-                "index": window.index,
-                "name": window.name,
-                "start": utc_iso(window.start),
-                "end": utc_iso(window.end) if window.end else None,
-            },
+            "cycle": {"index": window.index, "name": window.name, **_window_text(compiled, window)},
             "achieved_value": _fmt(achieved_value),
             "defined_value": _fmt(defined),
             "gap": _fmt(defined - achieved_value),
@@ -823,6 +820,19 @@ def _definition_value(target: Target, cycle_index: int) -> Decimal:
     if target.values_per_cycle is not None:
         return target.values_per_cycle[cycle_index - 1]
     return target.value if target.value is not None else ZERO
+
+
+def _window_text(compiled: Compiled, window: Window) -> dict[str, str | None]:
+    """A cycle's start and end as outputs give them, formatted once per window."""
+    text = compiled.window_text.get(window)
+    if text is None:
+        if len(compiled.window_text) > 4096:
+            compiled.window_text.clear()  # till-achieved cycles end at each achievement: keep the cache small
+        text = compiled.window_text[window] = {
+            "start": utc_iso(window.start),
+            "end": utc_iso(window.end) if window.end else None,
+        }
+    return text
 
 
 def _targets_met(progress: list[Progress]) -> int:

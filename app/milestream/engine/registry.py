@@ -50,6 +50,7 @@ class Compiled:
     headline_key: str  # the headline's key in a cycle's fired list
     buffer: timedelta  # the buffer days after a cycle's end in which late data still counts
     windows: dict[date, Window | None] = field(default_factory=dict)  # local date -> fixed-calendar Window (a cache)
+    window_text: dict[Window, dict[str, str | None]] = field(default_factory=dict)  # a cycle's times in outputs
     # (target id, cycle index or 0 for every cycle) -> sub-target values of a customer without
     # their own target values (a cache: percentages are computed once, not per event).
     sub_target_values: dict[tuple[str, int], tuple[Decimal, ...]] = field(default_factory=dict)
