@@ -463,11 +463,11 @@ class Engine:
             for key in [k for k in ms.get("c", {}) if k != str(window.index)]:
                 del ms["c"][key]
         cycle = self.open_cycle(compiled, ms, window, result, indexed=enrolled)
-        day = local_day.isoformat()
+        day = local_day.isoformat() if compiled.counts_days else ""  # only per-day KPIs read it
         progress = cycle["t"]
         for plan, value in contributions:
             _accumulate(progress.setdefault(plan.target.target_id, {}), plan.accumulation, value, day)
-        if isinstance(event, Transaction):
+        if compiled.adjusts_returns and isinstance(event, Transaction):
             self.bills.note_contribution(compiled, window.index, contributions, result.counted)
         if enrolled:
             self._evaluate(compiled, ms, cycle, window, event.customer_id, moment, cause, result)

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from ..schemas.definitions import CalendarCycles, CustomCycles, MilestoneDefinition, OrganisationSettings, Target
 from .cycles import Window
-from .measures import TargetPlan
+from .measures import Accumulation, TargetPlan
 
 GROUP = "group"
 
@@ -49,6 +49,8 @@ class Compiled:
     target_ids: frozenset[str]
     headline_key: str  # the headline's key in a cycle's fired list
     buffer: timedelta  # the buffer days after a cycle's end in which late data still counts
+    counts_days: bool  # a target accumulates per local day (days of activity, daily maxima)
+    adjusts_returns: bool  # returns adjust its progress: the bills it counted are kept
     windows: dict[date, Window | None] = field(default_factory=dict)  # local date -> fixed-calendar Window (a cache)
     window_text: dict[Window, dict[str, str | None]] = field(default_factory=dict)  # a cycle's times in outputs
     # (target id, cycle index or 0 for every cycle) -> sub-target values of a customer without
@@ -61,6 +63,7 @@ class Compiled:
         single = len(group.targets) == 1 and group.overall is None
         targets = tuple(group.all_targets())
         settings = MilestoneSettings.resolve(org, definition)
+        plans = tuple(TargetPlan.of(t) for t in targets)
         return cls(
             definition=definition,
             settings=settings,
@@ -69,13 +72,15 @@ class Compiled:
             headline_name=group.targets[0].name if single else definition.name,
             targets=targets,
             specific_customers=frozenset(definition.enrolment.customers),
-            plans=tuple(TargetPlan.of(t) for t in targets),
+            plans=plans,
             zone=definition.zone,
             fixed_cycles=isinstance(definition.cycles, (CalendarCycles, CustomCycles)),
             required_targets=len(group.targets) if group.condition == "all" else group.min_targets,
             target_ids=frozenset(t.target_id for t in targets),
             headline_key=f"ach:{group.targets[0].target_id if single else GROUP}",
             buffer=timedelta(days=settings.buffer_days),
+            counts_days=any(p.accumulation in (Accumulation.DAYS, Accumulation.DAILY_MAX) for p in plans),
+            adjusts_returns=settings.adjust_on_bill_return or settings.line_item_return == "prorate",
         )
 
     @property

@@ -57,7 +57,7 @@ class UnmatchedReturn:
 
 
 def adjusts_returns(compiled: Compiled) -> bool:
-    return compiled.settings.adjust_on_bill_return or compiled.settings.line_item_return == "prorate"
+    return compiled.adjusts_returns
 
 
 class BillBook:
