@@ -115,6 +115,30 @@ def test_rule_on_sku_compares_product_codes_as_text(driver):
     assert progress(driver, "c1", "m1", "spend", 1) == 100
 
 
+@pytest.mark.parametrize(
+    "actual,members",
+    [
+        ("00123", True),  # text matches text as text
+        ("123", False),
+        ("5", True),  # a number in the list makes it a numeric comparison
+        ("5.0", True),
+        (Decimal("5"), True),
+        (True, True),  # a boolean matches only a boolean
+        (False, False),
+        (Decimal("7"), False),
+    ],
+)
+def test_a_list_rule_mixing_text_numbers_and_booleans_compares_each_member_by_its_kind(actual, members):
+    from milestream.engine.filters import compile_filter
+    from milestream.schemas.filters import Condition
+
+    found = compile_filter(Condition(field="transaction.x", op="in", value=["00123", 5, True]))
+    missing = compile_filter(Condition(field="transaction.x", op="not_in", value=["00123", 5, True]))
+    assert found({"transaction": {"x": actual}}) is members
+    assert missing({"transaction": {"x": actual}}) is not members
+    assert missing({"transaction": {}}) is True  # a missing field is in no list
+
+
 def test_rule_on_line_item_attributes(driver):
     load(driver, _line_spend({"field": "line_item.attributes.colour", "op": "eq", "value": "red"}))
     send(

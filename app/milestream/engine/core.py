@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime
 from decimal import ROUND_CEILING, Decimal
 from typing import Any, NamedTuple, cast
 
@@ -61,7 +61,7 @@ from ..schemas.definitions import (
 from ..schemas.inputs import Enrolment, InputEvent, Return, Transaction
 from .cycles import Window, fixed_window_at, fixed_window_from, named_window, period_name, rolling_window_at
 from .ids import milestone_event_id
-from .measures import ZERO, Accumulation, accumulation, activity_of, measure
+from .measures import ZERO, Accumulation, TargetPlan, activity_of, measure
 from .performance_enrolment import enrol_by_performance, remember_closed_cycle
 from .registry import GROUP, Compiled, Registry
 from .returns import BillBook, UnmatchedReturn
@@ -160,12 +160,14 @@ class Engine:
         activity = activity_of(event)
         if activity is None:
             return result
-        for compiled in self.registry.listening(activity.value, event.org_id):
-            self._apply_to_milestone(state, compiled, event, recorded, cause, result)
-        if isinstance(event, Transaction):
+        for compiled in self.registry.listening(activity, event.org_id):
+            self._apply_to_milestone(state, compiled, event, recorded, cause, result, activity)
+        if result.counted and isinstance(event, Transaction):
             self.bills.remember(state, event, result.counted)
-        self._track_achievements(state, event.org_id, event.customer_id, recorded, cause, result)
-        enrol_by_performance(self, state, event.customer_id, event.event_time, recorded, cause, result)
+        if result.achieved:
+            self._track_achievements(state, event.org_id, event.customer_id, recorded, cause, result)
+        if self.registry.by_performance:
+            enrol_by_performance(self, state, event.customer_id, event.event_time, recorded, cause, result)
         return result
 
     def _track_achievements(
@@ -184,12 +186,14 @@ class Engine:
             reached, done = result.achieved[done:], len(result.achieved)
             if not reached:
                 return
-            trackers = self.registry.listening(Activity.MILESTONE_ACHIEVED.value, org_id)
+            trackers = self.registry.listening(Activity.MILESTONE_ACHIEVED, org_id)
             for milestone_id, cycle, moment in reached:
                 internal = MilestoneAchieved(customer_id, milestone_id, cycle, moment, f"{milestone_id}#{cycle}")
                 for compiled in trackers:
                     if any(t.source_milestone_id == milestone_id for t in compiled.targets):
-                        self._apply_to_milestone(state, compiled, internal, recorded, cause, result)
+                        self._apply_to_milestone(
+                            state, compiled, internal, recorded, cause, result, Activity.MILESTONE_ACHIEVED
+                        )
 
     # -------------------------------------------------------------- enrolment
     def _join_open_milestones(self, state: dict[str, Any], org_id: str, moment: datetime, result: Result) -> None:
@@ -371,7 +375,7 @@ class Engine:
                 "f": [],
             }
             cycle = cycles[key] = opened
-            targets = {t.target_id for t in compiled.targets}
+            targets = compiled.target_ids
             for target_id, value in ms.pop("ib", {}).items():  # the balance enrolled with
                 if target_id in targets:  # checked at enrolment unless the milestone was not defined yet
                     cycle["t"].setdefault(target_id, {})["b"] = value
@@ -383,7 +387,7 @@ class Engine:
                 del ms["adj"]
         if indexed and window.end is not None and not cycle.get("i"):
             cycle["i"] = 1
-            due = window.end + timedelta(days=compiled.settings.buffer_days)
+            due = window.end + compiled.buffer
             result.opened.append((due, compiled.definition.milestone_id, window.index))
         return cycle
 
@@ -404,6 +408,7 @@ class Engine:
         recorded: datetime,
         cause: str,
         result: Result,
+        activity: Activity,
     ) -> None:
         definition = compiled.definition
         moment = event.event_time
@@ -423,19 +428,19 @@ class Engine:
             return
         if enrolled and ms.get("fr") and moment < datetime.fromisoformat(ms["fr"]):
             return  # enrolled into a later cycle: nothing before it counts
+        # An internal milestone-achieved event carries the fields measure() reads for its activity.
+        measured = cast(InputEvent, event)
         contributions = [
-            # An internal milestone-achieved event carries the fields measure() reads for its activity.
-            (target, value)
-            for target in compiled.targets
-            if (value := measure(target, cast(InputEvent, event))) is not None
+            (plan, value) for plan in compiled.plans if (value := measure(plan, measured, activity)) is not None
         ]
         if not contributions:
             return
-        window = self._window_for(compiled, ms, moment)
+        local_day = moment.astimezone(compiled.zone).date()
+        window = self._window_for(compiled, ms, moment, local_day)
         if window is None:
             return
         if window.end is not None:
-            deadline = window.end + timedelta(days=compiled.settings.buffer_days)
+            deadline = window.end + compiled.buffer
             # Late: recorded after the cycle's buffer, or the cycle was already closed.
             if recorded >= deadline or window.index <= ms.get("cl", 0):
                 result.late.append(
@@ -458,22 +463,27 @@ class Engine:
             for key in [k for k in ms.get("c", {}) if k != str(window.index)]:
                 del ms["c"][key]
         cycle = self.open_cycle(compiled, ms, window, result, indexed=enrolled)
-        day = moment.astimezone(definition.zone).date().isoformat()
-        for target, value in contributions:
-            _accumulate(cycle["t"].setdefault(target.target_id, {}), accumulation(target.kpi), value, day)
-        if isinstance(event, Transaction):
+        day = local_day.isoformat() if compiled.counts_days else ""  # only per-day KPIs read it
+        progress = cycle["t"]
+        for plan, value in contributions:
+            _accumulate(progress.setdefault(plan.target.target_id, {}), plan.accumulation, value, day)
+        if compiled.adjusts_returns and isinstance(event, Transaction):
             self.bills.note_contribution(compiled, window.index, contributions, result.counted)
         if enrolled:
             self._evaluate(compiled, ms, cycle, window, event.customer_id, moment, cause, result)
 
-    def _window_for(self, compiled: Compiled, ms: dict[str, Any], moment: datetime) -> Window | None:
+    def _window_for(
+        self, compiled: Compiled, ms: dict[str, Any], moment: datetime, local_day: date | None = None
+    ) -> Window | None:
+        """The customer's cycle at ``moment`` (``local_day``: its date in the milestone's timezone, if known)."""
         definition = compiled.definition
-        cycles = definition.cycles
-        if isinstance(cycles, (CalendarCycles, CustomCycles)):
+        if compiled.fixed_cycles:
             # Fixed windows change at local midnights: cache them by local date.
-            local_day = moment.astimezone(definition.zone).date()
-            if local_day in compiled.windows:
-                return compiled.windows[local_day]
+            if local_day is None:
+                local_day = moment.astimezone(compiled.zone).date()
+            windows = compiled.windows
+            if local_day in windows:
+                return windows[local_day]
             window = fixed_window_at(definition, moment)
             if window is not None and window.start < definition.starts_at:
                 # A first cycle created mid-period only tracks from the milestone start.
@@ -482,6 +492,7 @@ class Engine:
                 compiled.windows.clear()
             compiled.windows[local_day] = window
             return window
+        cycles = definition.cycles
         if isinstance(cycles, RollingCycles):
             if "an" not in ms:
                 ms["an"] = utc_iso(moment)
@@ -502,9 +513,7 @@ class Engine:
         override = overrides.get(cycle_index) or overrides.get(None)
         if override is not None:
             return Decimal(override["value"])
-        if target.values_per_cycle is not None:
-            return target.values_per_cycle[cycle_index - 1]
-        return target.value if target.value is not None else ZERO
+        return _definition_value(target, cycle_index)
 
     def has_defined_value(self, ms: dict[str, Any], target: Target, cycle_index: int) -> bool:
         """Whether the customer has a target for the cycle at all: on a milestone with a
@@ -520,11 +529,18 @@ class Engine:
         progress = []
         overall = compiled.definition.group.overall
         targets = cycle["t"]
-        for target in compiled.targets:
-            standing = targets.get(target.target_id, {})
-            achieved_value = progress_value(standing, accumulation(target.kpi))
-            defined = self.defined_value(compiled, ms, target, index)
-            has_target = self.has_defined_value(ms, target, index)
+        own_values = bool(ms.get("ov"))
+        for plan in compiled.plans:
+            target = plan.target
+            standing = targets.get(target.target_id, _NO_PROGRESS)
+            initial_balance = _dec(standing.get("b"))
+            achieved_value = _counted(standing, plan.accumulation) + initial_balance  # as progress_value()
+            if own_values:
+                defined = self.defined_value(compiled, ms, target, index)
+                has_target = self.has_defined_value(ms, target, index)
+            else:  # the definition's value: what defined_value and has_defined_value find without overrides
+                defined = _definition_value(target, index)
+                has_target = target.value is not None or target.values_per_cycle is not None
             progress.append(
                 Progress(
                     target,
@@ -533,16 +549,15 @@ class Engine:
                     has_target and achieved_value >= defined,
                     has_target,
                     target is overall,
-                    _dec(standing.get("b")),
+                    initial_balance,
                 )
             )
         return progress
 
     def group_status(self, compiled: Compiled, progress: list[Progress]) -> tuple[Decimal, Decimal, bool]:
         """(achieved, defined, reached) of the group: targets met vs targets required."""
-        group = compiled.definition.group
-        met = sum(1 for p in progress if p.reached and not p.overall)
-        required = len(group.targets) if group.condition == "all" else group.min_targets
+        met = _targets_met(progress)
+        required = compiled.required_targets
         return Decimal(met), Decimal(required), met >= required
 
     def _evaluate(
@@ -559,38 +574,43 @@ class Engine:
         definition = compiled.definition
         statuses = self._progress(compiled, ms, cycle, window.index)
         fired: list[str] = cycle["f"]
-        headline_key = f"ach:{compiled.headline_id}"
+        headline_key = compiled.headline_key
         was_reached = headline_key in fired
         immediate = compiled.settings.award_when_target_achieved
         emit = result.outputs.append if immediate else (lambda _event: None)
-        for status in statuses:
+        own_values = bool(ms.get("ov"))
+        for plan, status in zip(compiled.plans, statuses):
             if not status.has_target:
                 continue  # no target for this customer: nothing to achieve
             target, achieved_value, defined = status.target, status.achieved, status.defined
-            for sub in target.sub_targets:
-                key = f"sub:{target.target_id}:{sub.name}"
-                sub_value = self.sub_target_value(ms, target, sub, defined)
-                if key not in fired and achieved_value >= sub_value:
-                    fired.append(key)
-                    emit(
-                        self._event(
-                            compiled,
-                            customer_id,
-                            window,
-                            "sub_target",
-                            target.target_id,
-                            target.name,
-                            achieved_value,
-                            defined,
-                            statuses,
-                            moment,
-                            cause,
-                            trigger=f"sub_target:{sub.name}",
-                            triggers=[sub.name],
-                            sub_value=sub_value,
+            if plan.sub_targets:
+                if own_values:
+                    sub_values = tuple(self.sub_target_value(ms, target, s.sub, defined) for s in plan.sub_targets)
+                else:
+                    sub_values = self._definition_sub_target_values(compiled, plan, window.index, defined)
+                for sub_plan, sub_value in zip(plan.sub_targets, sub_values):
+                    key = sub_plan.fired_key
+                    if key not in fired and achieved_value >= sub_value:
+                        fired.append(key)
+                        emit(
+                            self._event(
+                                compiled,
+                                customer_id,
+                                window,
+                                "sub_target",
+                                target.target_id,
+                                target.name,
+                                achieved_value,
+                                defined,
+                                statuses,
+                                moment,
+                                cause,
+                                trigger=sub_plan.trigger,
+                                triggers=[sub_plan.sub.name],
+                                sub_value=sub_value,
+                            )
                         )
-                    )
-            key = f"ach:{target.target_id}"
+            key = plan.achieved_key
             if status.reached and key not in fired:
                 fired.append(key)
                 emit(
@@ -610,9 +630,10 @@ class Engine:
                         triggers=[target.name],
                     )
                 )
-        group_achieved, group_defined, reached = self.group_status(compiled, statuses)
-        if not compiled.single_target and reached and f"ach:{GROUP}" not in fired:
-            fired.append(f"ach:{GROUP}")
+        reached = _targets_met(statuses) >= compiled.required_targets
+        if not compiled.single_target and reached and _GROUP_KEY not in fired:
+            fired.append(_GROUP_KEY)
+            group_achieved, group_defined, _ = self.group_status(compiled, statuses)
             emit(
                 self._event(
                     compiled,
@@ -641,6 +662,22 @@ class Engine:
             del ms["c"][str(window.index)]
             ms["tc"] = window.index + 1
             ms["an"] = utc_iso(moment)
+
+    @staticmethod
+    def _definition_sub_target_values(
+        compiled: Compiled, plan: TargetPlan, cycle_index: int, defined: Decimal
+    ) -> tuple[Decimal, ...]:
+        """The sub-target values of a customer without values of their own (``defined``: the
+        definition's target for the cycle), computed once per target and cycle."""
+        target = plan.target
+        key = (target.target_id, cycle_index if target.values_per_cycle is not None else 0)
+        values = compiled.sub_target_values.get(key)
+        if values is None:
+            values = compiled.sub_target_values[key] = tuple(
+                percentage_of(defined, s.sub.value, target.kpi) if s.sub.criterion == "percentage" else s.sub.value
+                for s in plan.sub_targets
+            )
+        return values
 
     def sub_target_value(self, ms: dict[str, Any], target: Target, sub: SubTarget, defined: Decimal) -> Decimal:
         """A sub-target's value for the customer: their own value for it, else its absolute
@@ -748,12 +785,7 @@ class Engine:
             "till_code": definition.till_code,
             "target_id": target_id,
             "target_name": target_name,
-            "cycle": {
-                "index": window.index,
-                "name": window.name,
-                "start": utc_iso(window.start),
-                "end": utc_iso(window.end) if window.end else None,
-            },
+            "cycle": {"index": window.index, "name": window.name, **_window_text(compiled, window)},
             "achieved_value": _fmt(achieved_value),
             "defined_value": _fmt(defined),
             "gap": _fmt(defined - achieved_value),
@@ -777,6 +809,34 @@ def percentage_of(defined: Decimal, percent: Decimal, kpi: Kpi) -> Decimal:
     unit = WHOLE_UNIT if kpi in WHOLE_NUMBER_KPIS else AMOUNT_UNIT
     exact = defined * percent / 100
     return (exact / unit).to_integral_value(rounding=ROUND_CEILING) * unit
+
+
+_GROUP_KEY = f"ach:{GROUP}"
+_NO_PROGRESS: dict[str, Any] = {}  # read only: the standing of a target with nothing counted yet
+
+
+def _definition_value(target: Target, cycle_index: int) -> Decimal:
+    """The definition's target for a cycle (its per-cycle value, or its single value)."""
+    if target.values_per_cycle is not None:
+        return target.values_per_cycle[cycle_index - 1]
+    return target.value if target.value is not None else ZERO
+
+
+def _window_text(compiled: Compiled, window: Window) -> dict[str, str | None]:
+    """A cycle's start and end as outputs give them, formatted once per window."""
+    text = compiled.window_text.get(window)
+    if text is None:
+        if len(compiled.window_text) > 4096:
+            compiled.window_text.clear()  # till-achieved cycles end at each achievement: keep the cache small
+        text = compiled.window_text[window] = {
+            "start": utc_iso(window.start),
+            "end": utc_iso(window.end) if window.end else None,
+        }
+    return text
+
+
+def _targets_met(progress: list[Progress]) -> int:
+    return sum(1 for p in progress if p.reached and not p.overall)
 
 
 def _target_status(p: Progress) -> dict[str, Any]:

@@ -15,11 +15,12 @@ not change the result.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from ..schemas.definitions import Activity, Kpi, Target
+from ..schemas.definitions import Activity, Kpi, SubTarget, Target
 from ..schemas.filters import as_number
 from ..schemas.inputs import (
     BehaviouralEvent,
@@ -30,7 +31,7 @@ from ..schemas.inputs import (
     Return,
     Transaction,
 )
-from .filters import evaluate
+from .filters import Predicate, compile_filter
 
 ONE = Decimal(1)
 ZERO = Decimal(0)
@@ -55,6 +56,45 @@ def accumulation(kpi: Kpi) -> Accumulation:
     return ACCUMULATION.get(kpi, Accumulation.SUM)
 
 
+@dataclass(frozen=True, slots=True)
+class SubTargetPlan:
+    sub: SubTarget
+    fired_key: str  # its key in a cycle's fired list ("sub:<target id>:<name>")
+    trigger: str  # the output's trigger ("sub_target:<name>")
+
+
+@dataclass(frozen=True, slots=True)
+class TargetPlan:
+    """A target with what measuring and evaluating it takes, derived once per definition."""
+
+    target: Target
+    accumulation: Accumulation
+    predicate: Predicate | None  # the target's filter, compiled
+    # The scope's lists as sets (None: no restriction).
+    stores: frozenset[str] | None
+    zones: frozenset[str] | None
+    concepts: frozenset[str] | None
+    achieved_key: str  # its key in a cycle's fired list ("ach:<target id>")
+    sub_targets: tuple[SubTargetPlan, ...]
+
+    @classmethod
+    def of(cls, target: Target) -> TargetPlan:
+        scope = target.scope
+        return cls(
+            target=target,
+            accumulation=accumulation(target.kpi),
+            predicate=compile_filter(target.filter) if target.filter is not None else None,
+            stores=frozenset(scope.stores) if scope.stores else None,
+            zones=frozenset(scope.zones) if scope.zones else None,
+            concepts=frozenset(scope.concepts) if scope.concepts else None,
+            achieved_key=f"ach:{target.target_id}",
+            sub_targets=tuple(
+                SubTargetPlan(sub, f"sub:{target.target_id}:{sub.name}", f"sub_target:{sub.name}")
+                for sub in target.sub_targets
+            ),
+        )
+
+
 # Which input event type feeds which activity.
 EVENT_ACTIVITY: dict[str, Activity] = {
     "transaction": Activity.TRANSACTION,
@@ -72,13 +112,12 @@ def activity_of(event: Any) -> Activity | None:
     return EVENT_ACTIVITY.get(event.type)
 
 
-def in_scope(target: Target, event: Any) -> bool:
-    scope = target.scope
-    if scope.stores and getattr(event, "store_id", None) not in scope.stores:
+def in_scope(plan: TargetPlan, event: Any) -> bool:
+    if plan.stores is not None and getattr(event, "store_id", None) not in plan.stores:
         return False
-    if scope.zones and getattr(event, "zone_id", None) not in scope.zones:
+    if plan.zones is not None and getattr(event, "zone_id", None) not in plan.zones:
         return False
-    if scope.concepts and getattr(event, "concept_id", None) not in scope.concepts:
+    if plan.concepts is not None and getattr(event, "concept_id", None) not in plan.concepts:
         return False
     return True
 
@@ -91,10 +130,11 @@ def _field_value(fields: dict[str, Any], name: str) -> Decimal | None:
     return as_number(fields.get(name)) if name in fields else None
 
 
-def _transaction_measure(target: Target, txn: Transaction) -> Decimal | None:
+def _transaction_measure(plan: TargetPlan, txn: Transaction) -> Decimal | None:
+    target, predicate = plan.target, plan.predicate
     kpi = target.kpi
     if target.level == "bill":
-        if target.filter is not None and not evaluate(target.filter, {"transaction": txn}):
+        if predicate is not None and not predicate({"transaction": txn}):
             return None
         if kpi == Kpi.GROSS_AMOUNT:
             return txn.gross_amount
@@ -107,8 +147,8 @@ def _transaction_measure(target: Target, txn: Transaction) -> Decimal | None:
         value = _field_value(txn.extended_fields, target.field or "")
         return value  # extended-field sum / daily max
     lines = txn.line_items
-    if target.filter is not None:
-        lines = [line for line in lines if evaluate(target.filter, _line_context(txn, line))]
+    if predicate is not None:
+        lines = [line for line in lines if predicate(_line_context(txn, line))]
     if not lines:
         return None
     if kpi == Kpi.GROSS_AMOUNT:
@@ -128,38 +168,44 @@ def _transaction_measure(target: Target, txn: Transaction) -> Decimal | None:
     return max(values) if kpi == Kpi.EXTENDED_FIELD_DAILY_MAX else sum(values, ZERO)
 
 
-def _event_measure(target: Target, event: BehaviouralEvent | CustomerActivity) -> Decimal | None:
+def _event_measure(plan: TargetPlan, event: BehaviouralEvent | CustomerActivity) -> Decimal | None:
+    target = plan.target
     if isinstance(event, BehaviouralEvent) and event.name != target.event_name:
         return None
-    if target.filter is not None and not evaluate(target.filter, {"event": event}):
+    if plan.predicate is not None and not plan.predicate({"event": event}):
         return None
     if target.kpi in (Kpi.COUNT, Kpi.DAYS_OF_ACTIVITY):
         return ONE
     return _field_value(event.attributes, target.field or "")
 
 
-def _ledger_measure(target: Target, entry: LedgerEntry) -> Decimal | None:
+def _ledger_measure(plan: TargetPlan, entry: LedgerEntry) -> Decimal | None:
+    target = plan.target
     if entry.currency != target.currency or entry.amount <= 0:
         return None
     if target.currency_kind != "both" and entry.kind.value != target.currency_kind:
         return None
-    if target.filter is not None and not evaluate(target.filter, {"entry": entry}):
+    if plan.predicate is not None and not plan.predicate({"entry": entry}):
         return None
     return entry.amount
 
 
-def measure(target: Target, event: InputEvent) -> Decimal | None:
-    """The contribution of ``event`` to ``target``, or ``None`` if it does not count."""
-    if activity_of(event) != target.activity or not in_scope(target, event):
+def measure(plan: TargetPlan, event: InputEvent, activity: Activity | None = None) -> Decimal | None:
+    """The contribution of ``event`` to a target, or ``None`` if it does not count
+    (``activity``: the event's, when the caller knows it already)."""
+    target = plan.target
+    if activity is None:
+        activity = activity_of(event)
+    if activity != target.activity or not in_scope(plan, event):
         return None
     if isinstance(event, Transaction):
-        return _transaction_measure(target, event)
+        return _transaction_measure(plan, event)
     if isinstance(event, (BehaviouralEvent, CustomerActivity)):
-        return _event_measure(target, event)
+        return _event_measure(plan, event)
     if isinstance(event, LedgerEntry):
-        return _ledger_measure(target, event)
+        return _ledger_measure(plan, event)
     if isinstance(event, Return):
-        if target.filter is not None and not evaluate(target.filter, {"event": event}):
+        if plan.predicate is not None and not plan.predicate({"event": event}):
             return None
         return ONE  # returns as a countable activity
     if target.activity == Activity.MILESTONE_ACHIEVED:

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
 
-from ..schemas.definitions import MilestoneDefinition, OrganisationSettings, Target
+from ..schemas.definitions import CalendarCycles, CustomCycles, MilestoneDefinition, OrganisationSettings, Target
+from .cycles import Window
+from .measures import Accumulation, TargetPlan
 
 GROUP = "group"
 
@@ -38,20 +43,45 @@ class Compiled:
     headline_name: str
     targets: tuple[Target, ...]  # the group's targets, then the overall target
     specific_customers: frozenset[str]  # the "specific customers" enrolment list, for O(1) look-ups
-    windows: dict = field(default_factory=dict)  # local date -> fixed-calendar Window (a cache)
+    plans: tuple[TargetPlan, ...]  # ``targets``, each with its compiled filter, scope sets and keys
+    zone: ZoneInfo  # the definition's timezone
+    fixed_cycles: bool  # calendar or custom cycles: the same windows for every customer
+    required_targets: int  # targets of the group to meet for the group to be reached
+    target_ids: frozenset[str]
+    headline_key: str  # the headline's key in a cycle's fired list
+    buffer: timedelta  # the buffer days after a cycle's end in which late data still counts
+    counts_days: bool  # a target accumulates per local day (days of activity, daily maxima)
+    adjusts_returns: bool  # returns adjust its progress: the bills it counted are kept
+    windows: dict[date, Window | None] = field(default_factory=dict)  # local date -> fixed-calendar Window (a cache)
+    window_text: dict[Window, dict[str, str | None]] = field(default_factory=dict)  # a cycle's times in outputs
+    # (target id, cycle index or 0 for every cycle) -> sub-target values of a customer without
+    # their own target values (a cache: percentages are computed once, not per event).
+    sub_target_values: dict[tuple[str, int], tuple[Decimal, ...]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, definition: MilestoneDefinition, org: OrganisationSettings) -> Compiled:
         group = definition.group
         single = len(group.targets) == 1 and group.overall is None
+        targets = tuple(group.all_targets())
+        settings = MilestoneSettings.resolve(org, definition)
+        plans = tuple(TargetPlan.of(t) for t in targets)
         return cls(
             definition=definition,
-            settings=MilestoneSettings.resolve(org, definition),
-            activities=frozenset(t.activity.value for t in group.all_targets()),
+            settings=settings,
+            activities=frozenset(t.activity.value for t in targets),
             headline_id=group.targets[0].target_id if single else GROUP,
             headline_name=group.targets[0].name if single else definition.name,
-            targets=tuple(group.all_targets()),
+            targets=targets,
             specific_customers=frozenset(definition.enrolment.customers),
+            plans=plans,
+            zone=definition.zone,
+            fixed_cycles=isinstance(definition.cycles, (CalendarCycles, CustomCycles)),
+            required_targets=len(group.targets) if group.condition == "all" else group.min_targets,
+            target_ids=frozenset(t.target_id for t in targets),
+            headline_key=f"ach:{group.targets[0].target_id if single else GROUP}",
+            buffer=timedelta(days=settings.buffer_days),
+            counts_days=any(p.accumulation in (Accumulation.DAYS, Accumulation.DAILY_MAX) for p in plans),
+            adjusts_returns=settings.adjust_on_bill_return or settings.line_item_return == "prorate",
         )
 
     @property
@@ -70,6 +100,8 @@ class Registry:
     open_to_all: list[Compiled] = field(default_factory=list)
     # Active milestones that enrol customers by their performance in another milestone.
     by_performance: list[Compiled] = field(default_factory=list)
+    # (activity, org id) -> what ``listening`` answers (a cache, emptied whenever a definition changes).
+    _listening: dict[tuple[str, str], tuple[Compiled, ...]] = field(default_factory=dict)
 
     def settings_for(self, org_id: str) -> OrganisationSettings:
         return self.org_settings.get(org_id) or OrganisationSettings(org_id=org_id)
@@ -91,6 +123,7 @@ class Registry:
             for activity in compiled.activities:
                 index.setdefault(activity, []).append(compiled)
         self._by_activity = index
+        self._listening = {}
         self.open_to_all = [
             c
             for c in sorted(self.milestones.values(), key=lambda c: c.definition.milestone_id)
@@ -110,7 +143,13 @@ class Registry:
         compiled = self.milestones.get(milestone_id)
         return compiled is None or compiled.definition.org_id == org_id
 
-    def listening(self, activity: str, org_id: str) -> list[Compiled]:
+    def listening(self, activity: str, org_id: str) -> tuple[Compiled, ...]:
         """The milestones of an organisation that count an activity: a customer's events count
         only towards the milestones of the customer's organisation."""
-        return [c for c in self._by_activity.get(activity, ()) if c.definition.org_id == org_id]
+        found = self._listening.get((activity, org_id))
+        if found is None:
+            found = tuple(c for c in self._by_activity.get(activity, ()) if c.definition.org_id == org_id)
+            if len(self._listening) > 4096:
+                self._listening.clear()  # organisations are many only in odd input: keep the cache small
+            self._listening[(activity, org_id)] = found
+        return found

@@ -30,10 +30,10 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ..schemas.base import utc_iso
-from ..schemas.definitions import AMOUNT_KPIS, Activity, RollingCycles, Target, TillAchievedCycles
+from ..schemas.definitions import AMOUNT_KPIS, Activity, RollingCycles, TillAchievedCycles
 from ..schemas.inputs import Return, Transaction
 from .cycles import fixed_window_at, rolling_window_at
-from .measures import Accumulation, accumulation
+from .measures import Accumulation, TargetPlan
 from .registry import Compiled, Registry
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class UnmatchedReturn:
 
 
 def adjusts_returns(compiled: Compiled) -> bool:
-    return compiled.settings.adjust_on_bill_return or compiled.settings.line_item_return == "prorate"
+    return compiled.adjusts_returns
 
 
 class BillBook:
@@ -68,12 +68,14 @@ class BillBook:
 
     @staticmethod
     def note_contribution(
-        compiled: Compiled, cycle: int, contributions: list[tuple[Target, Decimal]], counted: dict[str, list[Any]]
+        compiled: Compiled, cycle: int, contributions: list[tuple[TargetPlan, Decimal]], counted: dict[str, list[Any]]
     ) -> None:
         """Add to ``counted`` (milestone -> [cycle, {target: value}]) what a bill counted towards."""
         if not adjusts_returns(compiled):
             return
-        values = {t.target_id: format(v, "f") for t, v in contributions if accumulation(t.kpi) is Accumulation.SUM}
+        values = {
+            plan.target.target_id: format(v, "f") for plan, v in contributions if plan.accumulation is Accumulation.SUM
+        }
         if values:
             counted[compiled.definition.milestone_id] = [cycle, values]
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -54,10 +54,20 @@ def describe_validation_error(error: ValidationError, limit: int = 5) -> str:
 
 @dataclass(frozen=True)
 class Decoder:
-    """Decodes one topic's records into the models that topic accepts."""
+    """Decodes one topic's records into the models that topic accepts.
+
+    The JSON is parsed by orjson and validated once, in Python mode: pydantic's own JSON
+    mode reads numbers differently (a JSON ``1`` in an attributes map, for one), so it
+    would change what producers' records mean."""
 
     accepted: Mapping[str, type[BaseModel]]
     max_bytes: int
+    # Each accepted type's core validator, looked up once (what ``model_validate`` calls).
+    _validate: Mapping[str, Callable[[Any], BaseModel]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        validators = {kind: model.__pydantic_validator__.validate_python for kind, model in self.accepted.items()}
+        object.__setattr__(self, "_validate", validators)
 
     def decode(self, value: bytes | None) -> BaseModel:
         if value is None:
@@ -71,12 +81,12 @@ class Decoder:
         if not isinstance(data, dict):
             raise Rejected("schema_violation", f"expected a JSON object, got {type(data).__name__}")
         kind = data.get("type")
-        model = self.accepted.get(kind) if isinstance(kind, str) else None
-        if model is None:
+        validate = self._validate.get(kind) if isinstance(kind, str) else None
+        if validate is None:
             accepted = ", ".join(sorted(self.accepted))
             raise Rejected("unknown_event_type", f"type {kind!r} is not accepted on this topic (accepted: {accepted})")
         try:
-            return model.model_validate(data)
+            return validate(data)
         except ValidationError as exc:
             raise Rejected("schema_violation", f"{kind}: {describe_validation_error(exc)}") from None
 

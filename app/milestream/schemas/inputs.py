@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -40,6 +40,17 @@ class InputEvent(StrictModel):
     recorded_at: Timestamp | None = None
 
 
+class NamesNoMilestone:
+    """An event that names no milestone (of the customer events, only an enrolment does one).
+
+    The pipeline asks every customer event for the milestone it names, with
+    ``getattr(event, "milestone_id", None)``: this class attribute answers at once, where a
+    model without the attribute would answer through pydantic's failing look-up. Not a
+    field: it is neither validated nor serialised."""
+
+    milestone_id: ClassVar[None] = None
+
+
 class StoreRef(StrictModel):
     """Where an activity happened; scope filters match on these."""
 
@@ -64,7 +75,7 @@ class LineItem(StrictModel):
         return self.gross_amount if self.net_amount is None else self.net_amount
 
 
-class Transaction(InputEvent, StoreRef):
+class Transaction(InputEvent, StoreRef, NamesNoMilestone):
     """A bill. ``gross_amount`` is before discounts, ``net_amount`` what was paid."""
 
     type: Literal["transaction"] = "transaction"
@@ -92,7 +103,7 @@ class ReturnedLine(StrictModel):
     amount: NonNegativeAmount
 
 
-class Return(InputEvent, StoreRef):
+class Return(InputEvent, StoreRef, NamesNoMilestone):
     """A return against an earlier bill: the whole bill, or some of its line items."""
 
     type: Literal["return"] = "return"
@@ -111,7 +122,7 @@ class Return(InputEvent, StoreRef):
         return self
 
 
-class BehaviouralEvent(InputEvent, StoreRef):
+class BehaviouralEvent(InputEvent, StoreRef, NamesNoMilestone):
     type: Literal["behavioural_event"] = "behavioural_event"
     name: Name
     attributes: Attributes = Field(default_factory=dict)
@@ -122,7 +133,7 @@ class CurrencyKind(StrEnum):
     PROMOTIONAL = "promotional"
 
 
-class LedgerEntry(InputEvent, StoreRef):
+class LedgerEntry(InputEvent, StoreRef, NamesNoMilestone):
     """Points or a named alternate currency credited (positive) or debited (negative).
 
     ``source`` says what earned it (a program action, a promotion, a referral,
@@ -155,7 +166,7 @@ class ActivityType(StrEnum):
     POINTS_REDEMPTION_REVERSAL = "points_redemption_reversal"
 
 
-class CustomerActivity(InputEvent, StoreRef):
+class CustomerActivity(InputEvent, StoreRef, NamesNoMilestone):
     """Other customer-level activities the spec lets a target count."""
 
     type: Literal["customer_activity"] = "customer_activity"

@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from .base import DEFAULT_ORG, Amount, Id, Name, OutputTimestamp, PositiveAmount, StrictModel, Text, Timestamp
-from .inputs import InputEvent
+from .inputs import InputEvent, NamesNoMilestone
 
 MAX_TIERS = 100
 MAX_REPEATS = 100
@@ -126,7 +126,7 @@ class SeriesDefinition(StrictModel):
         return self.repeats + 1
 
 
-class ProgramMembership(InputEvent):
+class ProgramMembership(InputEvent, NamesNoMilestone):
     """A customer joins or leaves a program (enrolments topic, keyed by customer)."""
 
     type: Literal["program_membership"] = "program_membership"
@@ -134,7 +134,7 @@ class ProgramMembership(InputEvent):
     action: Literal["join", "leave"] = "join"
 
 
-class RewardRedemption(InputEvent):
+class RewardRedemption(InputEvent, NamesNoMilestone):
     """The reward service reports that a customer redeemed (or received) a tier's reward."""
 
     type: Literal["reward_redemption"] = "reward_redemption"
