@@ -25,7 +25,7 @@ import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ..engine.registry import GROUP, Compiled, Registry
-from ..pipeline import history, leaderboards
+from ..pipeline import history, leaderboards, read_index
 from ..pipeline.topology import Topology
 from ..schemas.base import DEFAULT_ORG, Id, utc_iso
 from ..schemas.codec import Rejected
@@ -341,7 +341,7 @@ class Api:
         store = self.access.local_store(partition)
         if store is None:
             return await self._forward(request, partition)
-        indexed = (store.get(customer.progress_key) or {}).get("m", {})
+        indexed = read_index.indexed(store.get(customer.state_key))
         boards = []
         for mid, entry in sorted(indexed.items()):
             compiled = self.registry.milestones.get(mid)

@@ -16,8 +16,8 @@ buffer, counted nowhere). It is written by pipeline/read_index.py in the same wr
 customer's state, and only when something changed.
 
 Writing an entry costs one small write (and one delete, once a cycle is full), whatever the
-history holds: the next sequence number of each cycle lives in the customer's PROGRESS document,
-which read_index.py reads and writes anyway.
+history holds: the next sequence number of each cycle lives in what read_index.py keeps in the
+customer's state document, which is read and written anyway.
 
 Bounds: the last ``per_cycle`` entries of each cycle (``MILESTREAM_HISTORY_PER_CYCLE``, newest
 kept) and the last ``cycles`` cycles with entries (``MILESTREAM_HISTORY_CYCLES``).

@@ -1,15 +1,15 @@
 """The read side's documents, kept in step with a customer's state in the same write.
 
 ``maintain`` is called by Topology._commit just before the customer's state is written. It
-compares the customer's progress now with what it indexed last (one PROGRESS document per
-customer, state/keys.py) and writes only what changed:
+compares the customer's progress now with what it indexed last (the PROGRESS document, kept in
+the state document under ``"ix"``) and writes only what changed:
 
 * the customer's leaderboard keys (pipeline/leaderboards.py), for milestones with the
   ``leaderboard`` setting on;
 * an entry in the milestone's contribution history (pipeline/history.py) for each cycle whose
   values this record changed, or into which it was refused as late.
 
-The PROGRESS document::
+The PROGRESS document (``state["ix"]``)::
 
     {"m": {milestone_id: {
         "o": {"<cycle>": {target_id: "value"}},   # open cycles (targets, and "group" on a leaderboard)
@@ -41,6 +41,15 @@ if TYPE_CHECKING:
     from .topology import Record
 
 Values = dict[str, str]
+
+# Where the state document keeps what was last indexed (the PROGRESS document below): inside the
+# state the caller writes anyway, so indexing costs no read or write of a document of its own.
+INDEXED = "ix"
+
+
+def indexed(state: dict[str, Any] | None) -> dict[str, Any]:
+    """Per milestone, what was last indexed for the customer whose state this is."""
+    return ((state or {}).get(INDEXED) or {}).get("m", {})
 
 
 def _fmt(value: Decimal) -> str:
@@ -158,7 +167,7 @@ def maintain(
     milestones: dict[str, Any] = state.get("m", {})
     if not milestones:
         return
-    stored = store.get(customer.progress_key)
+    stored = state.get(INDEXED)
     before: dict[str, Any] = (stored or {}).get("m", {})
     after: dict[str, Any] = {}
     late: dict[str, set[int]] = {}
@@ -195,4 +204,4 @@ def maintain(
         for key in new - old:
             leaderboards.put(store, key)
     if after != before:
-        store.put(customer.progress_key, {"m": after})
+        state[INDEXED] = {"m": after}  # written with the state, by the caller

@@ -36,7 +36,6 @@ class Namespace(Enum):
     CLOSE_SLOT = "s"  # a slot's entry counters, by "partition:slot|milestone"
     CLOSE_ENTRY = "e"  # one customer's cycle to close, by "partition:slot|milestone:seq"
     CLOSE_TICK = "t"  # whom a close tick closed, by "partition:offset"
-    PROGRESS = "p"  # a customer's last indexed progress per milestone/cycle/target (pipeline/read_index.py)
     HISTORY = "h"  # a customer's recent contributions to one milestone, by Customer.qualified + milestone id
     LEADERBOARD = "l"  # one leaderboard entry: milestone, target, cycle, descending value, customer (keys only)
 
@@ -108,10 +107,6 @@ class Customer:
         """``<length of org id>:<org id><length of customer id>:<customer id>``: one-to-one on any pair
         of strings, and a prefix of nothing else, so other ids can follow it in a key."""
         return f"{len(self.org_id)}:{self.org_id}{len(self.customer_id)}:{self.customer_id}"
-
-    @property
-    def progress_key(self) -> StateKey:
-        return Namespace.PROGRESS.key(self.qualified)
 
     def history_key(self, milestone_id: str) -> StateKey:
         return Namespace.HISTORY.key(self.qualified + milestone_id)
