@@ -23,8 +23,9 @@ class Journal(list):
 class FakeProducer:
     """Acknowledges sends when the test says so (or at once); writes every step to the journal."""
 
-    def __init__(self, journal, *, ack=True, refuse_topic=None):
+    def __init__(self, journal, *, ack=True, refuse_topic=None, batch_room=100):
         self.journal = journal
+        self.batch_room = batch_room
         self.ack = ack
         self.refuse_topic = refuse_topic
         self.offsets = {}
@@ -38,6 +39,20 @@ class FakeProducer:
     async def send_offsets_to_transaction(self, offsets, group_id):
         self.journal.append(("offsets_to_transaction", dict(offsets)))
 
+    def create_batch(self):
+        return FakeBatch(self.batch_room)
+
+    async def send_batch(self, batch, topic, partition):
+        self.journal.append(("send_batch", topic, len(batch.records)))
+        future = asyncio.get_running_loop().create_future()
+        if self.ack:
+            offset = self.offsets.get((topic, partition), 0)
+            self.offsets[(topic, partition)] = offset + len(batch.records)
+            journal = self.journal
+            future.add_done_callback(lambda _f, t=topic: journal.append(("acked", t)))
+            future.set_result(SimpleNamespace(partition=partition, offset=offset))
+        return future
+
     async def send(self, topic, value, key=None, partition=None):
         if topic == self.refuse_topic:
             raise ValueError("MessageSizeTooLargeError")
@@ -50,6 +65,21 @@ class FakeProducer:
             future.add_done_callback(lambda _f, t=topic: journal.append(("acked", t)))
             future.set_result(SimpleNamespace(partition=partition or 0, offset=offset))
         return future
+
+
+class FakeBatch:
+    def __init__(self, room=100):
+        self.records = []
+        self.room = room
+
+    def append(self, key, value, timestamp):
+        if len(self.records) == self.room:
+            return None
+        self.records.append((key, value))
+        return object()
+
+    def record_count(self):
+        return len(self.records)
 
 
 class FakeConsumer:
@@ -100,13 +130,12 @@ def test_outputs_are_acknowledged_before_the_changelog_and_offsets_are_committed
         "send:promotions",
         "acked:promotions",
         "begin:",
-        f"send:{CHANGELOG}",
-        f"send:{CHANGELOG}",
-        f"acked:{CHANGELOG}",
+        f"send_batch:{CHANGELOG}",  # c1 (written twice) and c2: two records in one batch
         f"acked:{CHANGELOG}",
         "commit_transaction:",
         "commit:",
     ]
+    assert [step[2] for step in journal if step[0] == "send_batch"] == [2]
     assert journal[-1][1] == {TopicPartition("transactions", 3): 43}
     assert stores[3].get(Namespace.CUSTOMER.key("c1")) == {"n": 2}
     assert changelog_offset(stores[3]) == 2  # both changelog records: the next offset to restore from
@@ -125,15 +154,22 @@ def test_exactly_once_puts_outputs_changelog_and_offsets_in_one_transaction(stor
         "begin:",
         "send:promotions",
         "acked:promotions",
-        f"send:{CHANGELOG}",
-        f"send:{CHANGELOG}",
-        f"acked:{CHANGELOG}",
+        f"send_batch:{CHANGELOG}",
         f"acked:{CHANGELOG}",
         "offsets_to_transaction:",
         "commit_transaction:",
     ]
     assert journal[-2][1] == {TopicPartition("transactions", 3): 43}
     assert stores[3].get(Namespace.CUSTOMER.key("c2")) == {"n": 1}
+
+
+def test_a_changelog_larger_than_a_producer_batch_goes_in_several_and_the_offset_counts_them_all(stores):
+    journal = Journal()
+    point = checkpoint(stores, journal, batch_room=1)
+    batch(point)
+    asyncio.run(point.commit())
+    assert [step[2] for step in journal if step[0] == "send_batch"] == [1, 1]
+    assert changelog_offset(stores[3]) == 2
 
 
 def test_a_refused_output_commits_nothing_and_writes_no_state(stores):
@@ -143,7 +179,7 @@ def test_a_refused_output_commits_nothing_and_writes_no_state(stores):
     with pytest.raises(DeliveryFailed, match="promotions"):
         asyncio.run(point.commit())
     assert not any(step[0] == "commit" for step in journal)
-    assert not any(step[1] == CHANGELOG for step in journal if step[0] == "send")
+    assert not any(step[1] == CHANGELOG for step in journal if step[0] in ("send", "send_batch"))
     assert stores[3].get(Namespace.CUSTOMER.key("c1")) is None and stores[3].meta(CHANGELOG_OFFSET) is None
 
 

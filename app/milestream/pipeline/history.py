@@ -1,10 +1,11 @@
 """A customer's recent contributions to a milestone, for ``GET .../history`` (the API).
 
 One small document per entry, in the HISTORY namespace (state/keys.py), under
-``<customer><milestone>:<cycle>:<seq>`` (fixed-width numbers, so a prefix scan returns a
-cycle's entries oldest first)::
+``<customer><milestone><cycle>:<slot>``: a cycle's entries take ``per_cycle`` slots in turn, the
+newest overwriting the oldest (so a full cycle costs no deletion), and each entry carries its
+sequence number ``n``, by which they are read back oldest first::
 
-    entry = {"src": "topic/partition/offset", "id": event id, "type": event type,
+    entry = {"n": sequence, "src": "topic/partition/offset", "id": event id, "type": event type,
              "at": event time, "d": {target_id: "delta"}, "late": true?,
              "carried": {"<cycle>": {target_id: "dec"}}?}
 
@@ -15,9 +16,9 @@ not open yet (``carried``), or an event refused as late (``late``: recorded afte
 buffer, counted nowhere). It is written by pipeline/read_index.py in the same write as the
 customer's state, and only when something changed.
 
-Writing an entry costs one small write (and one delete, once a cycle is full), whatever the
-history holds: the next sequence number of each cycle lives in what read_index.py keeps in the
-customer's state document, which is read and written anyway.
+Writing an entry costs one small write whatever the history holds: the next sequence number of
+each cycle lives in what read_index.py keeps in the customer's state document, which is read
+and written anyway.
 
 Bounds: the last ``per_cycle`` entries of each cycle (``MILESTREAM_HISTORY_PER_CYCLE``, newest
 kept) and the last ``cycles`` cycles with entries (``MILESTREAM_HISTORY_CYCLES``).
@@ -37,8 +38,8 @@ def _prefix(customer: Customer, milestone_id: str) -> str:
     return f"{customer.qualified}{len(milestone_id)}:{milestone_id}"
 
 
-def _key(customer: Customer, milestone_id: str, cycle: int, seq: int) -> StateKey:
-    return Namespace.HISTORY.key(f"{_prefix(customer, milestone_id)}{cycle:010d}:{seq:012d}")
+def _key(customer: Customer, milestone_id: str, cycle: int, slot: int) -> StateKey:
+    return Namespace.HISTORY.key(f"{_prefix(customer, milestone_id)}{cycle:010d}:{slot:06d}")
 
 
 def record_contribution(
@@ -56,13 +57,11 @@ def record_contribution(
         return
     for cycle, entry in entries.items():
         seq = counters.get(str(cycle), 0)
-        store.put(_key(customer, milestone_id, cycle, seq), entry)
-        if seq >= per_cycle:
-            store.delete(_key(customer, milestone_id, cycle, seq - per_cycle))
+        store.put(_key(customer, milestone_id, cycle, seq % per_cycle), {"n": seq, **entry})
         counters[str(cycle)] = seq + 1
     for old in sorted(counters, key=int)[: -max(cycles, 1)]:
-        for seq in range(max(0, counters[old] - per_cycle), counters[old]):
-            store.delete(_key(customer, milestone_id, int(old), seq))
+        for slot in range(min(counters[old], per_cycle)):
+            store.delete(_key(customer, milestone_id, int(old), slot))
         del counters[old]
 
 
@@ -75,4 +74,6 @@ def read(store: StateStore, customer: Customer, milestone_id: str) -> dict[str, 
         entry = store.get(Namespace.HISTORY.key(id))
         if entry is not None:
             kept.setdefault(cycle, []).append(entry)
+    for entries in kept.values():
+        entries.sort(key=lambda entry: entry.get("n", 0))
     return kept
