@@ -92,6 +92,8 @@ THROUGHPUT_HEADER = [
     "Events",
     "Processing s",
     "Events/s",
+    "× naive Faust",
+    "× Quix",
     "Events/s from process start to committed",
     "Consumer CPU µs/event",
     "Cores: consumer / broker / other",
@@ -99,8 +101,14 @@ THROUGHPUT_HEADER = [
 ]
 
 
+def _times(phase: dict[str, Any], base: dict[str, Any] | None) -> str:
+    """A phase's events/s as a multiple of a baseline's."""
+    return "—" if not base else f"{phase['processing_rate'] / base['processing_rate']:.2f}"
+
+
 def throughput_rows(results: dict[str, Any]) -> list[list[str]]:
     rows = []
+    naive, quix = results.get("naive"), results.get("quix")
     produce = results.get("produce")
     if produce:
         rows.append(
@@ -113,11 +121,14 @@ def throughput_rows(results: dict[str, Any]) -> list[list[str]]:
                 "—",
                 "—",
                 "—",
+                "—",
+                "—",
             ]
         )
     labels = {
         "raw": "Raw aiokafka consumer (count only)",
         "naive": "Naive Faust agent (orjson + rocksdict sum)",
+        "quix": "Quix Streams app (monthly sum in RocksDB, threshold outputs)",
         "milestream": "Milestream worker",
     }
     for key, label in labels.items():
@@ -131,6 +142,8 @@ def throughput_rows(results: dict[str, Any]) -> list[list[str]]:
                 f"{phase['events']:,}",
                 _seconds(phase["processing_seconds"]),
                 _rate(phase["processing_rate"]),
+                _times(phase, naive),
+                _times(phase, quix),
                 _rate(phase.get("e2e_rate")),
                 _cpu_us(phase),
                 _cores(phase),
@@ -145,6 +158,8 @@ def throughput_rows(results: dict[str, Any]) -> list[list[str]]:
                 f"{capacity['events']:,}",
                 _seconds(capacity["processing_seconds"]),
                 _rate(capacity["processing_rate"]),
+                _times(capacity, naive),
+                _times(capacity, quix),
                 "—",
                 "—",
                 "—",
@@ -164,6 +179,8 @@ def throughput_rows(results: dict[str, Any]) -> list[list[str]]:
                     _seconds(phase["seconds"]),
                     _rate(phase["rate"]),
                     "—",
+                    "—",
+                    "—",
                     f"{1e6 / phase['rate']:,.0f}",
                     "1 core",
                     f"{phase['outputs']:,}",
@@ -178,7 +195,11 @@ RATIO_HEADER = ["", "Events/s", "Events/s from process start", "Events per consu
 def ratio_rows(results: dict[str, Any]) -> list[list[str]]:
     ratios = results.get("ratios") or {}
     rows = []
-    for key, label in (("raw", "Milestream / raw aiokafka"), ("naive", "Milestream / naive Faust")):
+    for key, label in (
+        ("raw", "Milestream / raw aiokafka"),
+        ("naive", "Milestream / naive Faust"),
+        ("quix", "Milestream / Quix Streams"),
+    ):
         if key in ratios:
             r = ratios[key]
             rows.append([label, _ratio(r.get("processing")), _ratio(r.get("e2e")), _ratio(r.get("cpu"))])
@@ -289,7 +310,13 @@ def _hotspot_rows(hotspots: list[dict[str, Any]]) -> list[list[str]]:
 
 def contention(results: dict[str, Any], threshold: float = 0.25) -> str:
     """Which measurements other processes took noticeable CPU during, e.g. "naive Faust: 0.97 cores"."""
-    names = {"raw": "raw aiokafka", "naive": "naive Faust", "milestream": "Milestream", "latency": "latency"}
+    names = {
+        "raw": "raw aiokafka",
+        "naive": "naive Faust",
+        "quix": "Quix",
+        "milestream": "Milestream",
+        "latency": "latency",
+    }
     busy = []
     for key, name in names.items():
         others = ((results.get(key) or {}).get("cores") or {}).get("others", 0.0)
@@ -309,9 +336,10 @@ def results_markdown(results: dict[str, Any]) -> str:
         f"- **Software:** Python {m['python']}, {m['java']}, Kafka {m['kafka']}",
         f"- **Workload:** {s['events']:,} transactions of {s['customers']:,} customers, "
         f"{s['partitions']} partitions, one milestone (monthly gross spend 5,000, sub-targets 25/50/75 %)",
-        f"- **Worker settings:** batches of up to {s['max_poll_records']} records, "
-        f"{s['processing_guarantee']} (the naive Faust agent: RocksDB table, commit interval 0.5 s, "
-        "stream buffer 8192)",
+        f"- **Settings:** the worker: batches of up to {s['max_poll_records']} records, "
+        f"{s['processing_guarantee']}, a commit per batch; the naive Faust agent: RocksDB table, commit "
+        f"interval {s.get('commit_interval', 0.5):g} s, stream buffer 8192; the Quix app: RocksDB state with "
+        f"its changelog, commit interval {s.get('commit_interval', 0.5):g} s, the worker's guarantee",
         "",
         "### Throughput",
         "",

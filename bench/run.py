@@ -5,8 +5,8 @@ Phases (see BENCHMARKS.md for what each measures and why):
 1. a broker (a fresh local one unless ``KAFKA_BOOTSTRAP_SERVERS`` is set),
    isolated topics, the benchmark milestone on the definitions topic;
 2. N generated transactions produced into the transactions topic;
-3. three consumers over that same topic, one after the other: a raw aiokafka
-   consumer, a naive Faust agent, the Milestream worker;
+3. four consumers over that same topic, one after the other: a raw aiokafka
+   consumer, a naive Faust agent, a Quix Streams application, the Milestream worker;
 4. event → output latency of the running worker at a paced rate;
 5. the topology and engine in-process (no broker), with a profile.
 
@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import importlib.util
 import json
 import logging
 import os
@@ -46,8 +48,8 @@ from .procs import BenchError, CpuMeter, Service, free_port, settings_env
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = REPO_ROOT / ".local" / "bench"
-PHASES = ("raw", "naive", "milestream", "latency", "inprocess")
-POLL_S = 0.25  # how often the Faust apps' progress and the group lag are sampled
+PHASES = ("raw", "naive", "quix", "milestream", "latency", "inprocess")
+POLL_S = 0.25  # how often the consumers' progress and the group lag are sampled
 STALL_S = 90.0  # a phase fails when nothing moves for this long
 LATENCY_RATE_CAP = 5000.0
 LATENCY_WINDOW_S = 5.0
@@ -116,6 +118,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"unknown phases to skip: {', '.join(sorted(unknown))}")
     if args.events < 1 or args.customers < 1:
         p.error("--events and --customers must be positive")
+    if "quix" not in args.skip and importlib.util.find_spec("quixstreams") is None:
+        p.error("the quix phase needs quixstreams: pip install -e '.[bench]' (make bench does), or --skip quix")
     return args
 
 
@@ -215,6 +219,8 @@ class Bench:
         self.transactions = self.topics["transactions"].name
         self.promotions = self.topics["promotions"].name
         self.naive_app_id = f"naive-faust-bench-{self.tag}"
+        self.quix_group = f"quix-bench-{self.tag}"
+        self.quix_outputs = f"{self.settings.topic_prefix}quix-milestones"
         self.offsets = Offsets(self.settings)
         self.results: dict[str, Any] = {}
         self.end: dict[TopicPartition, int] = {}
@@ -330,7 +336,7 @@ class Bench:
         started: float,
         healthy: float,
     ) -> dict[str, Any]:
-        """Sample a Faust app's processed count until all ``events`` are processed and committed."""
+        """Sample a consumer process's processed count until all ``events`` are processed and committed."""
         seen: dict[str, Any] = {
             "count": 0,
             "first": None,
@@ -383,7 +389,7 @@ class Bench:
         return result
 
     async def naive_faust(self, events: int) -> None:
-        config = {
+        config: dict[str, Any] = {
             "app_id": self.naive_app_id,
             "topic": self.transactions,
             "data_dir": str(self.run_dir / "naive-data"),
@@ -419,6 +425,57 @@ class Bench:
             f"naive Faust: {result['processing_rate']:,.0f}/s processing, "
             f"{result['e2e_rate']:,.0f}/s from process start to committed"
         )
+
+    async def quix(self, load: workload.Workload) -> None:
+        events = len(load)
+        # The output topic is made like the promotions topic, before the app starts.
+        outputs = dataclasses.replace(self.topics["promotions"], logical="quix-milestones", name=self.quix_outputs)
+        await apply_topics(self.settings, {outputs.logical: outputs})
+        config: dict[str, Any] = {
+            "consumer_group": self.quix_group,
+            "topic": self.transactions,
+            "output_topic": self.quix_outputs,
+            "state_dir": str(self.run_dir / "quix-data"),
+            "web_port": free_port(),
+            "commit_interval": self.settings.commit_interval_s,
+            "processing_guarantee": self.settings.processing_guarantee.replace("_", "-"),
+        }
+        env = settings_env(self.settings, dict(os.environ, QUIX_BENCH_CONFIG=json.dumps(config)))
+        service = Service(
+            "Quix Streams app",
+            [sys.executable, "-m", "bench.quix_app"],
+            env,
+            self.run_dir / "quix.log",
+            config["web_port"],
+        )
+        service.start()
+        try:
+            healthy = await asyncio.get_running_loop().run_in_executor(None, service.wait_healthy, "/healthz", 120.0)
+
+            async def count() -> int | None:
+                answer = await http_json(service, "/progress")
+                return None if answer is None else answer["count"]
+
+            result = await self._follow("Quix", service, self.quix_group, events, count, service.started_at, healthy)
+
+            async def outputs_settled() -> bool:
+                return await self.offsets.total(self.quix_outputs) >= load.expected_outputs
+
+            try:
+                await wait_for("the Quix app's outputs", outputs_settled, timeout=30, service=service)
+            except BenchError as exc:
+                log(f"WARNING: {str(exc).splitlines()[0]}")
+        finally:
+            service.stop()
+        result["outputs"] = await self.offsets.total(self.quix_outputs)
+        result["expected_outputs"] = load.expected_outputs
+        self.results["quix"] = result
+        log(
+            f"Quix: {result['processing_rate']:,.0f}/s processing, {result['e2e_rate']:,.0f}/s from process "
+            f"start to committed; {result['outputs']:,} outputs (expected {load.expected_outputs:,})"
+        )
+        if result["outputs"] != load.expected_outputs:
+            log("WARNING: the Quix app's outputs differ from what the workload should yield")
 
     async def worker_outcomes(self) -> dict[str, int] | None:
         """Transactions the worker has processed, by outcome, from its /metrics page."""
@@ -665,7 +722,10 @@ class Bench:
         if external:  # a shared cluster: remove what this run created
             try:
                 names = await self.offsets.topics_starting_with(
-                    self.settings.topic_prefix, self.settings.app_id, self.naive_app_id
+                    self.settings.topic_prefix,
+                    self.settings.app_id,
+                    self.naive_app_id,
+                    f"changelog__{self.quix_group}--",  # Quix's state changelog
                 )
                 await self.offsets.delete_topics(names)
                 log(f"deleted {len(names)} benchmark topics")
@@ -688,6 +748,8 @@ async def kafka_phases(
             await bench.raw_consumer(len(load))
         if "naive" not in args.skip:
             await bench.naive_faust(len(load))
+        if "quix" not in args.skip:
+            await bench.quix(load)
         if "milestream" not in args.skip:
             await bench.milestream(load)
             if "latency" not in args.skip and args.latency_events > 0:
@@ -741,7 +803,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     load = None
     now = datetime.now(timezone.utc)
-    kafka_needed = not {"raw", "naive", "milestream"} <= args.skip
+    kafka_needed = not {"raw", "naive", "quix", "milestream"} <= args.skip
     try:
         if kafka_needed:
             if external:
@@ -773,7 +835,7 @@ def main(argv: list[str] | None = None) -> int:
             broker.stop()
             shutil.rmtree(broker.run_dir / "data", ignore_errors=True)
             log("broker stopped")
-        for data in ("milestream-data", "naive-data"):
+        for data in ("milestream-data", "naive-data", "quix-data"):
             shutil.rmtree(run_dir / data, ignore_errors=True)
 
     if "inprocess" not in args.skip:
@@ -781,7 +843,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ratios: dict[str, dict[str, float]] = {}
     ms = results.get("milestream")
-    for key in ("raw", "naive"):
+    for key in ("raw", "naive", "quix"):
         base = results.get(key)
         if ms and base:
             ratios[key] = {
@@ -801,6 +863,7 @@ def main(argv: list[str] | None = None) -> int:
                 "customers": args.customers,
                 "partitions": load_topics(settings)["transactions"].partitions,
                 "max_poll_records": settings.max_poll_records,
+                "commit_interval": args.commit_interval,
                 "processing_guarantee": settings.processing_guarantee,
                 "latency_events": args.latency_events,
                 "inprocess_events": args.inprocess_events,
