@@ -10,8 +10,9 @@ Phases (see BENCHMARKS.md for what each measures and why):
 4. event → output latency of the running worker at a paced rate;
 5. the topology and engine in-process (no broker), with a profile.
 
-Then a table on stdout, ``.local/bench/<run>/results.json``, and the results
-block of BENCHMARKS.md rewritten.
+Then the tables on stdout, ending with a one-row summary to compare across
+commits, ``.local/bench/<run>/results.json``, and the results block of
+BENCHMARKS.md rewritten (not with ``--quick`` or ``--no-write``).
 """
 
 from __future__ import annotations
@@ -59,30 +60,27 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def _env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
+# Sizes of a full run (environment variable, default) and of ``--quick``, by option.
+SIZES: dict[str, tuple[str, type, float, float]] = {
+    "events": ("BENCH_EVENTS", int, 200_000, 50_000),
+    "customers": ("BENCH_CUSTOMERS", int, 10_000, 2_500),  # the same 20 bills per customer on average
+    "latency_events": ("BENCH_LATENCY_EVENTS", int, 20_000, 5_000),
+    "latency_seconds": ("BENCH_LATENCY_SECONDS", float, 60, 20),
+    "inprocess_events": ("BENCH_INPROCESS_EVENTS", int, 100_000, 20_000),
+    "profile_events": ("BENCH_PROFILE_EVENTS", int, 20_000, 0),
+}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "--events",
-        type=int,
-        default=_env_int("BENCH_EVENTS", 200_000),
-        help="transactions pre-loaded and consumed (env BENCH_EVENTS, default 200000)",
-    )
-    p.add_argument(
-        "--customers",
-        type=int,
-        default=_env_int("BENCH_CUSTOMERS", 10_000),
-        help="distinct customers (env BENCH_CUSTOMERS, default 10000)",
-    )
-    p.add_argument(
-        "--latency-events",
-        type=int,
-        default=_env_int("BENCH_LATENCY_EVENTS", 20_000),
-        help="transactions of the latency phase (env BENCH_LATENCY_EVENTS, default 20000)",
-    )
+
+    def size(option: str, help: str) -> None:
+        env, kind, full, quick = SIZES[option.lstrip("-").replace("-", "_")]
+        p.add_argument(option, type=kind, help=f"{help} (env {env}, default {full:g}, --quick {quick:g})")
+
+    size("--events", "transactions pre-loaded and consumed")
+    size("--customers", "distinct customers")
+    size("--latency-events", "transactions of the latency phase")
     p.add_argument(
         "--latency-rate",
         type=float,
@@ -90,28 +88,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="events/s of the latency phase (default: half the worker's measured rate on such "
         f"events, at most {LATENCY_RATE_CAP:.0f})",
     )
+    size("--latency-seconds", "at most this long at the paced rate: fewer events if needed")
+    size("--inprocess-events", "transactions of the in-process phase")
+    size("--profile-events", "transactions profiled in-process (0: no profile)")
     p.add_argument(
-        "--latency-seconds",
+        "--commit-interval",
         type=float,
-        default=float(os.environ.get("BENCH_LATENCY_SECONDS", 60)),
-        help="at most this long at the paced rate: fewer events if needed (default 60)",
+        default=0.5,
+        help="commit interval of the naive Faust agent and the Quix app, s (default 0.5; "
+        "the worker commits every batch)",
     )
-    p.add_argument(
-        "--inprocess-events",
-        type=int,
-        default=_env_int("BENCH_INPROCESS_EVENTS", 100_000),
-        help="transactions of the in-process phase (env BENCH_INPROCESS_EVENTS, default 100000)",
-    )
-    p.add_argument(
-        "--profile-events",
-        type=int,
-        default=_env_int("BENCH_PROFILE_EVENTS", 20_000),
-        help="transactions profiled in-process (0: no profile)",
-    )
-    p.add_argument("--commit-interval", type=float, default=0.5, help="Faust commit interval, s (default 0.5)")
     p.add_argument("--skip", default="", help=f"comma-separated phases to skip: {', '.join(PHASES)}")
-    p.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes for iterating (the --quick values above; explicit options win) and --no-write "
+        "unless --write is given",
+    )
+    writing = p.add_mutually_exclusive_group()
+    writing.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    writing.add_argument("--write", action="store_true", help="update BENCHMARKS.md even with --quick")
     args = p.parse_args(argv)
+    for name, (env, kind, full, quick) in SIZES.items():
+        if getattr(args, name) is None:  # not given: --quick's size, else the environment's, else the default
+            setattr(args, name, kind(quick if args.quick else os.environ.get(env, full)))
+    args.no_write = args.no_write or (args.quick and not args.write)
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     unknown = args.skip - set(PHASES)
     if unknown:
