@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+BENCH_STAMP := $(VENV)/.bench-installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 KAFKA  := $(PYTHON) deploy/local_kafka.py
 BOOTSTRAP_FILE := $(or $(MILESTREAM_KAFKA_DIR),.local/kafka)/run/bootstrap
 
@@ -18,6 +19,11 @@ $(STAMP):
 	rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)
+
+# The bench extra (the Quix Streams baseline) on top of the test environment.
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	rm -f $(VENV)/.bench-installed-* && touch $@
 
 kafka-fetch:
 	$(KAFKA) fetch
@@ -54,7 +60,7 @@ test: lint kafka-fetch
 test-unit: install
 	$(PY) -m pytest -m "not kafka"
 
-bench: install kafka-fetch
+bench: $(BENCH_STAMP) kafka-fetch
 	$(PY) -m bench.run
 	$(PY) -m bench.close
 

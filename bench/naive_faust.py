@@ -3,8 +3,9 @@
 It reads raw bytes, decodes them with orjson and adds ``gross_amount`` to a
 per-customer total in a RocksDB (rocksdict) table: the least a stateful Faust
 job does per event. Milestream's worker does this plus validation, the
-milestone engine and its outputs, so the ratio of the two is Milestream's own
-cost on top of Faust.
+milestone engine and its outputs, on its own batch runtime rather than Faust's
+per-message agents, so the ratio of the two says what that runtime buys over
+the simplest Faust job despite the extra work.
 
 Run by ``bench.run`` as ``python -m bench.naive_faust worker``, configured by a
 JSON object in ``NAIVE_FAUST_CONFIG``; the broker and its security come from the

@@ -6,6 +6,7 @@ import os
 import platform
 import re
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,8 @@ THROUGHPUT_HEADER = [
     "Events",
     "Processing s",
     "Events/s",
+    "× naive Faust",
+    "× Quix",
     "Events/s from process start to committed",
     "Consumer CPU µs/event",
     "Cores: consumer / broker / other",
@@ -99,8 +102,14 @@ THROUGHPUT_HEADER = [
 ]
 
 
+def _times(phase: dict[str, Any], base: dict[str, Any] | None) -> str:
+    """A phase's events/s as a multiple of a baseline's."""
+    return "—" if not base else f"{phase['processing_rate'] / base['processing_rate']:.2f}"
+
+
 def throughput_rows(results: dict[str, Any]) -> list[list[str]]:
     rows = []
+    naive, quix = results.get("naive"), results.get("quix")
     produce = results.get("produce")
     if produce:
         rows.append(
@@ -113,11 +122,14 @@ def throughput_rows(results: dict[str, Any]) -> list[list[str]]:
                 "—",
                 "—",
                 "—",
+                "—",
+                "—",
             ]
         )
     labels = {
         "raw": "Raw aiokafka consumer (count only)",
         "naive": "Naive Faust agent (orjson + rocksdict sum)",
+        "quix": "Quix Streams app (monthly sum in RocksDB, threshold outputs)",
         "milestream": "Milestream worker",
     }
     for key, label in labels.items():
@@ -131,6 +143,8 @@ def throughput_rows(results: dict[str, Any]) -> list[list[str]]:
                 f"{phase['events']:,}",
                 _seconds(phase["processing_seconds"]),
                 _rate(phase["processing_rate"]),
+                _times(phase, naive),
+                _times(phase, quix),
                 _rate(phase.get("e2e_rate")),
                 _cpu_us(phase),
                 _cores(phase),
@@ -145,6 +159,8 @@ def throughput_rows(results: dict[str, Any]) -> list[list[str]]:
                 f"{capacity['events']:,}",
                 _seconds(capacity["processing_seconds"]),
                 _rate(capacity["processing_rate"]),
+                _times(capacity, naive),
+                _times(capacity, quix),
                 "—",
                 "—",
                 "—",
@@ -164,6 +180,8 @@ def throughput_rows(results: dict[str, Any]) -> list[list[str]]:
                     _seconds(phase["seconds"]),
                     _rate(phase["rate"]),
                     "—",
+                    "—",
+                    "—",
                     f"{1e6 / phase['rate']:,.0f}",
                     "1 core",
                     f"{phase['outputs']:,}",
@@ -178,7 +196,11 @@ RATIO_HEADER = ["", "Events/s", "Events/s from process start", "Events per consu
 def ratio_rows(results: dict[str, Any]) -> list[list[str]]:
     ratios = results.get("ratios") or {}
     rows = []
-    for key, label in (("raw", "Milestream / raw aiokafka"), ("naive", "Milestream / naive Faust")):
+    for key, label in (
+        ("raw", "Milestream / raw aiokafka"),
+        ("naive", "Milestream / naive Faust"),
+        ("quix", "Milestream / Quix Streams"),
+    ):
         if key in ratios:
             r = ratios[key]
             rows.append([label, _ratio(r.get("processing")), _ratio(r.get("e2e")), _ratio(r.get("cpu"))])
@@ -219,6 +241,85 @@ def text_table(header: list[str], rows: list[list[str]]) -> str:
         return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
 
     return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
+
+
+# ----------------------------------------------------------------------- summary
+
+SUMMARY_HEADER = [
+    "Commit",
+    "Date",
+    "Events",
+    "Raw aiokafka ev/s",
+    "Naive Faust ev/s",
+    "Quix ev/s",
+    "Worker ev/s",
+    "Worker CPU µs/event",
+    "× naive Faust",
+    "× Quix",
+    "% of raw",
+    "Latency p50 / p99 ms",
+    "In-process µs/event",
+    "Engine.apply µs/event",
+]
+SUMMARY_TITLE = "### Summary, one row per run (newest first)"
+SUMMARY_HISTORY = 20  # rows of earlier runs kept in BENCHMARKS.md
+
+
+def summary_row(results: dict[str, Any]) -> list[str]:
+    """One line per run with the figures to compare across commits."""
+
+    def rate(key: str) -> float | None:
+        return (results.get(key) or {}).get("processing_rate")
+
+    def per_event(rate: float | None) -> str:
+        return "—" if not rate else f"{1e6 / rate:,.1f}"
+
+    worker = results.get("milestream") or {}
+    worker_rate = worker.get("processing_rate")
+
+    def share(key: str, scale: float, digits: int, suffix: str = "") -> str:
+        base = rate(key)
+        return "—" if not worker_rate or not base else f"{scale * worker_rate / base:.{digits}f}{suffix}"
+
+    latency = (results.get("latency") or {}).get("from_ack") or {}
+    inprocess = results.get("inprocess") or {}
+    revision = str(results.get("revision", "unknown")).replace(" (with uncommitted changes)", "+dirty")
+    return [
+        f"`{revision}`",
+        str(results.get("date", "—")).removesuffix(" UTC"),
+        f"{results.get('settings', {}).get('events', 0):,}",
+        _rate(rate("raw")),
+        _rate(rate("naive")),
+        _rate(rate("quix")),
+        _rate(worker_rate),
+        _cpu_us(worker),
+        share("naive", 1, 2),
+        share("quix", 1, 3),
+        share("raw", 100, 2, " %"),
+        "—" if latency.get("p50") is None else f"{latency['p50']:,.1f} / {latency['p99']:,.1f}",
+        per_event((inprocess.get("driver") or {}).get("rate")),
+        per_event((inprocess.get("engine") or {}).get("rate")),
+    ]
+
+
+def summary_markdown(results: dict[str, Any], earlier: Sequence[str] = ()) -> str:
+    """The summary table: this run's row, then ``earlier`` rows (markdown lines) as they were."""
+    return "\n".join([markdown_table(SUMMARY_HEADER, [summary_row(results)]), *earlier])
+
+
+def earlier_summary_rows(block: str) -> list[str]:
+    """The rows of the summary table in a results block written before, if it has the same columns."""
+    header = markdown_table(SUMMARY_HEADER, []).splitlines()
+    lines = block.splitlines()
+    for i in range(len(lines) - 1):
+        if lines[i] == header[0] and lines[i + 1] == header[1]:
+            rows = []
+            for line in lines[i + 2 :]:
+                if not line.startswith("| "):
+                    break
+                rows.append(line)
+            return rows[:SUMMARY_HISTORY]
+    return []
 
 
 # ---------------------------------------------------------------------- output
@@ -277,6 +378,7 @@ def console_report(results: dict[str, Any]) -> str:
         parts += ["", f"Note: other processes were busy during the measurements ({busy})."]
     parts.append("")
     parts.append(f"Wall-clock time of the run: {results['wall_clock_seconds']:.0f} s")
+    parts += ["", "Summary (a BENCHMARKS.md row, to compare across commits)", summary_markdown(results)]
     return "\n".join(parts)
 
 
@@ -289,7 +391,13 @@ def _hotspot_rows(hotspots: list[dict[str, Any]]) -> list[list[str]]:
 
 def contention(results: dict[str, Any], threshold: float = 0.25) -> str:
     """Which measurements other processes took noticeable CPU during, e.g. "naive Faust: 0.97 cores"."""
-    names = {"raw": "raw aiokafka", "naive": "naive Faust", "milestream": "Milestream", "latency": "latency"}
+    names = {
+        "raw": "raw aiokafka",
+        "naive": "naive Faust",
+        "quix": "Quix",
+        "milestream": "Milestream",
+        "latency": "latency",
+    }
     busy = []
     for key, name in names.items():
         others = ((results.get(key) or {}).get("cores") or {}).get("others", 0.0)
@@ -298,10 +406,14 @@ def contention(results: dict[str, Any], threshold: float = 0.25) -> str:
     return ", ".join(busy)
 
 
-def results_markdown(results: dict[str, Any]) -> str:
+def results_markdown(results: dict[str, Any], earlier: Sequence[str] = ()) -> str:
     m = results["machine"]
     s = results["settings"]
     lines = [
+        SUMMARY_TITLE,
+        "",
+        summary_markdown(results, earlier),
+        "",
         f"Run on **{results['date']}** at commit `{results['revision']}`; the whole run took "
         f"{results['wall_clock_seconds']:.0f} s.",
         "",
@@ -309,9 +421,10 @@ def results_markdown(results: dict[str, Any]) -> str:
         f"- **Software:** Python {m['python']}, {m['java']}, Kafka {m['kafka']}",
         f"- **Workload:** {s['events']:,} transactions of {s['customers']:,} customers, "
         f"{s['partitions']} partitions, one milestone (monthly gross spend 5,000, sub-targets 25/50/75 %)",
-        f"- **Worker settings:** batches of up to {s['max_poll_records']} records, "
-        f"{s['processing_guarantee']} (the naive Faust agent: RocksDB table, commit interval 0.5 s, "
-        "stream buffer 8192)",
+        f"- **Settings:** the worker: batches of up to {s['max_poll_records']} records, "
+        f"{s['processing_guarantee']}, a commit per batch; the naive Faust agent: RocksDB table, commit "
+        f"interval {s.get('commit_interval', 0.5):g} s, stream buffer 8192; the Quix app: RocksDB state with "
+        f"its changelog, commit interval {s.get('commit_interval', 0.5):g} s, the worker's guarantee",
         "",
         "### Throughput",
         "",
@@ -365,12 +478,13 @@ def results_markdown(results: dict[str, Any]) -> str:
 
 def update_benchmarks_md(results: dict[str, Any], path: Path = BENCHMARKS_MD) -> None:
     """Rewrite the results block of BENCHMARKS.md, keeping everything around it."""
-    block = f"{START_MARKER}\n{results_markdown(results)}\n{END_MARKER}"
     text = path.read_text() if path.exists() else f"# Benchmarks\n\n{START_MARKER}\n{END_MARKER}\n"
     if START_MARKER in text and END_MARKER in text:
-        before = text.split(START_MARKER, 1)[0]
-        after = text.split(END_MARKER, 1)[1]
+        before, rest = text.split(START_MARKER, 1)
+        previous, after = rest.split(END_MARKER, 1)
+        block = f"{START_MARKER}\n{results_markdown(results, earlier_summary_rows(previous))}\n{END_MARKER}"
         text = before + block + after
     else:
+        block = f"{START_MARKER}\n{results_markdown(results)}\n{END_MARKER}"
         text = text.rstrip("\n") + "\n\n## Latest results\n\n" + block + "\n"
     path.write_text(text)

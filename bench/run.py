@@ -5,19 +5,22 @@ Phases (see BENCHMARKS.md for what each measures and why):
 1. a broker (a fresh local one unless ``KAFKA_BOOTSTRAP_SERVERS`` is set),
    isolated topics, the benchmark milestone on the definitions topic;
 2. N generated transactions produced into the transactions topic;
-3. three consumers over that same topic, one after the other: a raw aiokafka
-   consumer, a naive Faust agent, the Milestream worker;
+3. four consumers over that same topic, one after the other: a raw aiokafka
+   consumer, a naive Faust agent, a Quix Streams application, the Milestream worker;
 4. event → output latency of the running worker at a paced rate;
 5. the topology and engine in-process (no broker), with a profile.
 
-Then a table on stdout, ``.local/bench/<run>/results.json``, and the results
-block of BENCHMARKS.md rewritten.
+Then the tables on stdout, ending with a one-row summary to compare across
+commits, ``.local/bench/<run>/results.json``, and the results block of
+BENCHMARKS.md rewritten (not with ``--quick`` or ``--no-write``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import importlib.util
 import json
 import logging
 import os
@@ -46,8 +49,8 @@ from .procs import BenchError, CpuMeter, Service, free_port, settings_env
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = REPO_ROOT / ".local" / "bench"
-PHASES = ("raw", "naive", "milestream", "latency", "inprocess")
-POLL_S = 0.25  # how often the Faust apps' progress and the group lag are sampled
+PHASES = ("raw", "naive", "quix", "milestream", "latency", "inprocess")
+POLL_S = 0.25  # how often the consumers' progress and the group lag are sampled
 STALL_S = 90.0  # a phase fails when nothing moves for this long
 LATENCY_RATE_CAP = 5000.0
 LATENCY_WINDOW_S = 5.0
@@ -57,30 +60,27 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def _env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
+# Sizes of a full run (environment variable, default) and of ``--quick``, by option.
+SIZES: dict[str, tuple[str, type, float, float]] = {
+    "events": ("BENCH_EVENTS", int, 200_000, 50_000),
+    "customers": ("BENCH_CUSTOMERS", int, 10_000, 2_500),  # the same 20 bills per customer on average
+    "latency_events": ("BENCH_LATENCY_EVENTS", int, 20_000, 5_000),
+    "latency_seconds": ("BENCH_LATENCY_SECONDS", float, 60, 20),
+    "inprocess_events": ("BENCH_INPROCESS_EVENTS", int, 100_000, 20_000),
+    "profile_events": ("BENCH_PROFILE_EVENTS", int, 20_000, 0),
+}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "--events",
-        type=int,
-        default=_env_int("BENCH_EVENTS", 200_000),
-        help="transactions pre-loaded and consumed (env BENCH_EVENTS, default 200000)",
-    )
-    p.add_argument(
-        "--customers",
-        type=int,
-        default=_env_int("BENCH_CUSTOMERS", 10_000),
-        help="distinct customers (env BENCH_CUSTOMERS, default 10000)",
-    )
-    p.add_argument(
-        "--latency-events",
-        type=int,
-        default=_env_int("BENCH_LATENCY_EVENTS", 20_000),
-        help="transactions of the latency phase (env BENCH_LATENCY_EVENTS, default 20000)",
-    )
+
+    def size(option: str, help: str) -> None:
+        env, kind, full, quick = SIZES[option.lstrip("-").replace("-", "_")]
+        p.add_argument(option, type=kind, help=f"{help} (env {env}, default {full:g}, --quick {quick:g})")
+
+    size("--events", "transactions pre-loaded and consumed")
+    size("--customers", "distinct customers")
+    size("--latency-events", "transactions of the latency phase")
     p.add_argument(
         "--latency-rate",
         type=float,
@@ -88,34 +88,39 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="events/s of the latency phase (default: half the worker's measured rate on such "
         f"events, at most {LATENCY_RATE_CAP:.0f})",
     )
+    size("--latency-seconds", "at most this long at the paced rate: fewer events if needed")
+    size("--inprocess-events", "transactions of the in-process phase")
+    size("--profile-events", "transactions profiled in-process (0: no profile)")
     p.add_argument(
-        "--latency-seconds",
+        "--commit-interval",
         type=float,
-        default=float(os.environ.get("BENCH_LATENCY_SECONDS", 60)),
-        help="at most this long at the paced rate: fewer events if needed (default 60)",
+        default=0.5,
+        help="commit interval of the naive Faust agent and the Quix app, s (default 0.5; "
+        "the worker commits every batch)",
     )
-    p.add_argument(
-        "--inprocess-events",
-        type=int,
-        default=_env_int("BENCH_INPROCESS_EVENTS", 100_000),
-        help="transactions of the in-process phase (env BENCH_INPROCESS_EVENTS, default 100000)",
-    )
-    p.add_argument(
-        "--profile-events",
-        type=int,
-        default=_env_int("BENCH_PROFILE_EVENTS", 20_000),
-        help="transactions profiled in-process (0: no profile)",
-    )
-    p.add_argument("--commit-interval", type=float, default=0.5, help="Faust commit interval, s (default 0.5)")
     p.add_argument("--skip", default="", help=f"comma-separated phases to skip: {', '.join(PHASES)}")
-    p.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes for iterating (the --quick values above; explicit options win) and --no-write "
+        "unless --write is given",
+    )
+    writing = p.add_mutually_exclusive_group()
+    writing.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    writing.add_argument("--write", action="store_true", help="update BENCHMARKS.md even with --quick")
     args = p.parse_args(argv)
+    for name, (env, kind, full, quick) in SIZES.items():
+        if getattr(args, name) is None:  # not given: --quick's size, else the environment's, else the default
+            setattr(args, name, kind(quick if args.quick else os.environ.get(env, full)))
+    args.no_write = args.no_write or (args.quick and not args.write)
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     unknown = args.skip - set(PHASES)
     if unknown:
         p.error(f"unknown phases to skip: {', '.join(sorted(unknown))}")
     if args.events < 1 or args.customers < 1:
         p.error("--events and --customers must be positive")
+    if "quix" not in args.skip and importlib.util.find_spec("quixstreams") is None:
+        p.error("the quix phase needs quixstreams: pip install -e '.[bench]' (make bench does), or --skip quix")
     return args
 
 
@@ -215,6 +220,8 @@ class Bench:
         self.transactions = self.topics["transactions"].name
         self.promotions = self.topics["promotions"].name
         self.naive_app_id = f"naive-faust-bench-{self.tag}"
+        self.quix_group = f"quix-bench-{self.tag}"
+        self.quix_outputs = f"{self.settings.topic_prefix}quix-milestones"
         self.offsets = Offsets(self.settings)
         self.results: dict[str, Any] = {}
         self.end: dict[TopicPartition, int] = {}
@@ -330,7 +337,7 @@ class Bench:
         started: float,
         healthy: float,
     ) -> dict[str, Any]:
-        """Sample a Faust app's processed count until all ``events`` are processed and committed."""
+        """Sample a consumer process's processed count until all ``events`` are processed and committed."""
         seen: dict[str, Any] = {
             "count": 0,
             "first": None,
@@ -383,7 +390,7 @@ class Bench:
         return result
 
     async def naive_faust(self, events: int) -> None:
-        config = {
+        config: dict[str, Any] = {
             "app_id": self.naive_app_id,
             "topic": self.transactions,
             "data_dir": str(self.run_dir / "naive-data"),
@@ -419,6 +426,57 @@ class Bench:
             f"naive Faust: {result['processing_rate']:,.0f}/s processing, "
             f"{result['e2e_rate']:,.0f}/s from process start to committed"
         )
+
+    async def quix(self, load: workload.Workload) -> None:
+        events = len(load)
+        # The output topic is made like the promotions topic, before the app starts.
+        outputs = dataclasses.replace(self.topics["promotions"], logical="quix-milestones", name=self.quix_outputs)
+        await apply_topics(self.settings, {outputs.logical: outputs})
+        config: dict[str, Any] = {
+            "consumer_group": self.quix_group,
+            "topic": self.transactions,
+            "output_topic": self.quix_outputs,
+            "state_dir": str(self.run_dir / "quix-data"),
+            "web_port": free_port(),
+            "commit_interval": self.settings.commit_interval_s,
+            "processing_guarantee": self.settings.processing_guarantee.replace("_", "-"),
+        }
+        env = settings_env(self.settings, dict(os.environ, QUIX_BENCH_CONFIG=json.dumps(config)))
+        service = Service(
+            "Quix Streams app",
+            [sys.executable, "-m", "bench.quix_app"],
+            env,
+            self.run_dir / "quix.log",
+            config["web_port"],
+        )
+        service.start()
+        try:
+            healthy = await asyncio.get_running_loop().run_in_executor(None, service.wait_healthy, "/healthz", 120.0)
+
+            async def count() -> int | None:
+                answer = await http_json(service, "/progress")
+                return None if answer is None else answer["count"]
+
+            result = await self._follow("Quix", service, self.quix_group, events, count, service.started_at, healthy)
+
+            async def outputs_settled() -> bool:
+                return await self.offsets.total(self.quix_outputs) >= load.expected_outputs
+
+            try:
+                await wait_for("the Quix app's outputs", outputs_settled, timeout=30, service=service)
+            except BenchError as exc:
+                log(f"WARNING: {str(exc).splitlines()[0]}")
+        finally:
+            service.stop()
+        result["outputs"] = await self.offsets.total(self.quix_outputs)
+        result["expected_outputs"] = load.expected_outputs
+        self.results["quix"] = result
+        log(
+            f"Quix: {result['processing_rate']:,.0f}/s processing, {result['e2e_rate']:,.0f}/s from process "
+            f"start to committed; {result['outputs']:,} outputs (expected {load.expected_outputs:,})"
+        )
+        if result["outputs"] != load.expected_outputs:
+            log("WARNING: the Quix app's outputs differ from what the workload should yield")
 
     async def worker_outcomes(self) -> dict[str, int] | None:
         """Transactions the worker has processed, by outcome, from its /metrics page."""
@@ -665,7 +723,10 @@ class Bench:
         if external:  # a shared cluster: remove what this run created
             try:
                 names = await self.offsets.topics_starting_with(
-                    self.settings.topic_prefix, self.settings.app_id, self.naive_app_id
+                    self.settings.topic_prefix,
+                    self.settings.app_id,
+                    self.naive_app_id,
+                    f"changelog__{self.quix_group}--",  # Quix's state changelog
                 )
                 await self.offsets.delete_topics(names)
                 log(f"deleted {len(names)} benchmark topics")
@@ -688,6 +749,8 @@ async def kafka_phases(
             await bench.raw_consumer(len(load))
         if "naive" not in args.skip:
             await bench.naive_faust(len(load))
+        if "quix" not in args.skip:
+            await bench.quix(load)
         if "milestream" not in args.skip:
             await bench.milestream(load)
             if "latency" not in args.skip and args.latency_events > 0:
@@ -741,7 +804,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     load = None
     now = datetime.now(timezone.utc)
-    kafka_needed = not {"raw", "naive", "milestream"} <= args.skip
+    kafka_needed = not {"raw", "naive", "quix", "milestream"} <= args.skip
     try:
         if kafka_needed:
             if external:
@@ -773,7 +836,7 @@ def main(argv: list[str] | None = None) -> int:
             broker.stop()
             shutil.rmtree(broker.run_dir / "data", ignore_errors=True)
             log("broker stopped")
-        for data in ("milestream-data", "naive-data"):
+        for data in ("milestream-data", "naive-data", "quix-data"):
             shutil.rmtree(run_dir / data, ignore_errors=True)
 
     if "inprocess" not in args.skip:
@@ -781,7 +844,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ratios: dict[str, dict[str, float]] = {}
     ms = results.get("milestream")
-    for key in ("raw", "naive"):
+    for key in ("raw", "naive", "quix"):
         base = results.get(key)
         if ms and base:
             ratios[key] = {
@@ -801,6 +864,7 @@ def main(argv: list[str] | None = None) -> int:
                 "customers": args.customers,
                 "partitions": load_topics(settings)["transactions"].partitions,
                 "max_poll_records": settings.max_poll_records,
+                "commit_interval": args.commit_interval,
                 "processing_guarantee": settings.processing_guarantee,
                 "latency_events": args.latency_events,
                 "inprocess_events": args.inprocess_events,
