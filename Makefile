@@ -63,6 +63,7 @@ test-unit: install
 bench: $(BENCH_STAMP) kafka-fetch
 	$(PY) -m bench.run
 	$(PY) -m bench.close
+	$(PY) -m bench.restore
 
 schemas: install
 	$(VENV)/bin/milestream schemas --out schemas --api-doc docs/api.md
