@@ -115,17 +115,23 @@ def test_an_invalid_definition_shows_the_api_reasons_and_a_valid_one_is_accepted
     del bad["group"]["targets"][0]["kpi"]
     import orjson
 
-    _, refused, not_json, accepted = session(
+    _, refused, not_json, accepted, deactivated, cloned, bad_clone = session(
         cluster,
         login(),
         ("POST", "/console/edit", {"milestone_id": "m-bad", "definition": orjson.dumps(bad).decode()}, True),
         ("POST", "/console/edit", {"milestone_id": "m-bad", "definition": "{not json"}, True),
         ("POST", "/console/edit", {"milestone_id": "", "definition": orjson.dumps(good).decode()}, True),
+        ("POST", "/console/status", {"milestone_id": "m-console", "active": "false"}, True),
+        ("POST", "/console/clone", {"source": "m-console", "milestone_id": "m-copy", "name": "Copy"}, True),
+        ("POST", "/console/clone", {"source": "m-console", "milestone_id": "m-copy", "name": "", "changes": "{"}, True),
     )
     assert refused[0] == 200 and 'id="definition-errors"' in refused[2] and "kpi" in refused[2]
     assert 'id="errors"' in refused[2]
     assert "not JSON" in not_json[2]
     assert 'id="notice"' in accepted[2] and "Accepted: m-new" in accepted[2]
+    assert "the deactivation of m-console is on the definitions topic" in deactivated[2]
+    assert "the clone m-copy of m-console" in cloned[2]
+    assert "changes: not JSON" in bad_clone[2]
 
 
 def test_without_a_token_there_is_no_login():

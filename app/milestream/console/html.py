@@ -33,7 +33,7 @@ font:12px/1.4 ui-monospace,Menlo,Consolas,monospace}pre{white-space:pre-wrap;wor
 background:#e6e9f0}.timeline .past{background:#d2d7e0;color:#555}.timeline .now{background:#2f6fdb;color:#fff}
 .bar{position:relative;height:16px;background:#e6e9f0;border-radius:4px;overflow:visible;margin:4px 0 2px;
 min-width:240px}.fill{height:100%;background:#3c8d5a;border-radius:4px}.fill.short{background:#2f6fdb}
-.mark{position:absolute;top:-3px;width:2px;height:22px;background:#b8541c}.mark.reached{background:#3c8d5a}
+.mark{position:absolute;top:-3px;width:2px;height:22px;background:#b8541c}.mark.reached{background:#1d2330}
 .muted{color:#687185}form.inline{display:inline}input,select,button{font:inherit;padding:4px 8px}
 button{cursor:pointer;background:#2f6fdb;color:#fff;border:0;border-radius:4px}button.secondary{background:#687185}
 textarea{width:100%;min-height:420px}label{display:block;margin:6px 0 2px;font-weight:600}
@@ -67,10 +67,14 @@ def pill(text: str) -> str:
     return f'<span class="pill {h(text)}">{h(text)}</span>'
 
 
-def table(headers: Iterable[str], rows: Iterable[Iterable[str]], empty: str = "none", cls: str = "") -> str:
+def table(headers: list[str], rows: Iterable[Iterable[str]], empty: str = "none", cls: str = "") -> str:
     """``rows`` are HTML already (escape cells with ``h``)."""
     head = "".join(f'<th class="num">{h(x[1:])}</th>' if x.startswith("#") else f"<th>{h(x)}</th>" for x in headers)
-    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    numeric = [x.startswith("#") for x in headers]
+    body = "".join(
+        "<tr>" + "".join(f'<td class="num">{c}</td>' if n else f"<td>{c}</td>" for c, n in zip(row, numeric)) + "</tr>"
+        for row in rows
+    )
     if not body:
         return f'<p class="muted">{h(empty)}</p>'
     return f'<table class="{h(cls)}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'

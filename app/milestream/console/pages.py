@@ -261,7 +261,10 @@ class Console:
                 ["Enrolment", h(d.enrolment.method)],
                 [
                     "Group",
-                    h(f"{d.group.condition}" + (f", at least {d.group.min_targets}" if d.group.min_targets else "")),
+                    h(
+                        f"{d.group.condition}"
+                        + (f", at least {d.group.min_targets}" if d.group.condition == "any" else "")
+                    ),
                 ],
                 ["Leaderboard", "on" if compiled.settings.leaderboard else "off"],
                 ["Description", h(d.description)],
