@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -144,3 +145,15 @@ def test_without_a_token_there_is_no_login():
 def test_progress_bar_without_a_target_value_shows_the_value_only():
     html = progress_bar({"target_id": "t", "name": "x", "kpi": "count", "achieved": "3", "defined": None})
     assert 'class="bar"' not in html and ">3<" in html
+
+
+def test_customer_ids_with_url_characters_reach_the_api_whole():
+    cluster = Cluster()
+    cluster.pipe("definitions", "m-x", monthly_gross_definition("m-x"), at(JAN))
+    ids = ["a/b", "50%off", "x?y=1&z", "é ü"]
+    for n, cid in enumerate(ids):
+        cluster.pipe("transactions", cid, transaction(cid, "100", JAN, n), at(JAN))
+    pages = session(cluster, login(), *[("GET", "/console/customer?" + urlencode({"id": c}), None, True) for c in ids])
+    for cid, (status, _, text) in zip(ids, pages[1:]):
+        assert status == 200 and re.search(r'data-achieved="100(\.0*)?"', text), cid
+        assert f"Customer {h(cid)}" in text
