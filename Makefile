@@ -10,7 +10,9 @@ BENCH_STAMP := $(VENV)/.bench-installed-$(shell cat pyproject.toml | cksum | cut
 KAFKA  := $(PYTHON) deploy/local_kafka.py
 BOOTSTRAP_FILE := $(or $(MILESTREAM_KAFKA_DIR),.local/kafka)/run/bootstrap
 
-.PHONY: install kafka-fetch kafka-up kafka-down topics worker demo run lint test test-unit bench schemas clean
+BROWSER_SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install browser screenshots kafka-fetch kafka-up kafka-down topics worker demo run lint test test-unit bench schemas clean
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +21,12 @@ $(STAMP):
 	rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)
+
+# Headless Chromium and its driver for the console's browser tests (Debian packages), when missing.
+browser:
+	@command -v chromedriver >/dev/null 2>&1 || { \
+		$(BROWSER_SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(BROWSER_SUDO) apt-get install -y -qq chromium chromium-driver; }
 
 # The bench extra (the Quix Streams baseline) on top of the test environment.
 $(BENCH_STAMP): $(STAMP)
@@ -54,7 +62,7 @@ lint: install
 	$(VENV)/bin/ruff format --check app tests bench deploy
 	$(VENV)/bin/mypy
 
-test: lint kafka-fetch
+test: lint kafka-fetch browser
 	$(PY) -m pytest
 
 test-unit: install
@@ -64,6 +72,13 @@ bench: $(BENCH_STAMP) kafka-fetch
 	$(PY) -m bench.run
 	$(PY) -m bench.close
 	$(PY) -m bench.restore
+
+## screenshots: PNGs of each console page in docs/console/, against a worker with demo data
+## (on the broker at KAFKA_BOOTSTRAP_SERVERS when set, else the local one, started if need be).
+screenshots: install browser
+	@if [ -n "$$KAFKA_BOOTSTRAP_SERVERS" ]; then bootstrap="$$KAFKA_BOOTSTRAP_SERVERS"; \
+	else $(MAKE) --no-print-directory kafka-up && bootstrap=$$(cat $(BOOTSTRAP_FILE)); fi; \
+	KAFKA_BOOTSTRAP_SERVERS="$$bootstrap" $(PY) -m tests.support.screenshots docs/console
 
 schemas: install
 	$(VENV)/bin/milestream schemas --out schemas --api-doc docs/api.md

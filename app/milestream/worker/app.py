@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from .. import metrics
 from ..api.server import add_api
+from ..console import add_console
 from ..kafka_client import client_options, faust_credentials
 from ..pipeline.attempts import describe
 from ..pipeline.topology import PROCESSED, Processed, Topology
@@ -221,6 +222,7 @@ def create_app(settings: Settings) -> faust.App:
 
     add_pages(app, settings, topology, OwnedState(processor.stores), definitions_ready)
     add_api(app, settings, topology, RuntimeStateAccess(processor), definitions_ready)
+    add_console(app, settings, topology)
     return app
 
 

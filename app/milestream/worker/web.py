@@ -3,6 +3,9 @@
 * ``/healthz`` and ``/metrics`` are open (load balancers and Prometheus).
 * Every other path needs ``Authorization: Bearer <MILESTREAM_API_TOKEN>`` when a
   token is set; the token is compared in constant time.
+* The operator console (``/console``, console/) also takes the token from its
+  HttpOnly, SameSite=Strict cookie, set by its login form; the cookie counts for
+  console pages only, and a console page without a token redirects to the login.
 * Without a token the worker serves loopback only: ``check_bind`` refuses a
   non-loopback ``MILESTREAM_WEB_HOST``, so customer data is never served to
   the network unauthenticated.
@@ -22,6 +25,13 @@ from ..settings import Settings
 
 OPEN_PATHS = frozenset({"/healthz", "/metrics"})
 REALM = "milestream"
+CONSOLE = "/console"
+CONSOLE_LOGIN = "/console/login"
+CONSOLE_COOKIE = "milestream_console"
+
+
+def is_console(path: str) -> bool:
+    return path == CONSOLE or path.startswith(CONSOLE + "/")
 
 
 class UnsafeWebBind(ValueError):
@@ -75,6 +85,11 @@ def token_middleware(settings: Settings) -> Callable[..., Awaitable[Any]]:
         header = request.headers.get("Authorization", "")
         if token_matches(header, expected):
             return await handler(request)
+        if is_console(request.path):
+            cookie = request.cookies.get(CONSOLE_COOKIE, "")
+            if request.path == CONSOLE_LOGIN or (cookie and token_matches(f"Bearer {cookie}", expected)):
+                return await handler(request)
+            raise web.HTTPSeeOther(CONSOLE_LOGIN)
         reason = (
             "wrong bearer token" if header else "missing bearer token (Authorization: Bearer <MILESTREAM_API_TOKEN>)"
         )
