@@ -134,7 +134,10 @@ class Settings(BaseSettings):
         8.0, "MILESTREAM_SHUTDOWN_GRACE", "Seconds a worker may take to stop on SIGTERM/SIGINT before it exits anyway."
     )
     producer_linger_ms: float = _setting(
-        5.0, "MILESTREAM_PRODUCER_LINGER_MS", "How long the producer waits to batch changelog writes and outputs."
+        5.0,
+        "MILESTREAM_PRODUCER_LINGER_MS",
+        "How long the Faust app's producer (definition outcomes, close ticks) waits to batch records; the batch "
+        "runtime sends a checkpoint's records at once, without waiting.",
     )
     producer_max_batch_bytes: int = _setting(262144, "MILESTREAM_PRODUCER_MAX_BATCH_BYTES", "Largest producer batch.")
     max_poll_records: int = _setting(

@@ -86,7 +86,7 @@ class BatchProcessor:
             client_id=f"{settings.app_id}-batches",
             acks="all",
             enable_idempotence=True,
-            linger_ms=int(settings.producer_linger_ms),
+            linger_ms=0,  # a checkpoint sends everything at once and waits: lingering would only add latency
             max_batch_size=settings.producer_max_batch_bytes,
         )
         consumer_options = dict(
