@@ -3,21 +3,22 @@
 This is everything between the broker and the engine, free of Kafka and Faust:
 decode and validate, route bad input to the dead-letter topic, skip input
 already applied (redelivery after a crash), call the engine, encode outputs.
-The Faust worker feeds it records from the real broker; the topology test
-driver feeds it records in-process. Both run this same code.
+The worker's batch runtime (runtime/) feeds it records from the real broker;
+the topology test driver feeds it records in-process. Both run this same code.
 
-Exactly-once state, at-least-once outputs
------------------------------------------
+State applied once per input offset, outputs at least once
+-----------------------------------------------------------
 Each customer's state records the last input offset applied per source
 partition (``"o"``). A redelivered record (offset at or below it) is not
-applied again, but its state (and outbox entry) is written again: the first
-write may have reached only the worker's local store, not the changelog. Its
-outputs, which may or may not have reached the broker before the crash, are
-re-emitted from a small per-customer outbox with the same deterministic ids, so
-a consumer that deduplicates on ``event_id`` sees each output exactly once. The
-outbox is a document of its own (the customer's key in the outbox namespace,
-state/keys.py), written before the state and only when an input produced
-outputs, so the common no-output event does not carry it around.
+applied again; its outputs are re-emitted from a small per-customer outbox
+with the same deterministic ids, so a consumer that deduplicates on
+``event_id`` sees each output exactly once. The outbox is a document of its
+own (the customer's key in the outbox namespace, state/keys.py), written only
+when an input produced outputs. The runtime's checkpoint acknowledges a
+batch's outputs before it commits the state that records them
+(runtime/checkpoint.py), so a re-emission is only ever a copy; the outbox is
+kept for stores written record by record (the in-process driver and the
+simulator), where a write can be lost between two others.
 """
 
 from __future__ import annotations
