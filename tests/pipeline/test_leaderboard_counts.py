@@ -51,7 +51,9 @@ def test_counted_ranks_are_the_walked_ranks(operations, probes, neighbours):
     live = apply(store, operations)
     for value, customer in probes:
         key = leaderboards.entry_key("m", "t", 1, value, customer)
-        assert leaderboards.around(store, "m", "t", 1, key, neighbours) == brute(live - {key}, key, neighbours)
+        expected = brute(live - {key}, key, neighbours)
+        assert leaderboards.around(store, "m", "t", 1, key, neighbours) == expected
+        assert leaderboards.around(store, "m", "t", 1, key, neighbours, counts=None) == expected  # the walk
     # The counts are the entries: nothing left over when every entry goes.
     for key in live:
         leaderboards.delete(store, key)
@@ -78,11 +80,11 @@ def test_a_board_indexed_before_the_counts_is_walked(operations, value, customer
     assert (marker is None) is legacy
 
 
-def test_buckets_sort_as_the_board_and_hold_two_leading_digits():
-    values = [Decimal(v) for v in ("1000", "999", "990", "989.5", "100", "99", "1", "0.5", "0", "-3")]
+def test_buckets_sort_as_the_board_and_hold_three_leading_digits():
+    values = [Decimal(v) for v in ("1000", "999.5", "999", "998.9", "100", "99", "1", "0.5", "0", "-3")]
     digits = [leaderboards._split(leaderboards.entry_key("m", "t", 1, v, "c"))[1] for v in values]
     buckets = [leaderboards.bucket(d) for d in digits]
     assert buckets == sorted(buckets)
-    assert buckets[1] == buckets[2] != buckets[3]  # 999 and 990 share 99x; 989.5 is 98x
+    assert buckets[1] == buckets[2] != buckets[3]  # 999.5 and 999 share 999; 998.9 is 998
     assert buckets[-1] == buckets[-2]  # zero and below: one bucket
     assert all(d >= b for d, b in zip(digits, buckets))  # a bucket's entries sort from its key on

@@ -15,9 +15,10 @@ merges the partitions' heads (api/leaderboards.py). Keys only: the value is read
 
 A rank counts the entries ahead of a customer. Walking them all would cost O(rank), so each
 partition also counts its entries per value bucket (LEADERBOARD_COUNT namespace, key ``<board prefix>
-<bucket>``): a bucket holds the values with the same two leading digits (all values at or below zero
-share one), so a board has a few hundred buckets at most, and a rank is the sum of the counts of the
-buckets ahead plus a walk of the customer's own bucket (``around``). The counts change in the same
+<bucket>``): a bucket holds the values with the same three leading digits (all values at or below
+zero share one), so a board has some thousands of buckets at most, and a rank is the sum of the counts
+of the buckets ahead (``bucket_counts``, which the API keeps for a commit interval) plus a walk of the
+customer's own bucket (``around``). The counts change in the same
 write as the entries. A board is counted only if it was counted from its first entry (a marker key,
 the bare board prefix, says so): a board indexed before the counts existed keeps being walked.
 
@@ -28,6 +29,7 @@ standing while it is one of the last ``CLOSED_CYCLES_KEPT`` closed cycles of tha
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import deque
 from decimal import ROUND_FLOOR, Decimal
 from typing import NamedTuple
@@ -40,6 +42,7 @@ SCALE = 10**6
 OFFSET = 10**30
 WIDTH = 31
 CLOSED_CYCLES_KEPT = 3
+LEADING_DIGITS = 3  # a bucket's values share them
 
 
 class Entry(NamedTuple):
@@ -84,7 +87,7 @@ def bucket(digits: str) -> str:
     if scaled <= 0:
         top = 0  # zero and every negative value: one bucket
     else:
-        step = 10 ** max(len(str(scaled)) - 2, 0)  # two leading digits
+        step = 10 ** max(len(str(scaled)) - LEADING_DIGITS, 0)
         top = min(scaled // step * step + step - 1, OFFSET)
     return f"{OFFSET - top:0{WIDTH}d}"
 
@@ -137,23 +140,52 @@ class Around(NamedTuple):
     below: list[Entry]  # the entries right after the key, best first
 
 
-def around(store: StateStore, milestone_id: str, target_id: str, cycle: int, key: str, neighbours: int) -> Around:
-    """Where ``key`` stands in one partition's part of a board: the counts of the buckets ahead of
-    its bucket plus a walk of its bucket (of the whole board ahead of it when the board is not
-    counted), and ``neighbours`` keys either side."""
+class BucketCounts(NamedTuple):
+    """A counted board's buckets on one partition, in board order, and the entries before each."""
+
+    buckets: list[str]  # each bucket's smallest possible key (board prefix + bucket)
+    before: list[int]  # entries in the buckets before buckets[i]; before[-1]: every entry
+
+    def ahead_of(self, start: str) -> tuple[int, list[str]]:
+        """Entries in the buckets before ``start``, and those buckets (non-empty ones)."""
+        i = bisect_left(self.buckets, start)
+        return self.before[i], self.buckets[:i]
+
+
+def bucket_counts(store: StateStore, milestone_id: str, target_id: str, cycle: int) -> BucketCounts | None:
+    """The board's bucket counts on this partition; None if the board is not counted."""
     prefix = board_prefix(milestone_id, target_id, cycle)
-    start, ahead = prefix, 0
-    counts: list[tuple[str, int]] = []  # the buckets ahead of the key's: (first possible key, entries)
-    if store.get(Namespace.LEADERBOARD_COUNT.key(prefix)) is not None:
+    if store.get(Namespace.LEADERBOARD_COUNT.key(prefix)) is None:
+        return None
+    buckets, before, total = [], [0], 0
+    for found in store.scan(Namespace.LEADERBOARD_COUNT, prefix):
+        if found == prefix:
+            continue  # the marker
+        total += (store.get(Namespace.LEADERBOARD_COUNT.key(found)) or {}).get("n", 0)
+        buckets.append(found)
+        before.append(total)
+    return BucketCounts(buckets, before)
+
+
+def around(
+    store: StateStore,
+    milestone_id: str,
+    target_id: str,
+    cycle: int,
+    key: str,
+    neighbours: int,
+    counts: BucketCounts | None | bool = True,
+) -> Around:
+    """Where ``key`` stands in one partition's part of a board: the counts of the buckets ahead of
+    its bucket (``counts``: read from the store when True) plus a walk of its bucket, or a walk of
+    the whole board ahead of it when the board is not counted; and ``neighbours`` keys either side."""
+    prefix = board_prefix(milestone_id, target_id, cycle)
+    if counts is True:
+        counts = bucket_counts(store, milestone_id, target_id, cycle)
+    start, ahead, earlier_buckets = prefix, 0, list[str]()
+    if isinstance(counts, BucketCounts):
         start = prefix + bucket(_split(key)[1])
-        for found in store.scan(Namespace.LEADERBOARD_COUNT, prefix):
-            if found == prefix:
-                continue  # the marker
-            if found >= start:
-                break
-            count = (store.get(Namespace.LEADERBOARD_COUNT.key(found)) or {}).get("n", 0)
-            counts.append((found, count))
-            ahead += count
+        ahead, earlier_buckets = counts.ahead_of(start)
     above: deque[str] = deque(maxlen=max(neighbours, 0) or None)
     below: list[Entry] = []
     for found in store.scan(Namespace.LEADERBOARD, prefix, start=start):
@@ -168,7 +200,7 @@ def around(store: StateStore, milestone_id: str, target_id: str, cycle: int, key
                 break
             below.append(parse(found))
     end = start
-    for first, _ in reversed(counts):  # neighbours above in the buckets before the key's
+    for first in reversed(earlier_buckets):  # neighbours above in the buckets before the key's
         if len(above) >= neighbours:
             break
         earlier: deque[str] = deque(maxlen=neighbours - len(above))
