@@ -57,6 +57,7 @@ test-unit: install
 bench: install kafka-fetch
 	$(PY) -m bench.run
 	$(PY) -m bench.close
+	$(PY) -m bench.api
 
 schemas: install
 	$(VENV)/bin/milestream schemas --out schemas --api-doc docs/api.md
