@@ -77,6 +77,7 @@ bench: $(BENCH_STAMP) kafka-fetch
 	MILESTREAM_QUIX_PYTHON=$(BENCH_VENV)/bin/python $(PY) -m bench.run
 	$(PY) -m bench.close
 	$(PY) -m bench.restore
+	$(PY) -m bench.api
 
 ## screenshots: PNGs of each console page in docs/console/, against a worker with demo data
 ## (on the broker at KAFKA_BOOTSTRAP_SERVERS when set, else the local one, started if need be).

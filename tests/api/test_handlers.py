@@ -218,3 +218,26 @@ FUZZ_CLUSTER = loaded_cluster()
 def test_every_route_is_documented_with_an_error_model(route):
     if route.handler not in ("openapi", "reference"):
         assert any(status >= 400 for status in route.responses)
+
+
+def test_a_leaderboard_page_is_merged_once_per_commit_interval():
+    cluster = loaded_cluster()
+    cluster.settings = cluster.settings.model_copy(update={"commit_interval_s": 0.5})
+
+    async def run() -> list[list[str]]:
+        app = aiohttp_app(cluster.settings, cluster.topology, cluster.single(), publisher(), clock=clock)
+        tops = []
+        async with TestClient(TestServer(app)) as client:
+
+            async def top() -> list[str]:
+                response = await client.get("/leaderboards/m-monthly?top=1", headers=headers())
+                return [e["customer_id"] for e in (await response.json())["entries"]]
+
+            tops += await asyncio.gather(top(), top())  # concurrent askers share one merge
+            cluster.pipe("transactions", "c3", transaction("c3", "9000", JAN, 9), at(JAN))
+            tops.append(await top())  # within the interval: the same answer
+            await asyncio.sleep(0.6)
+            tops.append(await top())  # after it: the board as it is now
+        return tops
+
+    assert asyncio.run(run()) == [["c2"], ["c2"], ["c2"], ["c3"]]

@@ -44,6 +44,39 @@ def error_response(
     return web.json_response({"error": message, "reasons": list(reasons)}, status=status, headers=headers)
 
 
+# What the HTTP server itself answers before any route (aiohttp's parser and handler errors), without
+# echoing the request back: aiohttp's own text would quote the request line or a header (a token, too).
+PROTOCOL_ERRORS = {
+    400: "malformed HTTP request: not HTTP, or a request line or header over 8190 bytes",
+    500: "internal error; the worker's log has the details",
+    504: "the request took too long",
+}
+
+
+def install_json_protocol_errors() -> None:
+    """Make the HTTP server's own error answers (a request it cannot parse) JSON ``ErrorResponse``s
+    like every other answer; aiohttp's are plain text quoting the request."""
+    from http import HTTPStatus
+
+    from aiohttp import web_protocol
+
+    original = web_protocol.RequestHandler.handle_error
+    if getattr(original, "milestream_json", False):
+        return
+
+    def handle_error(
+        self: Any, request: Any, status: int = 500, exc: BaseException | None = None, message: str | None = None
+    ) -> Any:
+        original(self, request, status, exc, message)  # logs, and refuses once a response has started
+        text = PROTOCOL_ERRORS.get(status) or HTTPStatus(status).phrase
+        answer = error_response(status, text)
+        answer.force_close()
+        return answer
+
+    handle_error.milestream_json = True  # type: ignore[attr-defined]
+    web_protocol.RequestHandler.handle_error = handle_error  # type: ignore[method-assign]
+
+
 def json_errors_middleware() -> Callable[..., Awaitable[Any]]:
     """aiohttp middleware: ApiError and aiohttp's own HTTP errors (404, 405, 413) as JSON."""
     from aiohttp import web

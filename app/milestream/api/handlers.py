@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -61,6 +62,7 @@ FORWARDED = "X-Milestream-Forwarded"
 MAX_TOP = 1000
 MAX_RANKED = 10_000  # top * page
 MAX_NEIGHBOURS = 10
+BOARDS_CACHED = 256  # merged leaderboard pages kept (each for one commit interval)
 M = TypeVar("M", bound=BaseModel)
 _ID: TypeAdapter[str] = TypeAdapter(Id)
 
@@ -108,6 +110,10 @@ class Api:
         self.publisher = publisher
         self.clock = clock
         self._session: Any = None
+        # Merged leaderboards, by (milestone, target, cycle, top, page): (when computed, the answer's body).
+        self._boards: dict[tuple[str, str, int, int, int], tuple[float, asyncio.Future[bytes]]] = {}
+        # Bucket counts of a board on a partition (leaderboards.py): (when read, the counts, the store).
+        self._counts: dict[tuple[int, str, str, int], tuple[float, leaderboards.BucketCounts | None, Any]] = {}
 
     @property
     def engine(self) -> Any:
@@ -254,6 +260,22 @@ class Api:
         cycle = query_int(request, "cycle", read_models.default_cycle(compiled, self.clock()), 1, count)
         return compiled, target, cycle
 
+    def _bucket_counts(
+        self, partition: int, store: Any, mid: str, target: str, cycle: int
+    ) -> leaderboards.BucketCounts | None:
+        """A partition's bucket counts of a board, read once per commit interval: a rank then costs
+        a walk of the customer's bucket. (Counts of the last interval and a walk of now: a rank may
+        be off by the customers who moved across buckets within the interval.)"""
+        key = (partition, mid, target, cycle)
+        now = time.monotonic()
+        cached = self._counts.get(key)
+        if cached is None or now - cached[0] >= self.settings.commit_interval_s or cached[2] is not store:
+            if len(self._counts) >= BOARDS_CACHED * 8:
+                self._counts.clear()
+            cached = (now, leaderboards.bucket_counts(store, mid, target, cycle), store)
+            self._counts[key] = cached
+        return cached[1]
+
     def _local_part(
         self, mid: str, target: str, cycle: int, limit: int, around: tuple[str, Decimal] | None, neighbours: int
     ) -> LeaderboardPart:
@@ -267,7 +289,8 @@ class Api:
                 entries += leaderboards.head(store, mid, target, cycle, limit)
             else:
                 key = leaderboards.entry_key(mid, target, cycle, around[1], around[0])
-                found = leaderboards.around(store, mid, target, cycle, key, neighbours)
+                counts = self._bucket_counts(partition, store, mid, target, cycle)
+                found = leaderboards.around(store, mid, target, cycle, key, neighbours, counts)
                 ahead += found.ahead
                 above += found.above
                 below += found.below
@@ -318,7 +341,27 @@ class Api:
         page = query_int(request, "page", 1, 1, MAX_RANKED)
         if top * page > MAX_RANKED:
             raise ApiError(400, f"top x page must be at most {MAX_RANKED}")
-        mid = compiled.definition.milestone_id
+        from aiohttp import web
+
+        key = (compiled.definition.milestone_id, target, cycle, top, page)
+        now = time.monotonic()
+        cached = self._boards.get(key)
+        if cached is None or now - cached[0] >= self.settings.commit_interval_s or cached[1].cancelled():
+            # One merge per board and page per commit interval, however many ask (boards change at
+            # checkpoints, so an answer is at most one more interval behind); concurrent askers share it.
+            if len(self._boards) >= BOARDS_CACHED:
+                self._boards = {k: v for k, v in self._boards.items() if now - v[0] < self.settings.commit_interval_s}
+            cached = (now, asyncio.ensure_future(self._merged_board(request, *key)))
+            self._boards[key] = cached
+        try:
+            body = await asyncio.shield(cached[1])
+        except BaseException:
+            if self._boards.get(key) is cached:
+                del self._boards[key]  # a failure is not kept: the next request tries again
+            raise
+        return web.Response(body=body, status=200, content_type="application/json")
+
+    async def _merged_board(self, request: Any, mid: str, target: str, cycle: int, top: int, page: int) -> bytes:
         limit = top * page
         local = self._local_part(mid, target, cycle, limit, None, 0)
         path_qs = _internal_path(mid, target=target, cycle=cycle, limit=limit)
@@ -329,9 +372,8 @@ class Api:
             RankedCustomer(rank=start + i + 1, customer_id=e.customer_id, value=e.value)
             for i, e in enumerate(merged[start : start + top])
         ]
-        return respond(
-            Leaderboard(milestone_id=mid, target_id=target, cycle=cycle, top=top, page=page, entries=entries)
-        )
+        board = Leaderboard(milestone_id=mid, target_id=target, cycle=cycle, top=top, page=page, entries=entries)
+        return orjson.dumps(board.model_dump(mode="json"))
 
     async def customer_leaderboards(self, request: Any) -> Any:
         customer = self._customer(request)

@@ -43,6 +43,8 @@ class Route:
     responses: dict[int, type[BaseModel] | None] = field(default_factory=dict)
     open: bool = False  # served without a token
     content_type: str = "application/json"
+    # Pages (no handler): the statuses they answer besides 200, and the body's model (None: an object).
+    page_errors: dict[int, type[BaseModel] | None] = field(default_factory=dict)
 
 
 def _id(name: str, description: str) -> Param:
@@ -206,6 +208,7 @@ ROUTES: tuple[Route, ...] = (
             Param("top", "How many.", {"type": "integer", "minimum": 1, "default": 100}),
             Param("order", "desc or asc.", {"type": "string", "enum": ["asc", "desc"]}),
         ),
+        page_errors={400: m.ErrorResponse, 503: m.ErrorResponse},
     ),
     Route(
         "GET",
@@ -214,12 +217,21 @@ ROUTES: tuple[Route, ...] = (
         "One customer's lifetime points, when this worker holds the customer's partition",
         "pages",
         (CUSTOMER, ORG),
+        page_errors={404: m.ErrorResponse},
     ),
     Route("GET", "/openapi.json", "openapi", "This document", "reference", open=False),
     Route(
         "GET", "/api/reference", "reference", "This document, rendered (HTML)", "reference", content_type="text/html"
     ),
-    Route("GET", "/healthz", "", "Ready (200) or loading definitions (503); no token", "operations", open=True),
+    Route(
+        "GET",
+        "/healthz",
+        "",
+        "Ready (200) or loading definitions (503); no token",
+        "operations",
+        open=True,
+        page_errors={503: None},
+    ),
     Route(
         "GET",
         "/metrics",
@@ -241,7 +253,12 @@ def _operation_id(route: Route) -> str:
 def openapi() -> dict[str, Any]:
     """The OpenAPI 3.1 document of ROUTES."""
     inputs = [(r.body, "validation") for r in ROUTES if r.body is not None]
-    outputs = [(model, "serialization") for r in ROUTES for model in r.responses.values() if model is not None]
+    outputs = [
+        (model, "serialization")
+        for r in ROUTES
+        for model in (*r.responses.values(), *r.page_errors.values(), m.ErrorResponse)
+        if model is not None
+    ]
     keyed, top = models_json_schema(
         list(dict.fromkeys(inputs + outputs)),  # type: ignore[arg-type]
         ref_template="#/components/schemas/{model}",
@@ -279,6 +296,17 @@ def openapi() -> dict[str, Any]:
         if not route.responses:
             schema = {"type": "object"} if route.content_type == "application/json" else {"type": "string"}
             responses["200"] = {"description": "success", "content": {route.content_type: {"schema": schema}}}
+            for status, model in sorted(route.page_errors.items()):
+                schema = keyed[(model, "serialization")] if model is not None else {"type": "object"}
+                responses[str(status)] = {"description": "error", "content": {"application/json": {"schema": schema}}}
+        error = {
+            "description": "error",
+            "content": {"application/json": {"schema": keyed[(m.ErrorResponse, "serialization")]}},
+        }
+        responses.setdefault("400", error)  # a request the HTTP server cannot parse (errors.PROTOCOL_ERRORS)
+        if not route.open:
+            responses.setdefault("401", error)  # the token check answers before any page or handler
+        responses = dict(sorted(responses.items()))
         if route.open:
             operation["security"] = []
         operation["responses"] = responses

@@ -13,6 +13,15 @@ value down, ties by customer id: the top N of a partition is its first N keys. T
 values (a return carried into a cycle) sort last. A board is global across partitions: the API
 merges the partitions' heads (api/leaderboards.py). Keys only: the value is read back from the key.
 
+A rank counts the entries ahead of a customer. Walking them all would cost O(rank), so each
+partition also counts its entries per value bucket (LEADERBOARD_COUNT namespace, key ``<board prefix>
+<bucket>``): a bucket holds the values with the same three leading digits (all values at or below
+zero share one), so a board has some thousands of buckets at most, and a rank is the sum of the counts
+of the buckets ahead (``bucket_counts``, which the API keeps for a commit interval) plus a walk of the
+customer's own bucket (``around``). The counts change in the same
+write as the entries. A board is counted only if it was counted from its first entry (a marker key,
+the bare board prefix, says so): a board indexed before the counts existed keeps being walked.
+
 The index follows the customer's progress in the same write as their state
 (pipeline/read_index.py): open cycles change with each event, a closed cycle keeps its final
 standing while it is one of the last ``CLOSED_CYCLES_KEPT`` closed cycles of that customer.
@@ -20,8 +29,8 @@ standing while it is one of the last ``CLOSED_CYCLES_KEPT`` closed cycles of tha
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import deque
-from collections.abc import Iterator
 from decimal import ROUND_FLOOR, Decimal
 from typing import NamedTuple
 
@@ -33,6 +42,7 @@ SCALE = 10**6
 OFFSET = 10**30
 WIDTH = 31
 CLOSED_CYCLES_KEPT = 3
+LEADING_DIGITS = 3  # a bucket's values share them
 
 
 class Entry(NamedTuple):
@@ -64,12 +74,52 @@ def value_text(value: Decimal) -> str:
     return format(value, "f")
 
 
+def _split(key: str) -> tuple[str, str]:
+    """(board prefix, descending value digits) of an entry key."""
+    milestone_id, target_id, cycle, rest = key.split(SEP, 3)
+    return f"{milestone_id}{SEP}{target_id}{SEP}{cycle}{SEP}", rest[:WIDTH]
+
+
+def bucket(digits: str) -> str:
+    """The bucket of an entry's descending value digits, as the smallest digits (the highest value) the
+    bucket holds: so buckets sort as the board ranks, and a bucket's entries sort from its key on."""
+    scaled = OFFSET - int(digits)
+    if scaled <= 0:
+        top = 0  # zero and every negative value: one bucket
+    else:
+        step = 10 ** max(len(str(scaled)) - LEADING_DIGITS, 0)
+        top = min(scaled // step * step + step - 1, OFFSET)
+    return f"{OFFSET - top:0{WIDTH}d}"
+
+
+def _count(store: StateStore, prefix: str, digits: str, delta: int) -> None:
+    counter = Namespace.LEADERBOARD_COUNT.key(prefix + bucket(digits))
+    count = (store.get(counter) or {}).get("n", 0) + delta
+    if count > 0:
+        store.put(counter, {"n": count})
+    else:
+        store.delete(counter)
+
+
 def put(store: StateStore, key: str) -> None:
+    """Add an entry the board does not hold (read_index.py adds the keys a customer gains)."""
+    prefix, digits = _split(key)
+    marker = Namespace.LEADERBOARD_COUNT.key(prefix)
+    counted = store.get(marker) is not None
+    if not counted and next(store.scan(Namespace.LEADERBOARD, prefix), None) is None:
+        store.put(marker, {})  # a new board: counted from its first entry on
+        counted = True
     store.put(Namespace.LEADERBOARD.key(key), {})
+    if counted:
+        _count(store, prefix, digits, 1)
 
 
 def delete(store: StateStore, key: str) -> None:
+    """Remove an entry the board holds (read_index.py removes the keys a customer loses)."""
+    prefix, digits = _split(key)
     store.delete(Namespace.LEADERBOARD.key(key))
+    if store.get(Namespace.LEADERBOARD_COUNT.key(prefix)) is not None:
+        _count(store, prefix, digits, -1)
 
 
 def head(store: StateStore, milestone_id: str, target_id: str, cycle: int, limit: int) -> list[Entry]:
@@ -90,23 +140,74 @@ class Around(NamedTuple):
     below: list[Entry]  # the entries right after the key, best first
 
 
-def around(store: StateStore, milestone_id: str, target_id: str, cycle: int, key: str, neighbours: int) -> Around:
-    """Where ``key`` stands in one partition's part of a board: a walk of the index keys ahead of it
-    (never of customers' state) plus ``neighbours`` keys after it."""
+class BucketCounts(NamedTuple):
+    """A counted board's buckets on one partition, in board order, and the entries before each."""
+
+    buckets: list[str]  # each bucket's smallest possible key (board prefix + bucket)
+    before: list[int]  # entries in the buckets before buckets[i]; before[-1]: every entry
+
+    def ahead_of(self, start: str) -> tuple[int, list[str]]:
+        """Entries in the buckets before ``start``, and those buckets (non-empty ones)."""
+        i = bisect_left(self.buckets, start)
+        return self.before[i], self.buckets[:i]
+
+
+def bucket_counts(store: StateStore, milestone_id: str, target_id: str, cycle: int) -> BucketCounts | None:
+    """The board's bucket counts on this partition; None if the board is not counted."""
     prefix = board_prefix(milestone_id, target_id, cycle)
-    ahead = 0
-    above: deque[Entry] = deque(maxlen=max(neighbours, 0) or None)
+    if store.get(Namespace.LEADERBOARD_COUNT.key(prefix)) is None:
+        return None
+    buckets, before, total = [], [0], 0
+    for found in store.scan(Namespace.LEADERBOARD_COUNT, prefix):
+        if found == prefix:
+            continue  # the marker
+        total += (store.get(Namespace.LEADERBOARD_COUNT.key(found)) or {}).get("n", 0)
+        buckets.append(found)
+        before.append(total)
+    return BucketCounts(buckets, before)
+
+
+def around(
+    store: StateStore,
+    milestone_id: str,
+    target_id: str,
+    cycle: int,
+    key: str,
+    neighbours: int,
+    counts: BucketCounts | None | bool = True,
+) -> Around:
+    """Where ``key`` stands in one partition's part of a board: the counts of the buckets ahead of
+    its bucket (``counts``: read from the store when True) plus a walk of its bucket, or a walk of
+    the whole board ahead of it when the board is not counted; and ``neighbours`` keys either side."""
+    prefix = board_prefix(milestone_id, target_id, cycle)
+    if counts is True:
+        counts = bucket_counts(store, milestone_id, target_id, cycle)
+    start, ahead, earlier_buckets = prefix, 0, list[str]()
+    if isinstance(counts, BucketCounts):
+        start = prefix + bucket(_split(key)[1])
+        ahead, earlier_buckets = counts.ahead_of(start)
+    above: deque[str] = deque(maxlen=max(neighbours, 0) or None)
     below: list[Entry] = []
-    keys: Iterator[str] = store.scan(Namespace.LEADERBOARD, prefix)
-    for found in keys:
+    for found in store.scan(Namespace.LEADERBOARD, prefix, start=start):
         if found < key:
             ahead += 1
             if neighbours > 0:
-                above.append(parse(found))
+                above.append(found)
         elif found == key:
             continue
         else:
             if len(below) >= neighbours:
                 break
             below.append(parse(found))
-    return Around(ahead, list(above) if neighbours > 0 else [], below)
+    end = start
+    for first in reversed(earlier_buckets):  # neighbours above in the buckets before the key's
+        if len(above) >= neighbours:
+            break
+        earlier: deque[str] = deque(maxlen=neighbours - len(above))
+        for found in store.scan(Namespace.LEADERBOARD, prefix, start=first):
+            if found >= end:
+                break
+            earlier.append(found)
+        above.extendleft(reversed(earlier))
+        end = first
+    return Around(ahead, [parse(k) for k in above] if neighbours > 0 else [], below)

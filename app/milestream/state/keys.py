@@ -38,6 +38,7 @@ class Namespace(Enum):
     CLOSE_TICK = "t"  # whom a close tick closed, by "partition:offset"
     HISTORY = "h"  # a customer's recent contributions to one milestone, by Customer.qualified + milestone id
     LEADERBOARD = "l"  # one leaderboard entry: milestone, target, cycle, descending value, customer (keys only)
+    LEADERBOARD_COUNT = "n"  # a leaderboard's entries per value bucket, by board prefix + bucket (leaderboards.py)
 
     @property
     def prefix(self) -> bytes:

@@ -20,7 +20,7 @@ import ipaddress
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..api.errors import json_errors_middleware
+from ..api.errors import install_json_protocol_errors, json_errors_middleware
 from ..settings import Settings
 
 OPEN_PATHS = frozenset({"/healthz", "/metrics"})
@@ -103,7 +103,8 @@ def token_middleware(settings: Settings) -> Callable[..., Awaitable[Any]]:
 
 
 def faust_web_options(settings: Settings) -> dict[str, Any]:
-    """``faust.App`` keyword arguments for the HTTP server."""
+    """``faust.App`` keyword arguments for the HTTP server (and its protocol errors as JSON)."""
+    install_json_protocol_errors()
     return {
         "web_port": settings.web_port,
         "web_bind": settings.web_host,

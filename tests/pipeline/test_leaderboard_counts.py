@@ -1,0 +1,90 @@
+"""A rank from the leaderboard's bucket counts is the rank a walk of the whole board gives."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from milestream.pipeline import leaderboards
+from milestream.state.keys import Namespace
+from milestream.state.memory import MemoryStore
+
+VALUES = st.one_of(
+    st.sampled_from(["0", "-5", "-0.000001", "0.000001", "9.99", "10", "99", "100", "990", "999.999999", "1000"]),
+    st.decimals(min_value=-(10**6), max_value=10**7, places=6, allow_nan=False, allow_infinity=False),
+    st.sampled_from(["1e29", "1e30", "-1e30"]),  # at and past the key's bounds
+).map(Decimal)
+CUSTOMERS = st.sampled_from([f"c{n}" for n in range(12)])
+OPERATIONS = st.lists(st.tuples(st.booleans(), VALUES, CUSTOMERS), max_size=60)
+
+
+def brute(keys: set[str], key: str, neighbours: int) -> leaderboards.Around:
+    ordered = sorted(keys)
+    ahead = [k for k in ordered if k < key]
+    after = [k for k in ordered if k > key]
+    return leaderboards.Around(
+        len(ahead),
+        [leaderboards.parse(k) for k in ahead[-neighbours:]] if neighbours else [],
+        [leaderboards.parse(k) for k in after[:neighbours]],
+    )
+
+
+def apply(store: MemoryStore, operations: list[tuple[bool, Decimal, str]]) -> set[str]:
+    live: set[str] = set()
+    for add, value, customer in operations:
+        key = leaderboards.entry_key("m", "t", 1, value, customer)
+        if add and key not in live:  # as read_index.py does: the keys gained, the keys lost
+            leaderboards.put(store, key)
+            live.add(key)
+        elif not add and key in live:
+            leaderboards.delete(store, key)
+            live.discard(key)
+    return live
+
+
+@settings(max_examples=200, deadline=None)
+@given(OPERATIONS, st.lists(st.tuples(VALUES, CUSTOMERS), min_size=1, max_size=6), st.sampled_from([0, 1, 2, 5]))
+def test_counted_ranks_are_the_walked_ranks(operations, probes, neighbours):
+    store = MemoryStore()
+    live = apply(store, operations)
+    for value, customer in probes:
+        key = leaderboards.entry_key("m", "t", 1, value, customer)
+        expected = brute(live - {key}, key, neighbours)
+        assert leaderboards.around(store, "m", "t", 1, key, neighbours) == expected
+        assert leaderboards.around(store, "m", "t", 1, key, neighbours, counts=None) == expected  # the walk
+    # The counts are the entries: nothing left over when every entry goes.
+    for key in live:
+        leaderboards.delete(store, key)
+    assert [k for k in store.scan(Namespace.LEADERBOARD_COUNT, "") if k != leaderboards.board_prefix("m", "t", 1)] == []
+
+
+@given(OPERATIONS, VALUES, CUSTOMERS)
+def test_a_board_indexed_before_the_counts_is_walked(operations, value, customer):
+    store = MemoryStore()
+    live = set()
+    for add, v, c in operations:  # entries as they were written before the counts existed
+        key = leaderboards.entry_key("m", "t", 1, v, c)
+        if add:
+            store.put(Namespace.LEADERBOARD.key(key), {})
+            live.add(key)
+    legacy = bool(live)
+    later = leaderboards.entry_key("m", "t", 1, value, customer)
+    if later not in live:
+        leaderboards.put(store, later)  # the code of today on that board: still uncounted, still right
+    live.add(later)
+    probe = leaderboards.entry_key("m", "t", 1, Decimal(1), "zz")
+    assert leaderboards.around(store, "m", "t", 1, probe, 2) == brute(live - {probe}, probe, 2)
+    marker = store.get(Namespace.LEADERBOARD_COUNT.key(leaderboards.board_prefix("m", "t", 1)))
+    assert (marker is None) is legacy
+
+
+def test_buckets_sort_as_the_board_and_hold_three_leading_digits():
+    values = [Decimal(v) for v in ("1000", "999.5", "999", "998.9", "100", "99", "1", "0.5", "0", "-3")]
+    digits = [leaderboards._split(leaderboards.entry_key("m", "t", 1, v, "c"))[1] for v in values]
+    buckets = [leaderboards.bucket(d) for d in digits]
+    assert buckets == sorted(buckets)
+    assert buckets[1] == buckets[2] != buckets[3]  # 999.5 and 999 share 999; 998.9 is 998
+    assert buckets[-1] == buckets[-2]  # zero and below: one bucket
+    assert all(d >= b for d, b in zip(digits, buckets))  # a bucket's entries sort from its key on
