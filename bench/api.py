@@ -42,9 +42,8 @@ from milestream.topics import apply_topics, load_topics
 from . import workload
 from .cluster import Offsets, local_kafka
 from .procs import BenchError, CpuMeter, Service, free_port, settings_env
-from .report import git_revision, machine
+from .report import git_revision, machine, write_block
 
-BENCHMARKS_MD = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
 START_MARKER = "<!-- api:start -->"
 END_MARKER = "<!-- api:end -->"
 TOKEN = "bench-api-token"
@@ -371,13 +370,7 @@ def write(result: dict[str, Any]) -> str:
         f"{'met' if cost < 0.10 else '**missed**'}).\n"
         f"{END_MARKER}"
     )
-    text = BENCHMARKS_MD.read_text()
-    if START_MARKER in text:
-        head, rest = text.split(START_MARKER, 1)
-        text = head + block + rest.split(END_MARKER, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n## HTTP API\n\n" + INTRO + "\n" + block + "\n"
-    BENCHMARKS_MD.write_text(text)
+    write_block(START_MARKER, END_MARKER, block, "HTTP API\n\n" + INTRO.rstrip("\n"))
     return block
 
 

@@ -40,7 +40,7 @@ from milestream.state.rocksdb import RocksDBStore
 
 from .cluster import Offsets, local_kafka
 from .procs import Service, free_port, settings_env
-from .report import BENCHMARKS_MD, git_revision, machine
+from .report import git_revision, machine, write_block
 
 START_MARKER = "<!-- close:start -->"
 END_MARKER = "<!-- close:end -->"
@@ -281,13 +281,7 @@ def write(result: dict, broker: dict | None, revision: str) -> str:
             f"{broker['close_rate']:,.0f} | {broker['enrol_seconds']:,.1f} s |\n"
         )
     block += END_MARKER
-    text = BENCHMARKS_MD.read_text()
-    if START_MARKER in text:
-        head, rest = text.split(START_MARKER, 1)
-        text = head + block + rest.split(END_MARKER, 1)[1]
-    else:
-        text += "\n## Cycle close\n\n" + block + "\n"
-    BENCHMARKS_MD.write_text(text)
+    write_block(START_MARKER, END_MARKER, block, "Cycle close")
     return block
 
 

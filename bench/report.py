@@ -476,6 +476,18 @@ def results_markdown(results: dict[str, Any], earlier: Sequence[str] = ()) -> st
     return "\n".join(lines)
 
 
+def write_block(start: str, end: str, block: str, section: str) -> None:
+    """Put ``block`` (which starts with ``start`` and ends with ``end``) in BENCHMARKS.md in place of
+    the block between those markers, or at the end under a new ``section`` heading."""
+    text = BENCHMARKS_MD.read_text()
+    if start in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + f"\n\n## {section}\n\n" + block + "\n"
+    BENCHMARKS_MD.write_text(text)
+
+
 def update_benchmarks_md(results: dict[str, Any], path: Path = BENCHMARKS_MD) -> None:
     """Rewrite the results block of BENCHMARKS.md, keeping everything around it."""
     text = path.read_text() if path.exists() else f"# Benchmarks\n\n{START_MARKER}\n{END_MARKER}\n"

@@ -39,7 +39,7 @@ from milestream.topics import apply_topics, changelog_topics, load_topics
 
 from . import workload
 from .cluster import local_kafka
-from .report import BENCHMARKS_MD, git_revision, machine
+from .report import git_revision, machine, write_block
 
 START_MARKER = "<!-- restore:start -->"
 END_MARKER = "<!-- restore:end -->"
@@ -131,13 +131,7 @@ def write(result: dict, revision: str) -> str:
             END_MARKER,
         ]
     )
-    text = BENCHMARKS_MD.read_text()
-    if START_MARKER in text:
-        before, rest = text.split(START_MARKER, 1)
-        text = before + block + rest.split(END_MARKER, 1)[1]
-    else:
-        text += "\n## Restoring state on a fresh worker\n\n" + block + "\n"
-    BENCHMARKS_MD.write_text(text)
+    write_block(START_MARKER, END_MARKER, block, "Restoring state on a fresh worker")
     return block
 
 

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator, FormatChecker
 
 from tests.factories import live_window, monthly_gross_definition, transaction
-from tests.support.worker import WorkerProcess, create_topics, free_port, isolated_settings, produce
+from tests.support.worker import WorkerProcess, produce, two_workers
 
 pytestmark = pytest.mark.kafka
 
@@ -43,13 +43,8 @@ EXAMPLES = 1500  # about 30 s of requests on a 2-core machine (the workers' star
 # ------------------------------------------------------------------ the workers
 @pytest.fixture(scope="module")
 def workers(kafka_bootstrap, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("api-properties")
-    first = isolated_settings(kafka_bootstrap, folder / "data-1", api_token=TOKEN, worker_id="prop-1")
-    second = first.model_copy(
-        update={"web_port": free_port(), "data_dir": str(folder / "data-2"), "worker_id": "prop-2"}
-    )
-    create_topics(first)
-    processes = [WorkerProcess(first, folder / "worker-1.log"), WorkerProcess(second, folder / "worker-2.log")]
+    processes = two_workers(kafka_bootstrap, tmp_path_factory.mktemp("api-properties"), api_token=TOKEN)
+    first = processes[0].settings
     try:
         for process in processes:
             process.launch()

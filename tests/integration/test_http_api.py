@@ -16,7 +16,7 @@ from milestream.api.access import key_partition
 from milestream.pipeline.driver import TopologyTestDriver
 from milestream.state.keys import Customer
 from tests.factories import live_window, monthly_gross_definition, transaction
-from tests.support.worker import WorkerProcess, create_topics, free_port, isolated_settings, produce
+from tests.support.worker import WorkerProcess, produce, two_workers
 
 pytestmark = pytest.mark.kafka
 
@@ -45,13 +45,7 @@ def owned_partitions(worker) -> int:
 
 @pytest.fixture(scope="module")
 def workers(kafka_bootstrap, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("api")
-    first = isolated_settings(kafka_bootstrap, folder / "data-1", api_token=TOKEN, worker_id="api-1")
-    second = first.model_copy(
-        update={"web_port": free_port(), "data_dir": str(folder / "data-2"), "worker_id": "api-2"}
-    )
-    create_topics(first)
-    processes = [WorkerProcess(first, folder / "worker-1.log"), WorkerProcess(second, folder / "worker-2.log")]
+    processes = two_workers(kafka_bootstrap, tmp_path_factory.mktemp("api"), api_token=TOKEN)
     for process in processes:
         process.start()
     yield processes
@@ -94,8 +88,11 @@ def test_progress_and_leaderboards_answer_from_any_worker(workers):
             break
         time.sleep(1)
     assert done, {c: a for c, a in answers.items()}
-    # Each worker owns half the partitions, so each of them forwards some of these requests.
-    owned = [owned_partitions(worker) for worker in workers]
+    # Each worker owns half the partitions once the group has balanced (the second worker's join
+    # rebalances it within a few heartbeats), so each of them forwards some of these requests.
+    deadline = time.monotonic() + 60
+    while (owned := [owned_partitions(worker) for worker in workers]) != [4, 4] and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert owned == [4, 4], owned
     partition_of = {c: key_partition(c.encode(), 8) for c in customers}
     assert len(set(partition_of.values())) > 4  # customers on both workers' partitions

@@ -148,6 +148,17 @@ class WorkerProcess:
             return "(no log)"
 
 
+def two_workers(bootstrap: str, folder: Path, **overrides: Any) -> list[WorkerProcess]:
+    """Two workers of one group on topics of their own (created), not started: ids ``worker-1``
+    and ``worker-2``, each with its own port and data folder."""
+    first = isolated_settings(bootstrap, folder / "data-1", worker_id="worker-1", **overrides)
+    second = first.model_copy(
+        update={"web_port": free_port(), "data_dir": str(folder / "data-2"), "worker_id": "worker-2"}
+    )
+    create_topics(first)
+    return [WorkerProcess(first, folder / "worker-1.log"), WorkerProcess(second, folder / "worker-2.log")]
+
+
 def topic(settings: Settings, logical: str) -> str:
     return settings.topic_prefix + logical
 
