@@ -105,7 +105,8 @@ class Settings(BaseSettings):
     outbox_size: int = _setting(
         8,
         "MILESTREAM_OUTBOX_SIZE",
-        "Recent input offsets per customer whose outputs are kept for re-emission after a crash.",
+        "Recent input offsets per customer whose outputs are kept for re-emission after a crash, by the "
+        "simulator and the in-process driver (the worker's checkpoint acknowledges outputs before their state).",
         ge=1,
     )
     commit_interval_s: float = _setting(

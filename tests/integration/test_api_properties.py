@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator, FormatChecker
 
 from tests.factories import live_window, monthly_gross_definition, transaction
-from tests.support.worker import WorkerProcess, produce, two_workers
+from tests.support.worker import WorkerProcess, produce, two_workers, wait_until_balanced
 
 pytestmark = pytest.mark.kafka
 
@@ -50,6 +50,7 @@ def workers(kafka_bootstrap, tmp_path_factory):
             process.launch()
         for process in processes:
             process.wait_until_healthy()
+        wait_until_balanced(processes, 8)  # no partition moving while requests are made
         definition = monthly_gross_definition(MILESTONE, **live_window(NOW), settings={"leaderboard": True})
         produce(first, [("definitions", MILESTONE, definition)])
         for process in processes:

@@ -16,7 +16,7 @@ from milestream.api.access import key_partition
 from milestream.pipeline.driver import TopologyTestDriver
 from milestream.state.keys import Customer
 from tests.factories import live_window, monthly_gross_definition, transaction
-from tests.support.worker import WorkerProcess, produce, two_workers
+from tests.support.worker import WorkerProcess, produce, two_workers, wait_until_balanced
 
 pytestmark = pytest.mark.kafka
 
@@ -34,13 +34,6 @@ def get(worker: WorkerProcess, path: str, token: str | None = TOKEN) -> tuple[in
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
-
-
-def owned_partitions(worker) -> int:
-    """The worker's milestream_owned_partitions gauge."""
-    metrics = worker.http("/metrics") or ""
-    (line,) = [line for line in metrics.splitlines() if line.startswith("milestream_owned_partitions ")]
-    return int(float(line.split()[1]))
 
 
 @pytest.fixture(scope="module")
@@ -88,12 +81,8 @@ def test_progress_and_leaderboards_answer_from_any_worker(workers):
             break
         time.sleep(1)
     assert done, {c: a for c, a in answers.items()}
-    # Each worker owns half the partitions once the group has balanced (the second worker's join
-    # rebalances it within a few heartbeats), so each of them forwards some of these requests.
-    deadline = time.monotonic() + 60
-    while (owned := [owned_partitions(worker) for worker in workers]) != [4, 4] and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert owned == [4, 4], owned
+    # Each worker owns half the partitions, so each of them forwards some of these requests.
+    assert wait_until_balanced(workers, 8) == [4, 4]
     partition_of = {c: key_partition(c.encode(), 8) for c in customers}
     assert len(set(partition_of.values())) > 4  # customers on both workers' partitions
     for c in customers:  # the other worker forwards to the owner, or answers itself: the same progress

@@ -159,6 +159,27 @@ def two_workers(bootstrap: str, folder: Path, **overrides: Any) -> list[WorkerPr
     return [WorkerProcess(first, folder / "worker-1.log"), WorkerProcess(second, folder / "worker-2.log")]
 
 
+def owned_partitions(worker: WorkerProcess) -> int | None:
+    """The worker's ``milestream_owned_partitions`` gauge (None before its first assignment)."""
+    for line in (worker.http("/metrics") or "").splitlines():
+        if line.startswith("milestream_owned_partitions "):
+            return int(float(line.split()[1]))
+    return None
+
+
+def wait_until_balanced(workers: list[WorkerProcess], partitions: int, timeout: float = 60.0) -> list[int | None]:
+    """Wait until every worker of a group owns some of its ``partitions`` and together all of them:
+    until then a worker joining rebalances the group, and requests for a moving partition get 503."""
+    deadline = time.monotonic() + timeout
+    while True:
+        owned = [owned_partitions(worker) for worker in workers]
+        if all(owned) and sum(n or 0 for n in owned) == partitions:
+            return owned
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the group did not balance in {timeout:g} s: partitions owned {owned}")
+        time.sleep(0.5)
+
+
 def topic(settings: Settings, logical: str) -> str:
     return settings.topic_prefix + logical
 

@@ -16,9 +16,10 @@ with the same deterministic ids, so a consumer that deduplicates on
 own (the customer's key in the outbox namespace, state/keys.py), written only
 when an input produced outputs. The runtime's checkpoint acknowledges a
 batch's outputs before it commits the state that records them
-(runtime/checkpoint.py), so a re-emission is only ever a copy; the outbox is
-kept for stores written record by record (the in-process driver and the
-simulator), where a write can be lost between two others.
+(runtime/checkpoint.py), so a redelivered input's outputs are already out; the outbox is
+kept only for stores written record by record (the in-process driver and the
+simulator), where a write can be lost between two others: the worker's
+topology keeps none (``keep_outbox=False``).
 """
 
 from __future__ import annotations
@@ -99,8 +100,19 @@ class Processed:
 class Topology:
     """Routes records of every input topic; holds the definitions registry."""
 
-    def __init__(self, settings: Settings, topics: dict[str, TopicSpec], registry: Registry | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        topics: dict[str, TopicSpec],
+        registry: Registry | None = None,
+        *,
+        keep_outbox: bool = True,
+    ) -> None:
+        """``keep_outbox=False``: the store is written a batch at a time, after the batch's outputs
+        are acknowledged (the worker's checkpoint), so a redelivered input's outputs are already
+        out and no outbox is kept (a redelivery then re-emits nothing)."""
         self.settings = settings
+        self.outbox_size = settings.outbox_size if keep_outbox else 0
         self.topics = topics
         self.registry = registry or Registry()
         # Per definitions key, the value of the last valid record (or the definition a lifecycle command produced).
@@ -125,7 +137,7 @@ class Topology:
         self.partitioned_topics = [*self.customer_topics, self.ticks_topic]
         from .series import SeriesStage  # imports this module
 
-        self.series = SeriesStage(topics, settings.outbox_size)
+        self.series = SeriesStage(topics, self.outbox_size)
         self.read_index_bounds = {
             "history_per_cycle": settings.history_per_cycle,
             "history_cycles": settings.history_cycles,
@@ -353,7 +365,7 @@ class Topology:
         if records:
             # Outbox first: if only it survives a crash, the input is re-applied and
             # yields the same outputs; if the state survived without it, they could be lost.
-            append_outbox(store, customer, record.source, records, self.settings.outbox_size)
+            append_outbox(store, customer, record.source, records, self.outbox_size)
         read_index.maintain(store, self.engine, customer, state, result, record, **self.read_index_bounds)
         store.put(customer.state_key, state)
 
@@ -477,7 +489,10 @@ class Topology:
 
 # ----------------------------------------------------------------- the outbox
 def append_outbox(store: StateStore, customer: Customer, source: str, records: list[OutRecord], size: int) -> None:
-    """Keep what an input produced, for re-emission if it is redelivered (the last ``size`` inputs)."""
+    """Keep what an input produced, for re-emission if it is redelivered (the last ``size`` inputs;
+    none when ``size`` is 0)."""
+    if size <= 0:
+        return
     key = customer.outbox_key
     outbox = store.get(key) or {"ob": []}
     plain = customer.customer_id.encode()

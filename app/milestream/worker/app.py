@@ -107,7 +107,7 @@ def create_app(settings: Settings) -> faust.App:
         value_serializer="raw",
     )
     app.milestream_settings = settings
-    topology = Topology(settings, topics)
+    topology = Topology(settings, topics, keep_outbox=False)  # the checkpoint acknowledges outputs first
     definitions_ready = asyncio.Event()
 
     def raw_topic(*names: str) -> faust.TopicT:
