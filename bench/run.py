@@ -407,24 +407,10 @@ class Bench:
             "stream_buffer_maxsize": 8192,  # Faust's default
         }
         env = settings_env(self.settings, dict(os.environ, NAIVE_FAUST_CONFIG=json.dumps(config)))
-        service = Service(
-            "naive Faust agent",
-            [sys.executable, "-m", "bench.naive_faust", "worker", "-l", "info"],
-            env,
-            self.run_dir / "naive-faust.log",
-            config["web_port"],
-        )
-        service.start()
+        command = [sys.executable, "-m", "bench.naive_faust", "worker", "-l", "info"]
+        service = Service("naive Faust agent", command, env, self.run_dir / "naive-faust.log", config["web_port"])
         try:
-            healthy = await asyncio.get_running_loop().run_in_executor(None, service.wait_healthy, "/healthz", 120.0)
-
-            async def count() -> int | None:
-                answer = await http_json(service, "/progress")
-                return None if answer is None else answer["count"]
-
-            result = await self._follow(
-                "naive Faust", service, self.naive_app_id, events, count, service.started_at, healthy
-            )
+            result = await self._follow_baseline("naive Faust", service, self.naive_app_id, events)
         finally:
             service.stop()
         self.results["naive"] = result
@@ -432,6 +418,17 @@ class Bench:
             f"naive Faust: {result['processing_rate']:,.0f}/s processing, "
             f"{result['e2e_rate']:,.0f}/s from process start to committed"
         )
+
+    async def _follow_baseline(self, name: str, service: Service, group: str, events: int) -> dict[str, Any]:
+        """Start a baseline process that reports its count at /progress and follow it to the end."""
+        service.start()
+        healthy = await asyncio.get_running_loop().run_in_executor(None, service.wait_healthy, "/healthz", 120.0)
+
+        async def count() -> int | None:
+            answer = await http_json(service, "/progress")
+            return None if answer is None else answer["count"]
+
+        return await self._follow(name, service, group, events, count, service.started_at, healthy)
 
     async def quix(self, load: workload.Workload) -> None:
         events = len(load)
@@ -448,22 +445,10 @@ class Bench:
             "processing_guarantee": self.settings.processing_guarantee.replace("_", "-"),
         }
         env = settings_env(self.settings, dict(os.environ, QUIX_BENCH_CONFIG=json.dumps(config)))
-        service = Service(
-            "Quix Streams app",
-            [os.environ.get(QUIX_PYTHON) or sys.executable, "-m", "bench.quix_app"],
-            env,
-            self.run_dir / "quix.log",
-            config["web_port"],
-        )
-        service.start()
+        command = [os.environ.get(QUIX_PYTHON) or sys.executable, "-m", "bench.quix_app"]
+        service = Service("Quix Streams app", command, env, self.run_dir / "quix.log", config["web_port"])
         try:
-            healthy = await asyncio.get_running_loop().run_in_executor(None, service.wait_healthy, "/healthz", 120.0)
-
-            async def count() -> int | None:
-                answer = await http_json(service, "/progress")
-                return None if answer is None else answer["count"]
-
-            result = await self._follow("Quix", service, self.quix_group, events, count, service.started_at, healthy)
+            result = await self._follow_baseline("Quix", service, self.quix_group, events)
 
             async def outputs_settled() -> bool:
                 return await self.offsets.total(self.quix_outputs) >= load.expected_outputs
