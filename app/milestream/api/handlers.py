@@ -187,8 +187,7 @@ class Api:
     # ------------------------------------------------------------- progress
     async def customer_milestones(self, request: Any) -> Any:
         customer = self._customer(request)
-        partition = self.access.partition_for(customer.customer_id.encode())
-        store = self.access.local_store(partition)
+        partition, store = self._owned(customer)
         if store is None:
             return await self._forward(request, partition)
         now = self.clock()
@@ -204,6 +203,11 @@ class Api:
             )
         )
 
+    def _owned(self, customer: Customer) -> tuple[int, Any]:
+        """The customer's partition, and its store if this worker owns it (else None: forward)."""
+        partition = self.access.partition_for(customer.customer_id.encode())
+        return partition, self.access.local_store(partition)
+
     def _in_milestone(self, store: Any, customer: Customer, compiled: Compiled) -> dict[str, Any]:
         definition = compiled.definition
         if definition.org_id != customer.org_id:
@@ -216,8 +220,7 @@ class Api:
     async def customer_milestone(self, request: Any) -> Any:
         customer = self._customer(request)
         compiled = self._milestone(request.match_info["milestone_id"])
-        partition = self.access.partition_for(customer.customer_id.encode())
-        store = self.access.local_store(partition)
+        partition, store = self._owned(customer)
         if store is None:
             return await self._forward(request, partition)
         ms = self._in_milestone(store, customer, compiled)
@@ -229,8 +232,7 @@ class Api:
     async def customer_history(self, request: Any) -> Any:
         customer = self._customer(request)
         compiled = self._milestone(request.match_info["milestone_id"])
-        partition = self.access.partition_for(customer.customer_id.encode())
-        store = self.access.local_store(partition)
+        partition, store = self._owned(customer)
         if store is None:
             return await self._forward(request, partition)
         self._in_milestone(store, customer, compiled)
@@ -379,8 +381,7 @@ class Api:
         customer = self._customer(request)
         neighbours = query_int(request, "neighbours", 2, 0, MAX_NEIGHBOURS)
         only = request.query.get("milestone_id")
-        partition = self.access.partition_for(customer.customer_id.encode())
-        store = self.access.local_store(partition)
+        partition, store = self._owned(customer)
         if store is None:
             return await self._forward(request, partition)
         indexed = read_index.indexed(store.get(customer.state_key))
