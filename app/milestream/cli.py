@@ -70,7 +70,7 @@ async def started(client: Any, settings: Settings) -> Any:
     return client
 
 
-def _client_options(settings: Settings) -> dict[str, Any]:
+def command_client_options(settings: Settings) -> dict[str, Any]:
     """How a command connects (kafka_client.py), with requests bounded by the command timeout."""
     from .kafka_client import client_options
 
@@ -154,6 +154,14 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     from .simulate import main as simulate_main
 
     return simulate_main(args)
+
+
+def _backfill(args: argparse.Namespace, settings: Settings) -> int:
+    from .backfill.command import main as backfill_main
+
+    if args.status and args.dry_run:
+        raise UsageError("backfill: --status and --dry-run do not go together")
+    return backfill_main(args, settings)
 
 
 def _enrol(args: argparse.Namespace, settings: Settings) -> int:
@@ -280,7 +288,7 @@ def _defined_milestone(args: argparse.Namespace, settings: Settings) -> Compiled
             raise UsageError(f"--definitions {args.definitions}: {exc}") from None
         where = args.definitions
     else:
-        run_against_broker(settings, "reading definitions", lambda: _read_definitions(settings, simulation.topology))
+        run_against_broker(settings, "reading definitions", lambda: read_definitions(settings, simulation.topology))
         where = f"topic {simulation.topology.definitions_topic}"
     milestone = simulation.topology.registry.milestones.get(args.milestone)
     if milestone is None:
@@ -288,14 +296,14 @@ def _defined_milestone(args: argparse.Namespace, settings: Settings) -> Compiled
     return milestone
 
 
-async def _read_definitions(settings: Settings, topology: Topology) -> None:
+async def read_definitions(settings: Settings, topology: Topology) -> None:
     """Apply the whole definitions topic to ``topology``, as a worker does at start-up."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from .worker.records import record_from_aiokafka
 
     topic = topology.definitions_topic
-    consumer = await started(AIOKafkaConsumer(enable_auto_commit=False, **_client_options(settings)), settings)
+    consumer = await started(AIOKafkaConsumer(enable_auto_commit=False, **command_client_options(settings)), settings)
     try:
         if topic not in await consumer.topics():
             raise UsageError(
@@ -322,7 +330,7 @@ async def _produce_enrolments(settings: Settings, topic: str, events: list[dict]
     from aiokafka import AIOKafkaProducer
 
     producer = await started(
-        AIOKafkaProducer(acks="all", enable_idempotence=True, **_client_options(settings)), settings
+        AIOKafkaProducer(acks="all", enable_idempotence=True, **command_client_options(settings)), settings
     )
     try:
         for event in events:
@@ -373,6 +381,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("--close-all", action="store_true", help="close every open cycle at the end")
     simulate.set_defaults(func=_simulate)
+
+    backfill = sub.add_parser(
+        "backfill",
+        help="compute a milestone created after its start over the records the topics retain (docs/backfill.md)",
+    )
+    backfill.add_argument("--milestone", required=True, help="the milestone's id")
+    backfill.add_argument("--status", action="store_true", help="where the milestone's last run stands")
+    backfill.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what it would emit (the simulator over the topics); publish nothing",
+    )
+    backfill.set_defaults(func=_backfill)
 
     enrol = sub.add_parser("enrol", help="send a CSV of customers (with their own targets) as enrolment events")
     enrol.add_argument("--milestone", required=True, help="the milestone id")

@@ -124,3 +124,11 @@ STATE_BYTES = Gauge(
     ["partition"],
     registry=REGISTRY,
 )
+
+BACKFILL_RECORDS = Counter(
+    "milestream_backfill_records_total",
+    "Backfill records by milestone and outcome: backfilled (applied), backfill_skipped (live processing "
+    "counts it, or applied before), backfill_marker (a run's start or end), or a dead-letter reason.",
+    ["milestone_id", "outcome"],
+    registry=REGISTRY,
+)

@@ -261,6 +261,19 @@ class Settings(BaseSettings):
         "Seconds a command (topics apply, enrol, reading definitions) waits for the broker before it gives up.",
         gt=0,
     )
+    backfill_worker_wait_s: float = _setting(
+        300.0,
+        "MILESTREAM_BACKFILL_WORKER_WAIT",
+        "Seconds `milestream backfill` waits for the workers to take up a run's start markers before it stops "
+        "(the run resumes when started again).",
+        gt=0,
+    )
+    backfill_batch_records: int = _setting(
+        20000,
+        "MILESTREAM_BACKFILL_BATCH_RECORDS",
+        "Records `milestream backfill` copies between two checkpoints of its progress.",
+        ge=1,
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -104,7 +104,7 @@ class Simulation:
         self.topic_for_type = {
             value_type: spec.name
             for spec in self.topics.values()
-            if spec.role == "input"
+            if spec.role == "input" and spec.name != self.topology.backfill_topic  # it only copies the others
             for value_type in spec.value_types
         }
         self.fed_back = {*self.topology.partitioned_topics, self.topology.definitions_topic}

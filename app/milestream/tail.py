@@ -73,14 +73,14 @@ async def tail(settings: Settings, options: TailOptions, out: TextIO = sys.stdou
     """Print the topic's matching records until ``--max`` or ``--timeout``; the exit status."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from .cli import _client_options, started
+    from .cli import command_client_options, started
     from .topics import load_topics
 
     specs = load_topics(settings)
     spec = specs.get(options.topic)
     if spec is None:
         raise UsageError(f"no topic {options.topic!r} in topics.yaml (topics: {', '.join(sorted(specs))})")
-    consumer = await started(AIOKafkaConsumer(enable_auto_commit=False, **_client_options(settings)), settings)
+    consumer = await started(AIOKafkaConsumer(enable_auto_commit=False, **command_client_options(settings)), settings)
     try:
         if spec.name not in await asyncio.wait_for(consumer.topics(), settings.command_timeout_s):
             raise UsageError(

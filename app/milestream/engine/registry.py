@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -12,6 +14,11 @@ from .cycles import Window
 from .measures import Accumulation, TargetPlan
 
 GROUP = "group"
+
+# Registry versions are unique within a process and differ across processes: state written
+# by another worker (or by this one before a restart) never looks checked against this registry.
+_VERSIONS = itertools.count(1)
+_PROCESS = f"{os.getpid():x}.{os.urandom(3).hex()}"
 
 
 @dataclass(frozen=True)
@@ -102,13 +109,29 @@ class Registry:
     by_performance: list[Compiled] = field(default_factory=list)
     # (activity, org id) -> what ``listening`` answers (a cache, emptied whenever a definition changes).
     _listening: dict[tuple[str, str], tuple[Compiled, ...]] = field(default_factory=dict)
+    # Changes whenever a milestone id is added: what pipeline/backfill.py checks records against.
+    milestones_version: str = field(default_factory=lambda: f"{_PROCESS}.{next(_VERSIONS)}")
+    backfill_of: str | None = None  # set on the one-milestone view ``only`` returns
 
     def settings_for(self, org_id: str) -> OrganisationSettings:
         return self.org_settings.get(org_id) or OrganisationSettings(org_id=org_id)
 
     def put_definition(self, definition: MilestoneDefinition) -> None:
+        if definition.milestone_id not in self.milestones:
+            self.milestones_version = f"{_PROCESS}.{next(_VERSIONS)}"
         self.milestones[definition.milestone_id] = Compiled.build(definition, self.settings_for(definition.org_id))
         self._reindex()
+
+    def only(self, milestone_id: str) -> Registry:
+        """A registry of this one milestone (with every organisation's settings): an engine over it
+        applies records to that milestone alone (a backfill, pipeline/backfill.py)."""
+        view = Registry(
+            org_settings=self.org_settings,
+            milestones={milestone_id: self.milestones[milestone_id]},
+            backfill_of=milestone_id,
+        )
+        view._reindex()
+        return view
 
     def put_settings(self, settings: OrganisationSettings) -> None:
         self.org_settings[settings.org_id] = settings

@@ -84,7 +84,11 @@ class BillBook:
         if not counted:
             return
         bills: dict[str, Any] = state.setdefault("b", {})
-        bills[event.bill_id] = {"t": utc_iso(event.event_time), "g": format(event.gross_amount, "f"), "m": counted}
+        kept = bills.get(event.bill_id)
+        if kept is not None and self.registry.backfill_of is not None:
+            kept["m"].update(counted)  # a backfilled milestone joins what the bill counted for live
+        else:
+            bills[event.bill_id] = {"t": utc_iso(event.event_time), "g": format(event.gross_amount, "f"), "m": counted}
         retention = timedelta(days=self._retention_days(counted))
         expired = [
             bid for bid, bill in bills.items() if datetime.fromisoformat(bill["t"]) < event.event_time - retention
@@ -122,7 +126,12 @@ class BillBook:
                     )
                 )
             return
-        applied = bill.setdefault("r", [])
+        backfilled = self.registry.backfill_of
+        # A backfill applies returns to its milestone alone, so it keeps their ids apart: the same
+        # return may have been applied live to the others before the milestone existed.
+        applied = (
+            bill.setdefault("r", []) if backfilled is None else bill.setdefault("rb", {}).setdefault(backfilled, [])
+        )
         if event.return_id in applied:  # the same return sent twice
             return
         applied.append(event.return_id)

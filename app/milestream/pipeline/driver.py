@@ -42,6 +42,7 @@ class TopologyTestDriver:
         timestamp: datetime | None = None,
         partition: int = 0,
         offset: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> Processed:
         """Feed one record; ``value`` may be bytes or JSON-able data."""
         name = self.topic(logical_topic)
@@ -51,7 +52,8 @@ class TopologyTestDriver:
         if offset is None:
             offset = self._offsets[position]
         self._offsets[position] = max(self._offsets[position], offset + 1)
-        record = Record(name, partition, offset, key_bytes, raw, timestamp or datetime.now(timezone.utc))
+        moment = timestamp or datetime.now(timezone.utc)
+        record = Record(name, partition, offset, key_bytes, raw, moment, tuple(headers or ()))
         if name == self.topology.definitions_topic:
             processed = self.topology.process_definition(record)
         else:

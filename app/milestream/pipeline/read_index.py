@@ -1,6 +1,6 @@
 """The read side's documents, kept in step with a customer's state in the same write.
 
-``maintain`` is called by Topology._commit just before the customer's state is written. It
+``maintain`` is called by Topology.commit_result just before the customer's state is written. It
 compares the customer's progress now with what it indexed last (the PROGRESS document, kept in
 the state document under ``"ix"``) and writes only what changed:
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -48,6 +48,7 @@ from ..state.base import StateStore
 from ..state.keys import Customer
 from ..topics import TopicSpec
 from . import read_index
+from .backfill import BACKFILL_MARKED, BACKFILL_SKIPPED, BACKFILLED, BackfillStage
 from .close_index import CloseIndex
 
 # 2: documents live under namespaced keys (state/keys.py); state of version 1 must be rebuilt (docs/guarantees.md).
@@ -62,6 +63,7 @@ class Record:
     key: bytes | None
     value: bytes | None
     timestamp: datetime  # when the record was recorded: its Kafka timestamp (worker/records.py)
+    headers: tuple[tuple[str, bytes], ...] = ()  # read only on the backfill topic (pipeline/backfill.py)
 
     @property
     def source(self) -> str:
@@ -82,7 +84,9 @@ NO_OUTPUT = "no_output"  # applied to the customer's state (counted, or matched 
 NOTHING_DUE = "nothing_due"  # a close tick with no cycle due on its partition
 NOTHING_TO_DELETE = "nothing_to_delete"  # a tombstone under a definitions key with no valid record
 DUPLICATE = "duplicate"  # applied before (a redelivery): its outputs are re-emitted from the outbox
-PROCESSED = frozenset({APPLIED, NO_OUTPUT, NOTHING_DUE, NOTHING_TO_DELETE, DUPLICATE})
+PROCESSED = frozenset(
+    {APPLIED, NO_OUTPUT, NOTHING_DUE, NOTHING_TO_DELETE, DUPLICATE, BACKFILLED, BACKFILL_SKIPPED, BACKFILL_MARKED}
+)
 
 
 @dataclass
@@ -95,6 +99,7 @@ class Processed:
     milestone_events: list[dict[str, Any]] = field(default_factory=list)
     late_events: int = 0
     poison: bool = False  # dead-lettered after processing raised again and again (pipeline/attempts.py)
+    backfill: str | None = None  # the milestone of a backfill record (pipeline/backfill.py)
 
 
 class Topology:
@@ -123,6 +128,7 @@ class Topology:
         self.dead_letters = topics["dead-letters"].name
         self.definitions_topic = topics["definitions"].name
         self.ticks_topic = topics["close-ticks"].name
+        self.backfill_topic = topics["backfill"].name
         self._decoders: dict[str, Decoder] = {
             spec.name: decoder_for(spec.value_types, settings.max_payload_bytes)
             for spec in topics.values()
@@ -131,13 +137,16 @@ class Topology:
         self.customer_topics = [
             spec.name
             for spec in topics.values()
-            if spec.role == "input" and spec.name not in (self.definitions_topic, self.ticks_topic)
+            if spec.role == "input" and spec.name not in (self.definitions_topic, self.ticks_topic, self.backfill_topic)
         ]
-        # What the worker's customer agent reads: the customers' events and the close ticks.
-        self.partitioned_topics = [*self.customer_topics, self.ticks_topic]
+        # What the worker's batch processor reads: the customers' events, the close ticks and backfill copies.
+        self.partitioned_topics = [*self.customer_topics, self.ticks_topic, self.backfill_topic]
         from .series import SeriesStage  # imports this module
 
         self.series = SeriesStage(topics, self.outbox_size)
+        # What a backfill copies: the customers' own events (not the commands Milestream writes itself).
+        self.backfill_sources = [t for t in self.customer_topics if t not in self.series.command_topics]
+        self.backfill = BackfillStage(self)
         self.read_index_bounds = {
             "history_per_cycle": settings.history_per_cycle,
             "history_cycles": settings.history_cycles,
@@ -283,9 +292,14 @@ class Topology:
             for customer in sorted(customers)
         ]
 
+    def decoder(self, topic: str) -> Decoder:
+        return self._decoders[topic]
+
     # ------------------------------------------------------------------ customers
     def process(self, record: Record, store: StateStore) -> Processed:
-        """Process one record of a customer-keyed input topic (or a close tick)."""
+        """Process one record of a customer-keyed input topic (or a close tick, or a backfill copy)."""
+        if record.topic == self.backfill_topic:
+            return self.backfill.process(record, store)
         try:
             event = self._decoders[record.topic].decode(record.value)
         except Rejected as exc:
@@ -320,19 +334,22 @@ class Topology:
             processed = Processed(DUPLICATE, outbox_records(store, customer, record.source))
             self._rewrite(store, CloseIndex(store, record.partition), customer)
             return processed
+        checked = self.backfill.note_live(store, record)
         try:
             result = self.engine.apply(state, event, record.timestamp, record.source)  # type: ignore[arg-type]
         except Rejected as exc:  # an enrolment the milestone cannot take (the state is untouched)
+            self.backfill.confirm(checked)
             return self.dead_letter(record, exc.reason, exc.detail)
         series = self.series.apply(state, event, record)
         offsets[position] = record.offset
         processed = Processed(NO_OUTPUT)
-        self._commit(store, record, customer, state, result, processed, series.records, series.events)
+        self.commit_result(store, record, customer, state, result, processed, series.records, series.events)
         if processed.records:
             processed.outcome = APPLIED
+        self.backfill.confirm(checked)
         return processed
 
-    def _commit(
+    def commit_result(
         self,
         store: StateStore,
         record: Record,
@@ -396,7 +413,7 @@ class Topology:
         advances: list[tuple[str, dict, int]] = []
         handled: set[tuple[Customer, str, int]] = set()  # a duplicate index entry is skipped
         more = False
-        for slot in index.due_slots(tick.now):
+        for slot in self._due_slots(index, store, tick.now):
             milestone_id = slot.split("|", 1)[1]
             counter = index.counter(slot)
             seq = counter["d"]
@@ -429,10 +446,16 @@ class Topology:
         for slot, counter, done in advances:
             index.advance(slot, counter, done)
         # Closes can open cycles that are already due (a worker catching up after downtime).
-        more = more or next(index.due_slots(tick.now), None) is not None
+        more = more or next(self._due_slots(index, store, tick.now), None) is not None
         if more:
             processed.records.append(self._continuation(record))
         return processed
+
+    def _due_slots(self, index: CloseIndex, store: StateStore, now: datetime) -> Iterator[str]:
+        """The due slots, but those of a milestone whose closes wait for a backfill (pipeline/backfill.py)."""
+        for slot in index.due_slots(now):
+            if not self.backfill.held(store, index.partition, slot.split("|", 1)[1]):
+                yield slot
 
     def _close_customer(
         self,
@@ -466,7 +489,8 @@ class Topology:
             for due, mid, index_ in due_closes(self.engine, state)
             if mid == milestone_id and index_ == cycle and due > now
         ]
-        self._commit(store, record, customer, state, result, processed)
+        self.backfill.flag_closes(store, record.partition, milestone_id, result.outputs)
+        self.commit_result(store, record, customer, state, result, processed)
         return bool(result.outputs)
 
     def _rewrite(self, store: StateStore, index: CloseIndex, customer: Customer) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from .commands import CloseTick, MilestoneClone, MilestoneStatusChange
+from .commands import BackfillMarker, CloseTick, MilestoneClone, MilestoneStatusChange
 from .definitions import MilestoneDefinition, OrganisationSettings
 from .inputs import CUSTOMER_EVENT_MODELS
 from .series import SERIES_DEFINITION_MODELS, SERIES_INPUT_MODELS
@@ -22,7 +22,7 @@ DEFINITION_MODELS: dict[str, type[BaseModel]] = {
     **SERIES_DEFINITION_MODELS,
 }
 
-INTERNAL_MODELS: dict[str, type[BaseModel]] = {"close_tick": CloseTick}
+INTERNAL_MODELS: dict[str, type[BaseModel]] = {"close_tick": CloseTick, "backfill_marker": BackfillMarker}
 
 ALL_INPUT_MODELS: dict[str, type[BaseModel]] = {
     **CUSTOMER_EVENT_MODELS,

@@ -55,3 +55,18 @@ class CloseTick(StrictModel):
     type: Literal["close_tick"] = "close_tick"
     schema_version: Literal[1] = 1
     now: Timestamp
+
+
+class BackfillMarker(StrictModel):
+    """Internal: the start or the end of a backfill run on one partition of the backfill topic.
+
+    ``milestream backfill`` writes a start marker to every partition before it copies the
+    retained records there, and an end marker after the last of them (docs/backfill.md). A
+    milestone's closes on a partition wait between the two, so a past cycle closes with all
+    of its records."""
+
+    type: Literal["backfill_marker"] = "backfill_marker"
+    schema_version: Literal[1] = 1
+    milestone_id: Id
+    run_id: Id
+    marker: Literal["start", "end"]

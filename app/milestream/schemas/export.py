@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from .backfill import BackfillStatus
 from .codec import ALL_INPUT_MODELS
 from .outputs import DeadLetter, LateEventRecord, MilestoneEvent, UnmatchedReturnRecord
 from .series import SERIES_OUTPUT_MODELS
@@ -17,6 +18,7 @@ OUTPUT_MODELS: dict[str, type[BaseModel]] = {
     "late_event": LateEventRecord,
     "unmatched_return": UnmatchedReturnRecord,
     "dead_letter": DeadLetter,
+    "backfill_status": BackfillStatus,
     **SERIES_OUTPUT_MODELS,
 }
 

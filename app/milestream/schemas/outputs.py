@@ -72,6 +72,11 @@ class MilestoneEvent(StrictModel):
     targets: list[TargetStatus] = Field(default_factory=list)  # every target of the group
     occurred_at: OutputTimestamp  # event time of the activity (or cycle end) that caused it
     cause: Text  # what caused it: "<topic>/<partition>/<offset>" or "cycle-end"
+    # Sent by a backfill (docs/backfill.md): a milestone created after the activity, reprocessed
+    # over the retained topics. ``backfill_as_of`` is when it would have been sent had the
+    # milestone existed then: the activity's record time, or the cycle's due time for a close.
+    backfilled: bool = False
+    backfill_as_of: OutputTimestamp | None = None
 
 
 class DeadLetter(StrictModel):

@@ -39,6 +39,7 @@ class Namespace(Enum):
     HISTORY = "h"  # a customer's recent contributions to one milestone, by Customer.qualified + milestone id
     LEADERBOARD = "l"  # one leaderboard entry: milestone, target, cycle, descending value, customer (keys only)
     LEADERBOARD_COUNT = "n"  # a leaderboard's entries per value bucket, by board prefix + bucket (leaderboards.py)
+    BACKFILL = "b"  # a partition's backfill marks, by partition, and its runs, by "partition|milestone" (backfill.py)
 
     @property
     def prefix(self) -> bytes:

@@ -125,6 +125,8 @@ def create_app(settings: Settings) -> faust.App:
             metrics.OUTPUTS_EMITTED.labels(event["kind"]).inc()
         if processed.late_events:
             metrics.LATE_EVENTS.inc(processed.late_events)
+        if processed.backfill is not None:
+            metrics.BACKFILL_RECORDS.labels(processed.backfill, processed.outcome).inc()
 
     processor = BatchProcessor(settings, topology, observe)
 

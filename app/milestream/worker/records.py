@@ -32,7 +32,7 @@ def record_time(seconds: float | None, read_at: datetime) -> datetime:
     return _EPOCH + timedelta(seconds=seconds)
 
 
-def _record(message: Any, seconds: float | None) -> Record:
+def _record(message: Any, seconds: float | None, headers: tuple[tuple[str, bytes], ...] = ()) -> Record:
     return Record(
         message.topic,
         message.partition,
@@ -40,6 +40,7 @@ def _record(message: Any, seconds: float | None) -> Record:
         message.key,
         message.value,
         record_time(seconds, datetime.now(timezone.utc)),
+        headers,
     )
 
 
@@ -50,4 +51,5 @@ def record_from_faust(message: Any) -> Record:
 
 def record_from_aiokafka(message: Any) -> Record:
     """A record from an aiokafka ``ConsumerRecord`` (timestamp in milliseconds)."""
-    return _record(message, None if message.timestamp is None else message.timestamp / 1000)
+    seconds = None if message.timestamp is None else message.timestamp / 1000
+    return _record(message, seconds, tuple(message.headers or ()))

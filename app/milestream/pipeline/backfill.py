@@ -1,0 +1,269 @@
+"""Backfill, the worker's side: records of the past applied to one milestone created since.
+
+A milestone may start before it is created (the spec's backdated milestones). The
+records of its past are still on the input topics, but the worker applied them
+before the milestone existed. ``milestream backfill`` (app/milestream/backfill/)
+copies them, unchanged, to the backfill topic, on the partition they came from,
+each with headers naming the milestone and its source (``topic/partition/offset``).
+This stage applies each copy to that milestone alone, through the same engine,
+with the record's own time, and keeps the hand-over with live processing exact:
+
+* **Which records live processing applied the milestone to.** Per partition, a
+  document records, for every milestone and every input position
+  (``topic/partition``), the first offset the worker processed while the
+  milestone was registered (``note_live``). A milestone registered before the
+  partition kept any such marks counts as live from the start (a new consumer
+  group reads every retained record with it).
+* **A copy is applied** when live processing has already read the record (the
+  customer's applied offset is at or past it), did so before the milestone was
+  registered (below the mark), and no earlier copy of it was applied (the
+  customer's own backfill marks, ``"bf"``). A record live processing has not read
+  yet is left to it: the milestone is registered now, so it will count it.
+* **Closes wait.** Between a run's start and end markers on a partition, the
+  milestone's closes on that partition are held (``held``), so a past cycle closes
+  once, with every record of it. Closes sent after a run flag themselves as
+  backfilled (``close_as_of``); so do the outputs of the copies (``flag``).
+
+Everything lives in the partition's own store, so it moves with the partition and
+is restored from the changelog like the customers' state. docs/backfill.md has the
+operator's view.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from ..engine.core import Engine
+from ..engine.registry import Compiled
+from ..schemas.base import utc_iso
+from ..schemas.codec import Decoder, Rejected, decoder_for
+from ..schemas.commands import BackfillMarker
+from ..state.base import StateStore
+from ..state.keys import Customer, Namespace
+
+if TYPE_CHECKING:
+    from .topology import Processed, Record, Topology
+
+HEADER_MILESTONE = "milestream.backfill"
+HEADER_RUN = "milestream.run"
+HEADER_SOURCE = "milestream.source"
+
+BACKFILLED = "backfilled"  # a copy applied to its milestone
+BACKFILL_SKIPPED = "backfill_skipped"  # a copy live processing counts (or counted), or one applied already
+BACKFILL_MARKED = "backfill_marker"  # a run's start or end on a partition
+
+RUNNING = "running"
+DONE = "done"
+
+
+class MilestoneNotLoaded(Exception):
+    """A backfill names a milestone this worker's registry does not have (yet): retried, as the
+    definitions follower may be a moment behind (pipeline/attempts.py)."""
+
+
+def source_headers(milestone_id: str, run_id: str, source: str | None = None) -> list[tuple[str, bytes]]:
+    """The headers of a copy (``source``: ``topic/partition/offset``) or of a marker (no source)."""
+    headers = [(HEADER_MILESTONE, milestone_id.encode()), (HEADER_RUN, run_id.encode())]
+    if source is not None:
+        headers.append((HEADER_SOURCE, source.encode()))
+    return headers
+
+
+def marks_key(partition: int) -> Any:
+    return Namespace.BACKFILL.key(str(partition))
+
+
+def run_key(partition: int, milestone_id: str) -> Any:
+    return Namespace.BACKFILL.key(f"{partition}|{milestone_id}")
+
+
+@dataclass(frozen=True, slots=True)
+class Copy:
+    milestone_id: str
+    run_id: str
+    topic: str
+    partition: int
+    offset: int
+
+    @property
+    def position(self) -> str:
+        return f"{self.topic}/{self.partition}"
+
+
+class BackfillStage:
+    def __init__(self, topology: Topology) -> None:
+        self.topology = topology
+        self.registry = topology.registry
+        self.topic = topology.topics["backfill"].name
+        self._markers: Decoder = decoder_for(("backfill_marker",), topology.settings.max_payload_bytes)
+        # Per (partition, position): the registry version its marks were last checked against.
+        self._checked: dict[tuple[int, str], str] = {}
+        self._engines: dict[str, tuple[Compiled, Engine]] = {}
+
+    # ------------------------------------------------------------ live records
+    def note_live(self, store: StateStore, record: Record) -> tuple[int, str] | None:
+        """Before live processing applies ``record``: mark, for each milestone registered now and
+        not yet marked at this position, that live processing applies it from this offset on.
+        Returns what to ``confirm`` once the record is processed (None: nothing was checked)."""
+        position = f"{record.topic}/{record.partition}"
+        version = self.registry.milestones_version
+        checked = (record.partition, position)
+        if self._checked.get(checked) == version:
+            return None
+        key = marks_key(record.partition)
+        doc = store.get(key)
+        changed = doc is None
+        if doc is None:
+            # The partition's first record since it kept marks: what is registered now was live from the start.
+            doc = {"m": {mid: None for mid in self.registry.milestones}}
+        for milestone_id in self.registry.milestones:
+            marks = doc["m"].setdefault(milestone_id, {})
+            if marks is not None and position not in marks:
+                marks[position] = record.offset
+                changed = True
+        if changed:
+            store.put(key, doc)
+        return checked
+
+    def confirm(self, checked: tuple[int, str] | None) -> None:
+        """The record ``note_live`` checked was processed: its marks are in the batch (a record
+        that raised half-way is rolled back and checks again)."""
+        if checked is not None:
+            self._checked[checked] = self.registry.milestones_version
+
+    # ----------------------------------------------------------------- copies
+    def process(self, record: Record, store: StateStore) -> Processed:
+        """One record of the backfill topic: a marker or a copy."""
+
+        headers = dict(record.headers)
+        try:
+            milestone_id = headers[HEADER_MILESTONE].decode()
+            run_id = headers[HEADER_RUN].decode()
+        except (KeyError, UnicodeDecodeError):
+            return self.topology.dead_letter(
+                record, "schema_violation", f"a backfill record needs the {HEADER_MILESTONE} and {HEADER_RUN} headers"
+            )
+        if milestone_id not in self.registry.milestones:
+            raise MilestoneNotLoaded(f"backfill of milestone {milestone_id!r}, which this worker has not loaded")
+        if HEADER_SOURCE not in headers:
+            processed = self._marker(record, store, milestone_id, run_id)
+        else:
+            processed = self._apply(record, store, milestone_id, run_id, headers[HEADER_SOURCE])
+        processed.backfill = milestone_id
+        return processed
+
+    def _apply(self, record: Record, store: StateStore, milestone_id: str, run_id: str, raw: bytes) -> Processed:
+        from .topology import Processed
+
+        try:
+            copy = self._copy(record, milestone_id, run_id, raw)
+            event = self.topology.decoder(copy.topic).decode(record.value)
+        except Rejected as exc:
+            return self.topology.dead_letter(record, exc.reason, exc.detail)
+        customer_id: str = event.customer_id  # type: ignore[attr-defined]
+        if record.key is None or record.key != customer_id.encode():
+            return self.topology.dead_letter(
+                record, "wrong_key", f"key {record.key!r} does not match customer_id {customer_id!r}"
+            )
+        customer = Customer(event.org_id, customer_id)  # type: ignore[attr-defined]
+        state = store.get(customer.state_key)
+        if state is None or not self._applies(store, state, copy):
+            return Processed(BACKFILL_SKIPPED)
+        source = _source_record(record, copy)
+        try:
+            result = self._engine(milestone_id).apply(state, event, record.timestamp, source.source)  # type: ignore[arg-type]
+        except Rejected as exc:
+            return self.topology.dead_letter(record, exc.reason, f"backfill of {milestone_id}: {exc.detail}")
+        state.setdefault("bf", {}).setdefault(milestone_id, {})[copy.position] = copy.offset
+        flag(result.outputs, record.timestamp)
+        processed = Processed(BACKFILLED)
+        self.topology.commit_result(store, source, customer, state, result, processed)
+        return processed
+
+    def _copy(self, record: Record, milestone_id: str, run_id: str, raw: bytes) -> Copy:
+        topic, _, rest = raw.decode(errors="replace").rpartition("/")
+        topic, _, partition = topic.rpartition("/")
+        if topic not in self.topology.backfill_sources or not partition.isdigit() or not rest.isdigit():
+            raise Rejected("schema_violation", f"{HEADER_SOURCE} {raw!r} names no record of a customer input topic")
+        if int(partition) != record.partition:
+            raise Rejected(
+                "schema_violation",
+                f"a copy of {raw.decode(errors='replace')} must be on partition {partition}, not {record.partition}",
+            )
+        return Copy(milestone_id, run_id, topic, int(partition), int(rest))
+
+    def _applies(self, store: StateStore, state: dict[str, Any], copy: Copy) -> bool:
+        if copy.offset > state.get("o", {}).get(copy.position, -1):
+            return False  # live processing has not read it yet: it will, with the milestone
+        doc = store.get(marks_key(copy.partition))
+        if doc is None:
+            return False  # processed only before the partition kept marks: the milestone's history is unknown
+        marks = doc["m"].get(copy.milestone_id, {})
+        if marks is None:
+            return False  # registered before the marks began: live processing applied it to everything
+        mark = marks.get(copy.position)
+        if mark is not None and copy.offset >= mark:
+            return False  # live processing applied the milestone to it
+        return copy.offset > state.get("bf", {}).get(copy.milestone_id, {}).get(copy.position, -1)
+
+    def _engine(self, milestone_id: str) -> Engine:
+        """An engine over this milestone alone (rebuilt when its compiled definition changes)."""
+        compiled = self.registry.milestones[milestone_id]
+        cached = self._engines.get(milestone_id)
+        if cached is None or cached[0] is not compiled:
+            cached = self._engines[milestone_id] = (compiled, Engine(self.registry.only(milestone_id)))
+        return cached[1]
+
+    # ---------------------------------------------------------------- markers
+    def _marker(self, record: Record, store: StateStore, milestone_id: str, run_id: str) -> Processed:
+        from .topology import Processed
+
+        try:
+            marker = self._markers.decode(record.value)
+        except Rejected as exc:
+            return self.topology.dead_letter(record, exc.reason, exc.detail)
+        assert isinstance(marker, BackfillMarker)
+        if (marker.milestone_id, marker.run_id) != (milestone_id, run_id):
+            return self.topology.dead_letter(record, "schema_violation", "the marker's headers and value disagree")
+        key = run_key(record.partition, milestone_id)
+        run = store.get(key) or {}
+        if marker.marker == "start" and run.get("run") != run_id:
+            store.put(key, {"run": run_id, "state": RUNNING, "started_at": utc_iso(record.timestamp)})
+        elif marker.marker == "end" and run.get("run") == run_id and run.get("state") == RUNNING:
+            store.put(key, {**run, "state": DONE, "done_at": utc_iso(record.timestamp)})
+        return Processed(BACKFILL_MARKED)
+
+    # ----------------------------------------------------------------- closes
+    def held(self, store: StateStore, partition: int, milestone_id: str) -> bool:
+        """Whether a milestone's closes on a partition wait for a backfill run."""
+        run = store.get(run_key(partition, milestone_id))
+        return run is not None and run.get("state") == RUNNING
+
+    def flag_closes(self, store: StateStore, partition: int, milestone_id: str, outputs: list[dict]) -> None:
+        """Flag the closes a backfill run held (due before the run ended) as backfilled, as of their due time."""
+        run = store.get(run_key(partition, milestone_id))
+        if run is None or run.get("state") != DONE:
+            return
+        compiled = self.registry.milestones.get(milestone_id)
+        buffer = compiled.buffer if compiled is not None else timedelta(0)
+        done_at = datetime.fromisoformat(run["done_at"])
+        for out in outputs:
+            end = out.get("cycle", {}).get("end")
+            if end is not None and (due := datetime.fromisoformat(end) + buffer) <= done_at:
+                out["backfilled"] = True
+                out["backfill_as_of"] = utc_iso(due)
+
+
+def flag(outputs: list[dict], as_of: datetime) -> None:
+    for out in outputs:
+        out["backfilled"] = True
+        out["backfill_as_of"] = utc_iso(as_of)
+
+
+def _source_record(record: Record, copy: Copy) -> Record:
+    """The copy as the record it was: the state's history and the outputs' cause name the original."""
+    from .topology import Record
+
+    return Record(copy.topic, copy.partition, copy.offset, record.key, record.value, record.timestamp)
