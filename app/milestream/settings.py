@@ -239,6 +239,12 @@ class Settings(BaseSettings):
     )
 
     @property
+    def definitions_group(self) -> str:
+        """The Faust app around the worker, and its consumer group: it publishes what applying a
+        definitions record produced (worker/app.py)."""
+        return f"{self.app_id}-definitions"
+
+    @property
     def output_prefix(self) -> str:
         """The prefix of the topics this deployment owns."""
         return self.output_topic_prefix or self.topic_prefix

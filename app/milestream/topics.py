@@ -91,7 +91,7 @@ def faust_topics(settings: Settings, specs: dict[str, TopicSpec]) -> dict[str, T
     """The topic Faust's group leader election uses (the Faust app is ``<app id>-definitions``,
     worker/app.py). Faust would create it with one replica; declared here, it gets the
     replication of the declared topics."""
-    name = f"{settings.app_id}-definitions-__assignor-__leader"
+    name = f"{settings.definitions_group}-__assignor-__leader"
     return {name: TopicSpec(name, name, "internal", 1, specs["definitions"].replication_factor, {}, owned=True)}
 
 

@@ -88,7 +88,7 @@ def create_app(settings: Settings) -> faust.App:
     app = WorkerApp(
         # The Faust app's group reads only the definitions topic (publish_definition_outcomes);
         # the customer topics are read by the batch runtime in the group named MILESTREAM_APP_ID.
-        f"{settings.app_id}-definitions",
+        settings.definitions_group,
         broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")],
         store="memory://",
         datadir=settings.data_dir,
