@@ -174,9 +174,10 @@ class Cluster:
     async def partitions(self, topic: str) -> list[Any]:
         from aiokafka import TopicPartition
 
-        (described,) = await self.admin.describe_topics([topic])
-        if described["error_code"] or not described["partitions"]:
+        # Asked of every topic first: asking for one by name creates it on a broker that auto-creates topics.
+        if topic not in await self.topics():
             raise UsageError(f"topic {topic} does not exist on {self.settings.kafka_bootstrap_servers}")
+        (described,) = await self.admin.describe_topics([topic])
         return [
             TopicPartition(topic, p["partition"]) for p in sorted(described["partitions"], key=lambda p: p["partition"])
         ]
