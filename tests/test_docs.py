@@ -22,7 +22,8 @@ def test_readme_lists_every_setting_with_its_default():
 
 
 @pytest.mark.parametrize(
-    "doc", ["README.md", "docs/guarantees.md", "docs/series.md", "deploy/README.md", "BENCHMARKS.md"]
+    "doc",
+    ["README.md", "docs/guarantees.md", "docs/series.md", "docs/reprocessing.md", "deploy/README.md", "BENCHMARKS.md"],
 )
 def test_docs_hold_no_merge_conflict_markers(doc):
     text = (ROOT / doc).read_text()

@@ -464,6 +464,10 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--neighbours", type=int, default=2, help="with --customer: customers shown around them")
     board.add_argument("--json", action="store_true", help="the API's answer as one line of JSON")
     board.set_defaults(func=_leaderboard)
+
+    from .replay import add_replay_parser
+
+    add_replay_parser(sub)
     return parser
 
 

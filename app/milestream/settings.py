@@ -53,7 +53,19 @@ class Settings(BaseSettings):
         "Consumer group of the customer topics and prefix of the state changelog topic "
         "(the Faust app around the worker, publishing definition outcomes, is <app id>-definitions).",
     )
-    topic_prefix: str = _setting("milestream.", "MILESTREAM_TOPIC_PREFIX", "Prefix of every topic name in topics.yaml.")
+    topic_prefix: str = _setting(
+        "milestream.",
+        "MILESTREAM_TOPIC_PREFIX",
+        "Prefix of the topic names in topics.yaml: the input topics, and the others unless "
+        "MILESTREAM_OUTPUT_TOPIC_PREFIX is set.",
+    )
+    output_topic_prefix: str = _setting(
+        "",
+        "MILESTREAM_OUTPUT_TOPIC_PREFIX",
+        "Prefix of the topics a deployment owns, those marked owned in topics.yaml (promotions, lifetime-points, "
+        "late-events, dead-letters, close-ticks, series-commands); default: MILESTREAM_TOPIC_PREFIX. Another "
+        "prefix makes a replay deployment, which writes nothing on the shared topics (docs/reprocessing.md).",
+    )
     topics_file: str = _setting(
         "", "MILESTREAM_TOPICS_FILE", "Path of topics.yaml (default: the one beside the package's project)."
     )
@@ -225,6 +237,22 @@ class Settings(BaseSettings):
     kafka_ssl_key_password: SecretStr = _setting(
         SecretStr(""), "MILESTREAM_KAFKA_SSL_KEY_PASSWORD", "Password of an encrypted client key (never printed)."
     )
+
+    @property
+    def definitions_group(self) -> str:
+        """The Faust app around the worker, and its consumer group: it publishes what applying a
+        definitions record produced (worker/app.py)."""
+        return f"{self.app_id}-definitions"
+
+    @property
+    def output_prefix(self) -> str:
+        """The prefix of the topics this deployment owns."""
+        return self.output_topic_prefix or self.topic_prefix
+
+    @property
+    def replaying(self) -> bool:
+        """A replay deployment (blue/green reprocessing): its owned topics are not the live ones."""
+        return self.output_prefix != self.topic_prefix
 
     @property
     def exactly_once(self) -> bool:

@@ -1,8 +1,8 @@
 """``milestream tail [TOPIC]``: print a topic's records as they arrive, decoded, to see what Milestream emits.
 
 ``TOPIC`` is a logical name from topics.yaml (default ``promotions``; ``late-events``,
-``dead-letters``, ``lifetime-points``, the input topics ...), prefixed by
-``MILESTREAM_TOPIC_PREFIX`` like every other topic. New records only, unless
+``dead-letters``, ``lifetime-points``, the input topics ...), named as every other topic
+(topics.load_topics: a replay's own topics with its output prefix). New records only, unless
 ``--from-beginning``. ``--customer`` keeps one customer's records (the record key),
 ``--kind`` those whose ``kind``, ``type`` or ``reason`` (dead letters) is that value.
 Each record is printed as indented JSON under a ``# topic[partition]@offset key=...``

@@ -23,6 +23,9 @@ class TopicSpec:
     replication_factor: int
     config: dict[str, str] = field(default_factory=dict)
     value_types: tuple[str, ...] = ()
+    # The deployment's own topic (what it writes, and its internal loops): a replay deployment gets
+    # its own copy, under MILESTREAM_OUTPUT_TOPIC_PREFIX. The others are shared inputs.
+    owned: bool = False
 
 
 def topics_file(settings: Settings) -> Path:
@@ -34,16 +37,31 @@ def load_topics(settings: Settings) -> dict[str, TopicSpec]:
     raw: dict[str, Any] = yaml.safe_load(topics_file(settings).read_text())
     specs = {}
     for logical, body in raw["topics"].items():
+        owned = bool(body.get("owned", False))
         specs[logical] = TopicSpec(
             logical=logical,
-            name=settings.topic_prefix + logical,
+            name=(settings.output_prefix if owned else settings.topic_prefix) + logical,
             role=body["role"],
             partitions=int(body["partitions"]),
             replication_factor=int(body["replication_factor"]),
             config={k: str(v) for k, v in (body.get("config") or {}).items()},
             value_types=tuple(body.get("value") or ()),
+            owned=owned,
         )
     return specs
+
+
+def owned_topics(specs: dict[str, TopicSpec]) -> dict[str, TopicSpec]:
+    return {key: spec for key, spec in specs.items() if spec.owned}
+
+
+def written_topics(settings: Settings, specs: dict[str, TopicSpec]) -> set[str]:
+    """The topics a worker may write. A replay deployment writes only its own: what the live one
+    writes on the shared inputs (the enrolments of a definition's customer list, definitions
+    republished after a lifecycle command or a rejected record) is there already, under the same
+    event ids, and the replay reads it like any input. Writing it again would hand the live
+    deployment old definitions and enrolments as new records."""
+    return {spec.name for spec in specs.values() if spec.owned or not settings.replaying}
 
 
 STATE_TABLE = "customer-state"
@@ -58,7 +76,13 @@ def changelog_topics(settings: Settings, specs: dict[str, TopicSpec]) -> dict[st
     customers = specs["transactions"]
     name = f"{settings.app_id}-{STATE_TABLE}-changelog"
     spec = TopicSpec(
-        name, name, "changelog", customers.partitions, customers.replication_factor, {"cleanup.policy": "compact"}
+        name,
+        name,
+        "changelog",
+        customers.partitions,
+        customers.replication_factor,
+        {"cleanup.policy": "compact"},
+        owned=True,
     )
     return {name: spec}
 
@@ -67,8 +91,8 @@ def faust_topics(settings: Settings, specs: dict[str, TopicSpec]) -> dict[str, T
     """The topic Faust's group leader election uses (the Faust app is ``<app id>-definitions``,
     worker/app.py). Faust would create it with one replica; declared here, it gets the
     replication of the declared topics."""
-    name = f"{settings.app_id}-definitions-__assignor-__leader"
-    return {name: TopicSpec(name, name, "internal", 1, specs["definitions"].replication_factor, {})}
+    name = f"{settings.definitions_group}-__assignor-__leader"
+    return {name: TopicSpec(name, name, "internal", 1, specs["definitions"].replication_factor, {}, owned=True)}
 
 
 def worker_topics(settings: Settings, specs: dict[str, TopicSpec]) -> dict[str, TopicSpec]:

@@ -270,11 +270,12 @@ def test_the_topics_job_applies_the_topics_of_topics_yaml_that_the_workers_read(
     assert job_topics.keys() == declared.keys()
     for name, spec in job_topics.items():
         ours = declared[name]
-        assert (spec.name, spec.role, spec.partitions, spec.value_types) == (
+        assert (spec.name, spec.role, spec.partitions, spec.value_types, spec.owned) == (
             ours.name,
             ours.role,
             ours.partitions,
             ours.value_types,
+            ours.owned,
         )
         added = {k: v for k, v in spec.config.items() if k not in ours.config}
         assert {k: spec.config[k] for k in ours.config} == ours.config and set(added) <= {"min.insync.replicas"}

@@ -181,7 +181,7 @@ def wait_until_balanced(workers: list[WorkerProcess], partitions: int, timeout: 
 
 
 def topic(settings: Settings, logical: str) -> str:
-    return settings.topic_prefix + logical
+    return load_topics(settings)[logical].name
 
 
 async def _produce(settings: Settings, records: list[tuple[str, bytes | None, Any]]) -> list[tuple[str, int, int]]:

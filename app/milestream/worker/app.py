@@ -40,7 +40,7 @@ from ..runtime.processor import BatchProcessor
 from ..schemas.base import utc_iso
 from ..schemas.codec import dumps
 from ..settings import Settings
-from ..topics import apply_topics, load_topics, worker_topics
+from ..topics import apply_topics, load_topics, worker_topics, written_topics
 from .lifecycle import group_instance_id, shutdown_bounded_worker
 from .pages import add_pages
 from .records import record_from_aiokafka
@@ -88,7 +88,7 @@ def create_app(settings: Settings) -> faust.App:
     app = WorkerApp(
         # The Faust app's group reads only the definitions topic (publish_definition_outcomes);
         # the customer topics are read by the batch runtime in the group named MILESTREAM_APP_ID.
-        f"{settings.app_id}-definitions",
+        settings.definitions_group,
         broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")],
         store="memory://",
         datadir=settings.data_dir,
@@ -114,8 +114,10 @@ def create_app(settings: Settings) -> faust.App:
         return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
     # Every topic can be written: outputs, close-tick continuations, series reward-change commands,
-    # definitions republished after a lifecycle command, enrolments of customers listed on a definition.
-    outputs = {spec.name: raw_topic(spec.name) for spec in topics.values()}
+    # definitions republished after a lifecycle command, enrolments of customers listed on a definition;
+    # a replay deployment writes its own topics only (topics.written_topics).
+    writable = written_topics(settings, topics)
+    outputs = {spec.name: raw_topic(spec.name) for spec in topics.values() if spec.name in writable}
 
     def observe(processed: Processed, topic_name: str) -> None:
         metrics.EVENTS_CONSUMED.labels(topic_name, processed.outcome).inc()
@@ -154,6 +156,7 @@ def create_app(settings: Settings) -> faust.App:
             if processed is None:  # applied before this worker started: nothing left to publish
                 continue
             observe(processed, message.topic)
+            processed.records = [out for out in processed.records if out.topic in outputs]
             try:  # rare: wait, so the ack implies the output is durable
                 await deliver_now(outputs, processed, settings.delivery_timeout_s)
             except DeliveryFailed as exc:
