@@ -229,14 +229,14 @@ async def cluster(settings: Settings) -> AsyncIterator[Cluster]:
     from aiokafka import AIOKafkaConsumer
     from aiokafka.admin import AIOKafkaAdminClient
 
-    from .cli import _client_options, started
+    from .cli import command_client_options, started
     from .kafka_client import start_client
 
-    admin = AIOKafkaAdminClient(**_client_options(settings), client_id="milestream-replay")
+    admin = AIOKafkaAdminClient(**command_client_options(settings), client_id="milestream-replay")
     try:
         await asyncio.wait_for(start_client(admin, settings), settings.command_timeout_s)
         consumer = await started(
-            AIOKafkaConsumer(enable_auto_commit=False, isolation_level="read_committed", **_client_options(settings)),
+            AIOKafkaConsumer(enable_auto_commit=False, isolation_level="read_committed", **command_client_options(settings)),
             settings,
         )
         try:
@@ -367,7 +367,7 @@ async def switch(live: Settings, green: Settings, dry_run: bool) -> list[str]:
     from aiokafka import AIOKafkaConsumer
     from aiokafka.structs import OffsetAndMetadata
 
-    from .cli import _client_options, started
+    from .cli import command_client_options, started
 
     async with cluster(live) as kafka:
         groups = await kafka.groups()
@@ -413,7 +413,7 @@ async def switch(live: Settings, green: Settings, dry_run: bool) -> list[str]:
     ]
     if not dry_run:
         consumer = await started(
-            AIOKafkaConsumer(group_id=green.app_id, enable_auto_commit=False, **_client_options(live)), live
+            AIOKafkaConsumer(group_id=green.app_id, enable_auto_commit=False, **command_client_options(live)), live
         )
         try:
             consumer.assign(list(ends))
