@@ -78,6 +78,7 @@ bench: $(BENCH_STAMP) kafka-fetch
 	$(PY) -m bench.close
 	$(PY) -m bench.restore
 	$(PY) -m bench.api
+	$(PY) -m bench.backfill
 
 ## screenshots: PNGs of each console page in docs/console/, against a worker with demo data
 ## (on the broker at KAFKA_BOOTSTRAP_SERVERS when set, else the local one, started if need be).

@@ -207,12 +207,24 @@ def rates(
 
 
 class Bench:
-    def __init__(self, args: argparse.Namespace, connection: Settings, run_dir: Path, broker_pid: int | None) -> None:
+    # Kafka timestamps of the pre-loaded records: their event times (else the producer's clock).
+    stamp_event_times = False
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        connection: Settings,
+        run_dir: Path,
+        broker_pid: int | None,
+        start: datetime | None = None,
+        **overrides: Any,
+    ) -> None:
         self.args = args
         self.broker_pid = broker_pid
         self.run_dir = run_dir
         self.tag = uuid.uuid4().hex[:8]
         self.now = datetime.now(timezone.utc)
+        self.start = start or workload.month_start(self.now)  # the milestone's first cycle and the first event
         self.settings = Settings(
             **security_values(connection),
             kafka_bootstrap_servers=connection.kafka_bootstrap_servers,
@@ -221,6 +233,7 @@ class Bench:
             data_dir=str(run_dir / "milestream-data"),
             web_port=free_port(),
             commit_interval_s=args.commit_interval,
+            **overrides,
         )
         self.topics = load_topics(self.settings)
         self.transactions = self.topics["transactions"].name
@@ -248,21 +261,22 @@ class Bench:
         try:
             await producer.send_and_wait(
                 self.topics["definitions"].name,
-                orjson.dumps(workload.definition(self.now)),
+                orjson.dumps(workload.definition(self.now, self.start)),
                 key=workload.MILESTONE_ID.encode(),
             )
         finally:
             await producer.stop()
         started = time.perf_counter()
-        load = workload.transactions(self.args.events, self.args.customers, self.now)
+        load = workload.transactions(self.args.events, self.args.customers, self.now, start=self.start)
         log(
             f"generated {len(load):,} transactions of {load.customers:,} customers in "
             f"{time.perf_counter() - started:.1f} s; the milestone should yield {load.expected_outputs:,} outputs"
         )
         return load
 
-    async def produce_fast(self, records: list[tuple[bytes, bytes]]) -> float:
-        """Produce records to the transactions topic as fast as one producer can; returns the seconds taken."""
+    async def produce_fast(self, records: list[tuple[bytes, bytes]], times_ms: list[int] | None = None) -> float:
+        """Produce records to the transactions topic as fast as one producer can, with the Kafka timestamps
+        ``times_ms`` if given; returns the seconds taken."""
         producer = AIOKafkaProducer(
             **client_options(self.settings),
             acks=1,
@@ -274,8 +288,9 @@ class Bench:
         try:
             started = time.perf_counter()
             pending = []
-            for key, value in records:
-                pending.append(await producer.send(self.transactions, value, key=key))
+            for i, (key, value) in enumerate(records):
+                stamp = times_ms[i] if times_ms else None
+                pending.append(await producer.send(self.transactions, value, key=key, timestamp_ms=stamp))
                 if len(pending) >= 20_000:
                     await asyncio.gather(*pending)
                     pending.clear()
@@ -285,7 +300,7 @@ class Bench:
             await producer.stop()
 
     async def produce(self, load: workload.Workload) -> None:
-        seconds = await self.produce_fast(load.records)
+        seconds = await self.produce_fast(load.records, load.times_ms if self.stamp_event_times else None)
         self.end = await self.offsets.end_offsets(self.transactions)
         on_topic = sum(self.end.values())
         if on_topic != len(load):
@@ -469,15 +484,15 @@ class Bench:
         if result["outputs"] != load.expected_outputs:
             log("WARNING: the Quix app's outputs differ from what the workload should yield")
 
-    async def worker_outcomes(self) -> dict[str, int] | None:
-        """Transactions the worker has processed, by outcome, from its /metrics page."""
+    async def worker_outcomes(self, topic: str | None = None) -> dict[str, int] | None:
+        """Records of ``topic`` (default: transactions) the worker has processed, by outcome, from its /metrics page."""
         assert self.worker is not None
         text = await http_text(self.worker, "/metrics")
         if text is None:
             return None
         pattern = re.compile(
             r'^milestream_events_consumed_total\{outcome="([^"]+)",topic="'
-            + re.escape(self.transactions)
+            + re.escape(topic or self.transactions)
             + r'"\} ([0-9.e+]+)$',
             re.M,
         )

@@ -6,13 +6,14 @@ with sub-targets at 25 %, 50 % and 75 %. Transactions have event times spread
 over the current month (so they all fall in the active cycle) and amounts of
 20.00-480.00, so a customer with the average 20 bills spends about the target:
 some reach no threshold, most reach a few, which gives a realistic share of
-events that produce milestone events.
+events that produce milestone events. The backfill bench moves the milestone's
+start and the event times months back (``start``).
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import orjson
@@ -29,11 +30,12 @@ def month_start(now: datetime) -> datetime:
     return now.astimezone(timezone.utc).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
-def definition(now: datetime) -> dict:
-    start = month_start(now)
+def definition(now: datetime, start: datetime | None = None, milestone_id: str = MILESTONE_ID) -> dict:
+    """The milestone, its first cycle the month of ``start`` (default: this month)."""
+    start = month_start(start or now)
     return {
         "type": "milestone_definition",
-        "milestone_id": MILESTONE_ID,
+        "milestone_id": milestone_id,
         "name": "Benchmark monthly spend",
         "description": "Gross spend of 5,000 in a calendar month, sub-targets at 25/50/75 %",
         "starts_at": start.isoformat(),
@@ -82,28 +84,34 @@ class Workload:
     records: list[tuple[bytes, bytes]]  # (key, value), in production order
     customers: int
     expected_outputs: int  # milestone events the definition yields for these records
+    times_ms: list[int] = field(default_factory=list)  # each record's event time (epoch ms), when known
 
     def __len__(self) -> int:
         return len(self.records)
 
 
-def transactions(count: int, customers: int, now: datetime, seed: int = 7, tag: str = "b") -> Workload:
-    """``count`` transactions of ``customers`` customers (chosen uniformly), this month so far."""
+def transactions(
+    count: int, customers: int, now: datetime, seed: int = 7, tag: str = "b", start: datetime | None = None
+) -> Workload:
+    """``count`` transactions of ``customers`` customers (chosen uniformly), from ``start`` (default: the
+    start of this month) to ``now``."""
     rng = random.Random(seed)
-    start = month_start(now)
+    start = start or month_start(now)
     span = max((now - start).total_seconds() - 1, 1.0)
     names = [f"cust-{c:07d}" for c in range(customers)]
     keys = [name.encode() for name in names]
-    spent = [0] * customers
-    records = []
+    spent: dict[tuple[int, int, int], int] = {}  # by customer and calendar month: the cycle's spend
+    records, times_ms = [], []
     for i in range(count):
         c = rng.randrange(customers)
         cents = rng.randint(*AMOUNT_CENTS)
-        spent[c] += cents
         when = start + timedelta(seconds=rng.random() * span)
+        month = (c, when.year, when.month)
+        spent[month] = spent.get(month, 0) + cents
         records.append((keys[c], transaction(f"{tag}-{i}", names[c], when, cents, f"store-{i % 50:02d}")))
-    expected = sum(1 for total in spent for threshold in THRESHOLDS_CENTS if total >= threshold)
-    return Workload(records, customers, expected)
+        times_ms.append(int(when.timestamp() * 1000))
+    expected = sum(1 for total in spent.values() for threshold in THRESHOLDS_CENTS if total >= threshold)
+    return Workload(records, customers, expected, times_ms)
 
 
 def latency_transactions(count: int, now: datetime, seed: int = 11, tag: str = "lat") -> Workload:
