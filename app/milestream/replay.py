@@ -236,7 +236,9 @@ async def cluster(settings: Settings) -> AsyncIterator[Cluster]:
     try:
         await asyncio.wait_for(start_client(admin, settings), settings.command_timeout_s)
         consumer = await started(
-            AIOKafkaConsumer(enable_auto_commit=False, isolation_level="read_committed", **command_client_options(settings)),
+            AIOKafkaConsumer(
+                enable_auto_commit=False, isolation_level="read_committed", **command_client_options(settings)
+            ),
             settings,
         )
         try:

@@ -16,7 +16,19 @@ import pytest
 from milestream import simulate
 from milestream.pipeline.backfill import HEADER_MILESTONE, MilestoneNotLoaded, source_headers
 from milestream.pipeline.driver import TopologyTestDriver
-from tests.engine.builders import TOPIC_OF, at, bill_return, calendar, close, definition, line, load, target, txn
+from tests.engine.builders import (
+    TOPIC_OF,
+    at,
+    bill_return,
+    calendar,
+    close,
+    definition,
+    enrolment,
+    line,
+    load,
+    target,
+    txn,
+)
 
 MILESTONE = "m-back"
 COPIED = "2024-03-15T00:00:00+05:30"  # when the tests' backfill runs
@@ -235,3 +247,29 @@ def test_a_malformed_copy_is_dead_lettered_with_the_reason(driver, headers, deta
     assert processed.outcome == "schema_violation"
     assert detail in driver.read("dead-letters")[-1]["detail"]
     assert HEADER_MILESTONE == "milestream.backfill"
+
+
+def test_live_records_during_a_run_count_after_the_older_copies_as_in_time_order(driver, upstream):
+    for event in JAN:
+        upstream.send(event)
+    load(driver, backdated())
+    upstream.copy(end=False, only=set())  # the run starts; nothing copied yet
+    late_january = txn("c1", "2024-01-25T10:00:00+05:30", "200")
+    upstream.send(late_january)  # live during the run: kept for the milestone
+    assert [e["kind"] for e in milestone_events(driver)] == []
+    upstream.copy(run="run-1", end=True, only={0, 1, 2})
+    close(driver, LATER)
+    expected = simulated([backdated()], [*JAN, late_january], LATER)
+    assert comparable(milestone_events(driver)) == comparable(expected)
+    (award,) = [e for e in milestone_events(driver) if e["kind"] == "achievement"]
+    assert award["achieved_value"] == "3500"  # reached by the 20 January bill, not the later live one
+
+
+def test_an_enrolment_during_a_run_waits_for_the_run(driver, upstream):
+    load(driver, backdated(enrolment={"method": "none"}))
+    upstream.copy(end=False, only=set())
+    upstream.send(enrolment("c9", MILESTONE, "2024-01-03T10:00:00+05:30"))
+    upstream.send(txn("c9", "2024-01-04T10:00:00+05:30", "3100"))
+    assert milestone_events(driver) == []
+    upstream.end()
+    assert [e["kind"] for e in milestone_events(driver)] == ["achievement"]

@@ -112,6 +112,7 @@ class Registry:
     # Changes whenever a milestone id is added: what pipeline/backfill.py checks records against.
     milestones_version: str = field(default_factory=lambda: f"{_PROCESS}.{next(_VERSIONS)}")
     backfill_of: str | None = None  # set on the one-milestone view ``only`` returns
+    revision: int = 0  # counts changes of definitions or settings: views built from an older one are stale
 
     def settings_for(self, org_id: str) -> OrganisationSettings:
         return self.org_settings.get(org_id) or OrganisationSettings(org_id=org_id)
@@ -133,6 +134,16 @@ class Registry:
         view._reindex()
         return view
 
+    def without(self, milestone_ids: frozenset[str]) -> Registry:
+        """A registry of every milestone but these: an engine over it leaves them alone (live input
+        while they are being backfilled, pipeline/backfill.py)."""
+        view = Registry(
+            org_settings=self.org_settings,
+            milestones={mid: c for mid, c in self.milestones.items() if mid not in milestone_ids},
+        )
+        view._reindex()
+        return view
+
     def put_settings(self, settings: OrganisationSettings) -> None:
         self.org_settings[settings.org_id] = settings
         for mid, compiled in list(self.milestones.items()):
@@ -141,6 +152,7 @@ class Registry:
         self._reindex()
 
     def _reindex(self) -> None:
+        self.revision += 1
         index: dict[str, list[Compiled]] = {}
         for compiled in sorted(self.milestones.values(), key=lambda c: c.definition.milestone_id):
             for activity in compiled.activities:

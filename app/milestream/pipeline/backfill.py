@@ -19,10 +19,15 @@ with the record's own time, and keeps the hand-over with live processing exact:
   registered (below the mark), and no earlier copy of it was applied (the
   customer's own backfill marks, ``"bf"``). A record live processing has not read
   yet is left to it: the milestone is registered now, so it will count it.
-* **Closes wait.** Between a run's start and end markers on a partition, the
-  milestone's closes on that partition are held (``held``), so a past cycle closes
-  once, with every record of it. Closes sent after a run flag themselves as
-  backfilled (``close_as_of``); so do the outputs of the copies (``flag``).
+* **Live input waits for the milestone.** Between a run's start and end markers on a
+  partition, live processing applies its records to every milestone but the one being
+  backfilled, and keeps them for it (``defer``); the end marker applies them after every
+  copy (``_apply_deferred``). So the running cycle's awards are decided in time order, as
+  if the milestone had existed: a live record does not reach a threshold before the older
+  records (or returns) of its cycle are counted.
+* **Closes wait** on that partition too (``held``), so a past cycle closes once, with
+  every record of it. Closes sent after a run flag themselves as backfilled
+  (``flag_closes``); so do the outputs of the copies and of the kept live records (``flag``).
 
 Everything lives in the partition's own store, so it moves with the partition and
 is restored from the changelog like the customers' state. docs/backfill.md has the
@@ -79,6 +84,18 @@ def run_key(partition: int, milestone_id: str) -> Any:
     return Namespace.BACKFILL.key(f"{partition}|{milestone_id}")
 
 
+def running_key(partition: int) -> Any:
+    return Namespace.BACKFILL.key(f"{partition}|running")
+
+
+def deferred_prefix(partition: int, milestone_id: str) -> str:
+    return f"{partition}|{milestone_id}|d|"
+
+
+def deferred_key(partition: int, milestone_id: str, customer: Customer) -> Any:
+    return Namespace.BACKFILL.key(deferred_prefix(partition, milestone_id) + customer.qualified)
+
+
 @dataclass(frozen=True, slots=True)
 class Copy:
     milestone_id: str
@@ -101,6 +118,7 @@ class BackfillStage:
         # Per (partition, position): the registry version its marks were last checked against.
         self._checked: dict[tuple[int, str], str] = {}
         self._engines: dict[str, tuple[Compiled, Engine]] = {}
+        self._live_engines: dict[tuple[frozenset[str], int], Engine] = {}
 
     # ------------------------------------------------------------ live records
     def note_live(self, store: StateStore, record: Record) -> tuple[int, str] | None:
@@ -126,6 +144,41 @@ class BackfillStage:
         if changed:
             store.put(key, doc)
         return checked
+
+    def running(self, store: StateStore, partition: int) -> frozenset[str]:
+        """The milestones with a backfill run under way on a partition."""
+        doc = store.get(running_key(partition))
+        return frozenset(doc["r"]) if doc else frozenset()
+
+    def live_engine(self, running: frozenset[str]) -> Engine:
+        """An engine over every milestone but those being backfilled (rebuilt when a definition changes)."""
+        key = (running, self.registry.revision)
+        engine = self._live_engines.get(key)
+        if engine is None:
+            self._live_engines.clear()  # one set of runs at a time, in practice
+            engine = self._live_engines[key] = Engine(self.registry.without(running))
+        return engine
+
+    def defer(
+        self, store: StateStore, record: Record, customer: Customer, running: frozenset[str], names: str | None
+    ) -> None:
+        """Keep a live record for each milestone of the customer's organisation being backfilled on its
+        partition (``names``: the one milestone an enrolment is for): applied to it when the run ends."""
+        entry = [
+            record.topic,
+            record.partition,
+            record.offset,
+            utc_iso(record.timestamp),
+            (record.value or b"").decode(),
+        ]
+        for milestone_id in sorted(running):
+            compiled = self.registry.milestones.get(milestone_id)
+            if compiled is None or compiled.definition.org_id != customer.org_id or names not in (None, milestone_id):
+                continue
+            key = deferred_key(record.partition, milestone_id, customer)
+            kept = store.get(key) or {"c": customer.to_json(), "r": []}
+            kept["r"].append(entry)
+            store.put(key, kept)
 
     def confirm(self, checked: tuple[int, str] | None) -> None:
         """The record ``note_live`` checked was processed: its marks are in the batch (a record
@@ -229,11 +282,49 @@ class BackfillStage:
             return self.topology.dead_letter(record, "schema_violation", "the marker's headers and value disagree")
         key = run_key(record.partition, milestone_id)
         run = store.get(key) or {}
+        processed = Processed(BACKFILL_MARKED)
         if marker.marker == "start" and run.get("run") != run_id:
             store.put(key, {"run": run_id, "state": RUNNING, "started_at": utc_iso(record.timestamp)})
+            self._set_running(store, record.partition, self.running(store, record.partition) | {milestone_id})
         elif marker.marker == "end" and run.get("run") == run_id and run.get("state") == RUNNING:
+            self._apply_deferred(store, record.partition, milestone_id, processed)
             store.put(key, {**run, "state": DONE, "done_at": utc_iso(record.timestamp)})
-        return Processed(BACKFILL_MARKED)
+            self._set_running(store, record.partition, self.running(store, record.partition) - {milestone_id})
+        return processed
+
+    @staticmethod
+    def _set_running(store: StateStore, partition: int, running: frozenset[str]) -> None:
+        if running:
+            store.put(running_key(partition), {"r": sorted(running)})
+        else:
+            store.delete(running_key(partition))
+
+    def _apply_deferred(self, store: StateStore, partition: int, milestone_id: str, processed: Processed) -> None:
+        """Apply the live records kept during the run to the milestone, customer by customer, in the order
+        live processing read them."""
+        from .topology import Record
+
+        engine = self._engine(milestone_id)
+        for deferred_id in list(store.scan(Namespace.BACKFILL, deferred_prefix(partition, milestone_id))):
+            key = Namespace.BACKFILL.key(deferred_id)
+            kept = store.get(key)
+            store.delete(key)
+            customer = Customer.from_json(kept["c"]) if kept else None
+            state = store.get(customer.state_key) if customer else None
+            if kept is None or customer is None or state is None:
+                continue
+            for topic, source_partition, offset, moment, raw in kept["r"]:
+                when = datetime.fromisoformat(moment)
+                source = Record(topic, source_partition, offset, customer.customer_id.encode(), raw.encode(), when)
+                try:
+                    event = self.topology.decoder(topic).decode(source.value)
+                    result = engine.apply(state, event, when, source.source)  # type: ignore[arg-type]
+                except Rejected as exc:
+                    letter = self.topology.dead_letter(source, exc.reason, f"backfill of {milestone_id}: {exc.detail}")
+                    processed.records += letter.records
+                    continue
+                flag(result.outputs, when)
+                self.topology.commit_result(store, source, customer, state, result, processed)
 
     # ----------------------------------------------------------------- closes
     def held(self, store: StateStore, partition: int, milestone_id: str) -> bool:

@@ -335,8 +335,16 @@ class Topology:
             self._rewrite(store, CloseIndex(store, record.partition), customer)
             return processed
         checked = self.backfill.note_live(store, record)
+        engine = self.engine
+        running = self.backfill.running(store, record.partition)
+        if running:  # milestones being backfilled here get this record when their run ends (pipeline/backfill.py)
+            self.backfill.defer(store, record, customer, running, milestone_id)
+            engine = self.backfill.live_engine(running)
         try:
-            result = self.engine.apply(state, event, record.timestamp, record.source)  # type: ignore[arg-type]
+            if milestone_id is not None and milestone_id in running:
+                result = Result()  # an enrolment into a milestone being backfilled: kept for it, as above
+            else:
+                result = engine.apply(state, event, record.timestamp, record.source)  # type: ignore[arg-type]
         except Rejected as exc:  # an enrolment the milestone cannot take (the state is untouched)
             self.backfill.confirm(checked)
             return self.dead_letter(record, exc.reason, exc.detail)
