@@ -36,12 +36,9 @@ COPIED = "2024-03-15T00:00:00+05:30"  # when the tests' backfill runs
 
 def backdated(**fields):
     """Monthly 3,000 spend from January, with return prorating: created in March in these tests."""
+    fields = {"settings": {"line_item_return": "prorate"}, **fields}
     return definition(
-        milestone_id=MILESTONE,
-        cycles=calendar("monthly", "2024-01-01", 6),
-        targets=[target(value="3000")],
-        settings={"line_item_return": "prorate"},
-        **fields,
+        milestone_id=MILESTONE, cycles=calendar("monthly", "2024-01-01", 6), targets=[target(value="3000")], **fields
     )
 
 
@@ -273,3 +270,42 @@ def test_an_enrolment_during_a_run_waits_for_the_run(driver, upstream):
     assert milestone_events(driver) == []
     upstream.end()
     assert [e["kind"] for e in milestone_events(driver)] == ["achievement"]
+
+
+def test_end_of_cycle_award_mode_sends_past_awards_with_the_past_closes(driver, upstream):
+    end_of_cycle = backdated(settings={"line_item_return": "prorate", "award_when_target_achieved": False})
+    for event in JAN + FEB:
+        upstream.send(event)
+    load(driver, end_of_cycle)
+    upstream.copy(end=False)
+    assert milestone_events(driver) == []  # nothing until the cycles close, and they wait for the run
+    upstream.end()
+    close(driver, LATER)
+    expected = simulated([end_of_cycle], JAN + FEB, LATER)
+    assert comparable(milestone_events(driver)) == comparable(expected)
+    past = [e for e in milestone_events(driver) if e["cycle"]["index"] <= 2]
+    # The award is the close itself in this mode: c1's January (3,500) and c2's February (3,100).
+    assert {(e["customer_id"], e["cycle"]["index"]) for e in past if e["achieved"]} == {("c1", 1), ("c2", 2)}
+    assert all(e["backfilled"] and e["backfill_as_of"] for e in past)
+
+
+def test_a_milestone_created_to_be_backfilled_keeps_its_live_records_until_its_first_run_ends(driver, upstream):
+    for event in JAN:
+        upstream.send(event)
+    load(driver, backdated(backfill=True))
+    late_january = txn("c1", "2024-01-25T10:00:00+05:30", "200")
+    upstream.send(late_january)  # after the creation, before any run: kept
+    close(driver, LATER)  # and no close either
+    assert milestone_events(driver) == []
+    upstream.copy()
+    close(driver, LATER)
+    assert comparable(milestone_events(driver)) == comparable(simulated([backdated()], [*JAN, late_january], LATER))
+    upstream.send(txn("c2", "2024-05-10T10:00:00+05:30", "3000"))  # the run has ended: live again
+    assert [e["kind"] for e in milestone_events(driver)][-1] == "achievement"
+
+
+def test_the_simulator_applies_a_milestone_created_to_be_backfilled_at_once():
+    assert comparable(simulated([backdated(backfill=True)], JAN, LATER)) == comparable(
+        simulated([backdated()], JAN, LATER)
+    )
+    assert simulated([backdated(backfill=True)], JAN, LATER)

@@ -107,6 +107,8 @@ class Registry:
     open_to_all: list[Compiled] = field(default_factory=list)
     # Active milestones that enrol customers by their performance in another milestone.
     by_performance: list[Compiled] = field(default_factory=list)
+    # Milestones created to be backfilled: their live records wait for their first run (pipeline/backfill.py).
+    awaiting_backfill: frozenset[str] = frozenset()
     # (activity, org id) -> what ``listening`` answers (a cache, emptied whenever a definition changes).
     _listening: dict[tuple[str, str], tuple[Compiled, ...]] = field(default_factory=dict)
     # Changes whenever a milestone id is added: what pipeline/backfill.py checks records against.
@@ -171,6 +173,7 @@ class Registry:
             for c in sorted(self.milestones.values(), key=lambda c: c.definition.milestone_id)
             if c.definition.active and c.definition.enrolment.method == "performance"
         ]
+        self.awaiting_backfill = frozenset(mid for mid, c in self.milestones.items() if c.definition.backfill)
 
     def in_org(self, milestone_id: str, org_id: str) -> bool:
         """Whether a milestone may be named by an organisation's input: it is that organisation's,

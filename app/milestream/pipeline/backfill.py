@@ -20,9 +20,10 @@ with the record's own time, and keeps the hand-over with live processing exact:
   customer's own backfill marks, ``"bf"``). A record live processing has not read
   yet is left to it: the milestone is registered now, so it will count it.
 * **Live input waits for the milestone.** Between a run's start and end markers on a
-  partition, live processing applies its records to every milestone but the one being
-  backfilled, and keeps them for it (``defer``); the end marker applies them after every
-  copy (``_apply_deferred``). So the running cycle's awards are decided in time order, as
+  partition (and, for a milestone created with ``backfill: true``, from its creation to
+  its first run's end), live processing applies its records to every milestone but the
+  one being backfilled, and keeps them for it (``defer``); the end marker applies them
+  after every copy (``_apply_deferred``). So the running cycle's awards are decided in time order, as
   if the milestone had existed: a live record does not reach a threshold before the older
   records (or returns) of its cycle are counted.
 * **Closes wait** on that partition too (``held``), so a past cycle closes once, with
@@ -110,8 +111,9 @@ class Copy:
 
 
 class BackfillStage:
-    def __init__(self, topology: Topology) -> None:
+    def __init__(self, topology: Topology, *, awaits: bool = True) -> None:
         self.topology = topology
+        self.awaits = awaits  # whether milestones created with ``backfill: true`` wait for their first run
         self.registry = topology.registry
         self.topic = topology.topics["backfill"].name
         self._markers: Decoder = decoder_for(("backfill_marker",), topology.settings.max_payload_bytes)
@@ -146,9 +148,19 @@ class BackfillStage:
         return checked
 
     def running(self, store: StateStore, partition: int) -> frozenset[str]:
-        """The milestones with a backfill run under way on a partition."""
+        """The milestones with a backfill run under way on a partition, and those created to be
+        backfilled whose first run has not ended there yet: their live records wait for it."""
         doc = store.get(running_key(partition))
-        return frozenset(doc["r"]) if doc else frozenset()
+        running = frozenset(doc["r"]) if doc else frozenset()
+        awaiting = self.registry.awaiting_backfill - running if self.awaits else frozenset()
+        if awaiting:
+            running |= {mid for mid in awaiting if not self._ended(store, partition, mid)}
+        return running
+
+    @staticmethod
+    def _ended(store: StateStore, partition: int, milestone_id: str) -> bool:
+        run = store.get(run_key(partition, milestone_id))
+        return run is not None and "done_at" in run
 
     def live_engine(self, running: frozenset[str]) -> Engine:
         """An engine over every milestone but those being backfilled (rebuilt when a definition changes)."""
@@ -328,8 +340,11 @@ class BackfillStage:
 
     # ----------------------------------------------------------------- closes
     def held(self, store: StateStore, partition: int, milestone_id: str) -> bool:
-        """Whether a milestone's closes on a partition wait for a backfill run."""
+        """Whether a milestone's closes on a partition wait for a backfill run (or, created to be
+        backfilled, for its first)."""
         run = store.get(run_key(partition, milestone_id))
+        if self.awaits and milestone_id in self.registry.awaiting_backfill and (run is None or "done_at" not in run):
+            return True
         return run is not None and run.get("state") == RUNNING
 
     def flag_closes(self, store: StateStore, partition: int, milestone_id: str, outputs: list[dict]) -> None:
