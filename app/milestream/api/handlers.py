@@ -538,14 +538,17 @@ class Api:
 
         from ..kafka_client import client_options
 
-        compiled = self._milestone(request.match_info["milestone_id"])
-        mid = compiled.definition.milestone_id
-        consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options(self.settings))
-        await consumer.start()
-        try:
-            status = await self.backfills.status(mid, consumer)
-        finally:
-            await consumer.stop()
+        mid = check_id(request.match_info["milestone_id"], "milestone_id")
+        if not self.backfills.running(mid):  # a run this worker just started may precede its definition here
+            self._milestone(mid)
+        status = self.backfills.current(mid)
+        if status is None:
+            consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options(self.settings))
+            await consumer.start()
+            try:
+                status = await self.backfills.status(mid, consumer)
+            finally:
+                await consumer.stop()
         progress = BackfillProgress(
             milestone_id=mid,
             status=status,

@@ -79,10 +79,12 @@ class Backfills:
     def _report(self, status: BackfillStatus) -> None:
         self.latest[status.milestone_id] = status.model_copy(deep=True)
 
+    def current(self, milestone_id: str) -> BackfillStatus | None:
+        """The latest status of a run this worker is running (None: it runs none)."""
+        return self.latest.get(milestone_id) if self.running(milestone_id) else None
+
     async def status(self, milestone_id: str, consumer: AIOKafkaConsumer) -> BackfillStatus | None:
-        """The last status on the backfills topic (a run this worker is running: its latest in memory)."""
-        if self.running(milestone_id) and milestone_id in self.latest:
-            return self.latest[milestone_id]
+        """The last status on the backfills topic."""
         topic = self.topology.topics["backfills"].name
         return await read_status(consumer, topic, milestone_id, self.settings.command_timeout_s)
 

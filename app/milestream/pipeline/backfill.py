@@ -47,7 +47,7 @@ from ..schemas.base import utc_iso
 from ..schemas.codec import Decoder, Rejected, decoder_for
 from ..schemas.commands import BackfillMarker
 from ..state.base import StateStore
-from ..state.keys import Customer, Namespace
+from ..state.keys import Customer, Namespace, encoded
 
 if TYPE_CHECKING:
     from .topology import Processed, Record, Topology
@@ -121,6 +121,25 @@ class BackfillStage:
         self._checked: dict[tuple[int, str], str] = {}
         self._engines: dict[str, tuple[Compiled, Engine]] = {}
         self._live_engines: dict[tuple[frozenset[str], int], Engine] = {}
+        # The partition documents read on every record (marks, runs), by key, with the store they were
+        # read from: a batch's overlay is a new store, so the cache lasts one batch.
+        self._docs: dict[bytes, tuple[StateStore, dict | None]] = {}
+
+    def _get(self, store: StateStore, key: Any) -> dict | None:
+        raw = encoded(key)
+        cached = self._docs.get(raw)
+        if cached is not None and cached[0] is store:
+            return cached[1]
+        doc = store.get(key)
+        self._docs[raw] = (store, doc)
+        return doc
+
+    def _put(self, store: StateStore, key: Any, doc: dict | None) -> None:
+        if doc is None:
+            store.delete(key)
+        else:
+            store.put(key, doc)
+        self._docs[encoded(key)] = (store, doc)
 
     # ------------------------------------------------------------ live records
     def note_live(self, store: StateStore, record: Record) -> tuple[int, str] | None:
@@ -133,7 +152,7 @@ class BackfillStage:
         if self._checked.get(checked) == version:
             return None
         key = marks_key(record.partition)
-        doc = store.get(key)
+        doc = self._get(store, key)
         changed = doc is None
         if doc is None:
             # The partition's first record since it kept marks: what is registered now was live from the start.
@@ -144,22 +163,25 @@ class BackfillStage:
                 marks[position] = record.offset
                 changed = True
         if changed:
-            store.put(key, doc)
+            self._put(store, key, doc)
         return checked
 
     def running(self, store: StateStore, partition: int) -> frozenset[str]:
         """The milestones with a backfill run under way on a partition, and those created to be
         backfilled whose first run has not ended there yet: their live records wait for it."""
-        doc = store.get(running_key(partition))
-        running = frozenset(doc["r"]) if doc else frozenset()
+        running = self._explicit(store, partition)
         awaiting = self.registry.awaiting_backfill - running if self.awaits else frozenset()
         if awaiting:
             running |= {mid for mid in awaiting if not self._ended(store, partition, mid)}
         return running
 
-    @staticmethod
-    def _ended(store: StateStore, partition: int, milestone_id: str) -> bool:
-        run = store.get(run_key(partition, milestone_id))
+    def _explicit(self, store: StateStore, partition: int) -> frozenset[str]:
+        """The milestones between a run's start and end markers on a partition."""
+        doc = self._get(store, running_key(partition))
+        return frozenset(doc["r"]) if doc else frozenset()
+
+    def _ended(self, store: StateStore, partition: int, milestone_id: str) -> bool:
+        run = self._get(store, run_key(partition, milestone_id))
         return run is not None and "done_at" in run
 
     def live_engine(self, running: frozenset[str]) -> Engine:
@@ -262,7 +284,7 @@ class BackfillStage:
     def _applies(self, store: StateStore, state: dict[str, Any], copy: Copy) -> bool:
         if copy.offset > state.get("o", {}).get(copy.position, -1):
             return False  # live processing has not read it yet: it will, with the milestone
-        doc = store.get(marks_key(copy.partition))
+        doc = self._get(store, marks_key(copy.partition))
         if doc is None:
             return False  # processed only before the partition kept marks: the milestone's history is unknown
         marks = doc["m"].get(copy.milestone_id, {})
@@ -293,23 +315,19 @@ class BackfillStage:
         if (marker.milestone_id, marker.run_id) != (milestone_id, run_id):
             return self.topology.dead_letter(record, "schema_violation", "the marker's headers and value disagree")
         key = run_key(record.partition, milestone_id)
-        run = store.get(key) or {}
+        run = self._get(store, key) or {}
         processed = Processed(BACKFILL_MARKED)
         if marker.marker == "start" and run.get("run") != run_id:
-            store.put(key, {"run": run_id, "state": RUNNING, "started_at": utc_iso(record.timestamp)})
-            self._set_running(store, record.partition, self.running(store, record.partition) | {milestone_id})
+            self._put(store, key, {"run": run_id, "state": RUNNING, "started_at": utc_iso(record.timestamp)})
+            self._set_running(store, record.partition, self._explicit(store, record.partition) | {milestone_id})
         elif marker.marker == "end" and run.get("run") == run_id and run.get("state") == RUNNING:
             self._apply_deferred(store, record.partition, milestone_id, processed)
-            store.put(key, {**run, "state": DONE, "done_at": utc_iso(record.timestamp)})
-            self._set_running(store, record.partition, self.running(store, record.partition) - {milestone_id})
+            self._put(store, key, {**run, "state": DONE, "done_at": utc_iso(record.timestamp)})
+            self._set_running(store, record.partition, self._explicit(store, record.partition) - {milestone_id})
         return processed
 
-    @staticmethod
-    def _set_running(store: StateStore, partition: int, running: frozenset[str]) -> None:
-        if running:
-            store.put(running_key(partition), {"r": sorted(running)})
-        else:
-            store.delete(running_key(partition))
+    def _set_running(self, store: StateStore, partition: int, running: frozenset[str]) -> None:
+        self._put(store, running_key(partition), {"r": sorted(running)} if running else None)
 
     def _apply_deferred(self, store: StateStore, partition: int, milestone_id: str, processed: Processed) -> None:
         """Apply the live records kept during the run to the milestone, customer by customer, in the order
