@@ -99,7 +99,8 @@ class Simulation:
     def __init__(self, settings: Settings | None = None, store: StateStore | None = None) -> None:
         self.settings = settings or Settings()
         self.topics = load_topics(self.settings)
-        self.topology = Topology(self.settings, self.topics)
+        # A milestone created to be backfilled is simulated as having existed all along.
+        self.topology = Topology(self.settings, self.topics, awaits_backfills=False)
         self.store = store or MemoryStore()
         self.topic_for_type = {
             value_type: spec.name

@@ -16,7 +16,19 @@ import pytest
 from milestream import simulate
 from milestream.pipeline.backfill import HEADER_MILESTONE, MilestoneNotLoaded, source_headers
 from milestream.pipeline.driver import TopologyTestDriver
-from tests.engine.builders import TOPIC_OF, at, bill_return, calendar, close, definition, line, load, target, txn
+from tests.engine.builders import (
+    TOPIC_OF,
+    at,
+    bill_return,
+    calendar,
+    close,
+    definition,
+    enrolment,
+    line,
+    load,
+    target,
+    txn,
+)
 
 MILESTONE = "m-back"
 COPIED = "2024-03-15T00:00:00+05:30"  # when the tests' backfill runs
@@ -24,12 +36,9 @@ COPIED = "2024-03-15T00:00:00+05:30"  # when the tests' backfill runs
 
 def backdated(**fields):
     """Monthly 3,000 spend from January, with return prorating: created in March in these tests."""
+    fields = {"settings": {"line_item_return": "prorate"}, **fields}
     return definition(
-        milestone_id=MILESTONE,
-        cycles=calendar("monthly", "2024-01-01", 6),
-        targets=[target(value="3000")],
-        settings={"line_item_return": "prorate"},
-        **fields,
+        milestone_id=MILESTONE, cycles=calendar("monthly", "2024-01-01", 6), targets=[target(value="3000")], **fields
     )
 
 
@@ -235,3 +244,68 @@ def test_a_malformed_copy_is_dead_lettered_with_the_reason(driver, headers, deta
     assert processed.outcome == "schema_violation"
     assert detail in driver.read("dead-letters")[-1]["detail"]
     assert HEADER_MILESTONE == "milestream.backfill"
+
+
+def test_live_records_during_a_run_count_after_the_older_copies_as_in_time_order(driver, upstream):
+    for event in JAN:
+        upstream.send(event)
+    load(driver, backdated())
+    upstream.copy(end=False, only=set())  # the run starts; nothing copied yet
+    late_january = txn("c1", "2024-01-25T10:00:00+05:30", "200")
+    upstream.send(late_january)  # live during the run: kept for the milestone
+    assert [e["kind"] for e in milestone_events(driver)] == []
+    upstream.copy(run="run-1", end=True, only={0, 1, 2})
+    close(driver, LATER)
+    expected = simulated([backdated()], [*JAN, late_january], LATER)
+    assert comparable(milestone_events(driver)) == comparable(expected)
+    (award,) = [e for e in milestone_events(driver) if e["kind"] == "achievement"]
+    assert award["achieved_value"] == "3500"  # reached by the 20 January bill, not the later live one
+
+
+def test_an_enrolment_during_a_run_waits_for_the_run(driver, upstream):
+    load(driver, backdated(enrolment={"method": "none"}))
+    upstream.copy(end=False, only=set())
+    upstream.send(enrolment("c9", MILESTONE, "2024-01-03T10:00:00+05:30"))
+    upstream.send(txn("c9", "2024-01-04T10:00:00+05:30", "3100"))
+    assert milestone_events(driver) == []
+    upstream.end()
+    assert [e["kind"] for e in milestone_events(driver)] == ["achievement"]
+
+
+def test_end_of_cycle_award_mode_sends_past_awards_with_the_past_closes(driver, upstream):
+    end_of_cycle = backdated(settings={"line_item_return": "prorate", "award_when_target_achieved": False})
+    for event in JAN + FEB:
+        upstream.send(event)
+    load(driver, end_of_cycle)
+    upstream.copy(end=False)
+    assert milestone_events(driver) == []  # nothing until the cycles close, and they wait for the run
+    upstream.end()
+    close(driver, LATER)
+    expected = simulated([end_of_cycle], JAN + FEB, LATER)
+    assert comparable(milestone_events(driver)) == comparable(expected)
+    past = [e for e in milestone_events(driver) if e["cycle"]["index"] <= 2]
+    # The award is the close itself in this mode: c1's January (3,500) and c2's February (3,100).
+    assert {(e["customer_id"], e["cycle"]["index"]) for e in past if e["achieved"]} == {("c1", 1), ("c2", 2)}
+    assert all(e["backfilled"] and e["backfill_as_of"] for e in past)
+
+
+def test_a_milestone_created_to_be_backfilled_keeps_its_live_records_until_its_first_run_ends(driver, upstream):
+    for event in JAN:
+        upstream.send(event)
+    load(driver, backdated(backfill=True))
+    late_january = txn("c1", "2024-01-25T10:00:00+05:30", "200")
+    upstream.send(late_january)  # after the creation, before any run: kept
+    close(driver, LATER)  # and no close either
+    assert milestone_events(driver) == []
+    upstream.copy()
+    close(driver, LATER)
+    assert comparable(milestone_events(driver)) == comparable(simulated([backdated()], [*JAN, late_january], LATER))
+    upstream.send(txn("c2", "2024-05-10T10:00:00+05:30", "3000"))  # the run has ended: live again
+    assert [e["kind"] for e in milestone_events(driver)][-1] == "achievement"
+
+
+def test_the_simulator_applies_a_milestone_created_to_be_backfilled_at_once():
+    assert comparable(simulated([backdated(backfill=True)], JAN, LATER)) == comparable(
+        simulated([backdated()], JAN, LATER)
+    )
+    assert simulated([backdated(backfill=True)], JAN, LATER)

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from ..backfill.service import Backfills
 from ..engine.registry import GROUP, Compiled, Registry
 from ..pipeline import history, leaderboards, read_index
 from ..pipeline.topology import Topology
@@ -42,6 +43,7 @@ from .errors import ApiError, unavailable, validation_reasons
 from .models import (
     AdjustmentAccepted,
     AdjustmentRequest,
+    BackfillProgress,
     CloneRequest,
     CustomerLeaderboards,
     CustomerProgress,
@@ -109,6 +111,7 @@ class Api:
         self.access = access
         self.publisher = publisher
         self.clock = clock
+        self.backfills = Backfills(settings, topology)
         self._session: Any = None
         # Merged leaderboards, by (milestone, target, cycle, top, page): (when computed, the answer's body).
         self._boards: dict[tuple[str, str, int, int, int], tuple[float, asyncio.Future[bytes]]] = {}
@@ -161,6 +164,7 @@ class Api:
         return self._session
 
     async def close(self) -> None:
+        await self.backfills.close()
         if self._session is not None:
             await self._session.close()
 
@@ -517,12 +521,41 @@ class Api:
         except Rejected as exc:
             raise ApiError(422, exc.detail, [exc.detail]) from None
 
-    async def _publish_definition(self, item: BaseModel, key: str) -> Any:
+    async def _publish_definition(self, item: BaseModel, key: str, *, backfill: bool = False) -> Any:
         data = item.model_dump(mode="json", by_alias=True, exclude_none=True)
         where = await self._publisher().send(self.topology.definitions_topic, key.encode(), orjson.dumps(data))
-        return respond(
-            DefinitionAccepted(milestone_id=key, topic=where.topic, partition=where.partition, offset=where.offset), 202
+        follow = None
+        if backfill:
+            self.backfills.start(key, item)
+            follow = f"/milestones/{key}/backfill"
+        accepted = DefinitionAccepted(
+            milestone_id=key, topic=where.topic, partition=where.partition, offset=where.offset, backfill=follow
         )
+        return respond(accepted, 202)
+
+    async def backfill_status(self, request: Any) -> Any:
+        from aiokafka import AIOKafkaConsumer
+
+        from ..kafka_client import client_options
+
+        mid = check_id(request.match_info["milestone_id"], "milestone_id")
+        if not self.backfills.running(mid):  # a run this worker just started may precede its definition here
+            self._milestone(mid)
+        status = self.backfills.current(mid)
+        if status is None:
+            consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options(self.settings))
+            await consumer.start()
+            try:
+                status = await self.backfills.status(mid, consumer)
+            finally:
+                await consumer.stop()
+        progress = BackfillProgress(
+            milestone_id=mid,
+            status=status,
+            running_here=self.backfills.running(mid),
+            error=self.backfills.errors.get(mid),
+        )
+        return respond(progress)
 
     async def put_definition(self, request: Any) -> Any:
         mid = check_id(request.match_info["milestone_id"], "milestone_id")
@@ -543,8 +576,14 @@ class Api:
         except ValidationError as exc:
             reasons = validation_reasons(exc)
             raise ApiError(422, f"invalid definition: {reasons[0]}", reasons) from None
+        backfill = request.query.get("backfill", "false").lower()
+        if backfill not in ("true", "false", "1", "0"):
+            raise ApiError(400, f"backfill must be true or false, not {backfill!r}")
+        if backfill in ("true", "1"):
+            # Live records wait for the run (docs/backfill.md): none is counted before the past is.
+            definition = definition.model_copy(update={"backfill": True})
         self._trial(definition)
-        return await self._publish_definition(definition, mid)
+        return await self._publish_definition(definition, mid, backfill=backfill in ("true", "1"))
 
     async def set_status(self, request: Any) -> Any:
         compiled = self._milestone(request.match_info["milestone_id"])

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..schemas.backfill import BackfillStatus
 from ..schemas.base import Id, Name, NonNegativeAmount, StrictModel, Text, Timestamp
 from ..schemas.definitions import Enrolment as EnrolmentMethod
 from ..schemas.inputs import CurrencyKind, TargetValueOverride
@@ -239,6 +240,18 @@ class DefinitionAccepted(Out):
     topic: str
     partition: int
     offset: int
+    backfill: str | None = Field(
+        default=None, description="Where to follow the backfill this request started (with ?backfill=true)."
+    )
+
+
+class BackfillProgress(Out):
+    """A milestone's last backfill run (docs/backfill.md)."""
+
+    milestone_id: str
+    status: BackfillStatus | None = Field(description="The run's last checkpoint; null: it has had no run.")
+    running_here: bool = Field(description="Whether this worker is running it now (started through this API).")
+    error: str | None = Field(default=None, description="Why the run this worker ran stopped, if it did.")
 
 
 class AdjustmentRequest(StrictModel):

@@ -63,6 +63,12 @@ CYCLE = Param(
 NEIGHBOURS = Param(
     "neighbours", "Customers shown above and below.", {"type": "integer", "minimum": 0, "maximum": 10, "default": 2}
 )
+BACKFILL = Param(
+    "backfill",
+    "After publishing, compute the milestone over the records the topics retain from its start, in this "
+    "worker's background (docs/backfill.md); follow it at /milestones/{milestone_id}/backfill.",
+    {"type": "boolean", "default": False},
+)
 READ_ERRORS: dict[int, type[BaseModel] | None] = {400: m.ErrorResponse, 401: m.ErrorResponse, 404: m.ErrorResponse}
 WRITE_ERRORS: dict[int, type[BaseModel] | None] = {
     **READ_ERRORS,
@@ -161,9 +167,18 @@ ROUTES: tuple[Route, ...] = (
         "put_definition",
         "Create or edit a milestone: checked with the engine's rules, then produced to the definitions topic",
         "commands",
-        (MILESTONE,),
+        (MILESTONE, BACKFILL),
         body=MilestoneDefinition,
         responses={202: m.DefinitionAccepted, **WRITE_ERRORS},
+    ),
+    Route(
+        "GET",
+        "/milestones/{milestone_id}/backfill",
+        "backfill_status",
+        "A milestone's last backfill run: state, records copied, and whether this worker runs it",
+        "commands",
+        (MILESTONE,),
+        responses={200: m.BackfillProgress, **READ_ERRORS},
     ),
     Route(
         "POST",

@@ -66,7 +66,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-async def _clients(settings: Settings) -> SimpleNamespace:
+async def open_clients(settings: Settings) -> SimpleNamespace:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from aiokafka.admin import AIOKafkaAdminClient
 
@@ -90,7 +90,7 @@ async def _clients(settings: Settings) -> SimpleNamespace:
     return SimpleNamespace(consumer=consumer, producer=producer, admin=admin)
 
 
-async def _stop(clients: SimpleNamespace) -> None:
+async def stop_clients(clients: SimpleNamespace) -> None:
     for client in (clients.consumer, clients.producer):
         await client.stop()
     await clients.admin.close()
@@ -105,7 +105,7 @@ async def _backfill(settings: Settings, args: argparse.Namespace, out: IO[bytes]
     compiled = topology.registry.milestones.get(args.milestone)
     if compiled is None:
         raise UsageError(f"--milestone {args.milestone!r}: no such milestone in topic {topology.definitions_topic}")
-    clients = await _clients(settings)
+    clients = await open_clients(settings)
     try:
         status_topic = topology.topics["backfills"].name
         previous = await read_status(clients.consumer, status_topic, args.milestone, settings.command_timeout_s)
@@ -117,7 +117,7 @@ async def _backfill(settings: Settings, args: argparse.Namespace, out: IO[bytes]
         status = await Copier(settings, topology, compiled, clients, Progress(err)).run(previous)
         return 0 if status.state == "done" else 1
     finally:
-        await _stop(clients)
+        await stop_clients(clients)
 
 
 async def _show_status(

@@ -107,11 +107,14 @@ class Registry:
     open_to_all: list[Compiled] = field(default_factory=list)
     # Active milestones that enrol customers by their performance in another milestone.
     by_performance: list[Compiled] = field(default_factory=list)
+    # Milestones created to be backfilled: their live records wait for their first run (pipeline/backfill.py).
+    awaiting_backfill: frozenset[str] = frozenset()
     # (activity, org id) -> what ``listening`` answers (a cache, emptied whenever a definition changes).
     _listening: dict[tuple[str, str], tuple[Compiled, ...]] = field(default_factory=dict)
     # Changes whenever a milestone id is added: what pipeline/backfill.py checks records against.
     milestones_version: str = field(default_factory=lambda: f"{_PROCESS}.{next(_VERSIONS)}")
     backfill_of: str | None = None  # set on the one-milestone view ``only`` returns
+    revision: int = 0  # counts changes of definitions or settings: views built from an older one are stale
 
     def settings_for(self, org_id: str) -> OrganisationSettings:
         return self.org_settings.get(org_id) or OrganisationSettings(org_id=org_id)
@@ -133,6 +136,16 @@ class Registry:
         view._reindex()
         return view
 
+    def without(self, milestone_ids: frozenset[str]) -> Registry:
+        """A registry of every milestone but these: an engine over it leaves them alone (live input
+        while they are being backfilled, pipeline/backfill.py)."""
+        view = Registry(
+            org_settings=self.org_settings,
+            milestones={mid: c for mid, c in self.milestones.items() if mid not in milestone_ids},
+        )
+        view._reindex()
+        return view
+
     def put_settings(self, settings: OrganisationSettings) -> None:
         self.org_settings[settings.org_id] = settings
         for mid, compiled in list(self.milestones.items()):
@@ -141,6 +154,7 @@ class Registry:
         self._reindex()
 
     def _reindex(self) -> None:
+        self.revision += 1
         index: dict[str, list[Compiled]] = {}
         for compiled in sorted(self.milestones.values(), key=lambda c: c.definition.milestone_id):
             for activity in compiled.activities:
@@ -159,6 +173,7 @@ class Registry:
             for c in sorted(self.milestones.values(), key=lambda c: c.definition.milestone_id)
             if c.definition.active and c.definition.enrolment.method == "performance"
         ]
+        self.awaiting_backfill = frozenset(mid for mid, c in self.milestones.items() if c.definition.backfill)
 
     def in_org(self, milestone_id: str, org_id: str) -> bool:
         """Whether a milestone may be named by an organisation's input: it is that organisation's,

@@ -19,10 +19,16 @@ with the record's own time, and keeps the hand-over with live processing exact:
   registered (below the mark), and no earlier copy of it was applied (the
   customer's own backfill marks, ``"bf"``). A record live processing has not read
   yet is left to it: the milestone is registered now, so it will count it.
-* **Closes wait.** Between a run's start and end markers on a partition, the
-  milestone's closes on that partition are held (``held``), so a past cycle closes
-  once, with every record of it. Closes sent after a run flag themselves as
-  backfilled (``close_as_of``); so do the outputs of the copies (``flag``).
+* **Live input waits for the milestone.** Between a run's start and end markers on a
+  partition (and, for a milestone created with ``backfill: true``, from its creation to
+  its first run's end), live processing applies its records to every milestone but the
+  one being backfilled, and keeps them for it (``defer``); the end marker applies them
+  after every copy (``_apply_deferred``). So the running cycle's awards are decided in time order, as
+  if the milestone had existed: a live record does not reach a threshold before the older
+  records (or returns) of its cycle are counted.
+* **Closes wait** on that partition too (``held``), so a past cycle closes once, with
+  every record of it. Closes sent after a run flag themselves as backfilled
+  (``flag_closes``); so do the outputs of the copies and of the kept live records (``flag``).
 
 Everything lives in the partition's own store, so it moves with the partition and
 is restored from the changelog like the customers' state. docs/backfill.md has the
@@ -41,7 +47,7 @@ from ..schemas.base import utc_iso
 from ..schemas.codec import Decoder, Rejected, decoder_for
 from ..schemas.commands import BackfillMarker
 from ..state.base import StateStore
-from ..state.keys import Customer, Namespace
+from ..state.keys import Customer, Namespace, encoded
 
 if TYPE_CHECKING:
     from .topology import Processed, Record, Topology
@@ -79,6 +85,18 @@ def run_key(partition: int, milestone_id: str) -> Any:
     return Namespace.BACKFILL.key(f"{partition}|{milestone_id}")
 
 
+def running_key(partition: int) -> Any:
+    return Namespace.BACKFILL.key(f"{partition}|running")
+
+
+def deferred_prefix(partition: int, milestone_id: str) -> str:
+    return f"{partition}|{milestone_id}|d|"
+
+
+def deferred_key(partition: int, milestone_id: str, customer: Customer) -> Any:
+    return Namespace.BACKFILL.key(deferred_prefix(partition, milestone_id) + customer.qualified)
+
+
 @dataclass(frozen=True, slots=True)
 class Copy:
     milestone_id: str
@@ -93,14 +111,35 @@ class Copy:
 
 
 class BackfillStage:
-    def __init__(self, topology: Topology) -> None:
+    def __init__(self, topology: Topology, *, awaits: bool = True) -> None:
         self.topology = topology
+        self.awaits = awaits  # whether milestones created with ``backfill: true`` wait for their first run
         self.registry = topology.registry
         self.topic = topology.topics["backfill"].name
         self._markers: Decoder = decoder_for(("backfill_marker",), topology.settings.max_payload_bytes)
         # Per (partition, position): the registry version its marks were last checked against.
         self._checked: dict[tuple[int, str], str] = {}
         self._engines: dict[str, tuple[Compiled, Engine]] = {}
+        self._live_engines: dict[tuple[frozenset[str], int], Engine] = {}
+        # The partition documents read on every record (marks, runs), by key, with the store they were
+        # read from: a batch's overlay is a new store, so the cache lasts one batch.
+        self._docs: dict[bytes, tuple[StateStore, dict | None]] = {}
+
+    def _get(self, store: StateStore, key: Any) -> dict | None:
+        raw = encoded(key)
+        cached = self._docs.get(raw)
+        if cached is not None and cached[0] is store:
+            return cached[1]
+        doc = store.get(key)
+        self._docs[raw] = (store, doc)
+        return doc
+
+    def _put(self, store: StateStore, key: Any, doc: dict | None) -> None:
+        if doc is None:
+            store.delete(key)
+        else:
+            store.put(key, doc)
+        self._docs[encoded(key)] = (store, doc)
 
     # ------------------------------------------------------------ live records
     def note_live(self, store: StateStore, record: Record) -> tuple[int, str] | None:
@@ -113,7 +152,7 @@ class BackfillStage:
         if self._checked.get(checked) == version:
             return None
         key = marks_key(record.partition)
-        doc = store.get(key)
+        doc = self._get(store, key)
         changed = doc is None
         if doc is None:
             # The partition's first record since it kept marks: what is registered now was live from the start.
@@ -124,8 +163,56 @@ class BackfillStage:
                 marks[position] = record.offset
                 changed = True
         if changed:
-            store.put(key, doc)
+            self._put(store, key, doc)
         return checked
+
+    def running(self, store: StateStore, partition: int) -> frozenset[str]:
+        """The milestones with a backfill run under way on a partition, and those created to be
+        backfilled whose first run has not ended there yet: their live records wait for it."""
+        running = self._explicit(store, partition)
+        awaiting = self.registry.awaiting_backfill - running if self.awaits else frozenset()
+        if awaiting:
+            running |= {mid for mid in awaiting if not self._ended(store, partition, mid)}
+        return running
+
+    def _explicit(self, store: StateStore, partition: int) -> frozenset[str]:
+        """The milestones between a run's start and end markers on a partition."""
+        doc = self._get(store, running_key(partition))
+        return frozenset(doc["r"]) if doc else frozenset()
+
+    def _ended(self, store: StateStore, partition: int, milestone_id: str) -> bool:
+        run = self._get(store, run_key(partition, milestone_id))
+        return run is not None and "done_at" in run
+
+    def live_engine(self, running: frozenset[str]) -> Engine:
+        """An engine over every milestone but those being backfilled (rebuilt when a definition changes)."""
+        key = (running, self.registry.revision)
+        engine = self._live_engines.get(key)
+        if engine is None:
+            self._live_engines.clear()  # one set of runs at a time, in practice
+            engine = self._live_engines[key] = Engine(self.registry.without(running))
+        return engine
+
+    def defer(
+        self, store: StateStore, record: Record, customer: Customer, running: frozenset[str], names: str | None
+    ) -> None:
+        """Keep a live record for each milestone of the customer's organisation being backfilled on its
+        partition (``names``: the one milestone an enrolment is for): applied to it when the run ends."""
+        entry = [
+            record.topic,
+            record.partition,
+            record.offset,
+            utc_iso(record.timestamp),
+            (record.value or b"").decode(),
+        ]
+        for milestone_id in sorted(running):
+            compiled = self.registry.milestones.get(milestone_id)
+            if compiled is None or compiled.definition.org_id != customer.org_id or names not in (None, milestone_id):
+                continue
+            key = deferred_key(record.partition, milestone_id, customer)
+            kept = store.get(key) or {"c": customer.to_json(), "r": []}
+            kept["r"].append(entry)
+            store.put(key, kept)
 
     def confirm(self, checked: tuple[int, str] | None) -> None:
         """The record ``note_live`` checked was processed: its marks are in the batch (a record
@@ -197,7 +284,7 @@ class BackfillStage:
     def _applies(self, store: StateStore, state: dict[str, Any], copy: Copy) -> bool:
         if copy.offset > state.get("o", {}).get(copy.position, -1):
             return False  # live processing has not read it yet: it will, with the milestone
-        doc = store.get(marks_key(copy.partition))
+        doc = self._get(store, marks_key(copy.partition))
         if doc is None:
             return False  # processed only before the partition kept marks: the milestone's history is unknown
         marks = doc["m"].get(copy.milestone_id, {})
@@ -228,17 +315,54 @@ class BackfillStage:
         if (marker.milestone_id, marker.run_id) != (milestone_id, run_id):
             return self.topology.dead_letter(record, "schema_violation", "the marker's headers and value disagree")
         key = run_key(record.partition, milestone_id)
-        run = store.get(key) or {}
+        run = self._get(store, key) or {}
+        processed = Processed(BACKFILL_MARKED)
         if marker.marker == "start" and run.get("run") != run_id:
-            store.put(key, {"run": run_id, "state": RUNNING, "started_at": utc_iso(record.timestamp)})
+            self._put(store, key, {"run": run_id, "state": RUNNING, "started_at": utc_iso(record.timestamp)})
+            self._set_running(store, record.partition, self._explicit(store, record.partition) | {milestone_id})
         elif marker.marker == "end" and run.get("run") == run_id and run.get("state") == RUNNING:
-            store.put(key, {**run, "state": DONE, "done_at": utc_iso(record.timestamp)})
-        return Processed(BACKFILL_MARKED)
+            self._apply_deferred(store, record.partition, milestone_id, processed)
+            self._put(store, key, {**run, "state": DONE, "done_at": utc_iso(record.timestamp)})
+            self._set_running(store, record.partition, self._explicit(store, record.partition) - {milestone_id})
+        return processed
+
+    def _set_running(self, store: StateStore, partition: int, running: frozenset[str]) -> None:
+        self._put(store, running_key(partition), {"r": sorted(running)} if running else None)
+
+    def _apply_deferred(self, store: StateStore, partition: int, milestone_id: str, processed: Processed) -> None:
+        """Apply the live records kept during the run to the milestone, customer by customer, in the order
+        live processing read them."""
+        from .topology import Record
+
+        engine = self._engine(milestone_id)
+        for deferred_id in list(store.scan(Namespace.BACKFILL, deferred_prefix(partition, milestone_id))):
+            key = Namespace.BACKFILL.key(deferred_id)
+            kept = store.get(key)
+            store.delete(key)
+            customer = Customer.from_json(kept["c"]) if kept else None
+            state = store.get(customer.state_key) if customer else None
+            if kept is None or customer is None or state is None:
+                continue
+            for topic, source_partition, offset, moment, raw in kept["r"]:
+                when = datetime.fromisoformat(moment)
+                source = Record(topic, source_partition, offset, customer.customer_id.encode(), raw.encode(), when)
+                try:
+                    event = self.topology.decoder(topic).decode(source.value)
+                    result = engine.apply(state, event, when, source.source)  # type: ignore[arg-type]
+                except Rejected as exc:
+                    letter = self.topology.dead_letter(source, exc.reason, f"backfill of {milestone_id}: {exc.detail}")
+                    processed.records += letter.records
+                    continue
+                flag(result.outputs, when)
+                self.topology.commit_result(store, source, customer, state, result, processed)
 
     # ----------------------------------------------------------------- closes
     def held(self, store: StateStore, partition: int, milestone_id: str) -> bool:
-        """Whether a milestone's closes on a partition wait for a backfill run."""
+        """Whether a milestone's closes on a partition wait for a backfill run (or, created to be
+        backfilled, for its first)."""
         run = store.get(run_key(partition, milestone_id))
+        if self.awaits and milestone_id in self.registry.awaiting_backfill and (run is None or "done_at" not in run):
+            return True
         return run is not None and run.get("state") == RUNNING
 
     def flag_closes(self, store: StateStore, partition: int, milestone_id: str, outputs: list[dict]) -> None:

@@ -112,10 +112,13 @@ class Topology:
         registry: Registry | None = None,
         *,
         keep_outbox: bool = True,
+        awaits_backfills: bool = True,
     ) -> None:
         """``keep_outbox=False``: the store is written a batch at a time, after the batch's outputs
         are acknowledged (the worker's checkpoint), so a redelivered input's outputs are already
-        out and no outbox is kept (a redelivery then re-emits nothing)."""
+        out and no outbox is kept (a redelivery then re-emits nothing). ``awaits_backfills=False``
+        (the simulator, which applies every record with every milestone anyway): a milestone created
+        with ``backfill: true`` is applied at once, not kept for a run (pipeline/backfill.py)."""
         self.settings = settings
         self.outbox_size = settings.outbox_size if keep_outbox else 0
         self.topics = topics
@@ -146,7 +149,7 @@ class Topology:
         self.series = SeriesStage(topics, self.outbox_size)
         # What a backfill copies: the customers' own events (not the commands Milestream writes itself).
         self.backfill_sources = [t for t in self.customer_topics if t not in self.series.command_topics]
-        self.backfill = BackfillStage(self)
+        self.backfill = BackfillStage(self, awaits=awaits_backfills)
         self.read_index_bounds = {
             "history_per_cycle": settings.history_per_cycle,
             "history_cycles": settings.history_cycles,
@@ -335,8 +338,16 @@ class Topology:
             self._rewrite(store, CloseIndex(store, record.partition), customer)
             return processed
         checked = self.backfill.note_live(store, record)
+        engine = self.engine
+        running = self.backfill.running(store, record.partition)
+        if running:  # milestones being backfilled here get this record when their run ends (pipeline/backfill.py)
+            self.backfill.defer(store, record, customer, running, milestone_id)
+            engine = self.backfill.live_engine(running)
         try:
-            result = self.engine.apply(state, event, record.timestamp, record.source)  # type: ignore[arg-type]
+            if milestone_id is not None and milestone_id in running:
+                result = Result()  # an enrolment into a milestone being backfilled: kept for it, as above
+            else:
+                result = engine.apply(state, event, record.timestamp, record.source)  # type: ignore[arg-type]
         except Rejected as exc:  # an enrolment the milestone cannot take (the state is untouched)
             self.backfill.confirm(checked)
             return self.dead_letter(record, exc.reason, exc.detail)

@@ -434,6 +434,9 @@ class MilestoneDefinition(StrictModel):
     enrolment: Enrolment = Field(default_factory=Enrolment)
     group: TargetGroup
     settings: SettingsOverride = Field(default_factory=SettingsOverride)
+    # Created to be backfilled (docs/backfill.md): its live records wait, kept for it, until its first
+    # backfill run has ended on their partition, so its past counts first, as if it had existed.
+    backfill: bool = False
 
     @field_validator("timezone")
     @classmethod
