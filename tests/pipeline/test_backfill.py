@@ -309,3 +309,20 @@ def test_the_simulator_applies_a_milestone_created_to_be_backfilled_at_once():
         simulated([backdated()], JAN, LATER)
     )
     assert simulated([backdated(backfill=True)], JAN, LATER)
+
+
+def test_the_read_side_follows_the_backfilled_milestone_and_names_the_original_records(driver, upstream):
+    from milestream.pipeline import history
+    from milestream.pipeline.read_index import indexed
+    from milestream.state.keys import Customer
+    from tests.engine.builders import customer_state
+
+    for event in JAN + MAR:
+        upstream.send(event)
+    load(driver, backdated())
+    upstream.copy()
+    progress = indexed(customer_state(driver, "c1"))[MILESTONE]
+    assert progress["o"]["3"] == {"t1": "2500"}  # March, open: its one bill
+    kept = history.read(driver.store, Customer("default", "c1"), MILESTONE)
+    sources = {e["src"] for entries in kept.values() for e in entries}
+    assert f"{driver.topic('transactions')}/0/0" in sources  # the bill of 5 January, as recorded

@@ -260,13 +260,14 @@ class BackfillStage:
             return Processed(BACKFILL_SKIPPED)
         source = _source_record(record, copy)
         try:
-            result = self._engine(milestone_id).apply(state, event, record.timestamp, source.source)  # type: ignore[arg-type]
+            engine = self._engine(milestone_id)
+            result = engine.apply(state, event, record.timestamp, source.source)  # type: ignore[arg-type]
         except Rejected as exc:
             return self.topology.dead_letter(record, exc.reason, f"backfill of {milestone_id}: {exc.detail}")
         state.setdefault("bf", {}).setdefault(milestone_id, {})[copy.position] = copy.offset
         flag(result.outputs, record.timestamp)
         processed = Processed(BACKFILLED)
-        self.topology.commit_result(store, source, customer, state, result, processed)
+        self.topology.commit_result(store, source, customer, state, result, processed, applied_by=engine)
         return processed
 
     def _copy(self, record: Record, milestone_id: str, run_id: str, raw: bytes) -> Copy:
@@ -354,7 +355,7 @@ class BackfillStage:
                     processed.records += letter.records
                     continue
                 flag(result.outputs, when)
-                self.topology.commit_result(store, source, customer, state, result, processed)
+                self.topology.commit_result(store, source, customer, state, result, processed, applied_by=engine)
 
     # ----------------------------------------------------------------- closes
     def held(self, store: StateStore, partition: int, milestone_id: str) -> bool:

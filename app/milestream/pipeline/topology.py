@@ -370,9 +370,12 @@ class Topology:
         processed: Processed,
         series_records: Sequence[OutRecord] = (),
         series_events: Sequence[dict] = (),
+        applied_by: Engine | None = None,
     ) -> None:
         """Write what applying one record to one customer did, in crash-safe order:
-        close-index entries, then the outbox, then the state (see the module doc)."""
+        close-index entries, then the outbox, then the state (see the module doc).
+        ``applied_by``: an engine over fewer milestones that applied it (a backfill's): the read
+        side is brought up to date for those alone, as the others did not change."""
         org_id, customer_id = customer.org_id, customer.customer_id
         index = CloseIndex(store, record.partition)
         for due, milestone_id, cycle in result.opened:
@@ -394,7 +397,8 @@ class Topology:
             # Outbox first: if only it survives a crash, the input is re-applied and
             # yields the same outputs; if the state survived without it, they could be lost.
             append_outbox(store, customer, record.source, records, self.outbox_size)
-        read_index.maintain(store, self.engine, customer, state, result, record, **self.read_index_bounds)
+        engine = applied_by or self.engine
+        read_index.maintain(store, engine, customer, state, result, record, **self.read_index_bounds)
         store.put(customer.state_key, state)
 
     # ------------------------------------------------------------- cycle close
