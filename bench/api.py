@@ -40,7 +40,7 @@ from milestream.settings import Settings
 from milestream.topics import apply_topics, load_topics
 
 from . import workload
-from .cluster import Offsets, local_kafka
+from .cluster import Offsets, bench_connection
 from .procs import BenchError, CpuMeter, Service, free_port, settings_env
 from .report import git_revision, machine, write_block
 
@@ -457,17 +457,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
     revision = git_revision()
     folder = Path(tempfile.mkdtemp(prefix="milestream-api-bench-"))
-    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
     broker = None
     try:
-        if external:
-            connection, kafka = Settings.from_env(), "external cluster (KAFKA_BOOTSTRAP_SERVERS)"
-        else:
-            module = local_kafka()
-            module.fetch()
-            broker = module.start(folder / "kafka", fresh=True)
-            connection, kafka = Settings(kafka_bootstrap_servers=broker.bootstrap), broker.kafka_version or "local"
-        result = asyncio.run(run(args, connection, folder))
+        settings, broker, kafka = bench_connection(folder / "kafka")
+        result = asyncio.run(run(args, settings, folder))
     except BenchError as exc:
         log(f"FAILED: {exc}")
         return 1

@@ -42,7 +42,7 @@ from milestream.schemas.backfill import BackfillStatus
 from milestream.settings import Settings
 
 from . import report, workload
-from .cluster import local_kafka
+from .cluster import bench_connection, interrupt_on_sigterm
 from .procs import BenchError, CpuMeter, Service, settings_env
 from .run import BENCH_DIR, POLL_S, Bench, http_json, log, wait_for
 
@@ -324,32 +324,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, interrupt_on_sigterm)
     wall_started = time.monotonic()
     revision = report.git_revision()  # of the code that runs, even if the tree changes meanwhile
     run_dir = BENCH_DIR / f"backfill-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir.mkdir(parents=True, exist_ok=True)
     broker = None
-    kafka_label = "external cluster (KAFKA_BOOTSTRAP_SERVERS)"
     try:
-        if os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip():
-            connection = Settings.from_env()
-        else:
-            kafka = local_kafka()
-            kafka.fetch()
-            broker = kafka.start(BENCH_DIR / "kafka", fresh=True)
-            connection = Settings(kafka_bootstrap_servers=broker.bootstrap)
-            kafka_label = broker.kafka_version or "unknown"
+        settings, broker, kafka_label = bench_connection(BENCH_DIR / "kafka")
         log(f"backfill bench: {args.events:,} transactions of {args.customers:,} customers")
-        bench = asyncio.run(phases(args, connection, run_dir, broker.pid if broker else None))
+        bench = asyncio.run(phases(args, settings, run_dir, broker.pid if broker else None))
     except KeyboardInterrupt:
         log("interrupted")
         return 130

@@ -38,7 +38,7 @@ from milestream.pipeline.driver import TopologyTestDriver
 from milestream.settings import Settings
 from milestream.state.rocksdb import RocksDBStore
 
-from .cluster import Offsets, local_kafka
+from .cluster import Offsets, started_broker
 from .procs import Service, free_port, settings_env
 from .report import git_revision, machine, write_block
 
@@ -305,9 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run(args.customers, folder, args.batch)
         print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode(), flush=True)
         if args.broker_customers:
-            kafka = local_kafka()
-            kafka.fetch()
-            broker = kafka.start(folder / "kafka", fresh=True)
+            broker = started_broker(folder / "kafka")
             try:
                 print(
                     f"closing a cycle for {args.broker_customers:,} customers on the worker ({broker.bootstrap})",

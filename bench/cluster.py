@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -16,6 +19,27 @@ def local_kafka() -> ModuleType:
     from deploy import local_kafka as module
 
     return module
+
+
+def started_broker(folder: Path) -> Any:
+    """A fresh local broker with its data under ``folder`` (Kafka's jars fetched first if missing)."""
+    module = local_kafka()
+    module.fetch()
+    return module.start(folder, fresh=True)
+
+
+def bench_connection(folder: Path) -> tuple[Settings, Any, str]:
+    """(settings, broker, label): the cluster KAFKA_BOOTSTRAP_SERVERS names (broker None), else a fresh
+    local broker under ``folder``, which the caller stops."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip():
+        return Settings.from_env(), None, "external cluster (KAFKA_BOOTSTRAP_SERVERS)"
+    broker = started_broker(folder)
+    return Settings(kafka_bootstrap_servers=broker.bootstrap), broker, broker.kafka_version or "local"
+
+
+def interrupt_on_sigterm(signum: int, frame: Any) -> None:
+    """A SIGTERM handler: stop as on Ctrl-C, so the benchmark's clean-up runs."""
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 class Offsets:

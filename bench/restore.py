@@ -38,7 +38,7 @@ from milestream.state.keys import Customer
 from milestream.topics import apply_topics, changelog_topics, load_topics
 
 from . import workload
-from .cluster import local_kafka
+from .cluster import started_broker
 from .report import git_revision, machine, write_block
 
 START_MARKER = "<!-- restore:start -->"
@@ -146,9 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         broker = None
         if not bootstrap:
-            kafka = local_kafka()
-            kafka.fetch()
-            broker = kafka.start(folder / "kafka", fresh=True)
+            broker = started_broker(folder / "kafka")
             bootstrap = broker.bootstrap
         try:
             result = run(args.customers, bootstrap, folder)

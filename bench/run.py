@@ -44,7 +44,7 @@ from milestream.settings import Settings
 from milestream.topics import apply_topics, load_topics
 
 from . import inprocess, report, workload
-from .cluster import Offsets, local_kafka
+from .cluster import Offsets, interrupt_on_sigterm, local_kafka, started_broker
 from .procs import BenchError, CpuMeter, Service, free_port, settings_env
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -791,17 +791,13 @@ def inprocess_phase(
     return result
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # Fresh topics make aiokafka log retries (no leader yet, no coordinator yet) that it then recovers from.
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
     wall_started = time.monotonic()
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, interrupt_on_sigterm)
     run_dir = BENCH_DIR / time.strftime("%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
@@ -816,10 +812,8 @@ def main(argv: list[str] | None = None) -> int:
             if external:
                 connection = Settings.from_env()  # bootstrap servers and MILESTREAM_KAFKA_* security
             else:
-                kafka = local_kafka()
-                kafka.fetch()
                 log("starting a fresh local Kafka broker ...")
-                broker = kafka.start(BENCH_DIR / "kafka", fresh=True)
+                broker = started_broker(BENCH_DIR / "kafka")
                 connection = Settings(kafka_bootstrap_servers=broker.bootstrap)
                 kafka_label = broker.kafka_version or "unknown"
                 log(f"Kafka {kafka_label} on {broker.bootstrap}")
