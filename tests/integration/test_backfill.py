@@ -37,7 +37,9 @@ from tests.support.worker import (
     produce,
     settings_env,
     topic,
+    two_workers,
     wait_for_commits,
+    wait_until_balanced,
 )
 
 pytestmark = pytest.mark.kafka
@@ -326,3 +328,45 @@ def test_the_api_creates_a_backdated_milestone_with_its_backfill(kafka_bootstrap
         assert comparable(events) == comparable(simulated(records))
     finally:
         worker.stop()
+
+
+def test_two_workers_share_a_backfill_and_one_killed_mid_run_changes_nothing(kafka_bootstrap, tmp_path):
+    """Each worker applies the copies of its partitions; one SIGKILLed while the run is under way
+    leaves its partitions to the other, then comes back: the outputs stay the simulator's, and a
+    copy applied again after the kill (its batch was not committed) re-sends only identical events."""
+    workers = two_workers(kafka_bootstrap, tmp_path, close_tick_interval_s=2.0, session_timeout_s=6.0)
+    settings = workers[0].settings
+    for worker in workers:
+        worker.start()
+    try:
+        wait_until_balanced(workers, 8)
+        past = [
+            txn(
+                f"w{c:03d}", str(n), START + timedelta(days=1 + 3 * n + c % 3, hours=c % 11), str(60 + (7 * c + n) % 90)
+            )
+            for c in range(120)
+            for n in range(30)
+        ]
+        asyncio.run(_produce_at_event_time(settings, past))
+        wait_for_commits(settings, "transactions", timeout=120)
+        produce(settings, [("definitions", MILESTONE, definition())])
+        for worker in workers:
+            worker.wait_for_definition(MILESTONE)
+        running = backfill(settings, wait=False)
+        asyncio.run(
+            _statuses(settings, lambda s: running.poll() is not None or any(x["state"] == "copying" for x in s), 120)
+        )
+        assert running.poll() is None  # the run is under way
+        workers[0].kill()
+        during = [txn(f"w{c:03d}", "during", datetime.now(timezone.utc), "400") for c in range(0, 120, 4)]
+        asyncio.run(_produce_at_event_time(settings, during))
+        assert running.wait(240) == 0, running.stderr.read() if running.stderr else ""
+        workers[0].start()
+        events = milestone_events(settings)
+        by_id: dict[str, dict] = {}
+        for event in events:
+            assert by_id.setdefault(event["event_id"], event) == event  # a re-sent event is the same event
+        assert comparable(list(by_id.values())) == comparable(simulated(past + during))
+    finally:
+        for worker in workers:
+            worker.stop()
