@@ -47,7 +47,7 @@ FETCH_RECORDS = 5000
 Report = Callable[[BackfillStatus], None]
 
 
-def new_run_id(milestone_id: str) -> str:
+def new_run_id() -> str:
     return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
@@ -127,7 +127,7 @@ class Copier:
             starts = await plan.start_offsets(self.clients.consumer, self.sources, start_time)
             status = BackfillStatus(
                 milestone_id=self.milestone_id,
-                run_id=new_run_id(self.milestone_id),
+                run_id=new_run_id(),
                 state="starting",
                 from_time=start_time,
                 positions={plan.position(tp): PositionProgress(start=o, stop=o, copied=o) for tp, o in starts.items()},

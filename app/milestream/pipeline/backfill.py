@@ -100,7 +100,6 @@ def deferred_key(partition: int, milestone_id: str, customer: Customer) -> Any:
 @dataclass(frozen=True, slots=True)
 class Copy:
     milestone_id: str
-    run_id: str
     topic: str
     partition: int
     offset: int
@@ -237,15 +236,15 @@ class BackfillStage:
         if HEADER_SOURCE not in headers:
             processed = self._marker(record, store, milestone_id, run_id)
         else:
-            processed = self._apply(record, store, milestone_id, run_id, headers[HEADER_SOURCE])
+            processed = self._apply(record, store, milestone_id, headers[HEADER_SOURCE])
         processed.backfill = milestone_id
         return processed
 
-    def _apply(self, record: Record, store: StateStore, milestone_id: str, run_id: str, raw: bytes) -> Processed:
+    def _apply(self, record: Record, store: StateStore, milestone_id: str, raw: bytes) -> Processed:
         from .topology import Processed
 
         try:
-            copy = self._copy(record, milestone_id, run_id, raw)
+            copy = self._copy(record, milestone_id, raw)
             event = self.topology.decoder(copy.topic).decode(record.value)
         except Rejected as exc:
             return self.topology.dead_letter(record, exc.reason, exc.detail)
@@ -270,7 +269,7 @@ class BackfillStage:
         self.topology.commit_result(store, source, customer, state, result, processed, applied_by=engine)
         return processed
 
-    def _copy(self, record: Record, milestone_id: str, run_id: str, raw: bytes) -> Copy:
+    def _copy(self, record: Record, milestone_id: str, raw: bytes) -> Copy:
         topic, _, rest = raw.decode(errors="replace").rpartition("/")
         topic, _, partition = topic.rpartition("/")
         if topic not in self.topology.backfill_sources or not partition.isdigit() or not rest.isdigit():
@@ -280,7 +279,7 @@ class BackfillStage:
                 "schema_violation",
                 f"a copy of {raw.decode(errors='replace')} must be on partition {partition}, not {record.partition}",
             )
-        return Copy(milestone_id, run_id, topic, int(partition), int(rest))
+        return Copy(milestone_id, topic, int(partition), int(rest))
 
     def _applies(self, store: StateStore, state: dict[str, Any], copy: Copy) -> bool:
         if copy.offset > state.get("o", {}).get(copy.position, -1):
