@@ -74,7 +74,9 @@ async def open_clients(settings: Settings) -> SimpleNamespace:
 
     options = command_client_options(settings)
     consumer = await started(
-        AIOKafkaConsumer(enable_auto_commit=False, max_partition_fetch_bytes=4 << 20, **options), settings
+        # A short fetch wait: a fetch long-polling at the end of a partition delays every request behind it.
+        AIOKafkaConsumer(enable_auto_commit=False, max_partition_fetch_bytes=4 << 20, fetch_max_wait_ms=100, **options),
+        settings,
     )
     producer = await started(
         AIOKafkaProducer(

@@ -43,6 +43,7 @@ from . import plan
 from .status import applied_offsets, write_status
 
 FETCH_RECORDS = 5000
+MARKER_POLL_S = 0.2  # how often the command asks whether the workers are past its markers
 
 Report = Callable[[BackfillStatus], None]
 
@@ -192,7 +193,7 @@ class Copier:
                     "run the same command again to resume"
                 )
             self.report(status)
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(MARKER_POLL_S)
 
     async def _copy(self, status: BackfillStatus) -> None:
         producer = self.clients.producer
