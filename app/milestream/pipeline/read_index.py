@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..engine.core import Engine, Result, progress_value
-from ..engine.measures import accumulation
+from ..engine.measures import Accumulation, accumulation
 from ..engine.registry import GROUP, Compiled
 from ..state.base import StateStore
 from ..state.keys import Customer
@@ -59,9 +59,7 @@ def _fmt(value: Decimal) -> str:
 def cycle_values(engine: Engine, compiled: Compiled, ms: dict[str, Any], cycle: dict[str, Any], index: int) -> Values:
     """Each target's value in a cycle (and the targets met, on a leaderboard of several targets)."""
     targets = cycle.get("t", {})
-    values = {
-        t.target_id: _fmt(progress_value(targets.get(t.target_id, {}), accumulation(t.kpi))) for t in compiled.targets
-    }
+    values = {t.target_id: _value(targets.get(t.target_id, {}), accumulation(t.kpi)) for t in compiled.targets}
     if compiled.settings.leaderboard and not compiled.single_target:
         values[GROUP] = _fmt(engine.group_status(compiled, engine._progress(compiled, ms, cycle, index))[0])
     return values
@@ -111,6 +109,14 @@ def _milestone_index(
     return entry, changes, closed_now
 
 
+def _value(progress: dict[str, Any], mode: Accumulation) -> str:
+    """A target's progress as text. A sum without a starting balance is its stored text already
+    (the engine writes sums formatted): the common case, read for every open cycle on every record."""
+    if mode is Accumulation.SUM and "b" not in progress:
+        return progress.get("v") or "0"
+    return _fmt(progress_value(progress, mode))
+
+
 def _current(opened: dict[str, Values]) -> int:
     return max((int(k) for k in opened), default=0)
 
@@ -120,7 +126,10 @@ def _deltas(old: Values, new: Values) -> Values:
     for target in new.keys() | old.keys():
         if target == GROUP:
             continue
-        change = Decimal(new.get(target, "0")) - Decimal(old.get(target, "0"))
+        before, after = old.get(target, "0"), new.get(target, "0")
+        if before == after:
+            continue  # most targets of most cycles: the same text, no need to compare numbers
+        change = Decimal(after) - Decimal(before)
         if change:
             out[target] = _fmt(change)
     return out
