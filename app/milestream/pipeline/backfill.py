@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from ..engine.core import Engine
@@ -47,7 +48,7 @@ from ..schemas.base import utc_iso
 from ..schemas.codec import Decoder, Rejected, decoder_for
 from ..schemas.commands import BackfillMarker
 from ..state.base import StateStore
-from ..state.keys import Customer, Namespace, encoded
+from ..state.keys import Customer, Namespace, StateKey
 
 if TYPE_CHECKING:
     from .topology import Processed, Record, Topology
@@ -77,14 +78,17 @@ def source_headers(milestone_id: str, run_id: str, source: str | None = None) ->
     return headers
 
 
+@lru_cache(maxsize=1024)
 def marks_key(partition: int) -> Any:
     return Namespace.BACKFILL.key(str(partition))
 
 
+@lru_cache(maxsize=4096)
 def run_key(partition: int, milestone_id: str) -> Any:
     return Namespace.BACKFILL.key(f"{partition}|{milestone_id}")
 
 
+@lru_cache(maxsize=4096)
 def running_key(partition: int) -> Any:
     return Namespace.BACKFILL.key(f"{partition}|running")
 
@@ -122,15 +126,14 @@ class BackfillStage:
         self._live_engines: dict[tuple[frozenset[str], int], Engine] = {}
         # The partition documents read on every record (marks, runs), by key, with the store they were
         # read from: a batch's overlay is a new store, so the cache lasts one batch.
-        self._docs: dict[bytes, tuple[StateStore, dict | None]] = {}
+        self._docs: dict[StateKey, tuple[StateStore, dict | None]] = {}
 
     def _get(self, store: StateStore, key: Any) -> dict | None:
-        raw = encoded(key)
-        cached = self._docs.get(raw)
+        cached = self._docs.get(key)
         if cached is not None and cached[0] is store:
             return cached[1]
         doc = store.get(key)
-        self._docs[raw] = (store, doc)
+        self._docs[key] = (store, doc)
         return doc
 
     def _put(self, store: StateStore, key: Any, doc: dict | None) -> None:
@@ -138,7 +141,7 @@ class BackfillStage:
             store.delete(key)
         else:
             store.put(key, doc)
-        self._docs[encoded(key)] = (store, doc)
+        self._docs[key] = (store, doc)
 
     # ------------------------------------------------------------ live records
     def note_live(self, store: StateStore, record: Record) -> tuple[int, str] | None:
@@ -388,6 +391,4 @@ def flag(outputs: list[dict], as_of: datetime) -> None:
 
 def _source_record(record: Record, copy: Copy) -> Record:
     """The copy as the record it was: the state's history and the outputs' cause name the original."""
-    from .topology import Record
-
-    return Record(copy.topic, copy.partition, copy.offset, record.key, record.value, record.timestamp)
+    return type(record)(copy.topic, copy.partition, copy.offset, record.key, record.value, record.timestamp)
