@@ -502,14 +502,26 @@ class Bench:
         outcomes = await self.worker_outcomes()
         return None if outcomes is None else sum(outcomes.values())
 
-    async def milestream(self, load: workload.Workload) -> None:
+    async def milestream(
+        self,
+        load: workload.Workload,
+        settings: Settings | None = None,
+        result_key: str = "milestream",
+        milestones: int = 1,
+    ) -> None:
+        """One worker works through the pre-loaded transactions; its rate goes to ``results[result_key]``.
+        ``settings``: another deployment's (a second app id over the same topics), with ``milestones``
+        copies of the benchmark milestone defined."""
+        settings = settings or self.settings
+        outputs_before = await self.offsets.total(self.promotions)
+        expected = load.expected_outputs * milestones
         worker = self.worker = Service(
             "milestream worker",
             # The worker itself, not its supervisor: its CPU is what is measured, and a failure must end the run.
             [sys.executable, "-m", "milestream.cli", "worker", "--unsupervised"],
-            settings_env(self.settings),
-            self.run_dir / "milestream-worker.log",
-            self.settings.web_port,
+            settings_env(settings),
+            self.run_dir / ("milestream-worker.log" if settings is self.settings else f"{settings.app_id}.log"),
+            settings.web_port,
         )
         worker.start()
         healthy = await asyncio.get_running_loop().run_in_executor(None, worker.wait_healthy, "/healthz", 120.0)
@@ -529,29 +541,27 @@ class Bench:
             outcomes.update(found)
             return sum(outcomes.values())
 
-        result = await self._follow(
-            "milestream", worker, self.settings.app_id, len(load), count, worker.started_at, healthy
-        )
+        result = await self._follow("milestream", worker, settings.app_id, len(load), count, worker.started_at, healthy)
         result["outcomes"] = dict(outcomes)
 
         async def outputs_settled() -> bool:
-            return await self.offsets.total(self.promotions) >= load.expected_outputs
+            return await self.offsets.total(self.promotions) - outputs_before >= expected
 
         try:
             await wait_for("milestone events on the promotions topic", outputs_settled, timeout=30, service=worker)
         except BenchError as exc:
             log(f"WARNING: {str(exc).splitlines()[0]}")
-        result["outputs"] = await self.offsets.total(self.promotions)
-        result["expected_outputs"] = load.expected_outputs
+        result["outputs"] = await self.offsets.total(self.promotions) - outputs_before
+        result["expected_outputs"] = expected
         result["dead_letters"] = await self.offsets.total(self.topics["dead-letters"].name)
         result["late_events"] = await self.offsets.total(self.topics["late-events"].name)
-        self.results["milestream"] = result
+        self.results[result_key] = result
         log(
             f"milestream: {result['processing_rate']:,.0f}/s processing, {result['e2e_rate']:,.0f}/s from process "
-            f"start to committed; {result['outputs']:,} outputs (expected {load.expected_outputs:,}), "
+            f"start to committed; {result['outputs']:,} outputs (expected {expected:,}), "
             f"{result['dead_letters']} dead letters, outcomes {result['outcomes']}"
         )
-        if result["outputs"] != load.expected_outputs or result["dead_letters"]:
+        if result["outputs"] != expected or result["dead_letters"]:
             log("WARNING: outputs differ from what the workload should yield")
 
     async def output_capacity(self, count: int) -> float:
