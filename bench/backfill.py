@@ -11,9 +11,13 @@
    status records on the ``backfills`` topic, and the whole run until ``done`` (the
    command returns once the worker has applied the end markers). Meanwhile the
    worker's count of applied copies is sampled from its /metrics page.
+4. A second deployment (its own app id and state; the copies deleted from the backfill
+   topic) works through the same transactions live with both milestones defined from the
+   start: the rate live processing would have had if the backdated milestone had existed
+   all along, which is what the backfill reproduces.
 
-The worker's close ticks are off, so the past cycles' closes (``bench.close`` measures
-those) do not run during either measurement. The backfill block of BENCHMARKS.md is
+The workers' close ticks are off, so the past cycles' closes (``bench.close`` measures
+those) run in none of the phases. The backfill block of BENCHMARKS.md is
 rewritten with the result (not with ``--quick`` unless ``--write``).
 """
 
