@@ -111,6 +111,8 @@ async def _backfill(settings: Settings, args: argparse.Namespace, out: IO[bytes]
     try:
         status_topic = topology.topics["backfills"].name
         previous = await read_status(clients.consumer, status_topic, args.milestone, settings.command_timeout_s)
+        # Let go of the status partition, so no fetch long-polls in front of the plan's offset requests.
+        clients.consumer.unsubscribe()
         if args.status:
             return await _show_status(settings, topology, clients, previous, args.milestone, err)
         plan.check_backfillable(compiled)

@@ -27,8 +27,6 @@ async def read_status(consumer: Any, topic: str, milestone_id: str, timeout_s: f
             for message in messages:
                 if message.key == key and message.value is not None:
                     found = BackfillStatus.model_validate_json(message.value)
-    # Unassigned, so that no long-polling fetch holds up the consumer's next requests on the connection.
-    consumer.unsubscribe()
     return found
 
 
