@@ -79,17 +79,17 @@ def source_headers(milestone_id: str, run_id: str, source: str | None = None) ->
 
 
 @lru_cache(maxsize=1024)
-def marks_key(partition: int) -> Any:
+def marks_key(partition: int) -> StateKey:
     return Namespace.BACKFILL.key(str(partition))
 
 
 @lru_cache(maxsize=4096)
-def run_key(partition: int, milestone_id: str) -> Any:
+def run_key(partition: int, milestone_id: str) -> StateKey:
     return Namespace.BACKFILL.key(f"{partition}|{milestone_id}")
 
 
 @lru_cache(maxsize=4096)
-def running_key(partition: int) -> Any:
+def running_key(partition: int) -> StateKey:
     return Namespace.BACKFILL.key(f"{partition}|running")
 
 
@@ -128,7 +128,7 @@ class BackfillStage:
         # read from: a batch's overlay is a new store, so the cache lasts one batch.
         self._docs: dict[StateKey, tuple[StateStore, dict | None]] = {}
 
-    def _get(self, store: StateStore, key: Any) -> dict | None:
+    def _get(self, store: StateStore, key: StateKey) -> dict | None:
         cached = self._docs.get(key)
         if cached is not None and cached[0] is store:
             return cached[1]
@@ -136,7 +136,7 @@ class BackfillStage:
         self._docs[key] = (store, doc)
         return doc
 
-    def _put(self, store: StateStore, key: Any, doc: dict | None) -> None:
+    def _put(self, store: StateStore, key: StateKey, doc: dict | None) -> None:
         if doc is None:
             store.delete(key)
         else:
