@@ -535,6 +535,7 @@ class Api:
 
     async def backfill_status(self, request: Any) -> Any:
         from aiokafka import AIOKafkaConsumer
+        from aiokafka.errors import KafkaError
 
         from ..kafka_client import client_options
 
@@ -544,11 +545,14 @@ class Api:
         status = self.backfills.current(mid)
         if status is None:
             consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options(self.settings))
-            await consumer.start()
             try:
-                status = await self.backfills.status(mid, consumer)
-            finally:
-                await consumer.stop()
+                await consumer.start()
+                try:
+                    status = await self.backfills.status(mid, consumer)
+                finally:
+                    await consumer.stop()
+            except (KafkaError, TimeoutError) as exc:  # the broker, not the request: ask again later
+                raise unavailable(f"the backfill status cannot be read from the broker now ({exc})") from exc
         progress = BackfillProgress(
             milestone_id=mid,
             status=status,

@@ -178,7 +178,7 @@ ROUTES: tuple[Route, ...] = (
         "A milestone's last backfill run: state, records copied, and whether this worker runs it",
         "commands",
         (MILESTONE,),
-        responses={200: m.BackfillProgress, **READ_ERRORS},
+        responses={200: m.BackfillProgress, **READ_ERRORS, 503: m.ErrorResponse},
     ),
     Route(
         "POST",
