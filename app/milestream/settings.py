@@ -159,6 +159,13 @@ class Settings(BaseSettings):
         "Most input records in one batch (a batch is what has been fetched, up to this; runtime/processor.py).",
         ge=1,
     )
+    processing_slice_ms: float = _setting(
+        10.0,
+        "MILESTREAM_PROCESSING_SLICE_MS",
+        "Longest stretch a batch holds the event loop: after this many milliseconds of processing the "
+        "worker lets HTTP requests and heartbeats run before its next record (runtime/processor.py).",
+        gt=0,
+    )
     close_tick_interval_s: float = _setting(
         10.0,
         "MILESTREAM_CLOSE_TICK_INTERVAL",
