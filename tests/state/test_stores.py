@@ -205,3 +205,16 @@ def test_overlay_rollback_undoes_only_the_current_records_writes(tmp_path):
     overlay.rollback()
     assert overlay.get(customer("a")) == {"n": 1} and overlay.get(customer("b")) is None
     assert list(overlay.changes) == [customer("a").encode()]
+
+
+def test_scan_documents_reads_each_id_with_its_document_in_key_order(store):
+    for key, n in (("b\x00", 2), ("a", 1), ("b", 3), ("c", 4)):
+        store.put(Namespace.LEADERBOARD_COUNT.key(key), {"n": n})
+    store.put(Namespace.LEADERBOARD.key("b-entry"), {})
+    store.put(Namespace.LEADERBOARD_COUNT.key("gone"), {"n": 9})
+    store.delete(Namespace.LEADERBOARD_COUNT.key("gone"))
+    assert list(store.scan_documents(Namespace.LEADERBOARD_COUNT, "b")) == [("b", {"n": 3}), ("b\x00", {"n": 2})]
+    assert [id for id, _ in store.scan_documents(Namespace.LEADERBOARD_COUNT)] == ["a", "b", "b\x00", "c"]
+    assert list(store.scan_documents(Namespace.LEADERBOARD_COUNT, "z")) == []
+    with pytest.raises(TypeError):
+        list(store.scan_documents("n"))

@@ -158,10 +158,10 @@ def bucket_counts(store: StateStore, milestone_id: str, target_id: str, cycle: i
     if store.get(Namespace.LEADERBOARD_COUNT.key(prefix)) is None:
         return None
     buckets, before, total = [], [0], 0
-    for found in store.scan(Namespace.LEADERBOARD_COUNT, prefix):
+    for found, count in store.scan_documents(Namespace.LEADERBOARD_COUNT, prefix):
         if found == prefix:
             continue  # the marker
-        total += (store.get(Namespace.LEADERBOARD_COUNT.key(found)) or {}).get("n", 0)
+        total += count.get("n", 0)
         buckets.append(found)
         before.append(total)
     return BucketCounts(buckets, before)

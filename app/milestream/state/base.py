@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from .keys import Namespace, StateKey, encoded
+from .keys import PREFIX_BYTES, Namespace, StateKey, encoded
 
 
 def encode_state(state: dict[str, Any]) -> bytes:
@@ -37,7 +37,7 @@ class StateStore(ABC):
         if not isinstance(namespace, Namespace):
             raise TypeError(f"scan a Namespace, not {type(namespace).__name__}")
         for raw in self._scan(namespace.prefix):
-            yield StateKey.decode(raw).id
+            yield raw[PREFIX_BYTES:].decode("utf-8", "surrogatepass")  # the namespace's prefix: known
 
     def scan(self, namespace: Namespace, prefix: str = "", start: str | None = None) -> Iterator[str]:
         """The ids of ``namespace`` that start with ``prefix``, in key order (UTF-8 bytes), from
@@ -47,7 +47,23 @@ class StateStore(ABC):
         raw_prefix = namespace.prefix + prefix.encode("utf-8", "surrogatepass")
         raw_start = namespace.prefix + start.encode("utf-8", "surrogatepass") if start is not None else raw_prefix
         for raw in self._scan_sorted(raw_prefix, max(raw_prefix, raw_start)):
-            yield StateKey.decode(raw).id
+            yield raw[PREFIX_BYTES:].decode("utf-8", "surrogatepass")
+
+    def scan_documents(self, namespace: Namespace, prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+        """``scan``'s ids with their documents, read in the same pass (a sorted backend reads each
+        key and value together, where ``get`` per id would seek again)."""
+        if not isinstance(namespace, Namespace):
+            raise TypeError(f"scan a Namespace, not {type(namespace).__name__}")
+        raw_prefix = namespace.prefix + prefix.encode("utf-8", "surrogatepass")
+        for raw_key, raw_value in self._scan_items(raw_prefix):
+            yield raw_key[PREFIX_BYTES:].decode("utf-8", "surrogatepass"), orjson.loads(raw_value)
+
+    def _scan_items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Stored keys starting with ``prefix`` and their values, in byte order."""
+        for raw_key in self._scan_sorted(prefix, prefix):
+            raw_value = self._get(raw_key)
+            if raw_value is not None:
+                yield raw_key, raw_value
 
     def _scan_sorted(self, prefix: bytes, start: bytes) -> Iterator[bytes]:
         """Stored keys starting with ``prefix``, from ``start`` on, in byte order."""

@@ -39,6 +39,12 @@ class RocksDBStore(StateStore):
                 return
             yield raw_key
 
+    def _scan_items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        for raw_key, raw_value in self._db.items(from_key=prefix):
+            if not isinstance(raw_key, bytes) or not raw_key.startswith(prefix):
+                return
+            yield raw_key, raw_value
+
     def write(self, changes: Mapping[bytes, bytes | None], meta: Mapping[str, bytes] | None = None) -> None:
         """Apply ``changes`` (None: delete) and ``meta`` atomically, in one RocksDB write batch."""
         batch = WriteBatch(raw_mode=True)
