@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from types import ModuleType
@@ -9,9 +10,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from milestream.kafka_client import client_options
 from milestream.settings import Settings
+
+COORDINATOR_ATTEMPTS = 60
 
 
 def local_kafka() -> ModuleType:
@@ -75,7 +79,15 @@ class Offsets:
         return sum((await self.end_offsets(topic)).values())
 
     async def committed(self, group: str, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
-        found = await self.admin.list_consumer_group_offsets(group, partitions=tps)
+        for attempt in range(COORDINATOR_ATTEMPTS):
+            try:
+                found = await self.admin.list_consumer_group_offsets(group, partitions=tps)
+                break
+            except GroupCoordinatorNotAvailableError:
+                # A fresh broker creates its offsets topic on the first group's request: not there yet.
+                if attempt == COORDINATOR_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.5)
         return {tp: (meta.offset if meta is not None and meta.offset >= 0 else 0) for tp, meta in found.items()}
 
     async def lag(self, group: str, end: dict[TopicPartition, int]) -> int:
