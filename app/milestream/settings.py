@@ -159,6 +159,15 @@ class Settings(BaseSettings):
         "Most input records in one batch (a batch is what has been fetched, up to this; runtime/processor.py).",
         ge=1,
     )
+    checkpoint_interval_ms: float = _setting(
+        100.0,
+        "MILESTREAM_CHECKPOINT_INTERVAL_MS",
+        "How often the batch runtime commits what it processed (changelog transaction, RocksDB, input "
+        "offsets; runtime/checkpoint.py): a checkpoint spans the batches of this interval, or commits after "
+        "MILESTREAM_MAX_POLL_RECORDS records. At-least-once, outputs leave as each batch ends; exactly-once, "
+        "at the commit.",
+        ge=0,
+    )
     processing_slice_ms: float = _setting(
         10.0,
         "MILESTREAM_PROCESSING_SLICE_MS",

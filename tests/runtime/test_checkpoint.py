@@ -191,3 +191,43 @@ def test_an_unacknowledged_send_fails_after_the_delivery_timeout(stores):
         asyncio.run(point.commit())
     assert not any(step[0] == "commit" for step in journal)
     assert stores[3].get(Namespace.CUSTOMER.key("c1")) is None
+
+
+def test_outputs_sent_as_batches_end_are_each_sent_once_and_acknowledged_before_the_changelog(stores):
+    journal = Journal()
+    point = checkpoint(stores, journal, ack=False)  # the broker has not answered yet
+
+    async def two_batches_then_commit():
+        batch(point)
+        await point.send_outputs()  # the first batch's output leaves at once
+        assert steps(journal) == ["send:promotions"]
+        point.processed(TopicPartition("transactions", 3), 43, [OutRecord("late", b"c2", b"{}")])
+        await point.send_outputs()
+        await point.send_outputs()  # nothing new: nothing sent
+        assert steps(journal) == ["send:promotions", "send:late"]
+        await point.commit()
+
+    with pytest.raises(DeliveryFailed):  # never acknowledged: nothing of the checkpoint is committed
+        asyncio.run(two_batches_then_commit())
+    assert steps(journal) == ["send:promotions", "send:late"]
+    assert stores[3].get(Namespace.CUSTOMER.key("c1")) is None
+
+    journal = Journal()
+    point = checkpoint(stores, journal)
+
+    async def acknowledged():
+        batch(point)
+        await point.send_outputs()
+        await point.commit()
+
+    asyncio.run(acknowledged())
+    assert steps(journal)[:3] == ["send:promotions", "acked:promotions", "begin:"]
+    assert steps(journal).count("send:promotions") == 1
+
+
+def test_exactly_once_sends_no_output_before_the_transaction(stores):
+    journal = Journal()
+    point = checkpoint(stores, journal, exactly_once=True)
+    batch(point)
+    asyncio.run(point.send_outputs())
+    assert journal == []

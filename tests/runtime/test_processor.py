@@ -24,6 +24,8 @@ class RecordingCheckpoint:
     def __init__(self, *args, **kwargs):
         self.offsets = {}
         self.processed_offsets = []
+        self.records = 0
+        self.committed = False
         RecordingCheckpoint.instances.append(self)
 
     def overlay(self, partition):
@@ -31,15 +33,21 @@ class RecordingCheckpoint:
 
     def processed(self, tp, offset, records):
         self.processed_offsets.append(offset)
+        self.offsets[tp] = offset + 1
+        self.records += 1
 
-    async def commit(self):
+    async def send_outputs(self):
         pass
 
+    async def commit(self):
+        self.committed = True
 
-def processor_with(tmp_path, monkeypatch, slice_ms: float) -> BatchProcessor:
-    settings = Settings(data_dir=str(tmp_path), processing_slice_ms=slice_ms)
+
+def processor_with(tmp_path, monkeypatch, slice_ms: float = 10.0, **settings_values) -> BatchProcessor:
+    settings = Settings(data_dir=str(tmp_path), processing_slice_ms=slice_ms, **settings_values)
     processor = BatchProcessor(settings, Topology(settings, load_topics(settings)), lambda processed, topic: None)
     processor.producer = processor.transactional = processor.consumer = SimpleNamespace()
+    RecordingCheckpoint.instances.clear()
     processor.stores.stores = {0: None}  # partition 0 is owned: its records are processed
 
     async def busy(record, overlay):
@@ -69,7 +77,6 @@ def test_a_batch_lets_other_tasks_run_every_slice_and_processes_every_record(tmp
                 ran_during_batch.append(len(RecordingCheckpoint.instances[-1].processed_offsets))
                 await asyncio.sleep(0)
 
-        RecordingCheckpoint.instances.clear()
         batch_task = asyncio.ensure_future(processor.process_batch(batch))
         await asyncio.sleep(0)  # the batch starts first
         other = asyncio.ensure_future(other_task())
@@ -86,3 +93,52 @@ def test_a_batch_lets_other_tasks_run_every_slice_and_processes_every_record(tmp
         assert len(set(in_between)) >= (records * RECORD_MS) / slice_ms / 2
     else:
         assert in_between == []  # a batch shorter than a slice keeps the loop to the end
+
+
+def records(partition, offsets):
+    return {TopicPartition("t", partition): [SimpleNamespace(offset=n) for n in offsets]}
+
+
+def test_batches_within_the_checkpoint_interval_share_one_checkpoint_committed_when_it_is_due(tmp_path, monkeypatch):
+    processor = processor_with(tmp_path, monkeypatch, checkpoint_interval_ms=60_000.0)
+
+    async def main():
+        await processor.process_batch(records(0, [0, 1]))
+        await processor.process_batch(records(0, [2]))
+        assert not processor._commit_due()  # neither the interval nor MILESTREAM_MAX_POLL_RECORDS reached
+        assert 0 < processor._poll_timeout_ms() <= 200
+        (checkpoint,) = RecordingCheckpoint.instances
+        assert checkpoint.processed_offsets == [0, 1, 2] and not checkpoint.committed
+        processor._checkpoint_due = 0.0  # the interval is over
+        assert processor._commit_due() and processor._poll_timeout_ms() == 0
+        await processor.commit_pending()
+        assert checkpoint.committed and processor._next_offsets == {TopicPartition("t", 0): 3}
+        await processor.process_batch(records(0, [3]))  # the next batch opens the next checkpoint
+        assert len(RecordingCheckpoint.instances) == 2
+
+    asyncio.run(main())
+
+
+def test_a_checkpoint_of_max_poll_records_commits_before_its_interval(tmp_path, monkeypatch):
+    processor = processor_with(tmp_path, monkeypatch, checkpoint_interval_ms=60_000.0, max_poll_records=3)
+
+    async def main():
+        await processor.process_batch(records(0, [0, 1]))
+        assert not processor._commit_due()
+        await processor.process_batch(records(0, [2]))
+        assert processor._commit_due()
+
+    asyncio.run(main())
+
+
+def test_a_revocation_commits_what_the_worker_processed_before_the_partitions_move(tmp_path, monkeypatch):
+    processor = processor_with(tmp_path, monkeypatch, checkpoint_interval_ms=60_000.0)
+
+    async def main():
+        await processor.process_batch(records(0, [7]))
+        await processor_module._Rebalance(processor).on_partitions_revoked([TopicPartition("t", 0)])
+
+    asyncio.run(main())
+    (checkpoint,) = RecordingCheckpoint.instances
+    assert checkpoint.committed and processor._checkpoint is None
+    assert processor._next_offsets == {TopicPartition("t", 0): 8}

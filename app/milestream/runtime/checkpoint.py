@@ -80,6 +80,8 @@ class Checkpoint:
         self._timeout_s = delivery_timeout_s
         self.overlays: dict[int, OverlayStore] = {}
         self.outputs: list[OutRecord] = []
+        self._sent = 0  # outputs[:_sent] are sent (at-least-once), their acknowledgements in _sends
+        self._sends: list[tuple[str, Any]] = []
         self.offsets: dict[TopicPartition, int] = {}  # next offset to read, per input partition
         self.records = 0
 
@@ -98,13 +100,25 @@ class Checkpoint:
     def empty(self) -> bool:
         return not self.offsets
 
+    async def send_outputs(self) -> None:
+        """At-least-once: send the outputs collected so far now, without waiting for the broker;
+        ``commit`` waits for their acknowledgements first (step 1). A checkpoint spans several
+        batches, so this lets outputs leave as their batch ends. Exactly-once: nothing (the outputs
+        are part of the checkpoint's transaction)."""
+        if self._exactly_once:
+            return
+        while self._sent < len(self.outputs):  # one at a time: a send interrupted here is sent again
+            self._sends.append(await self._send(self._producer, self.outputs[self._sent]))
+            self._sent += 1
+
     async def commit(self) -> None:
         if self.empty:
             return
         started = time.perf_counter()
         changes = {p: overlay.take_changes() for p, overlay in self.overlays.items()}
         if not self._exactly_once:
-            await self._deliver([self._send(self._producer, out) for out in self.outputs])
+            await self.send_outputs()
+            await self._acknowledged(self._sends)
         reached = await self._commit_transaction(changes)
         for partition, partition_changes in changes.items():
             if partition in reached:
@@ -124,7 +138,9 @@ class Checkpoint:
 
     async def _deliver(self, sends: list[Any]) -> list[Any]:
         """Await the sends, then their acknowledgements; the record metadata of each, in order."""
-        pending = [await send for send in sends]
+        return await self._acknowledged([await send for send in sends])
+
+    async def _acknowledged(self, pending: list[tuple[str, Any]]) -> list[Any]:
         results = []
         for topic, future in pending:
             try:

@@ -71,6 +71,8 @@ class BatchProcessor:
         self.producer: AIOKafkaProducer | None = None
         self.transactional: AIOKafkaProducer | None = None
         self._lag_at = 0.0
+        self._checkpoint: Checkpoint | None = None  # the batches processed since the last commit
+        self._checkpoint_due = 0.0  # monotonic time its commit is due
         self._next_offsets: dict[TopicPartition, int] = {}  # per input partition, after the last commit
 
     def owned_partitions(self) -> list[int]:
@@ -114,12 +116,15 @@ class BatchProcessor:
             self.consumer = consumer
             consumer.subscribe(self.topology.partitioned_topics, listener=_Rebalance(self))
             while True:
-                batches = await consumer.getmany(timeout_ms=200)
-                if batches:
-                    async with self.lock:
+                batches = await consumer.getmany(timeout_ms=self._poll_timeout_ms())
+                async with self.lock:
+                    if batches:
                         await self.process_batch(batches)
+                    if self._commit_due():
+                        await self.commit_pending()
                 self._report_lag()
         except asyncio.CancelledError:
+            await self._commit_on_the_way_out()
             raise
         except Exception as exc:  # anything that reaches here is not the input's fault
             self.on_failure(exc)
@@ -135,18 +140,56 @@ class BatchProcessor:
                     log.exception("stopping a Kafka client failed")
         self.stores.close()
 
+    async def _commit_on_the_way_out(self) -> None:
+        """A worker stopping commits what it processed, so its successor does not process it again."""
+        if self._checkpoint is None or self.lock.locked():
+            return  # stopped in the middle of a batch: the successor starts from the last commit
+        try:
+            async with self.lock:
+                await asyncio.wait_for(self.commit_pending(), self.settings.delivery_timeout_s)
+        except Exception:  # on the way out: the next start recovers from the last commit
+            log.exception("committing the last checkpoint on the way out failed")
+
     # ------------------------------------------------------------------- batches
-    async def process_batch(self, batches: dict[TopicPartition, list[Any]]) -> None:
-        assert self.producer is not None and self.transactional is not None and self.consumer is not None
-        checkpoint = Checkpoint(
-            self.stores,
-            self.producer,
-            self.transactional,
-            self.consumer,
-            self.settings.app_id,
-            exactly_once=self.settings.exactly_once,
-            delivery_timeout_s=self.settings.delivery_timeout_s,
+    def _pending(self) -> Checkpoint:
+        """The checkpoint the next records go into: a new one after each commit."""
+        if self._checkpoint is None:
+            assert self.producer is not None and self.transactional is not None and self.consumer is not None
+            self._checkpoint = Checkpoint(
+                self.stores,
+                self.producer,
+                self.transactional,
+                self.consumer,
+                self.settings.app_id,
+                exactly_once=self.settings.exactly_once,
+                delivery_timeout_s=self.settings.delivery_timeout_s,
+            )
+            self._checkpoint_due = time.monotonic() + self.settings.checkpoint_interval_ms / 1000
+        return self._checkpoint
+
+    def _commit_due(self) -> bool:
+        checkpoint = self._checkpoint
+        return checkpoint is not None and (
+            time.monotonic() >= self._checkpoint_due or checkpoint.records >= self.settings.max_poll_records
         )
+
+    def _poll_timeout_ms(self) -> int:
+        """Wait for records no longer than the pending checkpoint may wait for its commit."""
+        if self._checkpoint is None:
+            return 200
+        return max(0, min(200, int((self._checkpoint_due - time.monotonic()) * 1000)))
+
+    async def commit_pending(self) -> None:
+        """Commit the checkpoint of the batches processed since the last commit (the lock held)."""
+        checkpoint, self._checkpoint = self._checkpoint, None
+        if checkpoint is not None:
+            await checkpoint.commit()
+            self._next_offsets.update(checkpoint.offsets)
+
+    async def process_batch(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        """Apply a batch to the pending checkpoint's overlays and send its outputs (at-least-once);
+        the checkpoint commits when its interval is over (``commit_pending``)."""
+        checkpoint = self._pending()
         # The API serves reads on this event loop, from the committed stores (never the overlay): it
         # may run between two records, so a batch hands the loop over every slice instead of holding
         # it for the whole batch (hundreds of milliseconds at a few thousand records a second).
@@ -165,8 +208,7 @@ class BatchProcessor:
                 if clock() >= until:
                     await asyncio.sleep(0)
                     until = clock() + slice_s
-        await checkpoint.commit()
-        self._next_offsets.update(checkpoint.offsets)
+        await checkpoint.send_outputs()
 
     async def _process(self, record: Record, overlay: OverlayStore) -> Processed:
         """Process one record, retrying it in place while processing raises (pipeline/attempts.py)."""
@@ -215,8 +257,11 @@ class _Rebalance(ConsumerRebalanceListener):
         self.processor = processor
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        async with self.processor.lock:  # the batch in flight commits first
-            pass
+        async with self.processor.lock:  # the batch in flight finishes first, then what it left commits
+            try:
+                await self.processor.commit_pending()
+            except Exception as exc:  # not committed: restart from the last commit
+                self.processor.on_failure(exc)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         metrics.REBALANCES.inc()
