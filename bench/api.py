@@ -245,6 +245,17 @@ async def steady_input(
     return sent, time.perf_counter() - start
 
 
+async def checkpoints(session: Any, urls: list[str]) -> float:
+    """The workers' checkpoints so far (``milestream_batch_records``' count: one per checkpoint)."""
+    total = 0.0
+    for url in urls:
+        async with session.get(url + "/metrics") as response:
+            for line in (await response.text()).splitlines():
+                if line.startswith("milestream_batch_records_count"):
+                    total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
 async def api_phase(cluster: Cluster, args: argparse.Namespace, rate: float, now: datetime) -> dict[str, Any]:
     import aiohttp
 
@@ -260,6 +271,7 @@ async def api_phase(cluster: Cluster, args: argparse.Namespace, rate: float, now
         # Warm-up: connections, and the first leaderboard scans.
         await paced(session, urls, 20, 2, lambda rng: f"/leaderboards/{mid}?top=100")
         started = time.monotonic()
+        checkpoints_before = await checkpoints(session, urls)
         meter = CpuMeter(
             {**{w.name: w.process.pid if w.process else None for w in cluster.workers}, "bench": os.getpid()}
         )
@@ -274,6 +286,7 @@ async def api_phase(cluster: Cluster, args: argparse.Namespace, rate: float, now
             ),
         )
         cpu = meter.read()
+        results["checkpoints_per_s"] = (await checkpoints(session, urls) - checkpoints_before) / max(cpu["wall"], 1e-6)
         results["top"], results["rank"] = top, rank
         results["cpu"] = {name: used / max(cpu["wall"], 1e-6) for name, used in cpu.items() if name != "wall"}
         results["progress"] = await paced(
@@ -341,7 +354,8 @@ def write(result: dict[str, Any]) -> str:
             f"{cpu['bench']:.2f}, everything else on the machine (the broker, other users) {cpu['others']:.2f}, "
             f"of {env['cpus']}; "
             f"input {api['input']['sent'] / api['input']['seconds']:,.0f}/s, "
-            f"{api['input']['lag_at_end']:,} transactions not yet committed at the end."
+            f"{api['input']['lag_at_end']:,} transactions not yet committed at the end; "
+            f"{api['checkpoints_per_s']:,.0f} checkpoints/s (both workers)."
         )
     throughput = result["throughput"]
     cost = index_cost(throughput)
@@ -416,6 +430,8 @@ async def run(args: argparse.Namespace, connection: Settings, folder: Path) -> d
                     log(
                         "  p50/p99 ms: "
                         + ", ".join(f"{k} {_ms(api[-1][k]['p50'])}/{_ms(api[-1][k]['p99'])}" for k in TARGETS_MS)
+                        + f"; {api[-1]['checkpoints_per_s']:,.0f} checkpoints/s; cores: "
+                        + ", ".join(f"{k} {v:.2f}" for k, v in api[-1]["cpu"].items())
                     )
         finally:
             await cluster.stop()

@@ -422,7 +422,8 @@ def results_markdown(results: dict[str, Any], earlier: Sequence[str] = ()) -> st
         f"- **Workload:** {s['events']:,} transactions of {s['customers']:,} customers, "
         f"{s['partitions']} partitions, one milestone (monthly gross spend 5,000, sub-targets 25/50/75 %)",
         f"- **Settings:** the worker: batches of up to {s['max_poll_records']} records, "
-        f"{s['processing_guarantee']}, a commit per batch; the naive Faust agent: RocksDB table, commit "
+        f"{s['processing_guarantee']}, a checkpoint every {s.get('checkpoint_interval_ms', 0):g} ms (or "
+        f"{s['max_poll_records']} records); the naive Faust agent: RocksDB table, commit "
         f"interval {s.get('commit_interval', 0.5):g} s, stream buffer 8192; the Quix app: RocksDB state with "
         f"its changelog, commit interval {s.get('commit_interval', 0.5):g} s, the worker's guarantee",
         "",

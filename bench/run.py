@@ -419,6 +419,7 @@ class Bench:
             "partitions": self.topics["transactions"].partitions,
             "commit_interval": self.settings.commit_interval_s,
             "max_poll_records": self.settings.max_poll_records,
+            "checkpoint_interval_ms": self.settings.checkpoint_interval_ms,
             "stream_buffer_maxsize": 8192,  # Faust's default
         }
         env = settings_env(self.settings, dict(os.environ, NAIVE_FAUST_CONFIG=json.dumps(config)))
@@ -874,6 +875,7 @@ def main(argv: list[str] | None = None) -> int:
                 "customers": args.customers,
                 "partitions": load_topics(settings)["transactions"].partitions,
                 "max_poll_records": settings.max_poll_records,
+                "checkpoint_interval_ms": settings.checkpoint_interval_ms,
                 "commit_interval": args.commit_interval,
                 "processing_guarantee": settings.processing_guarantee,
                 "latency_events": args.latency_events,
