@@ -65,7 +65,7 @@ POISON_RECORDS = Counter(
 # The batch runtime (runtime/)
 BATCH_RECORDS = Histogram(
     "milestream_batch_records",
-    "Input records per batch the runtime processed and checkpointed together.",
+    "Input records per checkpoint: the records of the batches the runtime committed together.",
     buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000),
     registry=REGISTRY,
 )

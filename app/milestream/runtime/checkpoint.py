@@ -1,8 +1,10 @@
-"""The checkpoint: the one owner of durability for a batch.
+"""The checkpoint: the one owner of durability for the batches of one interval.
 
-A batch of input records is processed against in-memory overlays of the
-partitions' stores (state/overlay.py) and collects its outputs. Nothing of it
-is durable until :meth:`Checkpoint.commit`, which does, in this order:
+The batches of ``MILESTREAM_CHECKPOINT_INTERVAL_MS`` (or fewer, once they hold
+``MILESTREAM_MAX_POLL_RECORDS`` records) are processed against in-memory overlays
+of the partitions' stores (state/overlay.py) and collect their outputs; at-least-once,
+:meth:`Checkpoint.send_outputs` sends a batch's outputs as it ends. Nothing of
+it is durable until :meth:`Checkpoint.commit`, which does, in this order:
 
 1. **Outputs** (promotions, late events, dead letters, records the worker sends
    to its own inputs) are produced and their acknowledgements awaited.
@@ -58,7 +60,7 @@ log = logging.getLogger("milestream.runtime")
 
 
 class Checkpoint:
-    """What one batch changed and produced, until it is committed."""
+    """What the batches since the last commit changed and produced, until it is committed."""
 
     def __init__(
         self,
