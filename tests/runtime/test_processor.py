@@ -142,3 +142,13 @@ def test_a_revocation_commits_what_the_worker_processed_before_the_partitions_mo
     (checkpoint,) = RecordingCheckpoint.instances
     assert checkpoint.committed and processor._checkpoint is None
     assert processor._next_offsets == {TopicPartition("t", 0): 8}
+
+
+def test_an_interval_of_zero_commits_every_batch(tmp_path, monkeypatch):
+    processor = processor_with(tmp_path, monkeypatch, checkpoint_interval_ms=0.0)
+
+    async def main():
+        await processor.process_batch(records(0, [0]))
+        assert processor._commit_due()
+
+    asyncio.run(main())
