@@ -99,7 +99,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=0.5,
         help="commit interval of the naive Faust agent and the Quix app, s (default 0.5; "
-        "the worker commits every batch)",
+        "the worker checkpoints every MILESTREAM_CHECKPOINT_INTERVAL_MS)",
     )
     p.add_argument("--skip", default="", help=f"comma-separated phases to skip: {', '.join(PHASES)}")
     p.add_argument(
