@@ -19,6 +19,18 @@ def decode_state(raw: bytes | None) -> dict[str, Any] | None:
     return None if raw is None else orjson.loads(raw)
 
 
+def _raw_prefix(namespace: Namespace, id_prefix: str = "") -> bytes:
+    """The stored bytes every key of ``namespace`` whose id starts with ``id_prefix`` starts with."""
+    if not isinstance(namespace, Namespace):
+        raise TypeError(f"scan a Namespace, not {type(namespace).__name__}")
+    return namespace.prefix + id_prefix.encode("utf-8", "surrogatepass")
+
+
+def _id(raw_key: bytes) -> str:
+    """The id of a key a scan of its namespace found (so its prefix is known: no key to decode)."""
+    return raw_key[PREFIX_BYTES:].decode("utf-8", "surrogatepass")
+
+
 class StateStore(ABC):
     """Documents by :class:`StateKey` (state/keys.py). Every backend stores the same bytes:
     the encoded key and the document as JSON; a backend only moves bytes."""
@@ -34,29 +46,22 @@ class StateStore(ABC):
 
     def keys(self, namespace: Namespace) -> Iterator[str]:
         """The ids of one namespace's keys (in no set order: the worker's table has a store per partition)."""
-        if not isinstance(namespace, Namespace):
-            raise TypeError(f"scan a Namespace, not {type(namespace).__name__}")
-        for raw in self._scan(namespace.prefix):
-            yield raw[PREFIX_BYTES:].decode("utf-8", "surrogatepass")  # the namespace's prefix: known
+        for raw in self._scan(_raw_prefix(namespace)):
+            yield _id(raw)
 
     def scan(self, namespace: Namespace, prefix: str = "", start: str | None = None) -> Iterator[str]:
         """The ids of ``namespace`` that start with ``prefix``, in key order (UTF-8 bytes), from
         ``start`` on (inclusive) when given. Sorted backends seek; the others sort."""
-        if not isinstance(namespace, Namespace):
-            raise TypeError(f"scan a Namespace, not {type(namespace).__name__}")
-        raw_prefix = namespace.prefix + prefix.encode("utf-8", "surrogatepass")
-        raw_start = namespace.prefix + start.encode("utf-8", "surrogatepass") if start is not None else raw_prefix
+        raw_prefix = _raw_prefix(namespace, prefix)
+        raw_start = _raw_prefix(namespace, start) if start is not None else raw_prefix
         for raw in self._scan_sorted(raw_prefix, max(raw_prefix, raw_start)):
-            yield raw[PREFIX_BYTES:].decode("utf-8", "surrogatepass")
+            yield _id(raw)
 
     def scan_documents(self, namespace: Namespace, prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
         """``scan``'s ids with their documents, read in the same pass (a sorted backend reads each
         key and value together, where ``get`` per id would seek again)."""
-        if not isinstance(namespace, Namespace):
-            raise TypeError(f"scan a Namespace, not {type(namespace).__name__}")
-        raw_prefix = namespace.prefix + prefix.encode("utf-8", "surrogatepass")
-        for raw_key, raw_value in self._scan_items(raw_prefix):
-            yield raw_key[PREFIX_BYTES:].decode("utf-8", "surrogatepass"), orjson.loads(raw_value)
+        for raw_key, raw_value in self._scan_items(_raw_prefix(namespace, prefix)):
+            yield _id(raw_key), orjson.loads(raw_value)
 
     def _scan_items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Stored keys starting with ``prefix`` and their values, in byte order."""
