@@ -43,6 +43,7 @@ from . import workload
 from .cluster import Offsets, bench_connection
 from .procs import BenchError, CpuMeter, Service, free_port, settings_env
 from .report import git_revision, machine, write_block
+from .run import http_text
 
 START_MARKER = "<!-- api:start -->"
 END_MARKER = "<!-- api:end -->"
@@ -245,14 +246,13 @@ async def steady_input(
     return sent, time.perf_counter() - start
 
 
-async def checkpoints(session: Any, urls: list[str]) -> float:
+async def checkpoints(workers: list[Service]) -> float:
     """The workers' checkpoints so far (``milestream_batch_records``' count: one per checkpoint)."""
     total = 0.0
-    for url in urls:
-        async with session.get(url + "/metrics") as response:
-            for line in (await response.text()).splitlines():
-                if line.startswith("milestream_batch_records_count"):
-                    total += float(line.rsplit(" ", 1)[1])
+    for worker in workers:
+        for line in (await http_text(worker, "/metrics") or "").splitlines():
+            if line.startswith("milestream_batch_records_count"):
+                total += float(line.rsplit(" ", 1)[1])
     return total
 
 
@@ -271,7 +271,7 @@ async def api_phase(cluster: Cluster, args: argparse.Namespace, rate: float, now
         # Warm-up: connections, and the first leaderboard scans.
         await paced(session, urls, 20, 2, lambda rng: f"/leaderboards/{mid}?top=100")
         started = time.monotonic()
-        checkpoints_before = await checkpoints(session, urls)
+        checkpoints_before = await checkpoints(cluster.workers)
         meter = CpuMeter(
             {**{w.name: w.process.pid if w.process else None for w in cluster.workers}, "bench": os.getpid()}
         )
@@ -286,7 +286,8 @@ async def api_phase(cluster: Cluster, args: argparse.Namespace, rate: float, now
             ),
         )
         cpu = meter.read()
-        results["checkpoints_per_s"] = (await checkpoints(session, urls) - checkpoints_before) / max(cpu["wall"], 1e-6)
+        checkpointed = await checkpoints(cluster.workers) - checkpoints_before
+        results["checkpoints_per_s"] = checkpointed / max(cpu["wall"], 1e-6)
         results["top"], results["rank"] = top, rank
         results["cpu"] = {name: used / max(cpu["wall"], 1e-6) for name, used in cpu.items() if name != "wall"}
         results["progress"] = await paced(
