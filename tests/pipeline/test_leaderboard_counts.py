@@ -88,3 +88,24 @@ def test_buckets_sort_as_the_board_and_hold_three_leading_digits():
     assert buckets[1] == buckets[2] != buckets[3]  # 999.5 and 999 share 999; 998.9 is 998
     assert buckets[-1] == buckets[-2]  # zero and below: one bucket
     assert all(d >= b for d, b in zip(digits, buckets))  # a bucket's entries sort from its key on
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(CUSTOMERS, st.lists(VALUES, max_size=2)), max_size=40), VALUES, st.sampled_from([0, 2]))
+def test_moves_counted_in_one_update_rank_as_the_walk(moves, probe_value, neighbours):
+    """A customer's keys change together (read_index.py: the keys lost and gained in one update):
+    an entry moving within its bucket leaves the count alone, one moving across buckets moves a count."""
+    store = MemoryStore()
+    held: dict[str, set[str]] = {}
+    for customer, values in moves:
+        old = held.get(customer, set())
+        new = {leaderboards.entry_key("m", "t", 1, v, customer) for v in values}
+        leaderboards.update(store, old - new, new - old)
+        held[customer] = new
+    live = set().union(*held.values()) if held else set()
+    probe = leaderboards.entry_key("m", "t", 1, probe_value, "zz")
+    expected = brute(live - {probe}, probe, neighbours)
+    assert leaderboards.around(store, "m", "t", 1, probe, neighbours) == expected
+    assert leaderboards.around(store, "m", "t", 1, probe, neighbours, counts=None) == expected
+    counts = leaderboards.bucket_counts(store, "m", "t", 1)
+    assert (counts.before[-1] if counts else 0) == len(live)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import deque
+from collections.abc import Iterable
 from decimal import ROUND_FLOOR, Decimal
 from typing import NamedTuple
 
@@ -92,34 +93,51 @@ def bucket(digits: str) -> str:
     return f"{OFFSET - top:0{WIDTH}d}"
 
 
-def _count(store: StateStore, prefix: str, digits: str, delta: int) -> None:
-    counter = Namespace.LEADERBOARD_COUNT.key(prefix + bucket(digits))
-    count = (store.get(counter) or {}).get("n", 0) + delta
-    if count > 0:
-        store.put(counter, {"n": count})
-    else:
-        store.delete(counter)
+def update(store: StateStore, removed: Iterable[str], added: Iterable[str]) -> None:
+    """Remove entries the board holds and add entries it does not (read_index.py: the keys a
+    customer loses and gains, in one call), then count them: a bucket's count is read and written
+    once, and not at all when an entry moved within its bucket."""
+    deltas: dict[str, int] = {}  # counter id (board prefix + bucket): entries gained
+    counted: set[str] = set()  # boards known to be counted
+    for key in removed:
+        prefix, digits = _split(key)
+        store.delete(Namespace.LEADERBOARD.key(key))
+        if prefix in counted or store.has(Namespace.LEADERBOARD_COUNT.key(prefix)):
+            counted.add(prefix)
+            counter = prefix + bucket(digits)
+            deltas[counter] = deltas.get(counter, 0) - 1
+    for key in added:
+        prefix, digits = _split(key)
+        if prefix not in counted:
+            marker = Namespace.LEADERBOARD_COUNT.key(prefix)
+            if store.has(marker):
+                counted.add(prefix)
+            elif next(store.scan(Namespace.LEADERBOARD, prefix), None) is None:
+                store.put(marker, {})  # a new board: counted from its first entry on
+                counted.add(prefix)
+        store.put(Namespace.LEADERBOARD.key(key), {})
+        if prefix in counted:
+            counter = prefix + bucket(digits)
+            deltas[counter] = deltas.get(counter, 0) + 1
+    for counter, delta in deltas.items():
+        if delta == 0:
+            continue
+        counter_key = Namespace.LEADERBOARD_COUNT.key(counter)
+        count = (store.get(counter_key) or {}).get("n", 0) + delta
+        if count > 0:
+            store.put(counter_key, {"n": count})
+        else:
+            store.delete(counter_key)
 
 
 def put(store: StateStore, key: str) -> None:
-    """Add an entry the board does not hold (read_index.py adds the keys a customer gains)."""
-    prefix, digits = _split(key)
-    marker = Namespace.LEADERBOARD_COUNT.key(prefix)
-    counted = store.get(marker) is not None
-    if not counted and next(store.scan(Namespace.LEADERBOARD, prefix), None) is None:
-        store.put(marker, {})  # a new board: counted from its first entry on
-        counted = True
-    store.put(Namespace.LEADERBOARD.key(key), {})
-    if counted:
-        _count(store, prefix, digits, 1)
+    """Add an entry the board does not hold."""
+    update(store, (), (key,))
 
 
 def delete(store: StateStore, key: str) -> None:
-    """Remove an entry the board holds (read_index.py removes the keys a customer loses)."""
-    prefix, digits = _split(key)
-    store.delete(Namespace.LEADERBOARD.key(key))
-    if store.get(Namespace.LEADERBOARD_COUNT.key(prefix)) is not None:
-        _count(store, prefix, digits, -1)
+    """Remove an entry the board holds."""
+    update(store, (key,), ())
 
 
 def head(store: StateStore, milestone_id: str, target_id: str, cycle: int, limit: int) -> list[Entry]:

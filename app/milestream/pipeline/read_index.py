@@ -208,9 +208,7 @@ def maintain(
     for milestone_id in before.keys() | after.keys():
         old = _board_keys(milestone_id, customer.customer_id, before.get(milestone_id, {}))
         new = _board_keys(milestone_id, customer.customer_id, after.get(milestone_id, {}))
-        for key in old - new:
-            leaderboards.delete(store, key)
-        for key in new - old:
-            leaderboards.put(store, key)
+        if old != new:
+            leaderboards.update(store, old - new, new - old)
     if after != before:
         state[INDEXED] = {"m": after}  # written with the state, by the caller

@@ -41,6 +41,10 @@ class StateStore(ABC):
     def put(self, key: StateKey, state: dict[str, Any]) -> None:
         self._put(encoded(key), encode_state(state))
 
+    def has(self, key: StateKey) -> bool:
+        """Whether a document is stored under ``key`` (without decoding it)."""
+        return self._get(encoded(key)) is not None
+
     def delete(self, key: StateKey) -> None:
         self._delete(encoded(key))
 

@@ -55,17 +55,40 @@ _BY_PREFIX = {prefix: namespace for namespace, prefix in _PREFIXES.items()}
 PREFIX_BYTES = 2
 
 
-@dataclass(frozen=True, slots=True)
 class StateKey:
+    """A namespace and an id. Immutable; its stored bytes are built once, with the key (a key is
+    looked up or written right after it is made, often more than once)."""
+
+    __slots__ = ("namespace", "id", "raw")
     namespace: Namespace
     id: str
+    raw: bytes  # as stored: the namespace's prefix, then the id's UTF-8 bytes
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.namespace, Namespace) or not isinstance(self.id, str):
-            raise TypeError(f"a state key is a Namespace and a str id, not {self.namespace!r}, {self.id!r}")
+    def __init__(self, namespace: Namespace, id: str) -> None:
+        if not isinstance(namespace, Namespace) or not isinstance(id, str):
+            raise TypeError(f"a state key is a Namespace and a str id, not {namespace!r}, {id!r}")
+        set_field = object.__setattr__
+        set_field(self, "namespace", namespace)
+        set_field(self, "id", id)
+        set_field(self, "raw", _PREFIXES[namespace] + id.encode("utf-8", _ERRORS))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"a StateKey is immutable: cannot set {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StateKey) and self.raw == other.raw
+
+    def __hash__(self) -> int:
+        return hash(self.raw)
+
+    def __reduce__(self) -> tuple[type[StateKey], tuple[Namespace, str]]:
+        return StateKey, (self.namespace, self.id)  # copies and pickles go through __init__
+
+    def __repr__(self) -> str:
+        return f"StateKey(namespace={self.namespace!r}, id={self.id!r})"
 
     def encode(self) -> bytes:
-        return _PREFIXES[self.namespace] + self.id.encode("utf-8", _ERRORS)
+        return self.raw
 
     @classmethod
     def decode(cls, raw: bytes) -> StateKey:
@@ -142,4 +165,4 @@ def encoded(key: StateKey) -> bytes:
     """``key`` as stored; refuses anything but a StateKey, so no caller can pass a string it built."""
     if not isinstance(key, StateKey):
         raise TypeError(f"state keys are StateKey, not {type(key).__name__}")
-    return key.encode()
+    return key.raw
