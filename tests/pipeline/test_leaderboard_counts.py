@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from milestream.pipeline import leaderboards
 from milestream.state.keys import Namespace
 from milestream.state.memory import MemoryStore
+from milestream.state.overlay import OverlayStore
+from milestream.state.rocksdb import RocksDBStore
 
 VALUES = st.one_of(
     st.sampled_from(["0", "-5", "-0.000001", "0.000001", "9.99", "10", "99", "100", "990", "999.999999", "1000"]),
@@ -109,3 +112,43 @@ def test_moves_counted_in_one_update_rank_as_the_walk(moves, probe_value, neighb
     assert leaderboards.around(store, "m", "t", 1, probe, neighbours, counts=None) == expected
     counts = leaderboards.bucket_counts(store, "m", "t", 1)
     assert (counts.before[-1] if counts else 0) == len(live)
+
+
+@pytest.mark.parametrize("backend", ["memory", "rocksdb"])
+@settings(max_examples=60, deadline=None)
+@given(
+    moves=st.lists(st.tuples(CUSTOMERS, st.lists(VALUES, max_size=2)), max_size=30), mirrored_after=st.integers(0, 30)
+)
+def test_a_counts_mirror_follows_the_store(backend, tmp_path_factory, moves, mirrored_after):
+    """The API's mirror of a partition's counts, made at any point, equals the stored counts after
+    every later write: single writes (memory) or a checkpoint's write batch (RocksDB)."""
+    base = MemoryStore() if backend == "memory" else RocksDBStore(tmp_path_factory.mktemp("counts") / "db")
+    held: dict[str, set[str]] = {}
+    mirror = None
+    for n, (customer, values) in enumerate(moves):
+        if n == mirrored_after:
+            mirror = leaderboards.CountsMirror(base)
+            assert mirror.counts("m", "t", 1) == leaderboards.bucket_counts(base, "m", "t", 1)
+        old = held.get(customer, set())
+        new = {leaderboards.entry_key("m", "t", 1, v, customer) for v in values}
+        if isinstance(base, RocksDBStore):
+            overlay = OverlayStore(base)
+            leaderboards.update(overlay, old - new, new - old)
+            base.write(overlay.take_changes())
+        else:
+            leaderboards.update(base, old - new, new - old)
+        held[customer] = new
+        if mirror is not None:
+            assert mirror.counts("m", "t", 1) == leaderboards.bucket_counts(base, "m", "t", 1)
+    base.close()
+
+
+def test_a_mirror_that_cannot_apply_a_write_reads_the_store_again():
+    store = MemoryStore()
+    leaderboards.put(store, leaderboards.entry_key("m", "t", 1, Decimal(5), "a"))
+    mirror = leaderboards.CountsMirror(store)
+    assert mirror.counts("m", "t", 1).before[-1] == 1
+    bucket_key = next(k for k in store.scan(Namespace.LEADERBOARD_COUNT, "") if not k.endswith("\x00"))
+    store._put(Namespace.LEADERBOARD_COUNT.key(bucket_key).raw, b"not json")  # the store's write still succeeds
+    store._put(Namespace.LEADERBOARD_COUNT.key(bucket_key).raw, b'{"n": 3}')
+    assert mirror.counts("m", "t", 1).before[-1] == 3

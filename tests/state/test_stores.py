@@ -218,3 +218,26 @@ def test_scan_documents_reads_each_id_with_its_document_in_key_order(store):
     assert list(store.scan_documents(Namespace.LEADERBOARD_COUNT, "z")) == []
     with pytest.raises(TypeError):
         list(store.scan_documents("n"))
+
+
+@pytest.mark.parametrize("backend", ["memory", "rocksdb"])
+def test_listeners_see_every_write_once_it_is_stored(backend, tmp_path):
+    store = open_store(backend, tmp_path)
+    seen: list[dict] = []
+    store.listen(lambda changes: seen.append({k: store._get(k) == v for k, v in changes.items()}))
+    store.put(customer("a"), {"n": 1})
+    store.delete(customer("a"))
+    assert seen == [{customer("a").raw: True}, {customer("a").raw: True}]  # each stored when heard
+    assert store.get(customer("a")) is None
+    if isinstance(store, RocksDBStore):  # the checkpoint's write: one call for the whole batch
+        seen.clear()
+        store.write({customer("b").raw: b"{}", customer("c").raw: None})
+        assert seen == [{customer("b").raw: True, customer("c").raw: True}]
+    store.close()
+
+
+def test_an_overlay_cannot_be_listened_to(tmp_path):
+    """Its writes reach the store under it only at the checkpoint: a listener would hear nothing."""
+    overlay = OverlayStore(MemoryStore())
+    with pytest.raises(TypeError):
+        overlay.listen(lambda changes: None)

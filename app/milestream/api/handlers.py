@@ -115,8 +115,8 @@ class Api:
         self._session: Any = None
         # Merged leaderboards, by (milestone, target, cycle, top, page): (when computed, the answer's body).
         self._boards: dict[tuple[str, str, int, int, int], tuple[float, asyncio.Future[bytes]]] = {}
-        # Bucket counts of a board on a partition (leaderboards.py): (when read, the counts, the store).
-        self._counts: dict[tuple[int, str, str, int], tuple[float, leaderboards.BucketCounts | None, Any]] = {}
+        # Each partition's leaderboard bucket counts (leaderboards.py), mirrored from its store.
+        self._counts: dict[int, leaderboards.CountsMirror] = {}
 
     @property
     def engine(self) -> Any:
@@ -269,18 +269,12 @@ class Api:
     def _bucket_counts(
         self, partition: int, store: Any, mid: str, target: str, cycle: int
     ) -> leaderboards.BucketCounts | None:
-        """A partition's bucket counts of a board, read once per commit interval: a rank then costs
-        a walk of the customer's bucket. (Counts of the last interval and a walk of now: a rank may
-        be off by the customers who moved across buckets within the interval.)"""
-        key = (partition, mid, target, cycle)
-        now = time.monotonic()
-        cached = self._counts.get(key)
-        if cached is None or now - cached[0] >= self.settings.commit_interval_s or cached[2] is not store:
-            if len(self._counts) >= BOARDS_CACHED * 8:
-                self._counts.clear()
-            cached = (now, leaderboards.bucket_counts(store, mid, target, cycle), store)
-            self._counts[key] = cached
-        return cached[1]
+        """A partition's bucket counts of a board, from a mirror kept in step with the store's writes
+        (leaderboards.CountsMirror): a rank then costs a walk of the customer's bucket."""
+        mirror = self._counts.get(partition)
+        if mirror is None or mirror.store is not store:  # a partition assigned again has a new store
+            mirror = self._counts[partition] = leaderboards.CountsMirror(store)
+        return mirror.counts(mid, target, cycle)
 
     def _local_part(
         self, mid: str, target: str, cycle: int, limit: int, around: tuple[str, Decimal] | None, neighbours: int

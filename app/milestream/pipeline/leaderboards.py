@@ -29,14 +29,19 @@ standing while it is one of the last ``CLOSED_CYCLES_KEPT`` closed cycles of tha
 
 from __future__ import annotations
 
+import logging
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Iterable
 from decimal import ROUND_FLOOR, Decimal
 from typing import NamedTuple
 
-from ..state.base import StateStore
+import orjson
+
+from ..state.base import Changes, StateStore, key_id
 from ..state.keys import Namespace
+
+log = logging.getLogger("milestream.api")
 
 SEP = "\x00"
 SCALE = 10**6
@@ -172,17 +177,82 @@ class BucketCounts(NamedTuple):
 
 def bucket_counts(store: StateStore, milestone_id: str, target_id: str, cycle: int) -> BucketCounts | None:
     """The board's bucket counts on this partition; None if the board is not counted."""
-    prefix = board_prefix(milestone_id, target_id, cycle)
-    if store.get(Namespace.LEADERBOARD_COUNT.key(prefix)) is None:
+    counts = _stored_counts(store, board_prefix(milestone_id, target_id, cycle))
+    return None if counts is None else _summed(counts)
+
+
+def _stored_counts(store: StateStore, prefix: str) -> dict[str, int] | None:
+    """A board's count per bucket (by counter id) as stored; None if the board is not counted."""
+    if not store.has(Namespace.LEADERBOARD_COUNT.key(prefix)):
         return None
-    buckets, before, total = [], [0], 0
-    for found, count in store.scan_documents(Namespace.LEADERBOARD_COUNT, prefix):
-        if found == prefix:
-            continue  # the marker
-        total += count.get("n", 0)
-        buckets.append(found)
+    return {
+        found: count.get("n", 0)
+        for found, count in store.scan_documents(Namespace.LEADERBOARD_COUNT, prefix)
+        if found != prefix  # the marker
+    }
+
+
+def _summed(counts: dict[str, int]) -> BucketCounts:
+    buckets, before, total = sorted(counts), [0], 0
+    for found in buckets:
+        total += counts[found]
         before.append(total)
     return BucketCounts(buckets, before)
+
+
+class CountsMirror:
+    """One partition store's bucket counts, in memory and in step with every write to the store.
+
+    A rank needs the counts of every partition on every request; reading them from RocksDB costs
+    milliseconds per partition (a scan and a JSON document per bucket, over the versions and
+    tombstones of keys rewritten on every change). The mirror reads a board's counts once, then
+    applies the store's writes to them (``StateStore.listen``): a rank reads exactly the committed
+    counts, at the cost of a look-up."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self._boards: dict[str, dict[str, int] | None] = {}  # board prefix: count by counter id (None: not counted)
+        self._summed: dict[str, BucketCounts | None] = {}
+        store.listen(self._written)
+
+    def counts(self, milestone_id: str, target_id: str, cycle: int) -> BucketCounts | None:
+        prefix = board_prefix(milestone_id, target_id, cycle)
+        if prefix not in self._summed:
+            if prefix not in self._boards:
+                self._boards[prefix] = _stored_counts(self.store, prefix)
+            counts = self._boards[prefix]
+            self._summed[prefix] = None if counts is None else _summed(counts)
+        return self._summed[prefix]
+
+    def _written(self, changes: Changes) -> None:
+        try:
+            self._apply(changes)
+        except Exception:  # never fail the write that called this: read the counts from the store again
+            log.exception("leaderboard counts mirror: could not apply a write; reading the counts again")
+            self._boards.clear()
+            self._summed.clear()
+
+    def _apply(self, changes: Changes) -> None:
+        tag = Namespace.LEADERBOARD_COUNT.prefix
+        for raw_key, raw_value in changes.items():
+            if not raw_key.startswith(tag):
+                continue
+            counter = key_id(raw_key)
+            prefix = counter if counter.endswith(SEP) else counter[:-WIDTH]  # a marker is the bare board prefix
+            if prefix not in self._boards:
+                continue  # not read yet: read from the store when asked
+            self._summed.pop(prefix, None)
+            counts = self._boards[prefix]
+            if counter == prefix:
+                if raw_value is None:
+                    self._boards[prefix] = None
+                elif counts is None:
+                    self._boards[prefix] = {}  # a new board: counted from its first entry on
+            elif counts is not None:
+                if raw_value is None:
+                    counts.pop(counter, None)
+                else:
+                    counts[counter] = orjson.loads(raw_value).get("n", 0)
 
 
 def around(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -26,14 +26,29 @@ def _raw_prefix(namespace: Namespace, id_prefix: str = "") -> bytes:
     return namespace.prefix + id_prefix.encode("utf-8", "surrogatepass")
 
 
-def _id(raw_key: bytes) -> str:
-    """The id of a key a scan of its namespace found (so its prefix is known: no key to decode)."""
+def key_id(raw_key: bytes) -> str:
+    """The id of a stored key whose namespace is known (a scan's, a listener's): no key to decode."""
     return raw_key[PREFIX_BYTES:].decode("utf-8", "surrogatepass")
+
+
+Changes = Mapping[bytes, "bytes | None"]  # stored keys and their new values (None: deleted)
 
 
 class StateStore(ABC):
     """Documents by :class:`StateKey` (state/keys.py). Every backend stores the same bytes:
     the encoded key and the document as JSON; a backend only moves bytes."""
+
+    _listeners: tuple[Callable[[Changes], None], ...] = ()
+
+    def listen(self, listener: Callable[[Changes], None]) -> None:
+        """Call ``listener`` with the raw changes of every write to this store from now on, once
+        they are stored (in-memory mirrors of part of a store, e.g. the API's leaderboard counts).
+        A batch's overlay is not a store writes reach: its changes are written at the checkpoint."""
+        self._listeners = (*self._listeners, listener)
+
+    def _notify(self, changes: Changes) -> None:
+        for listener in self._listeners:
+            listener(changes)
 
     def get(self, key: StateKey) -> dict[str, Any] | None:
         return decode_state(self._get(encoded(key)))
@@ -51,7 +66,7 @@ class StateStore(ABC):
     def keys(self, namespace: Namespace) -> Iterator[str]:
         """The ids of one namespace's keys (in no set order: the worker's table has a store per partition)."""
         for raw in self._scan(_raw_prefix(namespace)):
-            yield _id(raw)
+            yield key_id(raw)
 
     def scan(self, namespace: Namespace, prefix: str = "", start: str | None = None) -> Iterator[str]:
         """The ids of ``namespace`` that start with ``prefix``, in key order (UTF-8 bytes), from
@@ -59,13 +74,13 @@ class StateStore(ABC):
         raw_prefix = _raw_prefix(namespace, prefix)
         raw_start = _raw_prefix(namespace, start) if start is not None else raw_prefix
         for raw in self._scan_sorted(raw_prefix, max(raw_prefix, raw_start)):
-            yield _id(raw)
+            yield key_id(raw)
 
     def scan_documents(self, namespace: Namespace, prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
         """``scan``'s ids with their documents, read in the same pass (a sorted backend reads each
         key and value together, where ``get`` per id would seek again)."""
         for raw_key, raw_value in self._scan_items(_raw_prefix(namespace, prefix)):
-            yield _id(raw_key), orjson.loads(raw_value)
+            yield key_id(raw_key), orjson.loads(raw_value)
 
     def _scan_items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Stored keys starting with ``prefix`` and their values, in byte order."""

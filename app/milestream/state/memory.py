@@ -17,9 +17,13 @@ class MemoryStore(StateStore):
 
     def _put(self, raw_key: bytes, raw_value: bytes) -> None:
         self._data[raw_key] = raw_value
+        if self._listeners:
+            self._notify({raw_key: raw_value})
 
     def _delete(self, raw_key: bytes) -> None:
         self._data.pop(raw_key, None)
+        if self._listeners:
+            self._notify({raw_key: None})
 
     def _scan(self, prefix: bytes) -> Iterator[bytes]:
         return iter(sorted(k for k in self._data if k.startswith(prefix)))

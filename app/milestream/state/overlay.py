@@ -13,9 +13,9 @@ writes, so the retry starts from the state the record found.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
-from .base import StateStore
+from .base import Changes, StateStore
 
 _ABSENT = object()  # a key the batch had not written before the record began
 
@@ -44,6 +44,9 @@ class OverlayStore(StateStore):
         return changes
 
     # -- StateStore
+    def listen(self, listener: Callable[[Changes], None]) -> None:
+        raise TypeError("a batch's overlay is never written to: listen to the store under it")
+
     def _remember(self, raw_key: bytes) -> None:
         if self._undo is not None and raw_key not in self._undo:
             self._undo[raw_key] = self.changes.get(raw_key, _ABSENT)

@@ -25,9 +25,13 @@ class RocksDBStore(StateStore):
 
     def _put(self, raw_key: bytes, raw_value: bytes) -> None:
         self._db[raw_key] = raw_value
+        if self._listeners:
+            self._notify({raw_key: raw_value})
 
     def _delete(self, raw_key: bytes) -> None:
         self._db.delete(raw_key)
+        if self._listeners:
+            self._notify({raw_key: None})
 
     def _scan(self, prefix: bytes) -> Iterator[bytes]:
         return self._scan_sorted(prefix, prefix)
@@ -56,6 +60,8 @@ class RocksDBStore(StateStore):
         for name, value in (meta or {}).items():
             batch.put(_META_PREFIX + name.encode(), value)
         self._db.write(batch)
+        if self._listeners:
+            self._notify(changes)
 
     def meta(self, name: str) -> bytes | None:
         """A value :meth:`write` stored beside the state (e.g. the changelog offset it reflects)."""
