@@ -159,6 +159,21 @@ class Settings(BaseSettings):
         "Most input records in one batch (a batch is what has been fetched, up to this; runtime/processor.py).",
         ge=1,
     )
+    fetch_min_bytes: int = _setting(
+        65536,
+        "MILESTREAM_FETCH_MIN_BYTES",
+        "Input bytes the broker gathers before it answers a fetch of the batch runtime's consumer, waiting up "
+        "to MILESTREAM_FETCH_MAX_WAIT_MS: at a moderate input rate, a fetch every few milliseconds with a "
+        "handful of records would cost the worker and the broker more than the records. 1: answer at once.",
+        ge=1,
+    )
+    fetch_max_wait_ms: int = _setting(
+        20,
+        "MILESTREAM_FETCH_MAX_WAIT_MS",
+        "Longest the broker holds a fetch of the batch runtime's consumer to gather MILESTREAM_FETCH_MIN_BYTES: "
+        "the most it adds to an input's latency.",
+        ge=0,
+    )
     checkpoint_interval_ms: float = _setting(
         100.0,
         "MILESTREAM_CHECKPOINT_INTERVAL_MS",

@@ -18,8 +18,9 @@ partition also counts its entries per value bucket (LEADERBOARD_COUNT namespace,
 <bucket>``): a bucket holds the values with the same three leading digits (all values at or below
 zero share one), so a board has some thousands of buckets at most, and a rank is the sum of the counts
 of the buckets ahead (the API keeps them in memory, in step with the store: ``CountsMirror``) plus a
-walk of the customer's own bucket (``around``). The counts change in the same write as the entries. A board is counted only if it was counted from its first entry (a marker key,
-the bare board prefix, says so): a board indexed before the counts existed keeps being walked.
+walk of the customer's own bucket (``around``). The counts change in the same write as the entries.
+A board is counted only if it was counted from its first entry (a marker key, the bare board prefix,
+says so): a board indexed before the counts existed keeps being walked.
 
 The index follows the customer's progress in the same write as their state
 (pipeline/read_index.py): open cycles change with each event, a closed cycle keeps its final

@@ -6,7 +6,9 @@ and the range assignor gives a worker the same partition numbers of each, so
 a worker owns whole partitions: their records and their state store
 (partitions.py). A batch is whatever ``getmany`` has now (at most
 ``MILESTREAM_MAX_POLL_RECORDS``): nothing waits to fill a batch, so batching adds
-no latency at low load.
+no latency at low load. The broker holds a fetch at most ``MILESTREAM_FETCH_MAX_WAIT_MS``
+(20 ms) to gather ``MILESTREAM_FETCH_MIN_BYTES``: at a moderate rate that makes a fetch
+a few dozen records instead of one or two, at the cost of up to that wait.
 
 Each record of a batch is processed by the topology against the overlay of its
 partition's store (state/overlay.py): a customer's state is read from RocksDB
@@ -103,6 +105,8 @@ class BatchProcessor:
             session_timeout_ms=int(settings.session_timeout_s * 1000),
             heartbeat_interval_ms=int(min(3.0, settings.session_timeout_s / 3) * 1000),
             max_poll_records=settings.max_poll_records,
+            fetch_min_bytes=settings.fetch_min_bytes,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
         )
         try:
             self.producer = await started(lambda: AIOKafkaProducer(**producer_options), settings, "outputs producer")
