@@ -183,6 +183,57 @@ def test_a_worker_not_owning_the_customer_forwards_and_leaderboards_gather_every
     assert [e["customer_id"] for e in a_board["entries"]] == ["c2", "c1", "c3"]
 
 
+def test_a_rank_asked_of_either_worker_costs_one_request_to_the_other():
+    """The customer's owner answers their boards and its part of each at once (``standings_part``),
+    so a rank asked of the worker that does not own the customer is not forwarded and then gathered
+    back: each worker receives one request from the other per rank, and both answer the same."""
+    cluster = loaded_cluster()
+
+    async def run() -> tuple[dict[str, list[Any]], dict[str, list[str]]]:
+        split = {p: "a" if p % 2 else "b" for p in range(PARTITIONS)}
+        seen: dict[str, list[str]] = {"a": [], "b": []}
+        access = {name: cluster.access("", {}) for name in "ab"}
+        servers = {}
+        for name in "ab":
+            app = aiohttp_app(cluster.settings, cluster.topology, access[name], None, clock=clock)
+
+            async def note(request: Any, response: Any, name: str = name) -> None:
+                seen[name].append(request.path)
+
+            app.on_response_prepare.append(note)
+            servers[name] = TestServer(app)
+            await servers[name].start_server()
+        urls = {name: str(server.make_url("")).rstrip("/") for name, server in servers.items()}
+        for name in "ab":
+            access[name].url, access[name].owners = urls[name], {p: urls[w] for p, w in split.items()}
+        answers: dict[str, list[Any]] = {"a": [], "b": []}
+        try:
+            async with aiohttp.ClientSession() as client:
+                for name in "ab":
+                    for customer in ("c1", "c2", "c3", "nobody"):
+                        async with client.get(
+                            f"{urls[name]}/leaderboards/customers/{customer}", headers=headers()
+                        ) as r:
+                            answers[name].append((r.status, await r.json()))
+        finally:
+            for server in servers.values():
+                await server.close()
+        return answers, seen
+
+    answers, seen = asyncio.run(run())
+    assert answers["a"] == answers["b"]
+    assert [status for status, _ in answers["a"]] == [200, 200, 200, 200]
+    ranks = {body["customer_id"]: [s["rank"] for s in body["standings"]] for _, body in answers["a"]}
+    assert ranks == {"c2": [1], "c1": [2], "c3": [3], "nobody": []}
+    # Asked of the owner: one request per board to the other worker for its part (none for a customer
+    # on no board). Asked of the other: one request to the owner, which answers the boards and its part.
+    # So each of c1-c3 costs one request whichever worker is asked, and "nobody" one at the non-owner.
+    internal = [path for name in "ab" for path in seen[name] if path.startswith("/internal/")]
+    assert len(internal) == 3 * 2 + 1
+    ranks_received = [p for name in "ab" for p in seen[name] if p.startswith("/leaderboards/customers")]
+    assert len(ranks_received) == 8  # the client's own: none forwarded
+
+
 text = st.one_of(
     st.sampled_from(["c1", "m-monthly", "group", "spend", "1", "0", "-1", "", "%00", "x" * 200]), st.text()
 )

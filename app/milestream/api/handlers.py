@@ -2,11 +2,14 @@
 
 Who answers what:
 
-* a customer's progress, history and standings: the worker owning the customer's partition;
-  another worker forwards the request to it (once: a forwarded request that meets a worker
-  not owning the partition either, during a rebalance, is a 503 with ``Retry-After``);
+* a customer's progress and history: the worker owning the customer's partition; another worker
+  forwards the request to it (once: a forwarded request that meets a worker not owning the
+  partition either, during a rebalance, is a 503 with ``Retry-After``);
 * a leaderboard: the worker asked, which gathers the head of every partition from every worker
   (``/internal/leaderboards/...``) and merges them; a partition nobody answered for is a 503;
+* a customer's standings: the worker asked merges every worker's part of each board the customer
+  is on; the owner of the customer's partition reads the boards and values, and answers them with
+  its own parts in one request (``/internal/standings/...``) when asked by another worker;
 * commands (enrolments, definitions, adjustments): validated here with the engine's own rules,
   then produced to the topic the workers read; 202 with where each record landed.
 """
@@ -21,6 +24,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
+from urllib.parse import quote, urlencode
 
 import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -44,6 +48,7 @@ from .models import (
     AdjustmentAccepted,
     AdjustmentRequest,
     BackfillProgress,
+    BoardPart,
     CloneRequest,
     CustomerLeaderboards,
     CustomerProgress,
@@ -57,6 +62,7 @@ from .models import (
     PartialEntry,
     ProducedEvent,
     RankedCustomer,
+    StandingParts,
     StatusRequest,
 )
 
@@ -320,12 +326,16 @@ class Api:
         part = self._local_part(compiled.definition.milestone_id, target, cycle, limit, around, neighbours)
         return respond(part)
 
-    async def _gather(self, request: Any, path_qs: str, local: LeaderboardPart) -> list[LeaderboardPart]:
-        """Every worker's part of a board; a 503 unless every partition is in exactly one of them."""
+    async def _gather(
+        self, request: Any, path_qs: str, local: LeaderboardPart, known: dict[str, LeaderboardPart] | None = None
+    ) -> list[LeaderboardPart]:
+        """Every worker's part of a board (``known``: parts already answered, by worker); a 503 unless
+        every partition is in exactly one of them."""
+        known = known or {}
         me = self.access.self_url()
-        others = [url for url in self.access.worker_urls() if url != me]
+        others = [url for url in self.access.worker_urls() if url != me and url not in known]
         answers = await asyncio.gather(*(self._get_from(url, path_qs, request) for url in others))
-        parts = [local]
+        parts = [local, *known.values()]
         for url, (status, body, _) in zip(others, answers):
             if status != 200:
                 raise unavailable(f"the worker at {url} answered {status} for its part of the leaderboard")
@@ -376,12 +386,40 @@ class Api:
         return orjson.dumps(board.model_dump(mode="json"))
 
     async def customer_leaderboards(self, request: Any) -> Any:
+        """A rank needs the customer's values (their partition's owner has them) and every worker's
+        part of each board: asked here, the owner answers both at once (``standings_part``), so a rank
+        costs one request to each other worker whichever worker is asked."""
         customer = self._customer(request)
         neighbours = query_int(request, "neighbours", 2, 0, MAX_NEIGHBOURS)
         only = request.query.get("milestone_id")
         partition, store = self._owned(customer)
-        if store is None:
-            return await self._forward(request, partition)
+        known: dict[tuple[str, str, int], dict[str, LeaderboardPart]] = {}
+        if store is not None:
+            boards = self._customer_boards(store, customer, only)
+        else:
+            owner = self.access.owner_url(partition)
+            if request.headers.get(FORWARDED) or owner is None or owner == self.access.self_url():
+                raise unavailable(f"partition {partition} has no worker serving it right now (a rebalance); retry")
+            status, body, content_type = await self._get_from(owner, _standings_path(request), request)
+            if status != 200:
+                from aiohttp import web
+
+                return web.Response(body=body, status=status, content_type=content_type)
+            answered = StandingParts.model_validate_json(body)
+            boards = [(b.milestone_id, b.target_id, b.cycle, Decimal(b.value)) for b in answered.boards]
+            known = {(b.milestone_id, b.target_id, b.cycle): {owner: b.part} for b in answered.boards}
+        standings = await asyncio.gather(
+            *(
+                self._standing(request, customer, mid, t, c, v, neighbours, known.get((mid, t, c)))
+                for mid, t, c, v in sorted(boards)
+            )
+        )
+        return respond(
+            CustomerLeaderboards(customer_id=customer.customer_id, org_id=customer.org_id, standings=list(standings))
+        )
+
+    def _customer_boards(self, store: Any, customer: Customer, only: str | None) -> list[tuple[str, str, int, Decimal]]:
+        """(milestone, target, cycle, value) of every leaderboard the customer is on (or ``only``'s)."""
         indexed = read_index.indexed(store.get(customer.state_key))
         boards = []
         for mid, entry in sorted(indexed.items()):
@@ -391,15 +429,37 @@ class Api:
             for part in ("o", "x"):
                 for cycle, values in entry.get(part, {}).items():
                     boards += [(mid, target, int(cycle), Decimal(value)) for target, value in values.items()]
-        standings = await asyncio.gather(
-            *(self._standing(request, customer, mid, t, c, v, neighbours) for mid, t, c, v in sorted(boards))
-        )
-        return respond(
-            CustomerLeaderboards(customer_id=customer.customer_id, org_id=customer.org_id, standings=list(standings))
-        )
+        return sorted(boards)
+
+    async def standings_part(self, request: Any) -> Any:
+        """The owner's side of a rank asked elsewhere (customer_leaderboards)."""
+        customer = self._customer(request)
+        neighbours = query_int(request, "neighbours", 2, 0, MAX_NEIGHBOURS)
+        partition, store = self._owned(customer)
+        if store is None:
+            return await self._forward(request, partition)
+        boards = [
+            BoardPart(
+                milestone_id=mid,
+                target_id=target,
+                cycle=cycle,
+                value=format(value, "f"),
+                part=self._local_part(mid, target, cycle, 0, (customer.customer_id, value), neighbours),
+            )
+            for mid, target, cycle, value in self._customer_boards(store, customer, request.query.get("milestone_id"))
+        ]
+        return respond(StandingParts(boards=boards))
 
     async def _standing(
-        self, request: Any, customer: Customer, mid: str, target: str, cycle: int, value: Decimal, neighbours: int
+        self,
+        request: Any,
+        customer: Customer,
+        mid: str,
+        target: str,
+        cycle: int,
+        value: Decimal,
+        neighbours: int,
+        known: dict[str, LeaderboardPart] | None = None,
     ) -> CustomerStanding:
         around = (customer.customer_id, value)
         local = self._local_part(mid, target, cycle, 0, around, neighbours)
@@ -412,7 +472,7 @@ class Api:
             value=format(value, "f"),
             neighbours=neighbours,
         )
-        parts = await self._gather(request, path_qs, local)
+        parts = await self._gather(request, path_qs, local, known)
         rank = sum(part.ahead for part in parts) + 1
         above = (
             sorted((e for part in parts for e in part.above), key=lambda e: e.key)[-neighbours:] if neighbours else []
@@ -646,7 +706,12 @@ def _partial(entry: leaderboards.Entry) -> PartialEntry:
     return PartialEntry(key=entry.key, customer_id=entry.customer_id, value=leaderboards.value_text(entry.value))
 
 
-def _internal_path(milestone_id: str, **query: Any) -> str:
-    from urllib.parse import quote, urlencode
+def _standings_path(request: Any) -> str:
+    """The owner's ``standings_part`` for the customer of a ``customer_leaderboards`` request."""
+    customer_id = quote(request.match_info["customer_id"], safe="")
+    query = {k: request.query[k] for k in ("org_id", "neighbours", "milestone_id") if k in request.query}
+    return f"/internal/standings/{customer_id}" + (f"?{urlencode(query)}" if query else "")
 
+
+def _internal_path(milestone_id: str, **query: Any) -> str:
     return f"/internal/leaderboards/{quote(milestone_id, safe='')}?{urlencode(query)}"

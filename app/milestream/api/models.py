@@ -189,6 +189,23 @@ class LeaderboardPart(Out):
     below: list[PartialEntry] = Field(default_factory=list)
 
 
+class BoardPart(Out):
+    """A board a customer is on, their value there, and one worker's part of it around them."""
+
+    milestone_id: str
+    target_id: str
+    cycle: int
+    value: Decimal
+    part: LeaderboardPart
+
+
+class StandingParts(Out):
+    """Internal: the boards a customer is on, as their partition's owner reads them, with the owner's
+    part of each (the worker answering /leaderboards/customers/{id} adds the other workers' parts)."""
+
+    boards: list[BoardPart]
+
+
 # ---------------------------------------------------------------- commands
 class EnrolCustomer(StrictModel):
     customer_id: Id

@@ -152,6 +152,20 @@ ROUTES: tuple[Route, ...] = (
         responses={200: m.LeaderboardPart, **READ_ERRORS},
     ),
     Route(
+        "GET",
+        "/internal/standings/{customer_id}",
+        "standings_part",
+        "Internal: the leaderboards a customer is on and the owner's part of each (what a rank merges)",
+        "internal",
+        (
+            CUSTOMER,
+            ORG,
+            NEIGHBOURS,
+            Param("milestone_id", "Only this milestone's leaderboards.", {"type": "string"}),
+        ),
+        responses={200: m.StandingParts, **READ_ERRORS, 503: m.ErrorResponse},
+    ),
+    Route(
         "POST",
         "/milestones/{milestone_id}/enrolments",
         "enrol",
