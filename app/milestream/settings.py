@@ -160,18 +160,19 @@ class Settings(BaseSettings):
         ge=1,
     )
     fetch_min_bytes: int = _setting(
-        65536,
+        1,
         "MILESTREAM_FETCH_MIN_BYTES",
         "Input bytes the broker gathers before it answers a fetch of the batch runtime's consumer, waiting up "
-        "to MILESTREAM_FETCH_MAX_WAIT_MS: at a moderate input rate, a fetch every few milliseconds with a "
-        "handful of records would cost the worker and the broker more than the records. 1: answer at once.",
+        "to MILESTREAM_FETCH_MAX_WAIT_MS (1, Kafka's default: answer as soon as there is anything). Raising it "
+        "(e.g. 65536 with a 20 ms wait) makes fewer, fuller fetches at a moderate input rate: less CPU on the "
+        "worker, at the cost of up to that wait of latency (BENCHMARKS.md, HTTP API).",
         ge=1,
     )
     fetch_max_wait_ms: int = _setting(
-        20,
+        500,
         "MILESTREAM_FETCH_MAX_WAIT_MS",
-        "Longest the broker holds a fetch of the batch runtime's consumer to gather MILESTREAM_FETCH_MIN_BYTES: "
-        "the most it adds to an input's latency.",
+        "Longest the broker holds a fetch of the batch runtime's consumer to gather MILESTREAM_FETCH_MIN_BYTES "
+        "(Kafka's default).",
         ge=0,
     )
     checkpoint_interval_ms: float = _setting(

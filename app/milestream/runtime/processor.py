@@ -6,9 +6,8 @@ and the range assignor gives a worker the same partition numbers of each, so
 a worker owns whole partitions: their records and their state store
 (partitions.py). A batch is whatever ``getmany`` has now (at most
 ``MILESTREAM_MAX_POLL_RECORDS``): nothing waits to fill a batch, so batching adds
-no latency at low load. The broker holds a fetch at most ``MILESTREAM_FETCH_MAX_WAIT_MS``
-(20 ms) to gather ``MILESTREAM_FETCH_MIN_BYTES``: at a moderate rate that makes a fetch
-a few dozen records instead of one or two, at the cost of up to that wait.
+no latency at low load (``MILESTREAM_FETCH_MIN_BYTES`` and ``MILESTREAM_FETCH_MAX_WAIT_MS``
+can make the broker gather more per fetch, trading latency for CPU).
 
 Each record of a batch is processed by the topology against the overlay of its
 partition's store (state/overlay.py): a customer's state is read from RocksDB
