@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timezone
+from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -119,8 +120,17 @@ def create_app(settings: Settings) -> faust.App:
     writable = written_topics(settings, topics)
     outputs = {spec.name: raw_topic(spec.name) for spec in topics.values() if spec.name in writable}
 
+    # A labelled counter per (topic, outcome), looked up once: labels() costs more than the increment,
+    # and this runs for every record (outcomes are a fixed set: see pipeline/topology.py).
+    consumed: dict[tuple[str, str], Any] = {}
+
     def observe(processed: Processed, topic_name: str) -> None:
-        metrics.EVENTS_CONSUMED.labels(topic_name, processed.outcome).inc()
+        counter = consumed.get((topic_name, processed.outcome))
+        if counter is None:
+            counter = consumed[topic_name, processed.outcome] = metrics.EVENTS_CONSUMED.labels(
+                topic_name, processed.outcome
+            )
+        counter.inc()
         if processed.outcome not in PROCESSED:
             metrics.DEAD_LETTERS.labels(processed.outcome).inc()
         for event in processed.milestone_events:
