@@ -184,14 +184,21 @@ class Api:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise unavailable(f"the worker at {base_url} did not answer ({type(exc).__name__})") from None
 
+    def _owner(self, request: Any, partition: int) -> str:
+        """The worker to ask for a partition this worker does not own (a 503 if there is none, or the
+        request was already forwarded here: the partition is moving)."""
+        owner = self.access.owner_url(partition)
+        if request.headers.get(FORWARDED) or owner is None or owner == self.access.self_url():
+            raise unavailable(f"partition {partition} has no worker serving it right now (a rebalance); retry")
+        return owner
+
     async def _forward(self, request: Any, partition: int) -> Any:
         """Answer with what the partition's owner answers."""
         from aiohttp import web
 
-        owner = self.access.owner_url(partition)
-        if request.headers.get(FORWARDED) or owner is None or owner == self.access.self_url():
-            raise unavailable(f"partition {partition} has no worker serving it right now (a rebalance); retry")
-        status, body, content_type = await self._get_from(owner, str(request.rel_url), request)
+        status, body, content_type = await self._get_from(
+            self._owner(request, partition), str(request.rel_url), request
+        )
         return web.Response(body=body, status=status, content_type=content_type)
 
     # ------------------------------------------------------------- progress
@@ -397,9 +404,7 @@ class Api:
         if store is not None:
             boards = self._customer_boards(store, customer, only)
         else:
-            owner = self.access.owner_url(partition)
-            if request.headers.get(FORWARDED) or owner is None or owner == self.access.self_url():
-                raise unavailable(f"partition {partition} has no worker serving it right now (a rebalance); retry")
+            owner = self._owner(request, partition)
             status, body, content_type = await self._get_from(owner, _standings_path(request), request)
             if status != 200:
                 from aiohttp import web
