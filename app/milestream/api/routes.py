@@ -69,6 +69,13 @@ BACKFILL = Param(
     "worker's background (docs/backfill.md); follow it at /milestones/{milestone_id}/backfill.",
     {"type": "boolean", "default": False},
 )
+# A customer's standings: asked of any worker, and of the owner by the worker asked (internal).
+STANDINGS_PARAMS = (
+    CUSTOMER,
+    ORG,
+    NEIGHBOURS,
+    Param("milestone_id", "Only this milestone's leaderboards.", {"type": "string"}),
+)
 READ_ERRORS: dict[int, type[BaseModel] | None] = {400: m.ErrorResponse, 401: m.ErrorResponse, 404: m.ErrorResponse}
 WRITE_ERRORS: dict[int, type[BaseModel] | None] = {
     **READ_ERRORS,
@@ -111,12 +118,7 @@ ROUTES: tuple[Route, ...] = (
         "customer_leaderboards",
         "A customer's rank and value in every leaderboard, with their neighbours",
         "leaderboards",
-        (
-            CUSTOMER,
-            ORG,
-            NEIGHBOURS,
-            Param("milestone_id", "Only this milestone's leaderboards.", {"type": "string"}),
-        ),
+        STANDINGS_PARAMS,
         responses={200: m.CustomerLeaderboards, **READ_ERRORS, 503: m.ErrorResponse},
     ),
     Route(
@@ -157,12 +159,7 @@ ROUTES: tuple[Route, ...] = (
         "standings_part",
         "Internal: the leaderboards a customer is on and the owner's part of each (what a rank merges)",
         "internal",
-        (
-            CUSTOMER,
-            ORG,
-            NEIGHBOURS,
-            Param("milestone_id", "Only this milestone's leaderboards.", {"type": "string"}),
-        ),
+        STANDINGS_PARAMS,
         responses={200: m.StandingParts, **READ_ERRORS, 503: m.ErrorResponse},
     ),
     Route(
