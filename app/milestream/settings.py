@@ -181,14 +181,15 @@ class Settings(BaseSettings):
         "How often the batch runtime commits what it processed (changelog transaction, RocksDB, input "
         "offsets; runtime/checkpoint.py): a checkpoint spans the batches of this interval, or commits after "
         "MILESTREAM_MAX_POLL_RECORDS records (0: a commit per batch). At-least-once, outputs leave as each "
-        "batch ends; exactly-once, at the commit.",
+        "processing slice of a batch ends; exactly-once, at the commit.",
         ge=0,
     )
     processing_slice_ms: float = _setting(
         10.0,
         "MILESTREAM_PROCESSING_SLICE_MS",
         "Longest stretch a batch holds the event loop: after this many milliseconds of processing the "
-        "worker lets HTTP requests and heartbeats run before its next record (runtime/processor.py).",
+        "worker sends the outputs so far (at-least-once) and lets HTTP requests and heartbeats run before "
+        "its next record (runtime/processor.py).",
         gt=0,
     )
     close_tick_interval_s: float = _setting(

@@ -26,6 +26,7 @@ class RecordingCheckpoint:
         self.processed_offsets = []
         self.records = 0
         self.committed = False
+        self.sent_after = []  # records processed when outputs were sent
         RecordingCheckpoint.instances.append(self)
 
     def overlay(self, partition):
@@ -37,7 +38,7 @@ class RecordingCheckpoint:
         self.records += 1
 
     async def send_outputs(self):
-        pass
+        self.sent_after.append(len(self.processed_offsets))
 
     async def commit(self):
         self.committed = True
@@ -93,6 +94,20 @@ def test_a_batch_lets_other_tasks_run_every_slice_and_processes_every_record(tmp
         assert len(set(in_between)) >= (records * RECORD_MS) / slice_ms / 2
     else:
         assert in_between == []  # a batch shorter than a slice keeps the loop to the end
+
+
+@pytest.mark.parametrize("slice_ms", [5.0, 1000.0])
+def test_outputs_leave_at_the_end_of_each_slice_not_only_at_the_end_of_the_batch(tmp_path, monkeypatch, slice_ms):
+    processor = processor_with(tmp_path, monkeypatch, slice_ms)
+    batch = {TopicPartition("t", 0): [SimpleNamespace(offset=n) for n in range(50)]}  # 100 ms of processing
+    asyncio.run(processor.process_batch(batch))
+    (checkpoint,) = RecordingCheckpoint.instances
+    assert checkpoint.sent_after[-1] == 50  # and whatever is left at the batch's end
+    if slice_ms < 50 * RECORD_MS:
+        early = [n for n in checkpoint.sent_after if 0 < n < 50]
+        assert len(early) >= 50 * RECORD_MS / slice_ms / 2 and early == sorted(early)
+    else:
+        assert checkpoint.sent_after == [50]
 
 
 def records(partition, offsets):

@@ -3,7 +3,7 @@
 The batches of ``MILESTREAM_CHECKPOINT_INTERVAL_MS`` (or fewer, once they hold
 ``MILESTREAM_MAX_POLL_RECORDS`` records) are processed against in-memory overlays
 of the partitions' stores (state/overlay.py) and collect their outputs; at-least-once,
-:meth:`Checkpoint.send_outputs` sends a batch's outputs as it ends. Nothing of
+:meth:`Checkpoint.send_outputs` sends the outputs of each slice of a batch as it ends. Nothing of
 it is durable until :meth:`Checkpoint.commit`, which does, in this order:
 
 1. **Outputs** (promotions, late events, dead letters, records the worker sends
@@ -105,8 +105,8 @@ class Checkpoint:
     async def send_outputs(self) -> None:
         """At-least-once: send the outputs collected so far now, without waiting for the broker;
         ``commit`` waits for their acknowledgements first (step 1). A checkpoint spans several
-        batches, so this lets outputs leave as their batch ends. Exactly-once: nothing (the outputs
-        are part of the checkpoint's transaction)."""
+        batches, and a long batch several processing slices: this lets outputs leave as their slice
+        ends. Exactly-once: nothing (the outputs are part of the checkpoint's transaction)."""
         if self._exactly_once:
             return
         while self._sent < len(self.outputs):  # one at a time: a send interrupted here is sent again

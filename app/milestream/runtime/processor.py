@@ -195,7 +195,9 @@ class BatchProcessor:
         checkpoint = self._pending()
         # The API serves reads on this event loop, from the committed stores (never the overlay): it
         # may run between two records, so a batch hands the loop over every slice instead of holding
-        # it for the whole batch (hundreds of milliseconds at a few thousand records a second).
+        # it for the whole batch (hundreds of milliseconds at a few thousand records a second). The
+        # slice's outputs leave then too: a record early in a long batch (a worker catching up) does
+        # not wait for the batch's end to be answered.
         slice_s = self.settings.processing_slice_ms / 1000
         clock = time.perf_counter
         until = clock() + slice_s
@@ -209,6 +211,7 @@ class BatchProcessor:
                 self.observe(processed, record.topic)
                 checkpoint.processed(tp, message.offset, processed.records)
                 if clock() >= until:
+                    await checkpoint.send_outputs()
                     await asyncio.sleep(0)
                     until = clock() + slice_s
         await checkpoint.send_outputs()
