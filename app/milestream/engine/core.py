@@ -368,9 +368,10 @@ class Engine:
         key = str(window.index)
         cycle: dict[str, Any] | None = cycles.get(key)
         if cycle is None:
+            text = _window_text(compiled, window)
             opened: dict[str, Any] = {
-                "s": utc_iso(window.start),
-                "e": utc_iso(window.end) if window.end else None,
+                "s": text["start"],
+                "e": text["end"],
                 "t": {},
                 "f": [],
             }

@@ -148,6 +148,13 @@ class SeriesResult:
 class SeriesEngine:
     """Applies customer events to series state under a series registry."""
 
+    # The events ``apply`` reads: every other event leaves series state alone.
+    consumes: tuple[type[LedgerEntry], type[ProgramMembership], type[RewardRedemption]] = (
+        LedgerEntry,
+        ProgramMembership,
+        RewardRedemption,
+    )
+
     def __init__(self, registry: SeriesRegistry) -> None:
         self.registry = registry
 

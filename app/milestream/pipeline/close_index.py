@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from functools import lru_cache
 
 from ..state.base import StateStore
 from ..state.keys import Customer, Namespace, StateKey
@@ -36,6 +37,7 @@ SLOT_SECONDS = 15 * 60
 RECENT_TICKS = 16  # ticks whose closes can be re-emitted after a redelivery
 
 
+@lru_cache(maxsize=4096)  # a calendar cycle's customers share its due time
 def slot_of(due: datetime) -> str:
     seconds = math.ceil(due.timestamp() / SLOT_SECONDS) * SLOT_SECONDS
     return format_time(datetime.fromtimestamp(seconds, tz=timezone.utc))

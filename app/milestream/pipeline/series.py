@@ -133,6 +133,8 @@ class SeriesStage:
 
     # ------------------------------------------------------------------ customers
     def apply(self, state: dict[str, Any], event: Any, record: Record) -> SeriesOutcome:
+        if not isinstance(event, SeriesEngine.consumes):
+            return SeriesOutcome()  # a transaction, a return, a behavioural event: most records
         result = self.engine.apply(state, event, record.source)
         outcome = SeriesOutcome(events=result.events)
         key = event.customer_id.encode()
