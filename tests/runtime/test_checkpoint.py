@@ -9,7 +9,7 @@ from aiokafka import TopicPartition
 from milestream.pipeline.topology import OutRecord
 from milestream.runtime.checkpoint import Checkpoint
 from milestream.runtime.failure import DeliveryFailed
-from milestream.runtime.partitions import CHANGELOG_OFFSET, PartitionStores, changelog_offset
+from milestream.runtime.partitions import CHANGELOG_OFFSET, OwnedState, PartitionStores, changelog_offset
 from milestream.settings import Settings
 from milestream.state.keys import Namespace
 
@@ -231,3 +231,9 @@ def test_exactly_once_sends_no_output_before_the_transaction(stores):
     batch(point)
     asyncio.run(point.send_outputs())
     assert journal == []
+
+
+def test_the_owned_state_view_cannot_be_listened_to(stores):
+    """Nothing is written through it: a listener would hear nothing (listen to each partition's store)."""
+    with pytest.raises(TypeError):
+        OwnedState(stores).listen(lambda changes: None)

@@ -41,7 +41,7 @@ import orjson
 from ..state.base import Changes, StateStore, key_id
 from ..state.keys import Namespace
 
-log = logging.getLogger("milestream.api")
+log = logging.getLogger("milestream.api")  # the counts mirror serves the API's ranks
 
 SEP = "\x00"
 SCALE = 10**6
