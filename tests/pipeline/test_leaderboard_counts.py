@@ -83,14 +83,48 @@ def test_a_board_indexed_before_the_counts_is_walked(operations, value, customer
     assert (marker is None) is legacy
 
 
-def test_buckets_sort_as_the_board_and_hold_three_leading_digits():
-    values = [Decimal(v) for v in ("1000", "999.5", "999", "998.9", "100", "99", "1", "0.5", "0", "-3")]
+@pytest.mark.parametrize(
+    ("leading", "same", "apart"),
+    [
+        (3, ("999.5", "999"), ("999", "998.9")),  # 999.5 and 999 share 999; 998.9 is 998
+        (4, ("999.95", "999.9"), ("999.9", "999.89")),  # 999.95 and 999.9 share 999.9; 999.89 is 999.8
+    ],
+)
+def test_buckets_sort_as_the_board_and_hold_the_leading_digits(leading, same, apart):
+    values = [Decimal(v) for v in ("1000", *same, *apart, "100", "99", "1", "0.5", "0", "-3")]
     digits = [leaderboards._split(leaderboards.entry_key("m", "t", 1, v, "c"))[1] for v in values]
-    buckets = [leaderboards.bucket(d) for d in digits]
+    buckets = [leaderboards.bucket(d, leading) for d in digits]
     assert buckets == sorted(buckets)
-    assert buckets[1] == buckets[2] != buckets[3]  # 999.5 and 999 share 999; 998.9 is 998
+    assert buckets[1] == buckets[2]
+    assert buckets[3] != buckets[4]
     assert buckets[-1] == buckets[-2]  # zero and below: one bucket
     assert all(d >= b for d, b in zip(digits, buckets))  # a bucket's entries sort from its key on
+
+
+def test_a_new_board_names_its_buckets_digits_and_one_counted_with_three_keeps_them():
+    store = MemoryStore()
+    leaderboards.put(store, leaderboards.entry_key("m", "t", 1, Decimal(5), "a"))
+    marker = Namespace.LEADERBOARD_COUNT.key(leaderboards.board_prefix("m", "t", 1))
+    assert store.get(marker) == {"d": leaderboards.LEADING_DIGITS}
+    assert leaderboards.bucket_counts(store, "m", "t", 1).leading == leaderboards.LEADING_DIGITS
+
+    legacy = MemoryStore()  # counted when buckets held three digits: its marker is {}
+    legacy.put(Namespace.LEADERBOARD_COUNT.key(leaderboards.board_prefix("m", "t", 1)), {})
+    values = [Decimal(v) for v in ("999.5", "999", "998.9", "12.34", "12.3")]
+    live = set()
+    for n, value in enumerate(values):
+        key = leaderboards.entry_key("m", "t", 1, value, f"c{n}")
+        leaderboards.put(legacy, key)
+        live.add(key)
+    counts = leaderboards.bucket_counts(legacy, "m", "t", 1)
+    assert counts.leading == 3
+    assert list(counts.as_dict().values()) == [2, 1, 2]  # 999 (999.5 and 999), 998, 12.3 (12.34 and 12.3)
+    mirror = leaderboards.CountsMirror(legacy)
+    assert mirror.counts("m", "t", 1) == counts
+    for value in (Decimal("999.2"), Decimal("12.31"), Decimal("0")):
+        probe = leaderboards.entry_key("m", "t", 1, value, "zz")
+        expected = brute(live, probe, 2)
+        assert leaderboards.around(legacy, "m", "t", 1, probe, 2, mirror.counts("m", "t", 1)) == expected
 
 
 @settings(max_examples=200, deadline=None)
@@ -111,7 +145,7 @@ def test_moves_counted_in_one_update_rank_as_the_walk(moves, probe_value, neighb
     assert leaderboards.around(store, "m", "t", 1, probe, neighbours) == expected
     assert leaderboards.around(store, "m", "t", 1, probe, neighbours, counts=None) == expected
     counts = leaderboards.bucket_counts(store, "m", "t", 1)
-    assert (counts.before[-1] if counts else 0) == len(live)
+    assert (counts.total() if counts else 0) == len(live)
 
 
 @pytest.mark.parametrize("backend", ["memory", "rocksdb"])
@@ -139,7 +173,12 @@ def test_a_counts_mirror_follows_the_store(backend, tmp_path_factory, moves, mir
             leaderboards.update(base, old - new, new - old)
         held[customer] = new
         if mirror is not None:
-            assert mirror.counts("m", "t", 1) == leaderboards.bucket_counts(base, "m", "t", 1)
+            mirrored, stored = mirror.counts("m", "t", 1), leaderboards.bucket_counts(base, "m", "t", 1)
+            assert mirrored == stored
+            if stored is not None:  # the mirror's sums, kept by changes, are the sums of counts read afresh
+                assert mirrored.total() == stored.total() == len(set().union(*held.values()))
+                for start in stored.buckets:
+                    assert mirrored.ahead_of(start)[0] == stored.ahead_of(start)[0]
     base.close()
 
 
@@ -147,8 +186,8 @@ def test_a_mirror_that_cannot_apply_a_write_reads_the_store_again():
     store = MemoryStore()
     leaderboards.put(store, leaderboards.entry_key("m", "t", 1, Decimal(5), "a"))
     mirror = leaderboards.CountsMirror(store)
-    assert mirror.counts("m", "t", 1).before[-1] == 1
+    assert mirror.counts("m", "t", 1).total() == 1
     bucket_key = next(k for k in store.scan(Namespace.LEADERBOARD_COUNT, "") if not k.endswith("\x00"))
     store._put(Namespace.LEADERBOARD_COUNT.key(bucket_key).raw, b"not json")  # the store's write still succeeds
     store._put(Namespace.LEADERBOARD_COUNT.key(bucket_key).raw, b'{"n": 3}')
-    assert mirror.counts("m", "t", 1).before[-1] == 3
+    assert mirror.counts("m", "t", 1).total() == 3

@@ -15,12 +15,14 @@ merges the partitions' heads (api/leaderboards.py). Keys only: the value is read
 
 A rank counts the entries ahead of a customer. Walking them all would cost O(rank), so each
 partition also counts its entries per value bucket (LEADERBOARD_COUNT namespace, key ``<board prefix>
-<bucket>``): a bucket holds the values with the same three leading digits (all values at or below
-zero share one), so a board has some thousands of buckets at most, and a rank is the sum of the counts
-of the buckets ahead (the API keeps them in memory, in step with the store: ``CountsMirror``) plus a
-walk of the customer's own bucket (``around``). The counts change in the same write as the entries.
-A board is counted only if it was counted from its first entry (a marker key, the bare board prefix,
-says so): a board indexed before the counts existed keeps being walked.
+<bucket>``): a bucket holds the values with the same four leading digits (all values at or below
+zero share one), so a board has some tens of thousands of buckets at most, and a rank is the sum of
+the counts of the buckets ahead (the API keeps them in memory, in step with the store, summed in a
+Fenwick tree: ``CountsMirror``) plus a walk of the customer's own bucket (``around``). The counts
+change in the same write as the entries. A board is counted only if it was counted from its first
+entry (a marker key, the bare board prefix, whose document ``{"d": 4}`` names the leading digits):
+a board indexed before the counts existed keeps being walked, and one counted when buckets held
+three digits (its marker ``{}``) keeps three.
 
 The index follows the customer's progress in the same write as their state
 (pipeline/read_index.py): open cycles change with each event, a closed cycle keeps its final
@@ -32,9 +34,9 @@ from __future__ import annotations
 import logging
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from decimal import ROUND_FLOOR, Decimal
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -48,7 +50,10 @@ SCALE = 10**6
 OFFSET = 10**30
 WIDTH = 31
 CLOSED_CYCLES_KEPT = 3
-LEADING_DIGITS = 3  # a bucket's values share them
+# A bucket's values share their leading digits. Four: a million customers with amounts in one
+# decade put about 30 entries in a partition's bucket (three digits: 270, and a rank walked them).
+LEADING_DIGITS = 4
+LEGACY_LEADING_DIGITS = 3  # boards counted before the marker named its digits
 
 
 class Entry(NamedTuple):
@@ -86,16 +91,28 @@ def _split(key: str) -> tuple[str, str]:
     return f"{milestone_id}{SEP}{target_id}{SEP}{cycle}{SEP}", rest[:WIDTH]
 
 
-def bucket(digits: str) -> str:
+def bucket(digits: str, leading: int = LEADING_DIGITS) -> str:
     """The bucket of an entry's descending value digits, as the smallest digits (the highest value) the
     bucket holds: so buckets sort as the board ranks, and a bucket's entries sort from its key on."""
     scaled = OFFSET - int(digits)
     if scaled <= 0:
         top = 0  # zero and every negative value: one bucket
     else:
-        step = 10 ** max(len(str(scaled)) - LEADING_DIGITS, 0)
+        step = 10 ** max(len(str(scaled)) - leading, 0)
         top = min(scaled // step * step + step - 1, OFFSET)
     return f"{OFFSET - top:0{WIDTH}d}"
+
+
+def _leading(marker: dict[str, Any]) -> int:
+    """The leading digits a counted board's buckets share, from its marker's document."""
+    leading = marker.get("d", LEGACY_LEADING_DIGITS)
+    return leading if isinstance(leading, int) and 1 <= leading <= WIDTH else LEGACY_LEADING_DIGITS
+
+
+def _counting(store: StateStore, prefix: str) -> int | None:
+    """The leading digits of a counted board's buckets; None if the board is not counted."""
+    marker = store.get(Namespace.LEADERBOARD_COUNT.key(prefix))
+    return None if marker is None else _leading(marker)
 
 
 def update(store: StateStore, removed: Iterable[str], added: Iterable[str]) -> None:
@@ -103,26 +120,27 @@ def update(store: StateStore, removed: Iterable[str], added: Iterable[str]) -> N
     customer loses and gains, in one call), then count them: a bucket's count is read and written
     once, and not at all when an entry moved within its bucket."""
     deltas: dict[str, int] = {}  # counter id (board prefix + bucket): entries gained
-    counted: set[str] = set()  # boards known to be counted
+    counting: dict[str, int | None] = {}  # board prefix: its buckets' leading digits (None: not counted)
     for key in removed:
         prefix, digits = _split(key)
         store.delete(Namespace.LEADERBOARD.key(key))
-        if prefix in counted or store.has(Namespace.LEADERBOARD_COUNT.key(prefix)):
-            counted.add(prefix)
-            counter = prefix + bucket(digits)
+        if prefix not in counting:
+            counting[prefix] = _counting(store, prefix)
+        leading = counting[prefix]
+        if leading is not None:
+            counter = prefix + bucket(digits, leading)
             deltas[counter] = deltas.get(counter, 0) - 1
     for key in added:
         prefix, digits = _split(key)
-        if prefix not in counted:
-            marker = Namespace.LEADERBOARD_COUNT.key(prefix)
-            if store.has(marker):
-                counted.add(prefix)
-            elif next(store.scan(Namespace.LEADERBOARD, prefix), None) is None:
-                store.put(marker, {})  # a new board: counted from its first entry on
-                counted.add(prefix)
+        leading = counting[prefix] if prefix in counting else _counting(store, prefix)
+        if leading is None and next(store.scan(Namespace.LEADERBOARD, prefix), None) is None:
+            # A new board (or one just emptied by this update): counted from its first entry on.
+            store.put(Namespace.LEADERBOARD_COUNT.key(prefix), {"d": LEADING_DIGITS})
+            leading = LEADING_DIGITS
+        counting[prefix] = leading
         store.put(Namespace.LEADERBOARD.key(key), {})
-        if prefix in counted:
-            counter = prefix + bucket(digits)
+        if leading is not None:
+            counter = prefix + bucket(digits, leading)
             deltas[counter] = deltas.get(counter, 0) + 1
     for counter, delta in deltas.items():
         if delta == 0:
@@ -163,41 +181,89 @@ class Around(NamedTuple):
     below: list[Entry]  # the entries right after the key, best first
 
 
-class BucketCounts(NamedTuple):
-    """A counted board's buckets on one partition, in board order, and the entries before each."""
+class BucketCounts:
+    """A counted board's buckets on one partition, in board order, with their counts in a Fenwick
+    tree: the entries ahead of a bucket are summed, and a bucket's count changes, in O(log buckets).
+    A bucket emptied keeps its place (count 0), so a mirror of a busy board rarely re-sorts."""
 
-    buckets: list[str]  # each bucket's smallest possible key (board prefix + bucket)
-    before: list[int]  # entries in the buckets before buckets[i]; before[-1]: every entry
+    def __init__(self, leading: int, counts: dict[str, int]) -> None:
+        self.leading = leading  # the digits a bucket's values share
+        self.buckets = sorted(counts)  # each bucket's smallest possible key (board prefix + bucket)
+        self._place = {found: i for i, found in enumerate(self.buckets)}
+        self._counts = [counts[found] for found in self.buckets]
+        tree = [0, *self._counts]
+        for i in range(1, len(tree)):  # the Fenwick tree of the counts, built in O(buckets)
+            parent = i + (i & -i)
+            if parent < len(tree):
+                tree[parent] += tree[i]
+        self._tree = tree
 
-    def ahead_of(self, start: str) -> tuple[int, list[str]]:
-        """Entries in the buckets before ``start``, and those buckets (non-empty ones)."""
+    def _before(self, i: int) -> int:
+        """Entries in the buckets before buckets[i]."""
+        total = 0
+        while i > 0:
+            total += self._tree[i]
+            i -= i & -i
+        return total
+
+    def total(self) -> int:
+        return self._before(len(self.buckets))
+
+    def ahead_of(self, start: str) -> tuple[int, int]:
+        """Entries in the buckets before ``start``, and how many buckets come before it."""
         i = bisect_left(self.buckets, start)
-        return self.before[i], self.buckets[:i]
+        return self._before(i), i
+
+    def earlier(self, i: int) -> Iterator[str]:
+        """The non-empty buckets before buckets[i], the nearest first."""
+        for j in range(i - 1, -1, -1):
+            if self._counts[j]:
+                yield self.buckets[j]
+
+    def change(self, counter: str, count: int) -> bool:
+        """Set a bucket's count; False if the bucket has no place here (build the counts again)."""
+        i = self._place.get(counter)
+        if i is None:
+            return False
+        delta, self._counts[i] = count - self._counts[i], count
+        i += 1
+        while i < len(self._tree):
+            self._tree[i] += delta
+            i += i & -i
+        return True
+
+    def as_dict(self) -> dict[str, int]:
+        """The non-empty buckets' counts."""
+        return {found: n for found, n in zip(self.buckets, self._counts) if n}
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BucketCounts):
+            return NotImplemented
+        return self.leading == other.leading and self.as_dict() == other.as_dict()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"BucketCounts(leading={self.leading}, {self.as_dict()})"
 
 
 def bucket_counts(store: StateStore, milestone_id: str, target_id: str, cycle: int) -> BucketCounts | None:
     """The board's bucket counts on this partition; None if the board is not counted."""
-    counts = _stored_counts(store, board_prefix(milestone_id, target_id, cycle))
-    return None if counts is None else _summed(counts)
+    stored = _stored_counts(store, board_prefix(milestone_id, target_id, cycle))
+    return None if stored is None else BucketCounts(*stored)
 
 
-def _stored_counts(store: StateStore, prefix: str) -> dict[str, int] | None:
-    """A board's count per bucket (by counter id) as stored; None if the board is not counted."""
-    if not store.has(Namespace.LEADERBOARD_COUNT.key(prefix)):
+def _stored_counts(store: StateStore, prefix: str) -> tuple[int, dict[str, int]] | None:
+    """A board's buckets' leading digits and count per bucket (by counter id) as stored; None if the
+    board is not counted."""
+    leading = _counting(store, prefix)
+    if leading is None:
         return None
-    return {
+    return leading, {
         found: count.get("n", 0)
         for found, count in store.scan_documents(Namespace.LEADERBOARD_COUNT, prefix)
         if found != prefix  # the marker
     }
-
-
-def _summed(counts: dict[str, int]) -> BucketCounts:
-    buckets, before, total = sorted(counts), [0], 0
-    for found in buckets:
-        total += counts[found]
-        before.append(total)
-    return BucketCounts(buckets, before)
 
 
 class CountsMirror:
@@ -207,12 +273,13 @@ class CountsMirror:
     milliseconds per partition (a scan and a JSON document per bucket, over the versions and
     tombstones of keys rewritten on every change). The mirror reads a board's counts once, then
     applies the store's writes to them (``StateStore.listen``): a rank reads exactly the committed
-    counts, at the cost of a look-up."""
+    counts, at the cost of a look-up and a Fenwick sum."""
 
     def __init__(self, store: StateStore) -> None:
         self.store = store
-        self._boards: dict[str, dict[str, int] | None] = {}  # board prefix: count by counter id (None: not counted)
-        self._summed: dict[str, BucketCounts | None] = {}
+        # Board prefix: its buckets' leading digits and counts by counter id (None: not counted).
+        self._boards: dict[str, tuple[int, dict[str, int]] | None] = {}
+        self._summed: dict[str, BucketCounts | None] = {}  # in step with _boards; built again when missing
         store.listen(self._written)
 
     def counts(self, milestone_id: str, target_id: str, cycle: int) -> BucketCounts | None:
@@ -220,8 +287,8 @@ class CountsMirror:
         if prefix not in self._summed:
             if prefix not in self._boards:
                 self._boards[prefix] = _stored_counts(self.store, prefix)
-            counts = self._boards[prefix]
-            self._summed[prefix] = None if counts is None else _summed(counts)
+            stored = self._boards[prefix]
+            self._summed[prefix] = None if stored is None else BucketCounts(stored[0], dict(stored[1]))
         return self._summed[prefix]
 
     def _written(self, changes: Changes) -> None:
@@ -241,18 +308,24 @@ class CountsMirror:
             prefix = counter if counter.endswith(SEP) else counter[:-WIDTH]  # a marker is the bare board prefix
             if prefix not in self._boards:
                 continue  # not read yet: read from the store when asked
-            self._summed.pop(prefix, None)
-            counts = self._boards[prefix]
+            stored = self._boards[prefix]
             if counter == prefix:
+                self._summed.pop(prefix, None)
                 if raw_value is None:
                     self._boards[prefix] = None
-                elif counts is None:
-                    self._boards[prefix] = {}  # a new board: counted from its first entry on
-            elif counts is not None:
-                if raw_value is None:
-                    counts.pop(counter, None)
-                else:
-                    counts[counter] = orjson.loads(raw_value).get("n", 0)
+                elif stored is None:  # a new board: counted from its first entry on
+                    self._boards[prefix] = (_leading(orjson.loads(raw_value)), {})
+                continue
+            if stored is None:
+                continue
+            count = 0 if raw_value is None else orjson.loads(raw_value).get("n", 0)
+            if count:
+                stored[1][counter] = count
+            else:
+                stored[1].pop(counter, None)
+            summed = self._summed.get(prefix)
+            if summed is not None and not summed.change(counter, count):
+                del self._summed[prefix]  # a bucket new to the mirror: sorted again when next asked
 
 
 def around(
@@ -270,10 +343,12 @@ def around(
     prefix = board_prefix(milestone_id, target_id, cycle)
     if counts is True:
         counts = bucket_counts(store, milestone_id, target_id, cycle)
-    start, ahead, earlier_buckets = prefix, 0, list[str]()
+    start, ahead = prefix, 0
+    earlier_buckets: Iterator[str] = iter(())
     if isinstance(counts, BucketCounts):
-        start = prefix + bucket(_split(key)[1])
-        ahead, earlier_buckets = counts.ahead_of(start)
+        start = prefix + bucket(_split(key)[1], counts.leading)
+        ahead, place = counts.ahead_of(start)
+        earlier_buckets = counts.earlier(place)
     above: deque[str] = deque(maxlen=max(neighbours, 0) or None)
     below: list[Entry] = []
     for found in store.scan(Namespace.LEADERBOARD, prefix, start=start):
@@ -288,7 +363,7 @@ def around(
                 break
             below.append(parse(found))
     end = start
-    for first in reversed(earlier_buckets):  # neighbours above in the buckets before the key's
+    for first in earlier_buckets:  # neighbours above in the buckets before the key's
         if len(above) >= neighbours:
             break
         earlier: deque[str] = deque(maxlen=neighbours - len(above))
