@@ -14,8 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from milestream.api import models
+from milestream.api.handlers import Api
 from milestream.api.routes import ROUTES
 from milestream.api.server import aiohttp_app
+from milestream.state.keys import Namespace
+from milestream.state.memory import MemoryStore
 from tests.api.support import PARTITIONS, Cluster, headers, publisher
 from tests.factories import at, monthly_gross_definition, transaction
 
@@ -307,3 +310,25 @@ def test_a_backfill_status_the_broker_cannot_give_now_is_a_503_not_a_500():
     cluster.settings = cluster.settings.model_copy(update={"kafka_bootstrap_servers": f"127.0.0.1:{port}"})
     ((status, body),) = call(cluster, ("GET", "/milestones/m-monthly/backfill", None))
     assert status == 503 and "cannot be read from the broker" in body["error"]
+
+
+def test_leaderboard_counts_are_mirrored_as_partitions_come_not_on_a_rank_request():
+    cluster = loaded_cluster()
+    access = cluster.access("http://a", {p: "http://a" if p < 2 else "http://b" for p in range(PARTITIONS)})
+    api = Api(cluster.settings, cluster.topology, access, None, clock=clock)
+    asyncio.run(api.mirror_counts())
+    assert sorted(api._counts) == [0, 1]
+    for partition, mirror in api._counts.items():
+        assert mirror.store is cluster.stores[partition]
+        # Every counted board of the store was read when the mirror was made: a rank reads no counts.
+        assert mirror._boards.keys() == {
+            key for key in cluster.stores[partition].scan(Namespace.LEADERBOARD_COUNT) if key.endswith("\0")
+        }
+    assert any(mirror._boards for mirror in api._counts.values())
+    kept = api._counts[1]
+    access.owners[0], access.owners[3] = "http://b", "http://a"  # partition 0 leaves, 3 comes
+    access.stores[1] = MemoryStore()  # partition 1 assigned again: a new store
+    asyncio.run(api.mirror_counts())
+    assert sorted(api._counts) == [1, 3]
+    assert api._counts[1] is not kept and api._counts[1].store is access.stores[1]
+    assert api._counts[3].store is cluster.stores[3]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from unittest.mock import patch
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from milestream.pipeline import leaderboards
+from milestream.pipeline.leaderboards import BucketCounts
 from milestream.state.keys import Namespace
 from milestream.state.memory import MemoryStore
 from milestream.state.overlay import OverlayStore
@@ -148,14 +150,21 @@ def test_moves_counted_in_one_update_rank_as_the_walk(moves, probe_value, neighb
     assert (counts.total() if counts else 0) == len(live)
 
 
+@pytest.mark.parametrize("new_buckets_max", [2, BucketCounts.NEW_BUCKETS_MAX])
 @pytest.mark.parametrize("backend", ["memory", "rocksdb"])
 @settings(max_examples=60, deadline=None)
 @given(
     moves=st.lists(st.tuples(CUSTOMERS, st.lists(VALUES, max_size=2)), max_size=30), mirrored_after=st.integers(0, 30)
 )
-def test_a_counts_mirror_follows_the_store(backend, tmp_path_factory, moves, mirrored_after):
+def test_a_counts_mirror_follows_the_store(backend, new_buckets_max, tmp_path_factory, moves, mirrored_after):
     """The API's mirror of a partition's counts, made at any point, equals the stored counts after
-    every later write: single writes (memory) or a checkpoint's write batch (RocksDB)."""
+    every later write: single writes (memory) or a checkpoint's write batch (RocksDB); with buckets
+    new to it waiting beside its tree, and with its tree built again when too many wait."""
+    with patch.object(BucketCounts, "NEW_BUCKETS_MAX", new_buckets_max):
+        _mirror_follows(backend, tmp_path_factory, moves, mirrored_after)
+
+
+def _mirror_follows(backend, tmp_path_factory, moves, mirrored_after):
     base = MemoryStore() if backend == "memory" else RocksDBStore(tmp_path_factory.mktemp("counts") / "db")
     held: dict[str, set[str]] = {}
     mirror = None
@@ -177,8 +186,9 @@ def test_a_counts_mirror_follows_the_store(backend, tmp_path_factory, moves, mir
             assert mirrored == stored
             if stored is not None:  # the mirror's sums, kept by changes, are the sums of counts read afresh
                 assert mirrored.total() == stored.total() == len(set().union(*held.values()))
-                for start in stored.buckets:
-                    assert mirrored.ahead_of(start)[0] == stored.ahead_of(start)[0]
+                for start in [*stored.buckets, leaderboards.board_prefix("m", "t", 2)]:
+                    ahead, earlier = mirrored.ahead_of(start)
+                    assert (ahead, list(earlier)) == (stored.ahead_of(start)[0], list(stored.ahead_of(start)[1]))
     base.close()
 
 

@@ -14,6 +14,9 @@ from .handlers import Api
 from .reference import html_page
 from .routes import ROUTES, openapi_text
 
+# How soon after a partition is assigned its leaderboard counts are read (handlers.Api.mirror_counts).
+COUNTS_MIRROR_INTERVAL_S = 1.0
+
 
 def _handlers(api: Api) -> dict[tuple[str, str], Callable[[Any], Awaitable[Any]]]:
     from aiohttp import web
@@ -66,6 +69,11 @@ def add_api(
 
             namespace[method.lower()] = call
         app.page(path, name=f"api_{n}")(type(f"ApiView{n}", (View,), namespace))
+
+    @app.timer(interval=COUNTS_MIRROR_INTERVAL_S)
+    async def mirror_leaderboard_counts() -> None:
+        await api.mirror_counts()
+
     return api
 
 

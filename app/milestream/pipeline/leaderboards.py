@@ -32,10 +32,11 @@ standing while it is one of the last ``CLOSED_CYCLES_KEPT`` closed cycles of tha
 from __future__ import annotations
 
 import logging
-from bisect import bisect_left
+from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Iterable, Iterator
 from decimal import ROUND_FLOOR, Decimal
+from heapq import merge
 from typing import Any, NamedTuple
 
 import orjson
@@ -184,13 +185,19 @@ class Around(NamedTuple):
 class BucketCounts:
     """A counted board's buckets on one partition, in board order, with their counts in a Fenwick
     tree: the entries ahead of a bucket are summed, and a bucket's count changes, in O(log buckets).
-    A bucket emptied keeps its place (count 0), so a mirror of a busy board rarely re-sorts."""
+    A bucket emptied keeps its place (count 0); a bucket new since the tree was built waits beside
+    it, summed by a scan, until ``NEW_BUCKETS_MAX`` of them ask for the tree to be built again
+    (values growing through a cycle keep reaching buckets no one held)."""
+
+    NEW_BUCKETS_MAX = 64
 
     def __init__(self, leading: int, counts: dict[str, int]) -> None:
         self.leading = leading  # the digits a bucket's values share
         self.buckets = sorted(counts)  # each bucket's smallest possible key (board prefix + bucket)
         self._place = {found: i for i, found in enumerate(self.buckets)}
         self._counts = [counts[found] for found in self.buckets]
+        self._new: dict[str, int] = {}  # non-empty buckets without a place in the tree
+        self._new_sorted: list[str] = []  # the same, in board order
         tree = [0, *self._counts]
         for i in range(1, len(tree)):  # the Fenwick tree of the counts, built in O(buckets)
             parent = i + (i & -i)
@@ -199,7 +206,7 @@ class BucketCounts:
         self._tree = tree
 
     def _before(self, i: int) -> int:
-        """Entries in the buckets before buckets[i]."""
+        """Entries in the placed buckets before buckets[i]."""
         total = 0
         while i > 0:
             total += self._tree[i]
@@ -207,24 +214,34 @@ class BucketCounts:
         return total
 
     def total(self) -> int:
-        return self._before(len(self.buckets))
+        return self._before(len(self.buckets)) + sum(self._new.values())
 
-    def ahead_of(self, start: str) -> tuple[int, int]:
-        """Entries in the buckets before ``start``, and how many buckets come before it."""
-        i = bisect_left(self.buckets, start)
-        return self._before(i), i
+    def ahead_of(self, start: str) -> tuple[int, Iterator[str]]:
+        """Entries in the buckets before ``start``, and those buckets (the non-empty ones, the
+        nearest first, read as they are iterated)."""
+        i, k = bisect_left(self.buckets, start), bisect_left(self._new_sorted, start)
+        ahead = self._before(i) + sum(self._new[found] for found in self._new_sorted[:k])
+        return ahead, self._earlier(i, k)
 
-    def earlier(self, i: int) -> Iterator[str]:
-        """The non-empty buckets before buckets[i], the nearest first."""
-        for j in range(i - 1, -1, -1):
-            if self._counts[j]:
-                yield self.buckets[j]
+    def _earlier(self, i: int, k: int) -> Iterator[str]:
+        placed = (self.buckets[j] for j in range(i - 1, -1, -1) if self._counts[j])
+        if k:
+            yield from merge(placed, self._new_sorted[k - 1 :: -1], reverse=True)
+        else:
+            yield from placed
 
     def change(self, counter: str, count: int) -> bool:
-        """Set a bucket's count; False if the bucket has no place here (build the counts again)."""
+        """Set a bucket's count; False once the buckets waiting for a place are too many (build the
+        counts again)."""
         i = self._place.get(counter)
         if i is None:
-            return False
+            if count:
+                if counter not in self._new:
+                    insort(self._new_sorted, counter)
+                self._new[counter] = count
+            elif self._new.pop(counter, None) is not None:
+                self._new_sorted.remove(counter)
+            return len(self._new) <= self.NEW_BUCKETS_MAX
         delta, self._counts[i] = count - self._counts[i], count
         i += 1
         while i < len(self._tree):
@@ -233,8 +250,9 @@ class BucketCounts:
         return True
 
     def as_dict(self) -> dict[str, int]:
-        """The non-empty buckets' counts."""
-        return {found: n for found, n in zip(self.buckets, self._counts) if n}
+        """The non-empty buckets' counts, in board order."""
+        placed = {found: n for found, n in zip(self.buckets, self._counts) if n}
+        return dict(sorted({**placed, **self._new}.items()))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, BucketCounts):
@@ -270,34 +288,50 @@ class CountsMirror:
     """One partition store's bucket counts, in memory and in step with every write to the store.
 
     A rank needs the counts of every partition on every request; reading them from RocksDB costs
-    milliseconds per partition (a scan and a JSON document per bucket, over the versions and
-    tombstones of keys rewritten on every change). The mirror reads a board's counts once, then
-    applies the store's writes to them (``StateStore.listen``): a rank reads exactly the committed
-    counts, at the cost of a look-up and a Fenwick sum."""
+    tens of milliseconds per partition and board (a scan and a JSON document per bucket, over the
+    versions and tombstones of keys rewritten on every change). The mirror reads every counted board
+    of the store once, when it is made (the API makes it as the partition is assigned, not on a
+    request), then applies the store's writes to them (``StateStore.listen``): a rank reads exactly
+    the committed counts, at the cost of a look-up and a Fenwick sum."""
 
     def __init__(self, store: StateStore) -> None:
         self.store = store
-        # Board prefix: its buckets' leading digits and counts by counter id (None: not counted).
-        self._boards: dict[str, tuple[int, dict[str, int]] | None] = {}
-        self._summed: dict[str, BucketCounts | None] = {}  # in step with _boards; built again when missing
+        # Board prefix: its buckets' leading digits and counts by counter id (a board not here is not counted).
+        self._boards: dict[str, tuple[int, dict[str, int]]] = {}
+        self._summed: dict[str, BucketCounts] = {}  # in step with _boards; built again when missing
+        self._stale = False
+        self._read()
         store.listen(self._written)
 
+    def _read(self) -> None:
+        """Every counted board's counts, in one pass: a board's marker sorts before its buckets."""
+        self._boards.clear()
+        self._summed.clear()
+        for found, document in self.store.scan_documents(Namespace.LEADERBOARD_COUNT):
+            if found.endswith(SEP):
+                self._boards[found] = (_leading(document), {})
+            elif (board := self._boards.get(found[:-WIDTH])) is not None:
+                board[1][found] = document.get("n", 0)
+        self._stale = False
+
     def counts(self, milestone_id: str, target_id: str, cycle: int) -> BucketCounts | None:
+        if self._stale:
+            self._read()
         prefix = board_prefix(milestone_id, target_id, cycle)
-        if prefix not in self._summed:
-            if prefix not in self._boards:
-                self._boards[prefix] = _stored_counts(self.store, prefix)
-            stored = self._boards[prefix]
-            self._summed[prefix] = None if stored is None else BucketCounts(stored[0], dict(stored[1]))
-        return self._summed[prefix]
+        summed = self._summed.get(prefix)
+        if summed is None:
+            stored = self._boards.get(prefix)
+            if stored is None:
+                return None
+            summed = self._summed[prefix] = BucketCounts(stored[0], dict(stored[1]))
+        return summed
 
     def _written(self, changes: Changes) -> None:
         try:
             self._apply(changes)
         except Exception:  # never fail the write that called this: read the counts from the store again
             log.exception("leaderboard counts mirror: could not apply a write; reading the counts again")
-            self._boards.clear()
-            self._summed.clear()
+            self._stale = True
 
     def _apply(self, changes: Changes) -> None:
         tag = Namespace.LEADERBOARD_COUNT.prefix
@@ -305,19 +339,17 @@ class CountsMirror:
             if not raw_key.startswith(tag):
                 continue
             counter = key_id(raw_key)
-            prefix = counter if counter.endswith(SEP) else counter[:-WIDTH]  # a marker is the bare board prefix
-            if prefix not in self._boards:
-                continue  # not read yet: read from the store when asked
-            stored = self._boards[prefix]
-            if counter == prefix:
-                self._summed.pop(prefix, None)
+            if counter.endswith(SEP):  # a marker is the bare board prefix
+                self._summed.pop(counter, None)
                 if raw_value is None:
-                    self._boards[prefix] = None
-                elif stored is None:  # a new board: counted from its first entry on
-                    self._boards[prefix] = (_leading(orjson.loads(raw_value)), {})
+                    self._boards.pop(counter, None)
+                elif counter not in self._boards:  # a new board: counted from its first entry on
+                    self._boards[counter] = (_leading(orjson.loads(raw_value)), {})
                 continue
+            prefix = counter[:-WIDTH]
+            stored = self._boards.get(prefix)
             if stored is None:
-                continue
+                continue  # not a counted board
             count = 0 if raw_value is None else orjson.loads(raw_value).get("n", 0)
             if count:
                 stored[1][counter] = count
@@ -325,7 +357,7 @@ class CountsMirror:
                 stored[1].pop(counter, None)
             summed = self._summed.get(prefix)
             if summed is not None and not summed.change(counter, count):
-                del self._summed[prefix]  # a bucket new to the mirror: sorted again when next asked
+                del self._summed[prefix]  # many buckets new to the mirror: sorted again when next asked
 
 
 def around(
@@ -347,8 +379,7 @@ def around(
     earlier_buckets: Iterator[str] = iter(())
     if isinstance(counts, BucketCounts):
         start = prefix + bucket(_split(key)[1], counts.leading)
-        ahead, place = counts.ahead_of(start)
-        earlier_buckets = counts.earlier(place)
+        ahead, earlier_buckets = counts.ahead_of(start)
     above: deque[str] = deque(maxlen=max(neighbours, 0) or None)
     below: list[Entry] = []
     for found in store.scan(Namespace.LEADERBOARD, prefix, start=start):
