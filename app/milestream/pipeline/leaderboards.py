@@ -274,14 +274,19 @@ def bucket_counts(store: StateStore, milestone_id: str, target_id: str, cycle: i
 def _stored_counts(store: StateStore, prefix: str) -> tuple[int, dict[str, int]] | None:
     """A board's buckets' leading digits and count per bucket (by counter id) as stored; None if the
     board is not counted."""
-    leading = _counting(store, prefix)
-    if leading is None:
-        return None
-    return leading, {
-        found: count.get("n", 0)
-        for found, count in store.scan_documents(Namespace.LEADERBOARD_COUNT, prefix)
-        if found != prefix  # the marker
-    }
+    return _counted_boards(store, prefix).get(prefix)
+
+
+def _counted_boards(store: StateStore, prefix: str = "") -> dict[str, tuple[int, dict[str, int]]]:
+    """Every counted board whose prefix starts with ``prefix``: its buckets' leading digits and count
+    per bucket, in one pass (a board's marker sorts before its buckets)."""
+    boards: dict[str, tuple[int, dict[str, int]]] = {}
+    for found, document in store.scan_documents(Namespace.LEADERBOARD_COUNT, prefix):
+        if found.endswith(SEP):
+            boards[found] = (_leading(document), {})
+        elif (board := boards.get(found[:-WIDTH])) is not None:
+            board[1][found] = document.get("n", 0)
+    return boards
 
 
 class CountsMirror:
@@ -304,14 +309,8 @@ class CountsMirror:
         store.listen(self._written)
 
     def _read(self) -> None:
-        """Every counted board's counts, in one pass: a board's marker sorts before its buckets."""
-        self._boards.clear()
+        self._boards = _counted_boards(self.store)
         self._summed.clear()
-        for found, document in self.store.scan_documents(Namespace.LEADERBOARD_COUNT):
-            if found.endswith(SEP):
-                self._boards[found] = (_leading(document), {})
-            elif (board := self._boards.get(found[:-WIDTH])) is not None:
-                board[1][found] = document.get("n", 0)
         self._stale = False
 
     def counts(self, milestone_id: str, target_id: str, cycle: int) -> BucketCounts | None:
