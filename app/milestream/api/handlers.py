@@ -284,10 +284,15 @@ class Api:
     ) -> leaderboards.BucketCounts | None:
         """A partition's bucket counts of a board, from a mirror kept in step with the store's writes
         (leaderboards.CountsMirror): a rank then costs a walk of the customer's bucket."""
+        return self._mirror(partition, store)[0].counts(mid, target, cycle)
+
+    def _mirror(self, partition: int, store: Any) -> tuple[leaderboards.CountsMirror, bool]:
+        """The partition's counts mirror, and whether it was made now (from the store, read whole)."""
         mirror = self._counts.get(partition)
-        if mirror is None or mirror.store is not store:  # a partition assigned again has a new store
-            mirror = self._counts[partition] = leaderboards.CountsMirror(store)
-        return mirror.counts(mid, target, cycle)
+        if mirror is not None and mirror.store is store:
+            return mirror, False
+        mirror = self._counts[partition] = leaderboards.CountsMirror(store)  # a partition assigned again: a new store
+        return mirror, True
 
     async def mirror_counts(self) -> None:
         """Mirror the bucket counts of each partition this worker has just been given (a store read
@@ -298,9 +303,7 @@ class Api:
             del self._counts[partition]
         for partition in sorted(owned):
             store = self.access.local_store(partition)
-            mirror = self._counts.get(partition)
-            if store is not None and (mirror is None or mirror.store is not store):
-                self._counts[partition] = leaderboards.CountsMirror(store)
+            if store is not None and self._mirror(partition, store)[1]:
                 await asyncio.sleep(0)
 
     def _local_part(

@@ -51,8 +51,8 @@ SCALE = 10**6
 OFFSET = 10**30
 WIDTH = 31
 CLOSED_CYCLES_KEPT = 3
-# A bucket's values share their leading digits. Four: a million customers with amounts in one
-# decade put about 30 entries in a partition's bucket (three digits: 270, and a rank walked them).
+# A bucket's values share their leading digits. Four: a million customers of the benchmark's
+# amounts put about 11 entries in a partition's bucket (three digits: about 106, and a rank walked them).
 LEADING_DIGITS = 4
 LEGACY_LEADING_DIGITS = 3  # boards counted before the marker named its digits
 
