@@ -18,7 +18,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .core import Engine, Result
-from .cycles import next_window
 from .performance_enrolment import enrol_by_performance, remember_closed_cycle
 
 
@@ -57,7 +56,7 @@ def close_due(
             assert window.end is not None  # only a cycle with an end is ever due
             result.outputs.append(engine.close_event(compiled, ms, cycle, window, customer_id, window.end, "cycle-end"))
         anchor = datetime.fromisoformat(ms["an"]) if "an" in ms else None
-        following = next_window(compiled.definition, window, anchor)
+        following = engine.next_cycle_window(compiled, window, anchor)
         if following is not None:
             engine.open_cycle(compiled, ms, following, result, indexed=True)
     enrol_by_performance(engine, state, customer_id, now, now, "cycle-end", result)

@@ -59,7 +59,15 @@ from ..schemas.definitions import (
     TillAchievedCycles,
 )
 from ..schemas.inputs import Enrolment, InputEvent, Return, Transaction
-from .cycles import Window, fixed_window_at, fixed_window_from, named_window, period_name, rolling_window_at
+from .cycles import (
+    Window,
+    fixed_window_at,
+    fixed_window_from,
+    named_window,
+    next_window,
+    period_name,
+    rolling_window_at,
+)
 from .ids import milestone_event_id
 from .measures import ZERO, Accumulation, TargetPlan, activity_of, measure
 from .performance_enrolment import enrol_by_performance, remember_closed_cycle
@@ -394,12 +402,26 @@ class Engine:
 
     def cycle_window(self, compiled: Compiled, index: int, cycle: dict[str, Any]) -> Window:
         end = cycle.get("e")
-        return Window(
-            index,
-            period_name(compiled.definition, index),
-            datetime.fromisoformat(cycle["s"]),
-            datetime.fromisoformat(end) if end else None,
-        )
+        key = (index, cycle["s"], end)
+        window = compiled.stored_windows.get(key)
+        if window is None:
+            if len(compiled.stored_windows) > 4096:
+                compiled.stored_windows.clear()  # rolling and till-achieved cycles differ per customer
+            window = compiled.stored_windows[key] = Window(
+                index,
+                period_name(compiled.definition, index),
+                datetime.fromisoformat(cycle["s"]),
+                datetime.fromisoformat(end) if end else None,
+            )
+        return window
+
+    def next_cycle_window(self, compiled: Compiled, window: Window, anchor: datetime | None) -> Window | None:
+        """The cycle after ``window``; for calendar and custom cycles computed once per index."""
+        if not compiled.fixed_cycles:
+            return next_window(compiled.definition, window, anchor)
+        if window.index not in compiled.following:
+            compiled.following[window.index] = next_window(compiled.definition, window, anchor)
+        return compiled.following[window.index]
 
     def _apply_to_milestone(
         self,

@@ -61,6 +61,9 @@ class Compiled:
     adjusts_returns: bool  # returns adjust its progress: the bills it counted are kept
     windows: dict[date, Window | None] = field(default_factory=dict)  # local date -> fixed-calendar Window (a cache)
     window_text: dict[Window, dict[str, str | None]] = field(default_factory=dict)  # a cycle's times in outputs
+    # A stored cycle's window, by (index, start text, end text): each close reads one (a cache).
+    stored_windows: dict[tuple[int, str, str | None], Window] = field(default_factory=dict)
+    following: dict[int, Window | None] = field(default_factory=dict)  # fixed cycles: the window after an index
     # (target id, cycle index or 0 for every cycle) -> sub-target values of a customer without
     # their own target values (a cache: percentages are computed once, not per event).
     sub_target_values: dict[tuple[str, int], tuple[Decimal, ...]] = field(default_factory=dict)

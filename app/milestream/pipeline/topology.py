@@ -424,7 +424,7 @@ class Topology:
             return processed
         processed = Processed(NOTHING_DUE)
         budget = self.settings.close_batch_size
-        closed: list[Customer] = []
+        closed: dict[Customer, None] = {}  # in order, and looked up once per entry
         advances: list[tuple[str, dict, int]] = []
         handled: set[tuple[Customer, str, int]] = set()  # a duplicate index entry is skipped
         more = False
@@ -450,14 +450,14 @@ class Topology:
                         processed,
                         closed_now=found[0] in closed,
                     ):
-                        closed.append(found[0])
+                        closed[found[0]] = None
                 seq += 1
             advances.append((slot, counter, seq))
             if more:
                 break
         if closed:
             processed.outcome = APPLIED
-            index.remember_tick(record.offset, list(dict.fromkeys(closed)), more)
+            index.remember_tick(record.offset, list(closed), more)
         for slot, counter, done in advances:
             index.advance(slot, counter, done)
         # Closes can open cycles that are already due (a worker catching up after downtime).
