@@ -22,10 +22,10 @@ class AnyCustomerId:
     def __init__(self, decoder: Decoder) -> None:
         self.decoder = decoder
 
-    def decode(self, value: bytes | None):
+    def decode_document(self, value: bytes | None):
         data = orjson.loads(value or b"null")
         event = self.decoder.decode(orjson.dumps({**data, "customer_id": "placeholder"}))
-        return event.model_copy(update={"customer_id": data["customer_id"]})
+        return event.model_copy(update={"customer_id": data["customer_id"]}), data
 
 
 @pytest.fixture

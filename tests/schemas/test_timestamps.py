@@ -52,6 +52,18 @@ OUT_OF_RANGE = [
     "1969-12-31T23:59:59Z",
     "2200-01-01T00:00:00Z",
     "2200-01-01T06:00:00+05:30",
+    # Local years inside the range, UTC outside it:
+    "1970-01-01T05:00:00+05:30",
+    "2199-12-31T20:00:00-05:00",
+]
+# The first and last moments of the range, in local time of either sign.
+AT_THE_ENDS = [
+    "1970-01-01T00:00:00Z",
+    "1970-01-01T05:30:00+05:30",
+    "1969-12-31T19:00:00-05:00",
+    "2199-12-31T23:59:59.999999Z",
+    "2199-12-31T18:59:59-05:00",
+    "2200-01-01T05:29:59+05:30",
 ]
 
 
@@ -92,6 +104,16 @@ def test_epoch_numbers_and_other_text_are_not_timestamps(document, path, value):
 def test_timestamps_outside_1970_to_2200_are_a_schema_violation(document, path, value):
     detail = _rejection(_with(document, path, value)).detail
     assert f"{path[-1]}: must be from 1970-01-01 up to (not including) 2200-01-01" in detail
+
+
+# Fields no other field of their document must follow or precede (a definition's start and end must be in order).
+UNORDERED_FIELDS = [f for f in TIMESTAMP_FIELDS if f[0]["type"] not in ("milestone_definition", "milestone_series")]
+
+
+@pytest.mark.parametrize("document, path", UNORDERED_FIELDS, ids=_ids(UNORDERED_FIELDS))
+@pytest.mark.parametrize("value", AT_THE_ENDS)
+def test_timestamps_at_either_end_of_the_range_are_accepted(document, path, value):
+    DECODER.decode(dumps(_with(document, path, value)))
 
 
 @pytest.mark.parametrize("document, path", TIMESTAMP_FIELDS, ids=_ids(TIMESTAMP_FIELDS))

@@ -70,5 +70,6 @@ class ProcessingAttempts:
             )
             processed.poison = True
             return processed
-        self.failures.pop(record.source, None)
+        if self.failures:  # a record that failed before, and not this time
+            self.failures.pop(record.source, None)
         return processed

@@ -135,22 +135,33 @@ def _deltas(old: Values, new: Values) -> Values:
     return out
 
 
-def _board_keys(milestone_id: str, customer_id: str, entry: dict[str, Any]) -> set[str]:
+def _board_values(entry: dict[str, Any]) -> set[tuple[str, str, str]]:
+    """(cycle, target, value text) of each leaderboard key of a milestone's PROGRESS entry (a
+    cycle is open or closed, never both, so each (cycle, target) appears once)."""
     if not entry.get("l"):
         return set()
-    keys = set()
-    for part in ("o", "x"):
-        for cycle, values in entry.get(part, {}).items():
-            for target, value in values.items():
-                keys.add(leaderboards.entry_key(milestone_id, target, int(cycle), Decimal(value), customer_id))
-    return keys
+    return {
+        (cycle, target, value)
+        for part in ("o", "x")
+        for cycle, values in entry.get(part, {}).items()
+        for target, value in values.items()
+    }
 
 
-def _describe(record: Record) -> dict[str, Any]:
-    try:
-        event = orjson.loads(record.value or b"")
-    except orjson.JSONDecodeError:
-        event = {}
+def _board_keys(milestone_id: str, customer_id: str, values: set[tuple[str, str, str]]) -> set[str]:
+    return {
+        leaderboards.entry_key(milestone_id, target, int(cycle), Decimal(value), customer_id)
+        for cycle, target, value in values
+    }
+
+
+def _describe(record: Record, document: dict[str, Any] | None) -> dict[str, Any]:
+    event: Any = document
+    if event is None:
+        try:
+            event = orjson.loads(record.value or b"")
+        except orjson.JSONDecodeError:
+            event = {}
     if not isinstance(event, dict):
         event = {}
     return {
@@ -171,8 +182,10 @@ def maintain(
     *,
     history_per_cycle: int,
     history_cycles: int,
+    document: dict[str, Any] | None = None,
 ) -> None:
-    """Bring the customer's leaderboard keys and contribution history in line with ``state``."""
+    """Bring the customer's leaderboard keys and contribution history in line with ``state``
+    (``document``: the record's value, if the caller decoded it already)."""
     milestones: dict[str, Any] = state.get("m", {})
     if not milestones:
         return
@@ -197,7 +210,7 @@ def maintain(
         for cycle in late.get(milestone_id, ()):
             changes.setdefault(cycle, {})["late"] = True
         if changes and history_per_cycle > 0:
-            described = described or _describe(record)
+            described = described or _describe(record, document)
             entries = {cycle: {**described, **change} for cycle, change in changes.items()}
             history.record_contribution(
                 store, customer, milestone_id, entries, counters, history_per_cycle, history_cycles
@@ -206,9 +219,12 @@ def maintain(
             entry["h"] = counters
         after[milestone_id] = entry
     for milestone_id in before.keys() | after.keys():
-        old = _board_keys(milestone_id, customer.customer_id, before.get(milestone_id, {}))
-        new = _board_keys(milestone_id, customer.customer_id, after.get(milestone_id, {}))
-        if old != new:
-            leaderboards.update(store, old - new, new - old)
+        old_values = _board_values(before.get(milestone_id, {}))
+        new_values = _board_values(after.get(milestone_id, {}))
+        if old_values != new_values:  # keys only for what changed: most of a customer's values did not
+            old = _board_keys(milestone_id, customer.customer_id, old_values - new_values)
+            new = _board_keys(milestone_id, customer.customer_id, new_values - old_values)
+            if old != new:
+                leaderboards.update(store, old - new, new - old)
     if after != before:
         state[INDEXED] = {"m": after}  # written with the state, by the caller

@@ -304,7 +304,7 @@ class Topology:
         if record.topic == self.backfill_topic:
             return self.backfill.process(record, store)
         try:
-            event = self._decoders[record.topic].decode(record.value)
+            event, document = self._decoders[record.topic].decode_document(record.value)
         except Rejected as exc:
             return self.dead_letter(record, exc.reason, exc.detail)
         if isinstance(event, CloseTick):
@@ -354,7 +354,9 @@ class Topology:
         series = self.series.apply(state, event, record)
         offsets[position] = record.offset
         processed = Processed(NO_OUTPUT)
-        self.commit_result(store, record, customer, state, result, processed, series.records, series.events)
+        self.commit_result(
+            store, record, customer, state, result, processed, series.records, series.events, document=document
+        )
         if processed.records:
             processed.outcome = APPLIED
         self.backfill.confirm(checked)
@@ -371,11 +373,13 @@ class Topology:
         series_records: Sequence[OutRecord] = (),
         series_events: Sequence[dict] = (),
         applied_by: Engine | None = None,
+        document: dict[str, Any] | None = None,
     ) -> None:
         """Write what applying one record to one customer did, in crash-safe order:
         close-index entries, then the outbox, then the state (see the module doc).
         ``applied_by``: an engine over fewer milestones that applied it (a backfill's): the read
-        side is brought up to date for those alone, as the others did not change."""
+        side is brought up to date for those alone, as the others did not change. ``document``:
+        the record's value as decoded, if it was (the history describes the record from it)."""
         org_id, customer_id = customer.org_id, customer.customer_id
         index = CloseIndex(store, record.partition)
         for due, milestone_id, cycle in result.opened:
@@ -398,7 +402,7 @@ class Topology:
             # yields the same outputs; if the state survived without it, they could be lost.
             append_outbox(store, customer, record.source, records, self.outbox_size)
         engine = applied_by or self.engine
-        read_index.maintain(store, engine, customer, state, result, record, **self.read_index_bounds)
+        read_index.maintain(store, engine, customer, state, result, record, document=document, **self.read_index_bounds)
         store.put(customer.state_key, state)
 
     # ------------------------------------------------------------- cycle close

@@ -70,6 +70,10 @@ class Decoder:
         object.__setattr__(self, "_validate", validators)
 
     def decode(self, value: bytes | None) -> BaseModel:
+        return self.decode_document(value)[0]
+
+    def decode_document(self, value: bytes | None) -> tuple[BaseModel, dict[str, Any]]:
+        """The model, and the JSON object it was validated from (read, never changed)."""
         if value is None:
             raise Rejected("schema_violation", "record has no value")
         if len(value) > self.max_bytes:
@@ -86,7 +90,7 @@ class Decoder:
             accepted = ", ".join(sorted(self.accepted))
             raise Rejected("unknown_event_type", f"type {kind!r} is not accepted on this topic (accepted: {accepted})")
         try:
-            return validate(data)
+            return validate(data), data
         except ValidationError as exc:
             raise Rejected("schema_violation", f"{kind}: {describe_validation_error(exc)}") from None
 

@@ -46,7 +46,9 @@ class Namespace(Enum):
         return _PREFIXES[self]
 
     def key(self, id: str) -> StateKey:
-        return StateKey(self, id)
+        if type(id) is not str:
+            return StateKey(self, id)  # which names what is wrong
+        return _made(self, id)
 
 
 # Computed once: a key is encoded several times per input record.
@@ -97,6 +99,21 @@ class StateKey:
         if namespace is None:
             raise ValueError(f"{raw[:40]!r} is not a namespaced state key")
         return cls(namespace, raw[PREFIX_BYTES:].decode("utf-8", _ERRORS))
+
+
+_set_namespace = StateKey.__dict__["namespace"].__set__
+_set_id = StateKey.__dict__["id"].__set__
+_set_raw = StateKey.__dict__["raw"].__set__
+
+
+def _made(namespace: Namespace, id: str) -> StateKey:
+    """``StateKey(namespace, id)`` for arguments known to be right: without the checks and
+    ``object.__setattr__`` calls (a quarter of a key's cost; several keys are made per record)."""
+    key = object.__new__(StateKey)
+    _set_namespace(key, namespace)
+    _set_id(key, id)
+    _set_raw(key, _PREFIXES[namespace] + id.encode("utf-8", _ERRORS))
+    return key
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,10 +25,11 @@ _FIRST_SECOND = (EARLIEST - _EPOCH).total_seconds()
 _END_SECOND = (END_OF_RANGE - _EPOCH).total_seconds()
 
 
-def record_time(seconds: float | None, read_at: datetime) -> datetime:
-    """The record's timestamp (seconds since the epoch) as a UTC datetime, or ``read_at`` if it has none."""
+def record_time(seconds: float | None, read_at: datetime | None = None) -> datetime:
+    """The record's timestamp (seconds since the epoch) as a UTC datetime, or ``read_at`` (default:
+    now) if it has none."""
     if seconds is None or not _FIRST_SECOND <= seconds < _END_SECOND:
-        return read_at
+        return read_at or datetime.now(timezone.utc)
     return _EPOCH + timedelta(seconds=seconds)
 
 
@@ -39,7 +40,7 @@ def _record(message: Any, seconds: float | None, headers: tuple[tuple[str, bytes
         message.offset,
         message.key,
         message.value,
-        record_time(seconds, datetime.now(timezone.utc)),
+        record_time(seconds),
         headers,
     )
 
