@@ -21,7 +21,8 @@ class Journal(list):
 
 
 class FakeProducer:
-    """Acknowledges sends when the test says so (or at once); writes every step to the journal."""
+    """Acknowledges each send on the event loop's next turn (as a broker's answer arrives after
+    the send), or never (``ack=False``); writes every step, acknowledgements included, to the journal."""
 
     def __init__(self, journal, *, ack=True, refuse_topic=None, batch_room=100):
         self.journal = journal
@@ -48,9 +49,7 @@ class FakeProducer:
         if self.ack:
             offset = self.offsets.get((topic, partition), 0)
             self.offsets[(topic, partition)] = offset + len(batch.records)
-            journal = self.journal
-            future.add_done_callback(lambda _f, t=topic: journal.append(("acked", t)))
-            future.set_result(SimpleNamespace(partition=partition, offset=offset))
+            self._acknowledge_soon(future, topic, SimpleNamespace(partition=partition, offset=offset))
         return future
 
     async def send(self, topic, value, key=None, partition=None):
@@ -61,10 +60,15 @@ class FakeProducer:
         if self.ack:
             offset = self.offsets.get((topic, partition), 0)
             self.offsets[(topic, partition)] = offset + 1
-            journal = self.journal
-            future.add_done_callback(lambda _f, t=topic: journal.append(("acked", t)))
-            future.set_result(SimpleNamespace(partition=partition or 0, offset=offset))
+            self._acknowledge_soon(future, topic, SimpleNamespace(partition=partition or 0, offset=offset))
         return future
+
+    def _acknowledge_soon(self, future, topic, metadata):
+        def acknowledge():
+            self.journal.append(("acked", topic))
+            future.set_result(metadata)
+
+        asyncio.get_running_loop().call_soon(acknowledge)
 
 
 class FakeBatch:

@@ -143,12 +143,18 @@ class Checkpoint:
         return await self._acknowledged([await send for send in sends])
 
     async def _acknowledged(self, pending: list[tuple[str, Any]]) -> list[Any]:
+        """The acknowledgements of the sends, in order: all within the delivery timeout, waited for
+        together (most have arrived by the commit: one ``wait_for`` per send cost more than the send)."""
+        waiting = [future for _, future in pending if not future.done()]
+        if waiting:
+            _, late = await asyncio.wait(waiting, timeout=self._timeout_s)
+            if late:
+                topic = next(topic for topic, future in pending if future in late)
+                raise DeliveryFailed(topic, f"no acknowledgement from the broker in {self._timeout_s:g} s")
         results = []
         for topic, future in pending:
             try:
-                results.append(await asyncio.wait_for(future, self._timeout_s))
-            except TimeoutError:
-                raise DeliveryFailed(topic, f"no acknowledgement from the broker in {self._timeout_s:g} s") from None
+                results.append(future.result())
             except Exception as exc:
                 raise DeliveryFailed(topic, describe(exc)) from exc
         return results
