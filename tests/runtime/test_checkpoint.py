@@ -30,6 +30,7 @@ class FakeProducer:
         self.ack = ack
         self.refuse_topic = refuse_topic
         self.offsets = {}
+        self.batches = []  # (topic, partition, [(key, value)]) of each batch sent
 
     async def begin_transaction(self):
         self.journal.append(("begin", ""))
@@ -43,24 +44,19 @@ class FakeProducer:
     def create_batch(self):
         return FakeBatch(self.batch_room)
 
+    async def partitions_for(self, topic):
+        return {0, 1, 2}
+
     async def send_batch(self, batch, topic, partition):
+        if topic == self.refuse_topic:
+            raise ValueError("MessageSizeTooLargeError")
         self.journal.append(("send_batch", topic, len(batch.records)))
+        self.batches.append((topic, partition, list(batch.records)))
         future = asyncio.get_running_loop().create_future()
         if self.ack:
             offset = self.offsets.get((topic, partition), 0)
             self.offsets[(topic, partition)] = offset + len(batch.records)
             self._acknowledge_soon(future, topic, SimpleNamespace(partition=partition, offset=offset))
-        return future
-
-    async def send(self, topic, value, key=None, partition=None):
-        if topic == self.refuse_topic:
-            raise ValueError("MessageSizeTooLargeError")
-        self.journal.append(("send", topic, key))
-        future = asyncio.get_running_loop().create_future()
-        if self.ack:
-            offset = self.offsets.get((topic, partition), 0)
-            self.offsets[(topic, partition)] = offset + 1
-            self._acknowledge_soon(future, topic, SimpleNamespace(partition=partition or 0, offset=offset))
         return future
 
     def _acknowledge_soon(self, future, topic, metadata):
@@ -131,7 +127,7 @@ def test_outputs_are_acknowledged_before_the_changelog_and_offsets_are_committed
     batch(point)
     asyncio.run(point.commit())
     assert steps(journal) == [
-        "send:promotions",
+        "send_batch:promotions",
         "acked:promotions",
         "begin:",
         f"send_batch:{CHANGELOG}",  # c1 (written twice) and c2: two records in one batch
@@ -139,7 +135,7 @@ def test_outputs_are_acknowledged_before_the_changelog_and_offsets_are_committed
         "commit_transaction:",
         "commit:",
     ]
-    assert [step[2] for step in journal if step[0] == "send_batch"] == [2]
+    assert [step[2] for step in journal if step[0] == "send_batch"] == [1, 2]
     assert journal[-1][1] == {TopicPartition("transactions", 3): 43}
     assert stores[3].get(Namespace.CUSTOMER.key("c1")) == {"n": 2}
     assert changelog_offset(stores[3]) == 2  # both changelog records: the next offset to restore from
@@ -156,7 +152,7 @@ def test_exactly_once_puts_outputs_changelog_and_offsets_in_one_transaction(stor
     asyncio.run(point.commit())
     assert steps(journal) == [
         "begin:",
-        "send:promotions",
+        "send_batch:promotions",
         "acked:promotions",
         f"send_batch:{CHANGELOG}",
         f"acked:{CHANGELOG}",
@@ -172,7 +168,7 @@ def test_a_changelog_larger_than_a_producer_batch_goes_in_several_and_the_offset
     point = checkpoint(stores, journal, batch_room=1)
     batch(point)
     asyncio.run(point.commit())
-    assert [step[2] for step in journal if step[0] == "send_batch"] == [1, 1]
+    assert [step[2] for step in journal if step[:2] == ("send_batch", CHANGELOG)] == [1, 1]
     assert changelog_offset(stores[3]) == 2
 
 
@@ -183,7 +179,7 @@ def test_a_refused_output_commits_nothing_and_writes_no_state(stores):
     with pytest.raises(DeliveryFailed, match="promotions"):
         asyncio.run(point.commit())
     assert not any(step[0] == "commit" for step in journal)
-    assert not any(step[1] == CHANGELOG for step in journal if step[0] in ("send", "send_batch"))
+    assert not any(step[1] == CHANGELOG for step in journal if step[0] == "send_batch")
     assert stores[3].get(Namespace.CUSTOMER.key("c1")) is None and stores[3].meta(CHANGELOG_OFFSET) is None
 
 
@@ -204,16 +200,16 @@ def test_outputs_sent_as_batches_end_are_each_sent_once_and_acknowledged_before_
     async def two_batches_then_commit():
         batch(point)
         await point.send_outputs()  # the first batch's output leaves at once
-        assert steps(journal) == ["send:promotions"]
+        assert steps(journal) == ["send_batch:promotions"]
         point.processed(TopicPartition("transactions", 3), 43, [OutRecord("late", b"c2", b"{}")])
         await point.send_outputs()
         await point.send_outputs()  # nothing new: nothing sent
-        assert steps(journal) == ["send:promotions", "send:late"]
+        assert steps(journal) == ["send_batch:promotions", "send_batch:late"]
         await point.commit()
 
     with pytest.raises(DeliveryFailed):  # never acknowledged: nothing of the checkpoint is committed
         asyncio.run(two_batches_then_commit())
-    assert steps(journal) == ["send:promotions", "send:late"]
+    assert steps(journal) == ["send_batch:promotions", "send_batch:late"]
     assert stores[3].get(Namespace.CUSTOMER.key("c1")) is None
 
     journal = Journal()
@@ -225,8 +221,8 @@ def test_outputs_sent_as_batches_end_are_each_sent_once_and_acknowledged_before_
         await point.commit()
 
     asyncio.run(acknowledged())
-    assert steps(journal)[:3] == ["send:promotions", "acked:promotions", "begin:"]
-    assert steps(journal).count("send:promotions") == 1
+    assert steps(journal)[:3] == ["send_batch:promotions", "acked:promotions", "begin:"]
+    assert steps(journal).count("send_batch:promotions") == 1
 
 
 def test_exactly_once_sends_no_output_before_the_transaction(stores):
@@ -241,3 +237,27 @@ def test_the_owned_state_view_cannot_be_listened_to(stores):
     """Nothing is written through it: a listener would hear nothing (listen to each partition's store)."""
     with pytest.raises(TypeError):
         OwnedState(stores).listen(lambda changes: None)
+
+
+def test_outputs_go_in_order_in_one_batch_per_topic_partition_where_the_producer_would_send_their_keys(stores):
+    from aiokafka.partitioner import DefaultPartitioner
+
+    journal = Journal()
+    point = checkpoint(stores, journal, batch_room=2)
+    keys = [f"customer-{n}".encode() for n in range(12)]
+    outputs = [OutRecord("promotions", key, str(n).encode()) for n, key in enumerate(keys)]
+    outputs.append(OutRecord("close-ticks", None, b"tick", partition=2))  # a chosen partition stays chosen
+    point.processed(TopicPartition("transactions", 3), 41, outputs)
+    asyncio.run(point.commit())
+    producer = point._producer
+    sent = [(topic, partition, key, value) for topic, partition, records in producer.batches for key, value in records]
+    expected_partition = {key: DefaultPartitioner()(key, [0, 1, 2], [0, 1, 2]) for key in keys}
+    assert len(set(expected_partition.values())) > 1  # the keys spread over partitions
+    promotions = [(partition, key, value) for topic, partition, key, value in sent if topic == "promotions"]
+    assert sorted(value for _, _, value in promotions) == sorted(out.value for out in outputs[:-1])  # each once
+    assert all(partition == expected_partition[key] for partition, key, _ in promotions)
+    for partition in (0, 1, 2):  # a partition's outputs in the order they were produced
+        values = [int(value) for p, _, value in promotions if p == partition]
+        assert values == sorted(values)
+    assert all(len(records) <= 2 for _, _, records in producer.batches)  # several batches where one is full
+    assert ("close-ticks", 2, None, b"tick") in sent

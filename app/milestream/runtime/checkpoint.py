@@ -7,7 +7,9 @@ of the partitions' stores (state/overlay.py) and collect their outputs; at-least
 it is durable until :meth:`Checkpoint.commit`, which does, in this order:
 
 1. **Outputs** (promotions, late events, dead letters, records the worker sends
-   to its own inputs) are produced and their acknowledgements awaited.
+   to its own inputs) are produced and their acknowledgements awaited. They go in
+   producer batches, in order per topic partition, each to the partition the
+   producer's partitioner gives its key.
 2. **Changelog**: one record per key the batch changed (its last value, or a
    tombstone) to the changelog partition of the key's store, in one Kafka
    transaction, committed. The changelog is read ``read_committed``, so it
@@ -44,10 +46,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
+from aiokafka.partitioner import DefaultPartitioner
 
 from .. import metrics
 from ..pipeline.attempts import describe
@@ -84,6 +88,7 @@ class Checkpoint:
         self.outputs: list[OutRecord] = []
         self._sent = 0  # outputs[:_sent] are sent (at-least-once), their acknowledgements in _sends
         self._sends: list[tuple[str, Any]] = []
+        self._topic_partitions: dict[str, list[int]] = {}  # an output topic's partitions, sorted
         self.offsets: dict[TopicPartition, int] = {}  # next offset to read, per input partition
         self.records = 0
 
@@ -107,11 +112,10 @@ class Checkpoint:
         ``commit`` waits for their acknowledgements first (step 1). A checkpoint spans several
         batches, and a long batch several processing slices: this lets outputs leave as their slice
         ends. Exactly-once: nothing (the outputs are part of the checkpoint's transaction)."""
-        if self._exactly_once:
+        if self._exactly_once or self._sent == len(self.outputs):
             return
-        while self._sent < len(self.outputs):  # one at a time: a send interrupted here is sent again
-            self._sends.append(await self._send(self._producer, self.outputs[self._sent]))
-            self._sent += 1
+        outputs, self._sent = self.outputs[self._sent :], len(self.outputs)
+        self._sends += await self._send_outputs(self._producer, outputs)
 
     async def commit(self) -> None:
         if self.empty:
@@ -131,16 +135,27 @@ class Checkpoint:
         metrics.CHECKPOINT_SECONDS.observe(time.perf_counter() - started)
 
     # ------------------------------------------------------------------ steps
-    async def _send(self, producer: AIOKafkaProducer, out: OutRecord) -> tuple[str, Any]:
-        try:
-            future = await producer.send(out.topic, out.value, key=out.key, partition=out.partition)
-        except Exception as exc:  # refused before reaching the broker (e.g. larger than the producer allows)
-            raise DeliveryFailed(out.topic, describe(exc)) from exc
-        return out.topic, future
+    async def _send_outputs(self, producer: AIOKafkaProducer, outputs: list[OutRecord]) -> list[tuple[str, Any]]:
+        """Send outputs in producer batches, one series per topic partition in the order they were
+        produced (the partition the producer's default partitioner gives a key, as a send would);
+        (topic, delivery future) of each batch."""
+        groups: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
+        for out in outputs:
+            partition = out.partition
+            if partition is None:
+                partition = _PARTITIONER(out.key, await self._partitions(producer, out.topic), None)
+            groups.setdefault((out.topic, partition), []).append((out.key, out.value))
+        return [(topic, future) for topic, _, _, future in await _send_batches(producer, groups)]
 
-    async def _deliver(self, sends: list[Any]) -> list[Any]:
-        """Await the sends, then their acknowledgements; the record metadata of each, in order."""
-        return await self._acknowledged([await send for send in sends])
+    async def _partitions(self, producer: AIOKafkaProducer, topic: str) -> list[int]:
+        partitions = self._topic_partitions.get(topic)
+        if partitions is None:
+            try:
+                known = await producer.partitions_for(topic)
+            except Exception as exc:  # the topic is missing, or the broker does not answer
+                raise DeliveryFailed(topic, describe(exc)) from exc
+            partitions = self._topic_partitions[topic] = sorted(known)
+        return partitions
 
     async def _acknowledged(self, pending: list[tuple[str, Any]]) -> list[Any]:
         """The acknowledgements of the sends, in order: all within the delivery timeout, waited for
@@ -160,42 +175,18 @@ class Checkpoint:
         return results
 
     async def _send_changelog(self, changes: dict[int, dict[bytes, bytes | None]]) -> dict[int, int]:
-        """Send one changelog record per changed key, in whole producer batches per partition (a
-        tenth of the client's cost of one send per record); per partition, the offset reached."""
+        """Send one changelog record per changed key, in whole producer batches per partition;
+        per partition, the offset reached."""
         topic = self._stores.changelog_topic
-        producer = self._transactional
-        sends: list[tuple[int, int, Any]] = []  # (partition, records, delivery future)
-        try:
-            for partition, partition_changes in changes.items():
-                batch = producer.create_batch()
-                for key, value in partition_changes.items():
-                    if batch.append(key=key, value=value, timestamp=None) is None:
-                        sends.append(
-                            (
-                                partition,
-                                batch.record_count(),
-                                await producer.send_batch(batch, topic, partition=partition),
-                            )
-                        )
-                        batch = producer.create_batch()
-                        if batch.append(key=key, value=value, timestamp=None) is None:
-                            raise ValueError(f"a state document of {len(value or b'')} bytes exceeds a producer batch")
-                if batch.record_count():
-                    sends.append(
-                        (partition, batch.record_count(), await producer.send_batch(batch, topic, partition=partition))
-                    )
-        except Exception as exc:
-            raise DeliveryFailed(topic, describe(exc)) from exc
+        groups = {
+            (topic, partition): list(partition_changes.items()) for partition, partition_changes in changes.items()
+        }
+        sends = await _send_batches(self._transactional, groups)
+        metas = await self._acknowledged([(topic, future) for topic, _, _, future in sends])
         reached: dict[int, int] = {}
-        for partition, count, future in sends:
-            try:
-                meta = await asyncio.wait_for(future, self._timeout_s)
-            except TimeoutError:
-                raise DeliveryFailed(topic, f"no acknowledgement from the broker in {self._timeout_s:g} s") from None
-            except Exception as exc:
-                raise DeliveryFailed(topic, describe(exc)) from exc
+        for (_, partition, count, _), meta in zip(sends, metas, strict=True):
             reached[partition] = max(reached.get(partition, 0), meta.offset + count)  # the batch's base offset
-        metrics.CHANGELOG_RECORDS.inc(sum(count for _, count, _ in sends))
+        metrics.CHANGELOG_RECORDS.inc(sum(count for _, _, count, _ in sends))
         return reached
 
     async def _commit_offsets(self) -> None:
@@ -214,7 +205,7 @@ class Checkpoint:
         try:
             await producer.begin_transaction()
             if self._exactly_once:
-                await self._deliver([self._send(producer, out) for out in self.outputs])
+                await self._acknowledged(await self._send_outputs(producer, self.outputs))
             reached = await self._send_changelog(changes)
             if self._exactly_once:
                 await producer.send_offsets_to_transaction(self.offsets, self._group_id)
@@ -230,3 +221,43 @@ class Checkpoint:
         # The commit marker follows; a restore from here skips it (markers are written asynchronously,
         # so pointing past it could point past the changelog's end for a moment).
         return reached
+
+
+_PARTITIONER = DefaultPartitioner()  # the producer's own: a key goes where a send of it would go
+
+
+async def _send_batches(
+    producer: AIOKafkaProducer, groups: Mapping[tuple[str, int], Sequence[tuple[bytes | None, bytes | None]]]
+) -> list[tuple[str, int, int, Any]]:
+    """Send each topic partition's records, in order, in as few producer batches as they fit in (a
+    tenth of the client's cost of one send per record); (topic, partition, records, delivery future)
+    of each batch. A record the producer cannot take, or a topic it cannot send to: DeliveryFailed."""
+    sends: list[tuple[str, int, int, Any]] = []
+    for (topic, partition), records in groups.items():
+        try:
+            batch = producer.create_batch()
+            for key, value in records:
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    sends.append(
+                        (
+                            topic,
+                            partition,
+                            batch.record_count(),
+                            await producer.send_batch(batch, topic, partition=partition),
+                        )
+                    )
+                    batch = producer.create_batch()
+                    if batch.append(key=key, value=value, timestamp=None) is None:
+                        raise ValueError(f"a record of {len(value or b'')} bytes exceeds a producer batch")
+            if batch.record_count():
+                sends.append(
+                    (
+                        topic,
+                        partition,
+                        batch.record_count(),
+                        await producer.send_batch(batch, topic, partition=partition),
+                    )
+                )
+        except Exception as exc:
+            raise DeliveryFailed(topic, describe(exc)) from exc
+    return sends
