@@ -48,13 +48,17 @@ def close_due(
         if not cycle.get("i") or not engine.is_enrolled(compiled, ms, customer_id):
             continue  # progress kept for a customer not (or no longer) enrolled: no close
         window = engine.cycle_window(compiled, index, cycle)
-        remember_closed_cycle(engine, compiled, ms, cycle, window)
+        # The cycle's progress, read by both below: neither changes what it is computed from.
+        statuses = engine._progress(compiled, ms, cycle, index)
+        remember_closed_cycle(engine, compiled, ms, cycle, window, statuses)
         if compiled.definition.active:  # a deactivated milestone sends nothing, but keeps its schedule
             if not compiled.settings.award_when_target_achieved:
                 # End-of-cycle award mode: sub-targets reached in the cycle take effect now.
                 result.outputs += engine.deferred_sub_target_events(compiled, ms, cycle, window, customer_id)
             assert window.end is not None  # only a cycle with an end is ever due
-            result.outputs.append(engine.close_event(compiled, ms, cycle, window, customer_id, window.end, "cycle-end"))
+            result.outputs.append(
+                engine.close_event(compiled, ms, cycle, window, customer_id, window.end, "cycle-end", statuses)
+            )
         anchor = datetime.fromisoformat(ms["an"]) if "an" in ms else None
         following = engine.next_cycle_window(compiled, window, anchor)
         if following is not None:

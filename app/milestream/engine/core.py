@@ -751,10 +751,13 @@ class Engine:
         customer_id: str,
         occurred_at: datetime,
         cause: str,
+        statuses: list[Progress] | None = None,
     ) -> dict[str, Any]:
-        """The cycle-close event for one customer (achieved or not)."""
+        """The cycle-close event for one customer (achieved or not); ``statuses``: the cycle's
+        progress, if the caller has it."""
         cycle = cycle or {"t": {}, "f": []}
-        statuses = self._progress(compiled, ms, cycle, window.index)
+        if statuses is None:
+            statuses = self._progress(compiled, ms, cycle, window.index)
         if compiled.single_target:
             achieved_value, defined = statuses[0].achieved, statuses[0].defined
         else:

@@ -43,14 +43,21 @@ from .cycles import Window, period_name
 from .registry import GROUP, Compiled, Registry
 
 if TYPE_CHECKING:
-    from .core import Engine, Result
+    from .core import Engine, Progress, Result
 
 
 def performance_of(
-    engine: Engine, compiled: Compiled, ms: dict[str, Any], cycle: dict[str, Any], index: int
+    engine: Engine,
+    compiled: Compiled,
+    ms: dict[str, Any],
+    cycle: dict[str, Any],
+    index: int,
+    statuses: list[Progress] | None = None,
 ) -> tuple[dict[str, Decimal], list[str]]:
-    """A cycle's achieved value per target (and targets met, for a group), and what was achieved."""
-    statuses = engine._progress(compiled, ms, cycle, index)
+    """A cycle's achieved value per target (and targets met, for a group), and what was achieved
+    (``statuses``: the cycle's progress, if the caller has it)."""
+    if statuses is None:
+        statuses = engine._progress(compiled, ms, cycle, index)
     values = {status.target.target_id: status.achieved for status in statuses}
     if not compiled.single_target:
         values[GROUP] = engine.group_status(compiled, statuses)[0]
@@ -59,10 +66,15 @@ def performance_of(
 
 
 def remember_closed_cycle(
-    engine: Engine, compiled: Compiled, ms: dict[str, Any], cycle: dict[str, Any], window: Window
+    engine: Engine,
+    compiled: Compiled,
+    ms: dict[str, Any],
+    cycle: dict[str, Any],
+    window: Window,
+    statuses: list[Progress] | None = None,
 ) -> None:
     """Keep what an enrolled customer achieved in a cycle that closes, for performance conditions."""
-    values, achieved = performance_of(engine, compiled, ms, cycle, window.index)
+    values, achieved = performance_of(engine, compiled, ms, cycle, window.index, statuses)
     if not achieved and not any(values.values()):
         return  # nothing done in the cycle: no condition can hold on it
     history = ms.setdefault("h", {})
