@@ -238,26 +238,16 @@ async def _send_batches(
             batch = producer.create_batch()
             for key, value in records:
                 if batch.append(key=key, value=value, timestamp=None) is None:
-                    sends.append(
-                        (
-                            topic,
-                            partition,
-                            batch.record_count(),
-                            await producer.send_batch(batch, topic, partition=partition),
-                        )
-                    )
+                    sends.append(await _send_batch(producer, batch, topic, partition))
                     batch = producer.create_batch()
                     if batch.append(key=key, value=value, timestamp=None) is None:
                         raise ValueError(f"a record of {len(value or b'')} bytes exceeds a producer batch")
             if batch.record_count():
-                sends.append(
-                    (
-                        topic,
-                        partition,
-                        batch.record_count(),
-                        await producer.send_batch(batch, topic, partition=partition),
-                    )
-                )
+                sends.append(await _send_batch(producer, batch, topic, partition))
         except Exception as exc:
             raise DeliveryFailed(topic, describe(exc)) from exc
     return sends
+
+
+async def _send_batch(producer: AIOKafkaProducer, batch: Any, topic: str, partition: int) -> tuple[str, int, int, Any]:
+    return topic, partition, batch.record_count(), await producer.send_batch(batch, topic, partition=partition)
