@@ -7,7 +7,10 @@ a worker owns whole partitions: their records and their state store
 (partitions.py). A batch is whatever ``getmany`` has now (at most
 ``MILESTREAM_MAX_POLL_RECORDS``): nothing waits to fill a batch, so batching adds
 no latency at low load (``MILESTREAM_FETCH_MIN_BYTES`` and ``MILESTREAM_FETCH_MAX_WAIT_MS``
-can make the broker gather more per fetch, trading latency for CPU).
+can make the broker gather more per fetch, trading latency for CPU). The consumer fetches from a
+broker again once the processor has read what it fetched from it, not while a batch is still being
+processed (clients.fetch_only_after_reads: otherwise a fetch of the idle topics alone could hold the
+busy partitions' next records for the fetch's whole maximum wait).
 
 Each record of a batch is processed by the topology against the overlay of its
 partition's store (state/overlay.py): a customer's state is read from RocksDB
@@ -40,7 +43,7 @@ from ..worker.lifecycle import group_instance_id
 from ..worker.records import record_from_aiokafka
 from .assignor import Ownership, ownership_assignor
 from .checkpoint import Checkpoint
-from .clients import started
+from .clients import fetch_only_after_reads, started
 from .failure import exit_worker
 from .partitions import PartitionStores
 
@@ -117,6 +120,7 @@ class BatchProcessor:
             )
             consumer = await started(lambda: AIOKafkaConsumer(**consumer_options), settings, "consumer")
             self.consumer = consumer
+            fetch_only_after_reads(consumer)
             consumer.subscribe(self.topology.partitioned_topics, listener=_Rebalance(self))
             while True:
                 batches = await consumer.getmany(timeout_ms=self._poll_timeout_ms())
