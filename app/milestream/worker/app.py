@@ -120,9 +120,11 @@ def create_app(settings: Settings) -> faust.App:
     writable = written_topics(settings, topics)
     outputs = {spec.name: raw_topic(spec.name) for spec in topics.values() if spec.name in writable}
 
-    # A labelled counter per (topic, outcome), looked up once: labels() costs more than the increment,
-    # and this runs for every record (outcomes are a fixed set: see pipeline/topology.py).
+    # A labelled counter per (topic, outcome) and per output kind, looked up once: labels() costs more
+    # than the increment, and this runs for every record (outcomes and kinds are fixed sets: see
+    # pipeline/topology.py and schemas/outputs.py).
     consumed: dict[tuple[str, str], Any] = {}
+    emitted: dict[str, Any] = {}
 
     def observe(processed: Processed, topic_name: str) -> None:
         counter = consumed.get((topic_name, processed.outcome))
@@ -134,7 +136,10 @@ def create_app(settings: Settings) -> faust.App:
         if processed.outcome not in PROCESSED:
             metrics.DEAD_LETTERS.labels(processed.outcome).inc()
         for event in processed.milestone_events:
-            metrics.OUTPUTS_EMITTED.labels(event["kind"]).inc()
+            kind = emitted.get(event["kind"])
+            if kind is None:
+                kind = emitted[event["kind"]] = metrics.OUTPUTS_EMITTED.labels(event["kind"])
+            kind.inc()
         if processed.late_events:
             metrics.LATE_EVENTS.inc(processed.late_events)
         if processed.backfill is not None:
