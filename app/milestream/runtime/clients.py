@@ -55,7 +55,7 @@ def fetch_only_after_reads(consumer: Any, hold_s: float = UNREAD_RECORDS_HOLD_S)
     and when those are idle (a worker reads ten topics, most of them quiet) the broker holds that fetch
     for ``MILESTREAM_FETCH_MAX_WAIT_MS`` (500 ms), during which nothing else can be fetched from it:
     the busy partitions' records waited up to half a second whenever a batch and its checkpoint took
-    more than 100 ms (BENCHMARKS.md, event → output latency). The processor reads again after every
+    more than 100 ms (BENCHMARKS.md, "a fetch that held the worker's input"). The processor reads again after every
     batch and checkpoint, so the fetcher waits for that, up to ``hold_s``.
     """
     fetcher = getattr(consumer, "_fetcher", None)
