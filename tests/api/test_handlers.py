@@ -17,6 +17,7 @@ from milestream.api import models
 from milestream.api.handlers import Api
 from milestream.api.routes import ROUTES
 from milestream.api.server import aiohttp_app
+from milestream.pipeline import leaderboards
 from milestream.state.keys import Namespace
 from milestream.state.memory import MemoryStore
 from tests.api.support import PARTITIONS, Cluster, headers, publisher
@@ -320,9 +321,9 @@ def test_leaderboard_counts_are_mirrored_as_partitions_come_not_on_a_rank_reques
     assert sorted(api._counts) == [0, 1]
     for partition, mirror in api._counts.items():
         assert mirror.store is cluster.stores[partition]
-        # Every counted board of the store was read when the mirror was made: a rank reads no counts.
+        # Every board of the store was counted when the mirror was made: a rank counts nothing.
         assert mirror._boards.keys() == {
-            key for key in cluster.stores[partition].scan(Namespace.LEADERBOARD_COUNT) if key.endswith("\0")
+            leaderboards._split(key)[0] for key in cluster.stores[partition].scan(Namespace.LEADERBOARD)
         }
     assert any(mirror._boards for mirror in api._counts.values())
     kept = api._counts[1]

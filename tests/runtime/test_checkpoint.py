@@ -236,7 +236,7 @@ def test_exactly_once_sends_no_output_before_the_transaction(stores):
 def test_the_owned_state_view_cannot_be_listened_to(stores):
     """Nothing is written through it: a listener would hear nothing (listen to each partition's store)."""
     with pytest.raises(TypeError):
-        OwnedState(stores).listen(lambda changes: None)
+        OwnedState(stores).listen(lambda changes, existed: None)
 
 
 def test_outputs_go_in_order_in_one_batch_per_topic_partition_where_the_producer_would_send_their_keys(stores):

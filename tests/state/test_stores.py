@@ -224,15 +224,38 @@ def test_scan_documents_reads_each_id_with_its_document_in_key_order(store):
 def test_listeners_see_every_write_once_it_is_stored(backend, tmp_path):
     store = open_store(backend, tmp_path)
     seen: list[dict] = []
-    store.listen(lambda changes: seen.append({k: store._get(k) == v for k, v in changes.items()}))
+    store.listen(
+        lambda changes, existed: seen.append({k: (store._get(k) == v, existed[k]) for k, v in changes.items()})
+    )
     store.put(customer("a"), {"n": 1})
+    store.put(customer("a"), {"n": 2})
     store.delete(customer("a"))
-    assert seen == [{customer("a").raw: True}, {customer("a").raw: True}]  # each stored when heard
+    a = customer("a").raw
+    # Each stored when heard, with whether the key held a value before the write.
+    assert seen == [{a: (True, False)}, {a: (True, True)}, {a: (True, True)}]
     assert store.get(customer("a")) is None
     if isinstance(store, RocksDBStore):  # the checkpoint's write: one call for the whole batch
         seen.clear()
-        store.write({customer("b").raw: b"{}", customer("c").raw: None})
-        assert seen == [{customer("b").raw: True, customer("c").raw: True}]
+        store.put(customer("c"), {})
+        seen.clear()
+        store.write({customer("b").raw: b"{}", customer("c").raw: None, customer("d").raw: None})
+        assert seen == [
+            {customer("b").raw: (True, False), customer("c").raw: (True, True), customer("d").raw: (True, False)}
+        ]
+    store.close()
+
+
+@pytest.mark.parametrize("backend", ["memory", "rocksdb"])
+def test_a_listener_hears_only_its_prefix(backend, tmp_path):
+    store = open_store(backend, tmp_path)
+    seen: list[dict] = []
+    store.listen(lambda changes, existed: seen.append(dict(changes)), Namespace.LEADERBOARD.prefix)
+    store.put(customer("a"), {"n": 1})
+    store.put(Namespace.LEADERBOARD.key("x"), {})
+    if isinstance(store, RocksDBStore):
+        store.write({customer("b").raw: b"{}", Namespace.LEADERBOARD.key("y").raw: None})
+    assert seen[0] == {Namespace.LEADERBOARD.key("x").raw: b"{}"}
+    assert seen[1:] == ([{Namespace.LEADERBOARD.key("y").raw: None}] if isinstance(store, RocksDBStore) else [])
     store.close()
 
 
@@ -240,4 +263,4 @@ def test_an_overlay_cannot_be_listened_to(tmp_path):
     """Its writes reach the store under it only at the checkpoint: a listener would hear nothing."""
     overlay = OverlayStore(MemoryStore())
     with pytest.raises(TypeError):
-        overlay.listen(lambda changes: None)
+        overlay.listen(lambda changes, existed: None)

@@ -295,8 +295,8 @@ class Api:
         return mirror, True
 
     async def mirror_counts(self) -> None:
-        """Mirror the bucket counts of each partition this worker has just been given (a store read
-        in tens of milliseconds at a million customers: here, not on the first rank request), one
+        """Count the leaderboard entries of each partition this worker has just been given (a walk
+        of its entries, about two seconds per million: here, not on the first rank request), one
         partition per turn of the event loop, and forget those of partitions it no longer owns."""
         owned = set(self.access.local_partitions())
         for partition in [p for p in self._counts if p not in owned]:

@@ -13,16 +13,15 @@ value down, ties by customer id: the top N of a partition is its first N keys. T
 values (a return carried into a cycle) sort last. A board is global across partitions: the API
 merges the partitions' heads (api/leaderboards.py). Keys only: the value is read back from the key.
 
-A rank counts the entries ahead of a customer. Walking them all would cost O(rank), so each
-partition also counts its entries per value bucket (LEADERBOARD_COUNT namespace, key ``<board prefix>
-<bucket>``): a bucket holds the values with the same four leading digits (all values at or below
-zero share one), so a board has some tens of thousands of buckets at most, and a rank is the sum of
-the counts of the buckets ahead (the API keeps them in memory, in step with the store, summed in a
-Fenwick tree: ``CountsMirror``) plus a walk of the customer's own bucket (``around``). The counts
-change in the same write as the entries. A board is counted only if it was counted from its first
-entry (a marker key, the bare board prefix, whose document ``{"d": 4}`` names the leading digits):
-a board indexed before the counts existed keeps being walked, and one counted when buckets held
-three digits (its marker ``{}``) keeps three.
+A rank counts the entries ahead of a customer. Walking them all would cost O(rank), so the API
+counts each partition's entries per value bucket in memory: a bucket holds the values with the same
+four leading digits (all values at or below zero share one), so a board has some tens of thousands of
+buckets at most, and a rank is the sum of the counts of the buckets ahead (summed in a Fenwick tree:
+``BucketCounts``) plus a walk of the customer's own bucket (``around``). The counts are derived, never
+stored: ``CountsMirror`` reads them from the entries when a partition is assigned, then follows every
+write to the store (the keys gained and lost), so an event pays for its entry keys alone, not for
+counts read, written and sent to the changelog with them. (Stores written before kept counts in the
+LEADERBOARD_COUNT namespace; those documents are no longer read or written.)
 
 The index follows the customer's progress in the same write as their state
 (pipeline/read_index.py): open cycles change with each event, a closed cycle keeps its final
@@ -37,11 +36,9 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from decimal import ROUND_FLOOR, Decimal
 from heapq import merge
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-import orjson
-
-from ..state.base import Changes, StateStore, key_id
+from ..state.base import Changes, Existed, StateStore, key_id
 from ..state.keys import Namespace
 
 log = logging.getLogger("milestream.api")  # the counts mirror serves the API's ranks
@@ -54,7 +51,6 @@ CLOSED_CYCLES_KEPT = 3
 # A bucket's values share their leading digits. Four: a million customers of the benchmark's
 # amounts put about 11 entries in a partition's bucket (three digits: about 106, and a rank walked them).
 LEADING_DIGITS = 4
-LEGACY_LEADING_DIGITS = 3  # boards counted before the marker named its digits
 
 
 class Entry(NamedTuple):
@@ -95,63 +91,28 @@ def _split(key: str) -> tuple[str, str]:
 def bucket(digits: str, leading: int = LEADING_DIGITS) -> str:
     """The bucket of an entry's descending value digits, as the smallest digits (the highest value) the
     bucket holds: so buckets sort as the board ranks, and a bucket's entries sort from its key on."""
+    return _bucket_span(digits, leading)[0]
+
+
+def _bucket_span(digits: str, leading: int = LEADING_DIGITS) -> tuple[str, str]:
+    """The smallest and the largest digits of the bucket of ``digits``."""
     scaled = OFFSET - int(digits)
     if scaled <= 0:
-        top = 0  # zero and every negative value: one bucket
-    else:
-        step = 10 ** max(len(str(scaled)) - leading, 0)
-        top = min(scaled // step * step + step - 1, OFFSET)
-    return f"{OFFSET - top:0{WIDTH}d}"
-
-
-def _leading(marker: dict[str, Any]) -> int:
-    """The leading digits a counted board's buckets share, from its marker's document."""
-    leading = marker.get("d", LEGACY_LEADING_DIGITS)
-    return leading if isinstance(leading, int) and 1 <= leading <= WIDTH else LEGACY_LEADING_DIGITS
-
-
-def _counting(store: StateStore, prefix: str) -> int | None:
-    """The leading digits of a counted board's buckets; None if the board is not counted."""
-    marker = store.get(Namespace.LEADERBOARD_COUNT.key(prefix))
-    return None if marker is None else _leading(marker)
+        return f"{OFFSET:0{WIDTH}d}", f"{2 * OFFSET - 1:0{WIDTH}d}"  # zero and every negative value: one bucket
+    step = 10 ** max(len(str(scaled)) - leading, 0)
+    top = scaled // step * step + step - 1
+    if top > OFFSET:  # the highest values a key holds, clamped: a bucket of its own
+        return f"{0:0{WIDTH}d}", f"{0:0{WIDTH}d}"
+    return f"{OFFSET - top:0{WIDTH}d}", f"{OFFSET - top + step - 1:0{WIDTH}d}"
 
 
 def update(store: StateStore, removed: Iterable[str], added: Iterable[str]) -> None:
     """Remove entries the board holds and add entries it does not (read_index.py: the keys a
-    customer loses and gains, in one call), then count them: a bucket's count is read and written
-    once, and not at all when an entry moved within its bucket."""
-    deltas: dict[str, int] = {}  # counter id (board prefix + bucket): entries gained
-    counting: dict[str, int | None] = {}  # board prefix: its buckets' leading digits (None: not counted)
+    customer loses and gains, in one call)."""
     for key in removed:
-        prefix, digits = _split(key)
         store.delete(Namespace.LEADERBOARD.key(key))
-        if prefix not in counting:
-            counting[prefix] = _counting(store, prefix)
-        leading = counting[prefix]
-        if leading is not None:
-            counter = prefix + bucket(digits, leading)
-            deltas[counter] = deltas.get(counter, 0) - 1
     for key in added:
-        prefix, digits = _split(key)
-        leading = counting[prefix] if prefix in counting else _counting(store, prefix)
-        if leading is None and next(store.scan(Namespace.LEADERBOARD, prefix), None) is None:
-            # A new board (or one just emptied by this update): counted from its first entry on.
-            store.put(Namespace.LEADERBOARD_COUNT.key(prefix), {"d": LEADING_DIGITS})
-            leading = LEADING_DIGITS
-        counting[prefix] = leading
         store.put(Namespace.LEADERBOARD.key(key), {})
-        if leading is not None:
-            counter = prefix + bucket(digits, leading)
-            deltas[counter] = deltas.get(counter, 0) + 1
-    for counter, delta in deltas.items():
-        if delta == 0:
-            continue
-        counter_key = Namespace.LEADERBOARD_COUNT.key(counter)
-        count = (store.get(counter_key) or {}).get("n", 0) + delta
-        if count > 0:
-            store.put(counter_key, {"n": count})
-        else:
-            store.delete(counter_key)
 
 
 def put(store: StateStore, key: str) -> None:
@@ -266,50 +227,66 @@ class BucketCounts:
 
 
 def bucket_counts(store: StateStore, milestone_id: str, target_id: str, cycle: int) -> BucketCounts | None:
-    """The board's bucket counts on this partition; None if the board is not counted."""
-    stored = _stored_counts(store, board_prefix(milestone_id, target_id, cycle))
-    return None if stored is None else BucketCounts(*stored)
+    """The board's bucket counts on this partition, from a walk of its entries; None if it has none."""
+    prefix = board_prefix(milestone_id, target_id, cycle)
+    counts = _counted_entries(store, prefix).get(prefix)
+    return None if counts is None else BucketCounts(LEADING_DIGITS, counts)
 
 
-def _stored_counts(store: StateStore, prefix: str) -> tuple[int, dict[str, int]] | None:
-    """A board's buckets' leading digits and count per bucket (by counter id) as stored; None if the
-    board is not counted."""
-    return _counted_boards(store, prefix).get(prefix)
-
-
-def _counted_boards(store: StateStore, prefix: str = "") -> dict[str, tuple[int, dict[str, int]]]:
-    """Every counted board whose prefix starts with ``prefix``: its buckets' leading digits and count
-    per bucket, in one pass (a board's marker sorts before its buckets)."""
-    boards: dict[str, tuple[int, dict[str, int]]] = {}
-    for found, document in store.scan_documents(Namespace.LEADERBOARD_COUNT, prefix):
-        if found.endswith(SEP):
-            boards[found] = (_leading(document), {})
-        elif (board := boards.get(found[:-WIDTH])) is not None:
-            board[1][found] = document.get("n", 0)
+def _counted_entries(store: StateStore, prefix: str = "") -> dict[str, dict[str, int]]:
+    """Every board whose prefix starts with ``prefix``: its entries per bucket (by counter id,
+    the board prefix and the bucket), in one walk of its keys. The keys come in order, so a bucket's
+    entries come together: each is compared with the bucket's last digits, and only an entry in
+    another bucket has its bucket worked out (a few microseconds, too long to spend on each entry)."""
+    boards: dict[str, dict[str, int]] = {}
+    board, counter, last = "", "", ""
+    counts: dict[str, int] = {}
+    for key in store.scan(Namespace.LEADERBOARD, prefix):
+        if board and key.startswith(board):
+            digits = key[len(board) : len(board) + WIDTH]
+            if digits <= last and key[len(board) + WIDTH : len(board) + WIDTH + 1] == SEP:
+                counts[counter] += 1
+                continue
+        try:
+            board, digits = _split(key)
+            first, last = _bucket_span(digits)
+        except ValueError:  # not an entry key (nothing writes one): counting goes on around it
+            board = ""
+            continue
+        counts = boards.setdefault(board, {})
+        counter = board + first
+        counts[counter] = counts.get(counter, 0) + 1
     return boards
+
+
+def _counter(key: str) -> tuple[str, str] | None:
+    """(board prefix, counter id) of an entry key; None for a key not shaped as one (nothing
+    writes such a key: counting goes on around it rather than fail every rank)."""
+    try:
+        prefix, digits = _split(key)
+        return prefix, prefix + bucket(digits)
+    except ValueError:
+        return None
 
 
 class CountsMirror:
     """One partition store's bucket counts, in memory and in step with every write to the store.
 
-    A rank needs the counts of every partition on every request; reading them from RocksDB costs
-    tens of milliseconds per partition and board (a scan and a JSON document per bucket, over the
-    versions and tombstones of keys rewritten on every change). The mirror reads every counted board
-    of the store once, when it is made (the API makes it as the partition is assigned, not on a
-    request), then applies the store's writes to them (``StateStore.listen``): a rank reads exactly
+    Made when the API is given the partition: it walks the store's leaderboard entries once (about
+    two seconds per million entries), then applies each write's entries gained and lost
+    (``StateStore.listen``, which says whether a written key was there before): a rank reads exactly
     the committed counts, at the cost of a look-up and a Fenwick sum."""
 
     def __init__(self, store: StateStore) -> None:
         self.store = store
-        # Board prefix: its buckets' leading digits and counts by counter id (a board not here is not counted).
-        self._boards: dict[str, tuple[int, dict[str, int]]] = {}
+        self._boards: dict[str, dict[str, int]] = {}  # board prefix: its entries per bucket (by counter id)
         self._summed: dict[str, BucketCounts] = {}  # in step with _boards; built again when missing
         self._stale = False
         self._read()
-        store.listen(self._written)
+        store.listen(self._written, Namespace.LEADERBOARD.prefix)
 
     def _read(self) -> None:
-        self._boards = _counted_boards(self.store)
+        self._boards = _counted_entries(self.store)
         self._summed.clear()
         self._stale = False
 
@@ -322,41 +299,36 @@ class CountsMirror:
             stored = self._boards.get(prefix)
             if stored is None:
                 return None
-            summed = self._summed[prefix] = BucketCounts(stored[0], dict(stored[1]))
+            summed = self._summed[prefix] = BucketCounts(LEADING_DIGITS, dict(stored))
         return summed
 
-    def _written(self, changes: Changes) -> None:
+    def _written(self, changes: Changes, existed: Existed) -> None:
         try:
-            self._apply(changes)
-        except Exception:  # never fail the write that called this: read the counts from the store again
-            log.exception("leaderboard counts mirror: could not apply a write; reading the counts again")
+            self._apply(changes, existed)
+        except Exception:  # never fail the write that called this: count the entries again
+            log.exception("leaderboard counts mirror: could not apply a write; counting the entries again")
             self._stale = True
 
-    def _apply(self, changes: Changes) -> None:
-        tag = Namespace.LEADERBOARD_COUNT.prefix
+    def _apply(self, changes: Changes, existed: Existed) -> None:
         for raw_key, raw_value in changes.items():
-            if not raw_key.startswith(tag):
+            delta = (raw_value is not None) - existed[raw_key]
+            if not delta:
+                continue  # written again, or deleted where it was not
+            found = _counter(key_id(raw_key))
+            if found is None:
                 continue
-            counter = key_id(raw_key)
-            if counter.endswith(SEP):  # a marker is the bare board prefix
-                self._summed.pop(counter, None)
-                if raw_value is None:
-                    self._boards.pop(counter, None)
-                elif counter not in self._boards:  # a new board: counted from its first entry on
-                    self._boards[counter] = (_leading(orjson.loads(raw_value)), {})
-                continue
-            prefix = counter[:-WIDTH]
-            stored = self._boards.get(prefix)
-            if stored is None:
-                continue  # not a counted board
-            count = 0 if raw_value is None else orjson.loads(raw_value).get("n", 0)
+            prefix, counter = found
+            stored = self._boards.setdefault(prefix, {})
+            count = stored.get(counter, 0) + delta
             if count:
-                stored[1][counter] = count
+                stored[counter] = count
             else:
-                stored[1].pop(counter, None)
+                stored.pop(counter, None)
+                if not stored:
+                    del self._boards[prefix]
             summed = self._summed.get(prefix)
-            if summed is not None and not summed.change(counter, count):
-                del self._summed[prefix]  # many buckets new to the mirror: sorted again when next asked
+            if summed is not None and (not stored or not summed.change(counter, count)):
+                del self._summed[prefix]  # many buckets new to the mirror, or none left: built when next asked
 
 
 def around(
@@ -369,8 +341,8 @@ def around(
     counts: BucketCounts | None | bool = True,
 ) -> Around:
     """Where ``key`` stands in one partition's part of a board: the counts of the buckets ahead of
-    its bucket (``counts``: read from the store when True) plus a walk of its bucket, or a walk of
-    the whole board ahead of it when the board is not counted; and ``neighbours`` keys either side."""
+    its bucket (``counts``: counted from the store's entries when True) plus a walk of its bucket, or
+    a walk of the whole board ahead of it without counts; and ``neighbours`` keys either side."""
     prefix = board_prefix(milestone_id, target_id, cycle)
     if counts is True:
         counts = bucket_counts(store, milestone_id, target_id, cycle)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from .. import metrics
 from ..kafka_client import client_options
 from ..settings import Settings
-from ..state.base import Changes, StateStore
+from ..state.base import Listener, StateStore
 from ..state.rocksdb import RocksDBStore
 from .clients import started
 
@@ -185,7 +185,7 @@ class OwnedState(StateStore):
     def _each(self) -> list[RocksDBStore]:
         return [self._stores[p] for p in self._stores.owned()]
 
-    def listen(self, listener: Callable[[Changes], None]) -> None:
+    def listen(self, listener: Listener, prefix: bytes = b"") -> None:
         raise TypeError("the owned-state view is never written to: listen to each partition's store")
 
     def _get(self, raw_key: bytes) -> bytes | None:

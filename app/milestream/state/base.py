@@ -32,23 +32,41 @@ def key_id(raw_key: bytes) -> str:
 
 
 Changes = Mapping[bytes, "bytes | None"]  # stored keys and their new values (None: deleted)
+Existed = Mapping[bytes, bool]  # the same keys: whether each held a value before the write
+Listener = Callable[[Changes, Existed], None]
+Heard = list[tuple[Listener, dict[bytes, "bytes | None"], dict[bytes, bool]]]  # what to tell, after a write
 
 
 class StateStore(ABC):
     """Documents by :class:`StateKey` (state/keys.py). Every backend stores the same bytes:
     the encoded key and the document as JSON; a backend only moves bytes."""
 
-    _listeners: tuple[Callable[[Changes], None], ...] = ()
+    _listeners: tuple[tuple[bytes, Listener], ...] = ()
 
-    def listen(self, listener: Callable[[Changes], None]) -> None:
-        """Call ``listener`` with the raw changes of every write to this store from now on, once
-        they are stored (in-memory mirrors of part of a store, e.g. the API's leaderboard counts).
-        A batch's overlay is not a store writes reach: its changes are written at the checkpoint."""
-        self._listeners = (*self._listeners, listener)
+    def listen(self, listener: Listener, prefix: bytes = b"") -> None:
+        """Call ``listener`` with the raw changes to keys starting with ``prefix`` of every write to
+        this store from now on, once they are stored, and whether each key held a value before
+        (in-memory mirrors of part of a store, e.g. the API's leaderboard counts, which count keys
+        gained and lost). A batch's overlay is not a store writes reach: its changes are written at
+        the checkpoint."""
+        self._listeners = (*self._listeners, (prefix, listener))
 
-    def _notify(self, changes: Changes) -> None:
-        for listener in self._listeners:
-            listener(changes)
+    def _before_write(self, changes: Changes) -> Heard:
+        """Before a write: for each listener, its part of ``changes`` and what those keys held."""
+        heard: Heard = []
+        for prefix, listener in self._listeners:
+            theirs = {k: v for k, v in changes.items() if k.startswith(prefix)}
+            if theirs:
+                heard.append((listener, theirs, self._existing(list(theirs))))
+        return heard
+
+    def _existing(self, raw_keys: list[bytes]) -> dict[bytes, bool]:
+        return {raw_key: self._get(raw_key) is not None for raw_key in raw_keys}
+
+    @staticmethod
+    def _notify(heard: Heard) -> None:
+        for listener, changes, existed in heard:
+            listener(changes, existed)
 
     def get(self, key: StateKey) -> dict[str, Any] | None:
         return decode_state(self._get(encoded(key)))

@@ -16,14 +16,16 @@ class MemoryStore(StateStore):
         return self._data.get(raw_key)
 
     def _put(self, raw_key: bytes, raw_value: bytes) -> None:
+        heard = self._before_write({raw_key: raw_value}) if self._listeners else None
         self._data[raw_key] = raw_value
-        if self._listeners:
-            self._notify({raw_key: raw_value})
+        if heard:
+            self._notify(heard)
 
     def _delete(self, raw_key: bytes) -> None:
+        heard = self._before_write({raw_key: None}) if self._listeners else None
         self._data.pop(raw_key, None)
-        if self._listeners:
-            self._notify({raw_key: None})
+        if heard:
+            self._notify(heard)
 
     def _scan(self, prefix: bytes) -> Iterator[bytes]:
         return iter(sorted(k for k in self._data if k.startswith(prefix)))

@@ -13,9 +13,9 @@ writes, so the retry starts from the state the record found.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
-from .base import Changes, StateStore
+from .base import Listener, StateStore
 
 _ABSENT = object()  # a key the batch had not written before the record began
 
@@ -44,7 +44,7 @@ class OverlayStore(StateStore):
         return changes
 
     # -- StateStore
-    def listen(self, listener: Callable[[Changes], None]) -> None:
+    def listen(self, listener: Listener, prefix: bytes = b"") -> None:
         raise TypeError("a batch's overlay is never written to: listen to the store under it")
 
     def _remember(self, raw_key: bytes) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from rocksdict import Options, Rdict, WriteBatch
 
@@ -23,15 +24,21 @@ class RocksDBStore(StateStore):
     def _get(self, raw_key: bytes) -> bytes | None:
         return self._db.get(raw_key)
 
+    def _existing(self, raw_keys: list[bytes]) -> dict[bytes, bool]:
+        values: Any = self._db.get(list[Any](raw_keys))  # one multi-get for a checkpoint's keys
+        return {raw_key: value is not None for raw_key, value in zip(raw_keys, values, strict=True)}
+
     def _put(self, raw_key: bytes, raw_value: bytes) -> None:
+        heard = self._before_write({raw_key: raw_value}) if self._listeners else None
         self._db[raw_key] = raw_value
-        if self._listeners:
-            self._notify({raw_key: raw_value})
+        if heard:
+            self._notify(heard)
 
     def _delete(self, raw_key: bytes) -> None:
+        heard = self._before_write({raw_key: None}) if self._listeners else None
         self._db.delete(raw_key)
-        if self._listeners:
-            self._notify({raw_key: None})
+        if heard:
+            self._notify(heard)
 
     def _scan(self, prefix: bytes) -> Iterator[bytes]:
         return self._scan_sorted(prefix, prefix)
@@ -51,6 +58,7 @@ class RocksDBStore(StateStore):
 
     def write(self, changes: Mapping[bytes, bytes | None], meta: Mapping[str, bytes] | None = None) -> None:
         """Apply ``changes`` (None: delete) and ``meta`` atomically, in one RocksDB write batch."""
+        heard = self._before_write(changes) if self._listeners else None
         batch = WriteBatch(raw_mode=True)
         for raw_key, raw_value in changes.items():
             if raw_value is None:
@@ -60,8 +68,8 @@ class RocksDBStore(StateStore):
         for name, value in (meta or {}).items():
             batch.put(_META_PREFIX + name.encode(), value)
         self._db.write(batch)
-        if self._listeners:
-            self._notify(changes)
+        if heard:
+            self._notify(heard)
 
     def meta(self, name: str) -> bytes | None:
         """A value :meth:`write` stored beside the state (e.g. the changelog offset it reflects)."""
