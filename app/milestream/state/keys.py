@@ -38,7 +38,7 @@ class Namespace(Enum):
     CLOSE_TICK = "t"  # whom a close tick closed, by "partition:offset"
     HISTORY = "h"  # a customer's recent contributions to one milestone, by Customer.qualified + milestone id
     LEADERBOARD = "l"  # one leaderboard entry: milestone, target, cycle, descending value, customer (keys only)
-    LEADERBOARD_COUNT = "n"  # a leaderboard's entries per value bucket, by board prefix + bucket (leaderboards.py)
+    LEADERBOARD_COUNT = "n"  # entries per value bucket, as older stores kept them: no longer read or written
     BACKFILL = "b"  # a partition's backfill marks, by partition, and its runs, by "partition|milestone" (backfill.py)
 
     @property
