@@ -247,24 +247,23 @@ def _counted_entries(store: StateStore, prefix: str = "") -> dict[str, dict[str,
             if digits <= last and key[len(board) + WIDTH : len(board) + WIDTH + 1] == SEP:
                 counts[counter] += 1
                 continue
-        try:
-            board, digits = _split(key)
-            first, last = _bucket_span(digits)
-        except ValueError:  # not an entry key (nothing writes one): counting goes on around it
+        found = _entry_bucket(key)
+        if found is None:
             board = ""
             continue
+        board, first, last = found
         counts = boards.setdefault(board, {})
         counter = board + first
         counts[counter] = counts.get(counter, 0) + 1
     return boards
 
 
-def _counter(key: str) -> tuple[str, str] | None:
-    """(board prefix, counter id) of an entry key; None for a key not shaped as one (nothing
-    writes such a key: counting goes on around it rather than fail every rank)."""
+def _entry_bucket(key: str) -> tuple[str, str, str] | None:
+    """(board prefix, first digits, last digits of its bucket) of an entry key; None for a key not
+    shaped as one (nothing writes such a key: counting goes on around it rather than fail every rank)."""
     try:
-        prefix, digits = _split(key)
-        return prefix, prefix + bucket(digits)
+        board, digits = _split(key)
+        return board, *_bucket_span(digits)
     except ValueError:
         return None
 
@@ -314,10 +313,10 @@ class CountsMirror:
             delta = (raw_value is not None) - existed[raw_key]
             if not delta:
                 continue  # written again, or deleted where it was not
-            found = _counter(key_id(raw_key))
+            found = _entry_bucket(key_id(raw_key))
             if found is None:
                 continue
-            prefix, counter = found
+            prefix, counter = found[0], found[0] + found[1]
             stored = self._boards.setdefault(prefix, {})
             count = stored.get(counter, 0) + delta
             if count:
