@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import random
 from datetime import timedelta
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from milestream.api import read_models
 from milestream.engine.core import progress_value
@@ -190,3 +193,15 @@ def test_entry_keys_sort_by_value_descending_then_customer():
     parsed = [(leaderboards.parse(k).value, leaderboards.parse(k).customer_id) for k in keys]
     assert parsed == sorted(parsed, key=lambda row: (-row[0], row[1]))
     assert leaderboards.parse(keys[0]).value == Decimal("1000000")
+
+
+@given(
+    st.decimals(allow_nan=False, allow_infinity=False, places=None)
+    | st.decimals(min_value=-(10**26), max_value=10**26, places=9, allow_nan=False, allow_infinity=False)
+)
+def test_descending_digits_are_the_floor_of_the_scaled_value_clamped(value):
+    """The integer arithmetic of the key's value digits against the plain decimal formula: rounded down
+    (a negative value with more than six decimals included), clamped to the key's 31 digits."""
+    scaled = int((value * leaderboards.SCALE).to_integral_value(rounding=ROUND_FLOOR))
+    expected = min(max(leaderboards.OFFSET - scaled, 0), 2 * leaderboards.OFFSET - 1)
+    assert leaderboards._descending(value) == f"{expected:031d}"

@@ -59,6 +59,8 @@ def record_contribution(
         seq = counters.get(str(cycle), 0)
         store.put(_key(customer, milestone_id, cycle, seq % per_cycle), {"n": seq, **entry})
         counters[str(cycle)] = seq + 1
+    if len(counters) <= max(cycles, 1):
+        return  # within the bound (nearly always: a sort per record would cost more than the write)
     for old in sorted(counters, key=int)[: -max(cycles, 1)]:
         for slot in range(min(counters[old], per_cycle)):
             store.delete(_key(customer, milestone_id, int(old), slot))

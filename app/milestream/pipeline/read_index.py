@@ -45,6 +45,7 @@ Values = dict[str, str]
 # Where the state document keeps what was last indexed (the PROGRESS document below): inside the
 # state the caller writes anyway, so indexing costs no read or write of a document of its own.
 INDEXED = "ix"
+_NOTHING: dict[str, Any] = {}  # a milestone not indexed (read only)
 
 
 def indexed(state: dict[str, Any] | None) -> dict[str, Any]:
@@ -103,9 +104,10 @@ def _milestone_index(
         entry["a"] = carried
     if compiled.settings.leaderboard:
         entry["l"] = 1
-        kept = sorted((k for k in closed_kept if k not in opened), key=int)[-leaderboards.CLOSED_CYCLES_KEPT :]
-        if kept:
-            entry["x"] = {k: closed_kept[k] for k in kept}
+        if closed_kept:
+            kept = sorted((k for k in closed_kept if k not in opened), key=int)[-leaderboards.CLOSED_CYCLES_KEPT :]
+            if kept:
+                entry["x"] = {k: closed_kept[k] for k in kept}
     return entry, changes, closed_now
 
 
@@ -138,14 +140,13 @@ def _deltas(old: Values, new: Values) -> Values:
 def _board_values(entry: dict[str, Any]) -> set[tuple[str, str, str]]:
     """(cycle, target, value text) of each leaderboard key of a milestone's PROGRESS entry (a
     cycle is open or closed, never both, so each (cycle, target) appears once)."""
-    if not entry.get("l"):
-        return set()
-    return {
-        (cycle, target, value)
-        for part in ("o", "x")
-        for cycle, values in entry.get(part, {}).items()
-        for target, value in values.items()
-    }
+    found: set[tuple[str, str, str]] = set()
+    if entry.get("l"):
+        for part in ("o", "x"):
+            for cycle, values in entry.get(part, {}).items():
+                for target, value in values.items():
+                    found.add((cycle, target, value))
+    return found
 
 
 def _board_keys(milestone_id: str, customer_id: str, values: set[tuple[str, str, str]]) -> set[str]:
@@ -219,8 +220,12 @@ def maintain(
             entry["h"] = counters
         after[milestone_id] = entry
     for milestone_id in before.keys() | after.keys():
-        old_values = _board_values(before.get(milestone_id, {}))
-        new_values = _board_values(after.get(milestone_id, {}))
+        was, now = before.get(milestone_id, _NOTHING), after.get(milestone_id, _NOTHING)
+        if not (was.get("l") or now.get("l")) or (
+            was.get("o") == now.get("o") and was.get("x") == now.get("x") and was.get("l") == now.get("l")
+        ):
+            continue  # no leaderboard, or the same values (compared without building their keys)
+        old_values, new_values = _board_values(was), _board_values(now)
         if old_values != new_values:  # keys only for what changed: most of a customer's values did not
             old = _board_keys(milestone_id, customer.customer_id, old_values - new_values)
             new = _board_keys(milestone_id, customer.customer_id, new_values - old_values)

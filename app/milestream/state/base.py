@@ -10,6 +10,8 @@ import orjson
 
 from .keys import PREFIX_BYTES, Namespace, StateKey, encoded
 
+EMPTY_DOCUMENT = b"{}"  # orjson.dumps({})
+
 
 def encode_state(state: dict[str, Any]) -> bytes:
     return orjson.dumps(state)
@@ -73,6 +75,11 @@ class StateStore(ABC):
 
     def put(self, key: StateKey, state: dict[str, Any]) -> None:
         self._put(encoded(key), encode_state(state))
+
+    def put_empty(self, key: StateKey) -> None:
+        """``put(key, {})``: a key that says everything (an index entry), with its document
+        already encoded."""
+        self._put(encoded(key), EMPTY_DOCUMENT)
 
     def has(self, key: StateKey) -> bool:
         """Whether a document is stored under ``key`` (without decoding it)."""
