@@ -198,6 +198,50 @@ def _mirror_follows(backend, tmp_path_factory, moves, mirrored_after, per_checkp
     base.close()
 
 
+MOVES = st.lists(st.tuples(CUSTOMERS, st.lists(VALUES, max_size=2)), max_size=30)
+
+
+@pytest.mark.parametrize("backend", ["memory", "rocksdb"])
+@settings(max_examples=80, deadline=None)
+@given(before=MOVES, during=MOVES, slice_keys=st.integers(1, 5), per_slice=st.integers(0, 3), boards=st.integers(1, 3))
+def test_a_mirror_walked_in_slices_counts_the_writes_between_them(
+    backend, tmp_path_factory, before, during, slice_keys, per_slice, boards
+):
+    """The API walks a partition's entries a slice at a time (api/handlers.py), and the store's
+    writes go on between slices: once walked, the mirror's counts are the store's, on every board,
+    whether a write fell behind the walk, ahead of it, or on the key it had just counted."""
+    base = MemoryStore() if backend == "memory" else RocksDBStore(tmp_path_factory.mktemp("walk") / "db")
+    held: dict[tuple[str, int], set[str]] = {}
+
+    def move(n: int, customer: str, values: list[Decimal]) -> None:
+        cycle = n % boards + 1  # the moves spread over several boards: slices end inside and between them
+        old = held.get((customer, cycle), set())
+        new = {leaderboards.entry_key("m", "t", cycle, v, customer) for v in values}
+        if isinstance(base, RocksDBStore):  # a checkpoint's write batch
+            overlay = OverlayStore(base)
+            leaderboards.update(overlay, old - new, new - old)
+            base.write(overlay.take_changes())
+        else:
+            leaderboards.update(base, old - new, new - old)
+        held[customer, cycle] = new
+
+    for n, (customer, values) in enumerate(before):
+        move(n, customer, values)
+    mirror = leaderboards.CountsMirror(base, walked=False)
+    pending = list(enumerate(during))
+    while not mirror.walk(slice_keys):
+        assert mirror.counts("m", "t", 1) is None  # not counted yet: a rank walks the entries instead
+        for n, (customer, values) in pending[:per_slice]:
+            move(n, customer, values)
+        del pending[:per_slice]
+    for n, (customer, values) in pending:
+        move(n, customer, values)
+    assert mirror.walked
+    for cycle in range(1, boards + 1):
+        assert mirror.counts("m", "t", cycle) == leaderboards.bucket_counts(base, "m", "t", cycle)
+    base.close()
+
+
 def test_a_mirror_that_cannot_apply_a_write_counts_the_entries_again():
     store = MemoryStore()
     leaderboards.put(store, leaderboards.entry_key("m", "t", 1, Decimal(5), "a"))

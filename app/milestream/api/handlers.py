@@ -71,6 +71,8 @@ MAX_TOP = 1000
 MAX_RANKED = 10_000  # top * page
 MAX_NEIGHBOURS = 10
 BOARDS_CACHED = 256  # merged leaderboard pages kept (each for one commit interval)
+# Leaderboard entries a partition's counts walk takes between two turns of the event loop (about 20 ms).
+COUNTS_WALK_SLICE = 10_000
 M = TypeVar("M", bound=BaseModel)
 _ID: TypeAdapter[str] = TypeAdapter(Id)
 
@@ -284,27 +286,33 @@ class Api:
     ) -> leaderboards.BucketCounts | None:
         """A partition's bucket counts of a board, from a mirror kept in step with the store's writes
         (leaderboards.CountsMirror): a rank then costs a walk of the customer's bucket."""
-        return self._mirror(partition, store)[0].counts(mid, target, cycle)
+        return self._mirror(partition, store).counts(mid, target, cycle)
 
-    def _mirror(self, partition: int, store: Any) -> tuple[leaderboards.CountsMirror, bool]:
-        """The partition's counts mirror, and whether it was made now (from the store, read whole)."""
+    def _mirror(self, partition: int, store: Any) -> leaderboards.CountsMirror:
+        """The partition's counts mirror; a new one (its walk not begun) for a store it has not seen."""
         mirror = self._counts.get(partition)
-        if mirror is not None and mirror.store is store:
-            return mirror, False
-        mirror = self._counts[partition] = leaderboards.CountsMirror(store)  # a partition assigned again: a new store
-        return mirror, True
+        if mirror is None or mirror.store is not store:  # a partition assigned again: a new store
+            mirror = self._counts[partition] = leaderboards.CountsMirror(store, walked=False)
+        return mirror
 
     async def mirror_counts(self) -> None:
         """Count the leaderboard entries of each partition this worker has just been given (a walk
-        of its entries, about two seconds per million: here, not on the first rank request), one
-        partition per turn of the event loop, and forget those of partitions it no longer owns."""
+        of its entries, about two seconds per million: here, not on a rank request), in slices of
+        ``COUNTS_WALK_SLICE`` entries with the event loop's other work between them, and forget
+        those of partitions it no longer owns. Until a partition's walk ends, a rank walks the
+        entries ahead of the customer there instead."""
         owned = set(self.access.local_partitions())
         for partition in [p for p in self._counts if p not in owned]:
             del self._counts[partition]
         for partition in sorted(owned):
             store = self.access.local_store(partition)
-            if store is not None and self._mirror(partition, store)[1]:
+            if store is None:
+                continue
+            mirror = self._mirror(partition, store)
+            while not mirror.walk(COUNTS_WALK_SLICE):
                 await asyncio.sleep(0)
+                if self.access.local_store(partition) is not store:
+                    break  # revoked (or assigned again) meanwhile: the next call starts over
 
     def _local_part(
         self, mid: str, target: str, cycle: int, limit: int, around: tuple[str, Decimal] | None, neighbours: int

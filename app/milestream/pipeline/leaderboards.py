@@ -18,10 +18,10 @@ counts each partition's entries per value bucket in memory: a bucket holds the v
 four leading digits (all values at or below zero share one), so a board has some tens of thousands of
 buckets at most, and a rank is the sum of the counts of the buckets ahead (summed in a Fenwick tree:
 ``BucketCounts``) plus a walk of the customer's own bucket (``around``). The counts are derived, never
-stored: ``CountsMirror`` reads them from the entries when a partition is assigned, then follows every
-write to the store (the keys gained and lost), so an event pays for its entry keys alone, not for
-counts read, written and sent to the changelog with them. (Stores written before kept counts in the
-LEADERBOARD_COUNT namespace; those documents are no longer read or written.)
+stored: ``CountsMirror`` reads them from the entries when a partition is assigned (a slice at a
+time), then follows every write to the store (the keys gained and lost), so an event pays for its
+entry keys alone, not for counts read, written and sent to the changelog with them. (Stores written
+before kept counts in the LEADERBOARD_COUNT namespace; those documents are no longer read or written.)
 
 The index follows the customer's progress in the same write as their state
 (pipeline/read_index.py): open cycles change with each event, a closed cycle keeps its final
@@ -245,27 +245,43 @@ def bucket_counts(store: StateStore, milestone_id: str, target_id: str, cycle: i
 
 def _counted_entries(store: StateStore, prefix: str = "") -> dict[str, dict[str, int]]:
     """Every board whose prefix starts with ``prefix``: its entries per bucket (by counter id,
-    the board prefix and the bucket), in one walk of its keys. The keys come in order, so a bucket's
-    entries come together: each is compared with the bucket's last digits, and only an entry in
-    another bucket has its bucket worked out (a few microseconds, too long to spend on each entry)."""
-    boards: dict[str, dict[str, int]] = {}
-    board, counter, last = "", "", ""
-    counts: dict[str, int] = {}
+    the board prefix and the bucket), in one walk of its keys."""
+    tally = _Tally({})
     for key in store.scan(Namespace.LEADERBOARD, prefix):
+        tally.add(key)
+    return tally.boards
+
+
+class _Tally:
+    """Counts entry keys into ``boards`` as a walk meets them, in order. A bucket's entries come
+    together, so each key is compared with its bucket's last digits, and only a key in another
+    bucket has its bucket worked out (a few microseconds, too long to spend on each entry)."""
+
+    def __init__(self, boards: dict[str, dict[str, int]]) -> None:
+        self.boards = boards
+        self.forget()
+
+    def forget(self) -> None:
+        """Drop what was remembered of the last bucket (the boards may have changed since)."""
+        self._board, self._counter, self._last = "", "", ""
+        self._counts: dict[str, int] = {}
+
+    def add(self, key: str) -> None:
+        board = self._board
         if board and key.startswith(board):
             digits = key[len(board) : len(board) + WIDTH]
-            if digits <= last and key[len(board) + WIDTH : len(board) + WIDTH + 1] == SEP:
-                counts[counter] += 1
-                continue
+            if digits <= self._last and key[len(board) + WIDTH : len(board) + WIDTH + 1] == SEP:
+                self._counts[self._counter] += 1
+                return
         found = _entry_bucket(key)
         if found is None:
-            board = ""
-            continue
-        board, first, last = found
-        counts = boards.setdefault(board, {})
-        counter = board + first
-        counts[counter] = counts.get(counter, 0) + 1
-    return boards
+            self._board = ""
+            return
+        board, first, self._last = found
+        self._board = board
+        self._counts = self.boards.setdefault(board, {})
+        self._counter = board + first
+        self._counts[self._counter] = self._counts.get(self._counter, 0) + 1
 
 
 def _entry_bucket(key: str) -> tuple[str, str, str] | None:
@@ -282,26 +298,59 @@ class CountsMirror:
     """One partition store's bucket counts, in memory and in step with every write to the store.
 
     Made when the API is given the partition: it walks the store's leaderboard entries once (about
-    two seconds per million entries), then applies each write's entries gained and lost
-    (``StateStore.listen``, which says whether a written key was there before): a rank reads exactly
-    the committed counts, at the cost of a look-up and a Fenwick sum."""
+    two seconds per million entries), in slices of ``walk(limit)`` between which the event loop
+    runs on, then applies each write's entries gained and lost (``StateStore.listen``, which says
+    whether a written key was there before): a rank reads exactly the committed counts, at the cost
+    of a look-up and a Fenwick sum. While the walk is under way, a write is applied to the counts
+    only for keys the walk has passed; the walk meets the others as they are by then."""
 
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: StateStore, *, walked: bool = True) -> None:
+        """``walked``: walk every entry now (else ``walk`` does it, slice by slice)."""
         self.store = store
         self._boards: dict[str, dict[str, int]] = {}  # board prefix: its entries per bucket (by counter id)
         self._summed: dict[str, BucketCounts] = {}  # in step with _boards; built again when missing
         self._stale = False
-        self._read()
+        self._tally: _Tally | None = _Tally(self._boards)  # the walk under way (None: done)
+        self._passed: str | None = None  # the last key the walk counted
         store.listen(self._written, Namespace.LEADERBOARD.prefix)
+        if walked:
+            self.walk()
+
+    @property
+    def walked(self) -> bool:
+        return self._tally is None
+
+    def walk(self, limit: int | None = None) -> bool:
+        """Count the next ``limit`` entries (all of them: None); True once every entry is counted."""
+        tally = self._tally
+        if tally is None:
+            return True
+        tally.forget()  # writes since the last slice may have emptied the bucket it remembers
+        start = None if self._passed is None else self._passed + SEP  # the first key after it
+        counted = 0
+        for key in self.store.scan(Namespace.LEADERBOARD, start=start):
+            if limit is not None and counted >= limit:
+                return False
+            tally.add(key)
+            self._passed = key
+            counted += 1
+        self._tally = None
+        return True
 
     def _read(self) -> None:
-        self._boards = _counted_entries(self.store)
+        self._boards = {}
         self._summed.clear()
         self._stale = False
+        self._tally, self._passed = _Tally(self._boards), None
+        self.walk()
 
     def counts(self, milestone_id: str, target_id: str, cycle: int) -> BucketCounts | None:
+        """A board's counts on this partition; None if it has no entries, or while the walk is
+        under way (a rank then walks the entries ahead of the customer instead)."""
         if self._stale:
             self._read()
+        if self._tally is not None:
+            return None
         prefix = board_prefix(milestone_id, target_id, cycle)
         summed = self._summed.get(prefix)
         if summed is None:
@@ -319,11 +368,15 @@ class CountsMirror:
             self._stale = True
 
     def _apply(self, changes: Changes, existed: Existed) -> None:
+        walking, passed = self._tally is not None, self._passed
         for raw_key, raw_value in changes.items():
             delta = (raw_value is not None) - existed[raw_key]
             if not delta:
                 continue  # written again, or deleted where it was not
-            found = _entry_bucket(key_id(raw_key))
+            key = key_id(raw_key)
+            if walking and (passed is None or key > passed):
+                continue  # not walked yet: the walk counts it as the store holds it then
+            found = _entry_bucket(key)
             if found is None:
                 continue
             prefix, counter = found[0], found[0] + found[1]
