@@ -156,6 +156,40 @@ def _board_keys(milestone_id: str, customer_id: str, values: set[tuple[str, str,
     }
 
 
+def _board_moves(
+    milestone_id: str, customer_id: str, was: dict[str, Any], now: dict[str, Any]
+) -> tuple[set[str], set[str]]:
+    """The leaderboard keys a milestone's PROGRESS entry loses and gains from ``was`` to ``now``."""
+    moved = _open_values_moved(was, now)
+    if moved is not None:  # the common case: only open cycles' values changed; keys for those alone
+        old = _board_keys(milestone_id, customer_id, {(c, t, before) for c, t, before, _ in moved})
+        new = _board_keys(milestone_id, customer_id, {(c, t, after) for c, t, _, after in moved})
+    else:
+        old_values, new_values = _board_values(was), _board_values(now)
+        old = _board_keys(milestone_id, customer_id, old_values - new_values)
+        new = _board_keys(milestone_id, customer_id, new_values - old_values)
+    return old - new, new - old  # a value written differently ("10", "10.0") keeps its key
+
+
+def _open_values_moved(was: dict[str, Any], now: dict[str, Any]) -> list[tuple[str, str, str, str]] | None:
+    """(cycle, target, value before, value now) of each open value that changed, when nothing else
+    did (both on a leaderboard, the same closed cycles, the same open cycles and targets); else None."""
+    if not (was.get("l") and now.get("l")) or was.get("x") != now.get("x"):
+        return None
+    was_open, now_open = was.get("o", {}), now.get("o", {})
+    if was_open.keys() != now_open.keys():
+        return None
+    moved = []
+    for cycle, values in now_open.items():
+        before = was_open[cycle]
+        if before.keys() != values.keys():
+            return None  # a target added or dropped (no edit does that today: read them all)
+        for target, value in values.items():
+            if before[target] != value:
+                moved.append((cycle, target, before[target], value))
+    return moved
+
+
 def _describe(record: Record, document: dict[str, Any] | None) -> dict[str, Any]:
     event: Any = document
     if event is None:
@@ -225,11 +259,8 @@ def maintain(
             was.get("o") == now.get("o") and was.get("x") == now.get("x") and was.get("l") == now.get("l")
         ):
             continue  # no leaderboard, or the same values (compared without building their keys)
-        old_values, new_values = _board_values(was), _board_values(now)
-        if old_values != new_values:  # keys only for what changed: most of a customer's values did not
-            old = _board_keys(milestone_id, customer.customer_id, old_values - new_values)
-            new = _board_keys(milestone_id, customer.customer_id, new_values - old_values)
-            if old != new:
-                leaderboards.update(store, old - new, new - old)
+        lost, gained = _board_moves(milestone_id, customer.customer_id, was, now)
+        if lost or gained:
+            leaderboards.update(store, lost, gained)
     if after != before:
         state[INDEXED] = {"m": after}  # written with the state, by the caller
