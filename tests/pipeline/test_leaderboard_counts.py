@@ -282,3 +282,28 @@ def test_a_walk_counts_each_entry_in_its_bucket(entries):
         expected.setdefault(board, {}).setdefault(counter, 0)
         expected[board][counter] += 1
     assert leaderboards._counted_entries(store) == expected
+
+
+def _reference_span(digits: str, leading: int) -> tuple[str, str]:
+    """The bucket span by its definition: the values whose leading ``leading`` digits are the same."""
+    offset, width = leaderboards.OFFSET, leaderboards.WIDTH
+    scaled = offset - int(digits)
+    if scaled <= 0:
+        return f"{offset:0{width}d}", f"{2 * offset - 1:0{width}d}"
+    step = 10 ** max(len(str(scaled)) - leading, 0)
+    top = scaled // step * step + step - 1
+    if top > offset:
+        return f"{0:0{width}d}", f"{0:0{width}d}"
+    return f"{offset - top:0{width}d}", f"{offset - top + step - 1:0{width}d}"
+
+
+@given(
+    st.one_of(
+        VALUES.map(leaderboards._descending),
+        st.integers(0, 2 * leaderboards.OFFSET - 1).map(lambda n: f"{n:031d}"),
+        st.integers(0, 40).map(lambda n: f"{leaderboards.OFFSET - 10**n:031d}"),  # at powers of ten
+    ),
+    st.integers(1, 6),
+)
+def test_bucket_spans_are_the_values_sharing_their_leading_digits(digits, leading):
+    assert leaderboards._bucket_span(digits, leading) == _reference_span(digits, leading)

@@ -31,7 +31,7 @@ standing while it is one of the last ``CLOSED_CYCLES_KEPT`` closed cycles of tha
 from __future__ import annotations
 
 import logging
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right, insort
 from collections import deque
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
@@ -48,6 +48,10 @@ SCALE = 10**6
 OFFSET = 10**30
 WIDTH = 31
 CLOSED_CYCLES_KEPT = 3
+_POWERS = [10**n for n in range(WIDTH + 1)]
+_DIGITS = f"%0{WIDTH}d"  # an entry's value digits
+_AT_OR_BELOW_ZERO = (f"{OFFSET:0{WIDTH}d}", f"{2 * OFFSET - 1:0{WIDTH}d}")
+_HIGHEST = (f"{0:0{WIDTH}d}", f"{0:0{WIDTH}d}")
 # A bucket's values share their leading digits. Four: a million customers of the benchmark's
 # amounts put about 11 entries in a partition's bucket (three digits: about 106, and a rank walked them).
 LEADING_DIGITS = 4
@@ -105,15 +109,18 @@ def bucket(digits: str, leading: int = LEADING_DIGITS) -> str:
 
 
 def _bucket_span(digits: str, leading: int = LEADING_DIGITS) -> tuple[str, str]:
-    """The smallest and the largest digits of the bucket of ``digits``."""
+    """The smallest and the largest digits of the bucket of ``digits`` (worked out for each entry
+    a checkpoint writes while the API keeps counts: plain integer steps, no formatting of widths)."""
     scaled = OFFSET - int(digits)
     if scaled <= 0:
-        return f"{OFFSET:0{WIDTH}d}", f"{2 * OFFSET - 1:0{WIDTH}d}"  # zero and every negative value: one bucket
-    step = 10 ** max(len(str(scaled)) - leading, 0)
-    top = scaled // step * step + step - 1
+        return _AT_OR_BELOW_ZERO  # zero and every negative value: one bucket
+    size = bisect_right(_POWERS, scaled)  # the digits of the value (times SCALE)
+    step = _POWERS[size - leading] if size > leading else 1
+    top = scaled - scaled % step + step - 1
     if top > OFFSET:  # the highest values a key holds, clamped: a bucket of its own
-        return f"{0:0{WIDTH}d}", f"{0:0{WIDTH}d}"
-    return f"{OFFSET - top:0{WIDTH}d}", f"{OFFSET - top + step - 1:0{WIDTH}d}"
+        return _HIGHEST
+    first = OFFSET - top
+    return _DIGITS % first, _DIGITS % (first + step - 1)
 
 
 def update(store: StateStore, removed: Iterable[str], added: Iterable[str]) -> None:
