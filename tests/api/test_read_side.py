@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import random
 from datetime import timedelta
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_FLOOR, Decimal, localcontext
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -205,3 +206,27 @@ def test_descending_digits_are_the_floor_of_the_scaled_value_clamped(value):
     scaled = int((value * leaderboards.SCALE).to_integral_value(rounding=ROUND_FLOOR))
     expected = min(max(leaderboards.OFFSET - scaled, 0), 2 * leaderboards.OFFSET - 1)
     assert leaderboards._descending(value) == f"{expected:031d}"
+
+
+@given(
+    st.decimals(allow_nan=False, allow_infinity=False, places=None)
+    | st.decimals(min_value=-(10**6), max_value=10**8, places=9, allow_nan=False, allow_infinity=False)
+)
+def test_entry_keys_read_off_a_value_text_are_those_of_its_decimal(value):
+    """The read index makes keys from its values' text (``format(value, "f")``) by integer arithmetic:
+    exactly the floor of the scaled value, clamped, as the decimal route computes it."""
+    text = format(value, "f")
+    with localcontext() as exact:
+        exact.prec = 200
+        scaled = int((Decimal(text) * leaderboards.SCALE).to_integral_value(rounding=ROUND_FLOOR))
+    expected = f"{min(max(leaderboards.OFFSET - scaled, 0), 2 * leaderboards.OFFSET - 1):031d}"
+    assert leaderboards._descending_text(text) == expected
+    key = leaderboards.text_entry_key("m", "t", 3, text, "c")
+    assert key == f"m\x00t\x00003\x00{expected}\x00c"
+    if abs(value) < 10**20:  # within the decimal context's precision, both routes agree
+        assert key == leaderboards.entry_key("m", "t", 3, Decimal(text), "c")
+
+
+@pytest.mark.parametrize("text", ["5.", "+5", " 5", "1e3", "-0", "-0.0000001", "0.0000001", "٣", "-.5", "1E-7"])
+def test_other_value_texts_take_the_decimal_route(text):
+    assert leaderboards._descending_text(text) == leaderboards._descending(Decimal(text))

@@ -151,7 +151,7 @@ def _board_values(entry: dict[str, Any]) -> set[tuple[str, str, str]]:
 
 def _board_keys(milestone_id: str, customer_id: str, values: set[tuple[str, str, str]]) -> set[str]:
     return {
-        leaderboards.entry_key(milestone_id, target, int(cycle), Decimal(value), customer_id)
+        leaderboards.text_entry_key(milestone_id, target, int(cycle), value, customer_id)
         for cycle, target, value in values
     }
 
@@ -159,16 +159,25 @@ def _board_keys(milestone_id: str, customer_id: str, values: set[tuple[str, str,
 def _board_moves(
     milestone_id: str, customer_id: str, was: dict[str, Any], now: dict[str, Any]
 ) -> tuple[set[str], set[str]]:
-    """The leaderboard keys a milestone's PROGRESS entry loses and gains from ``was`` to ``now``."""
+    """The leaderboard keys a milestone's PROGRESS entry loses and gains from ``was`` to ``now``
+    (a value written differently, "10" and "10.0", keeps its key)."""
     moved = _open_values_moved(was, now)
-    if moved is not None:  # the common case: only open cycles' values changed; keys for those alone
-        old = _board_keys(milestone_id, customer_id, {(c, t, before) for c, t, before, _ in moved})
-        new = _board_keys(milestone_id, customer_id, {(c, t, after) for c, t, _, after in moved})
-    else:
+    if moved is None:
         old_values, new_values = _board_values(was), _board_values(now)
         old = _board_keys(milestone_id, customer_id, old_values - new_values)
         new = _board_keys(milestone_id, customer_id, new_values - old_values)
-    return old - new, new - old  # a value written differently ("10", "10.0") keeps its key
+        return old - new, new - old
+    # The common case: only open cycles' values changed; keys for those alone (two values of
+    # different cycles or targets never share a key, so each pair is compared on its own).
+    lost, gained = set(), set()
+    for cycle, target, before, after in moved:
+        index = int(cycle)
+        old_key = leaderboards.text_entry_key(milestone_id, target, index, before, customer_id)
+        new_key = leaderboards.text_entry_key(milestone_id, target, index, after, customer_id)
+        if old_key != new_key:
+            lost.add(old_key)
+            gained.add(new_key)
+    return lost, gained
 
 
 def _open_values_moved(was: dict[str, Any], now: dict[str, Any]) -> list[tuple[str, str, str, str]] | None:
