@@ -71,6 +71,7 @@ def base(worker: WorkerProcess) -> str:
 
 def test_console_in_a_browser(worker, browser):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.wait import WebDriverWait
 
     started = time.monotonic()
     url = base(worker)
@@ -79,7 +80,15 @@ def test_console_in_a_browser(worker, browser):
     assert browser.current_url.endswith("/console/login")
     browser.find_element(By.ID, "token").send_keys("wrong")
     browser.find_element(By.ID, "login").click()
-    assert "wrong token" in browser.find_element(By.ID, "errors").text
+
+    # The form posts and the login page comes back: wait for it (the old page may still be there).
+    def refused(b):
+        try:
+            return "wrong token" in b.find_element(By.ID, "errors").text
+        except Exception:  # not there yet, or gone with the old page
+            return False
+
+    WebDriverWait(browser, 10).until(refused, "the login page did not say the token was wrong")
     log_in(browser, url, TOKEN)
     cookie = browser.get_cookie("milestream_console")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
