@@ -104,7 +104,7 @@ def entry_key(milestone_id: str, target_id: str, cycle: int, value: Decimal, cus
 
 def text_entry_key(milestone_id: str, target_id: str, cycle: int, value: str, customer_id: str) -> str:
     """``entry_key`` of a value's plain decimal text (the read index's)."""
-    return f"{milestone_id}{SEP}{target_id}{SEP}{cycle:03d}{SEP}{_descending_text(value)}{SEP}{customer_id}"
+    return f"{board_prefix(milestone_id, target_id, cycle)}{_descending_text(value)}{SEP}{customer_id}"
 
 
 def parse(key: str) -> Entry:

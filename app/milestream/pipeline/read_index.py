@@ -264,10 +264,8 @@ def maintain(
         after[milestone_id] = entry
     for milestone_id in before.keys() | after.keys():
         was, now = before.get(milestone_id, _NOTHING), after.get(milestone_id, _NOTHING)
-        if not (was.get("l") or now.get("l")) or (
-            was.get("o") == now.get("o") and was.get("x") == now.get("x") and was.get("l") == now.get("l")
-        ):
-            continue  # no leaderboard, or the same values (compared without building their keys)
+        if not (was.get("l") or now.get("l")):
+            continue  # no leaderboard
         lost, gained = _board_moves(milestone_id, customer.customer_id, was, now)
         if lost or gained:
             leaderboards.update(store, lost, gained)
