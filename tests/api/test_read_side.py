@@ -13,9 +13,12 @@ from hypothesis import strategies as st
 from milestream.api import read_models
 from milestream.engine.core import progress_value
 from milestream.engine.measures import accumulation
-from milestream.pipeline import history, leaderboards
+from milestream.engine.registry import GROUP
+from milestream.pipeline import history, leaderboards, read_index
 from milestream.settings import Settings
-from milestream.state.keys import Customer, customers_in
+from milestream.state.base import key_id
+from milestream.state.keys import Customer, customers_in, in_changelog
+from milestream.state.memory import MemoryStore
 from tests.api.support import Cluster
 from tests.factories import at, monthly_gross_definition, transaction
 
@@ -179,6 +182,78 @@ def test_the_leaderboard_index_ranks_as_a_brute_force_ranking_of_the_state():
     assert index_ranking(cluster, "m-monthly", "spend", 2) == [
         (Decimal(0), c) for _, c in sorted(expected, key=lambda r: r[1])
     ]
+
+
+def _changelog(store: MemoryStore) -> dict[bytes, bytes]:
+    """What the checkpoint sends of a store: every key but the leaderboard entries."""
+    return {key: value for key, value in store._data.items() if in_changelog(key)}
+
+
+def _entries(store: MemoryStore) -> set[bytes]:
+    return {key for key in store._data if not in_changelog(key)}
+
+
+def _restore(store: MemoryStore, records: dict[bytes, bytes | None]) -> None:
+    """What runtime/partitions.py writes for a batch of changelog records: them, and the
+    leaderboard entries their state records imply."""
+    changes = {**records, **read_index.restored_board_changes(records, store._get)}
+    for key, value in changes.items():
+        if value is None:
+            store._delete(key)
+        else:
+            store._put(key, value)
+
+
+def test_a_restore_derives_the_leaderboard_entries_from_the_state_records():
+    """The entries are never in the changelog. A store restored from it, in batches of any size (the
+    last value of each key a batch changed), or at once from the compacted topic, holds the very
+    entries the processing store holds: returns, a second milestone of two targets, a cycle close."""
+    rng = random.Random(11)
+    cluster = Cluster()
+    cluster.pipe("definitions", "m-monthly", spend_definition(settings={"leaderboard": True}), at(JAN))
+    two = spend_definition(milestone_id="m-two", settings={"leaderboard": True})
+    visits = {**two["group"]["targets"][0], "target_id": "visits", "name": "Visits", "kpi": "count", "value": "5"}
+    visits.pop("sub_targets")
+    two["group"]["targets"].append(visits)
+    assert cluster.pipe("definitions", "m-two", two, at(JAN)).outcome == "applied"
+    restored = {p: MemoryStore() for p in cluster.stores}
+    seen: dict[int, dict[bytes, bytes]] = {p: {} for p in cluster.stores}
+    pending: dict[int, dict[bytes, bytes | None]] = {p: {} for p in cluster.stores}
+
+    def follow(flush: bool) -> None:
+        for p, store in cluster.stores.items():
+            now = _changelog(store)
+            pending[p].update({k: v for k, v in now.items() if seen[p].get(k) != v})
+            pending[p].update({k: None for k in seen[p] if k not in now})
+            seen[p] = now
+            if flush:
+                _restore(restored[p], pending[p])
+                pending[p] = {}
+
+    customers = [f"c{n:02d}" for n in range(25)]
+    when = at(JAN)
+    for n in range(300):
+        customer = rng.choice(customers)
+        when += timedelta(minutes=1)
+        amount = rng.choice(["10", "25.5", "999"])
+        cluster.pipe("transactions", customer, transaction(customer, amount, when.isoformat(), n), when)
+        if n % 40 == 0:  # a whole-bill return now and then
+            back = {"type": "return", "event_id": f"r{n}", "customer_id": customer, "event_time": when.isoformat()}
+            back.update(return_id=f"r{n}", bill_id=f"bill-{customer}-{n}", scope="bill")
+            cluster.pipe("returns", customer, back, when)
+        follow(flush=rng.random() < 0.2)
+    february = at("2024-02-01T10:00:00+05:30")
+    cluster.tick(february)
+    cluster.pipe("transactions", "c01", transaction("c01", "5", february.isoformat(), 999), february)
+    follow(flush=True)
+    for p, store in cluster.stores.items():
+        assert _entries(restored[p]) == _entries(store)
+        fresh = MemoryStore()
+        _restore(fresh, dict(_changelog(store)))
+        assert _entries(fresh) == _entries(store)
+    entries = [key_id(k) for store in cluster.stores.values() for k in _entries(store)]
+    assert any(e.startswith(leaderboards.board_prefix("m-two", GROUP, 1)) for e in entries)  # the group board
+    assert any(e.startswith(leaderboards.board_prefix("m-monthly", "spend", 2)) for e in entries)  # the next cycle
 
 
 def test_without_the_setting_there_is_no_index():

@@ -14,9 +14,9 @@ import pytest
 from milestream.api import read_models
 from milestream.api.access import key_partition
 from milestream.pipeline.driver import TopologyTestDriver
-from milestream.state.keys import Customer
+from milestream.state.keys import Customer, in_changelog
 from tests.factories import live_window, monthly_gross_definition, transaction
-from tests.support.worker import WorkerProcess, produce, two_workers, wait_until_balanced
+from tests.support.worker import WorkerProcess, free_port, produce, read_to_end, two_workers, wait_until_balanced
 
 pytestmark = pytest.mark.kafka
 
@@ -102,3 +102,30 @@ def test_progress_and_leaderboards_answer_from_any_worker(workers):
         {"spend": "200"},
         {"spend": "201"},
     ]
+
+
+def test_a_fresh_worker_derives_the_leaderboard_from_the_restored_state(workers, tmp_path):
+    """The leaderboard entries are never sent to the changelog: a worker with an empty data folder
+    restores the customers' state and, from it, the very boards the first workers served."""
+    one, _ = workers
+    settings = one.settings
+    boards = {worker.settings.worker_id: get(worker, "/leaderboards/m-api?top=8") for worker in workers}
+    standing = get(one, "/leaderboards/customers/api-3")
+    assert all(status == 200 and len(board["entries"]) == 8 for status, board in boards.values()), boards
+    changelog = read_to_end(settings, f"{settings.app_id}-customer-state-changelog")
+    assert changelog and not [key for key, _ in changelog if key and not in_changelog(key)]
+    for worker in workers:
+        worker.stop()
+    fresh = WorkerProcess(
+        settings.model_copy(
+            update={"web_port": free_port(), "data_dir": str(tmp_path / "fresh"), "worker_id": "worker-3"}
+        ),
+        tmp_path / "fresh.log",
+    )
+    fresh.start()
+    try:
+        assert wait_until_balanced([fresh], 8) == [8]
+        assert get(fresh, "/leaderboards/m-api?top=8") == boards["worker-1"]
+        assert get(fresh, "/leaderboards/customers/api-3") == standing
+    finally:
+        fresh.stop()

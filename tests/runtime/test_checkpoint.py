@@ -141,6 +141,30 @@ def test_outputs_are_acknowledged_before_the_changelog_and_offsets_are_committed
     assert changelog_offset(stores[3]) == 2  # both changelog records: the next offset to restore from
 
 
+def test_leaderboard_entries_are_written_to_the_store_and_not_sent_to_the_changelog(stores):
+    journal = Journal()
+    producer = FakeProducer(journal)
+    point = Checkpoint(
+        stores, producer, producer, FakeConsumer(journal), "app", exactly_once=False, delivery_timeout_s=1
+    )
+    overlay = point.overlay(3)
+    overlay.put(Namespace.CUSTOMER.key("c1"), {"n": 1})
+    overlay.put_empty(Namespace.LEADERBOARD.key("m\x00t\x00001\x00digits\x00c1"))
+    point.processed(TopicPartition("transactions", 3), 7, [])
+    asyncio.run(point.commit())
+    assert [(topic, [key for key, _ in records]) for topic, _, records in producer.batches] == [
+        (CHANGELOG, [Namespace.CUSTOMER.key("c1").raw])
+    ]
+    assert stores[3].has(Namespace.LEADERBOARD.key("m\x00t\x00001\x00digits\x00c1"))
+    assert changelog_offset(stores[3]) == 1
+    # A checkpoint whose changes are all local (no state record) still writes them, at the same offset.
+    point.overlay(3).delete(Namespace.LEADERBOARD.key("m\x00t\x00001\x00digits\x00c1"))
+    point.processed(TopicPartition("transactions", 3), 8, [])
+    asyncio.run(point.commit())
+    assert not stores[3].has(Namespace.LEADERBOARD.key("m\x00t\x00001\x00digits\x00c1"))
+    assert changelog_offset(stores[3]) == 1
+
+
 def steps(journal):
     return [step[0] + ":" + (step[1] if isinstance(step[1], str) else "") for step in journal]
 

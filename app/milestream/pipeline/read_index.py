@@ -21,10 +21,14 @@ The PROGRESS document (``state["ix"]``)::
 Only enrolled customers are indexed (progress kept for a customer who may enrol later is not
 theirs yet). Everything here is derived from the state: a document lost in a crash is rebuilt
 as the customer's state next changes, and the history keeps at most one entry per input offset.
+The leaderboard keys are a function of the PROGRESS document alone (``board_keys``): they are
+kept in the local store only, never sent to the changelog, and a restore derives them from the
+state records it reads (``restored_board_changes``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -33,8 +37,8 @@ import orjson
 from ..engine.core import Engine, Result, progress_value
 from ..engine.measures import Accumulation, accumulation
 from ..engine.registry import GROUP, Compiled
-from ..state.base import StateStore
-from ..state.keys import Customer
+from ..state.base import EMPTY_DOCUMENT, StateStore, decode_state
+from ..state.keys import PREFIX_BYTES, Customer, Namespace, StateKey
 from . import history, leaderboards
 
 if TYPE_CHECKING:
@@ -197,6 +201,43 @@ def _open_values_moved(was: dict[str, Any], now: dict[str, Any]) -> list[tuple[s
             if before[target] != value:
                 moved.append((cycle, target, before[target], value))
     return moved
+
+
+def board_keys(customer_id: str, state: dict[str, Any] | None) -> set[str]:
+    """The leaderboard keys (LEADERBOARD ids) a customer's state implies: those ``maintain`` left
+    in the store when it wrote that state."""
+    keys: set[str] = set()
+    for milestone_id, entry in indexed(state).items():
+        if entry.get("l"):
+            keys |= _board_keys(milestone_id, customer_id, _board_values(entry))
+    return keys
+
+
+_STATE_PREFIXES = (Namespace.CUSTOMER.prefix, Namespace.ORG_CUSTOMER.prefix)
+_ON_A_BOARD = b'"l":1'  # in every encoded PROGRESS entry with leaderboard keys (and, rarely, elsewhere)
+
+
+def restored_board_changes(
+    changes: Mapping[bytes, bytes | None], stored: Callable[[bytes], bytes | None]
+) -> dict[bytes, bytes | None]:
+    """The leaderboard keys to delete (None) and write when a restore writes ``changes`` (stored
+    keys and values read from the changelog) over a store whose values ``stored`` returns: for each
+    customer state document, the keys its new version implies and its stored one did not, and the
+    other way round."""
+    out: dict[bytes, bytes | None] = {}
+    for raw_key, raw_value in changes.items():
+        if raw_key[:PREFIX_BYTES] not in _STATE_PREFIXES:
+            continue
+        before = stored(raw_key)
+        if not (before and _ON_A_BOARD in before) and not (raw_value and _ON_A_BOARD in raw_value):
+            continue  # neither version is on a leaderboard: nothing to decode
+        customer_id = Customer.of_state_key(StateKey.decode(raw_key)).customer_id
+        old, new = board_keys(customer_id, decode_state(before)), board_keys(customer_id, decode_state(raw_value))
+        for key in old - new:
+            out[Namespace.LEADERBOARD.key(key).raw] = None
+        for key in new - old:
+            out[Namespace.LEADERBOARD.key(key).raw] = EMPTY_DOCUMENT
+    return out
 
 
 def _describe(record: Record, document: dict[str, Any] | None) -> dict[str, Any]:

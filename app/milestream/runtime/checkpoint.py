@@ -15,8 +15,10 @@ it is durable until :meth:`Checkpoint.commit`, which does, in this order:
    transaction, committed. The changelog is read ``read_committed``, so it
    holds a batch's state changes all or none: a crash half-way through the
    sends cannot leave a customer's state without the close-index entries or
-   tick records written with it.
-3. **RocksDB**: the same changes and the changelog offset they reach, in one
+   tick records written with it. Leaderboard entries are not sent: they are
+   derived from the state records, and a restore derives them (state/keys.py
+   ``in_changelog``).
+3. **RocksDB**: all the changes and the changelog offset they reach, in one
    write batch per partition store.
 4. **Offsets**: the batch's input offsets are committed.
 
@@ -56,6 +58,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from .. import metrics
 from ..pipeline.attempts import describe
 from ..pipeline.topology import OutRecord
+from ..state.keys import in_changelog
 from ..state.overlay import OverlayStore
 from .failure import DeliveryFailed
 from .partitions import CHANGELOG_OFFSET, PartitionStores
@@ -129,6 +132,8 @@ class Checkpoint:
         for partition, partition_changes in changes.items():
             if partition in reached:
                 self._stores[partition].write(partition_changes, {CHANGELOG_OFFSET: str(reached[partition]).encode()})
+            elif partition_changes:  # local keys alone (derived ones; the state they follow did not change)
+                self._stores[partition].write(partition_changes)
         if not self._exactly_once:
             await self._commit_offsets()
         metrics.BATCH_RECORDS.observe(self.records)
@@ -178,9 +183,11 @@ class Checkpoint:
         """Send one changelog record per changed key, in whole producer batches per partition;
         per partition, the offset reached."""
         topic = self._stores.changelog_topic
-        groups = {
-            (topic, partition): list(partition_changes.items()) for partition, partition_changes in changes.items()
-        }
+        groups = {}
+        for partition, partition_changes in changes.items():
+            records = [(key, value) for key, value in partition_changes.items() if in_changelog(key)]
+            if records:
+                groups[(topic, partition)] = records
         sends = await _send_batches(self._transactional, groups)
         metas = await self._acknowledged([(topic, future) for topic, _, _, future in sends])
         reached: dict[int, int] = {}

@@ -11,7 +11,8 @@ the same RocksDB write batch as the state, runtime/checkpoint.py). When a
 partition is assigned, only the changelog's tail after that offset is read: a
 worker that kept its disk restores in a moment; a new one reads the whole
 (compacted) changelog. A store ahead of its changelog (the topic was recreated)
-is discarded and rebuilt.
+is discarded and rebuilt. Leaderboard entries are never in the changelog: each
+state record restored brings the entries it implies (pipeline/read_index.py).
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from .. import metrics
 from ..kafka_client import client_options
+from ..pipeline.read_index import restored_board_changes
 from ..settings import Settings
 from ..state.base import Listener, StateStore
+from ..state.keys import in_changelog
 from ..state.rocksdb import RocksDBStore
 from .clients import started
 
@@ -138,9 +141,12 @@ class PartitionStores:
                 for tp, messages in batches.items():
                     if not messages:
                         continue
-                    partition = tps[tp]
-                    changes = {m.key: m.value for m in messages if m.key is not None}
-                    stores[partition].write(changes, {CHANGELOG_OFFSET: str(messages[-1].offset + 1).encode()})
+                    store = stores[tps[tp]]
+                    # Leaderboard entries are derived from the state records (a changelog written
+                    # before they were kept local may hold some: those are skipped).
+                    changes = {m.key: m.value for m in messages if m.key is not None and in_changelog(m.key)}
+                    changes.update(restored_board_changes(changes, store._get))
+                    store.write(changes, {CHANGELOG_OFFSET: str(messages[-1].offset + 1).encode()})
                     restored += len(messages)
                     metrics.RESTORED_RECORDS.inc(len(messages))
                 for tp in list(pending):

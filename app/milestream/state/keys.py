@@ -37,7 +37,7 @@ class Namespace(Enum):
     CLOSE_ENTRY = "e"  # one customer's cycle to close, by "partition:slot|milestone:seq"
     CLOSE_TICK = "t"  # whom a close tick closed, by "partition:offset"
     HISTORY = "h"  # a customer's recent contributions to one milestone, by Customer.qualified + milestone id
-    LEADERBOARD = "l"  # one leaderboard entry: milestone, target, cycle, descending value, customer (keys only)
+    LEADERBOARD = "l"  # one leaderboard entry: milestone, target, cycle, descending value, customer (keys only; local)
     LEADERBOARD_COUNT = "n"  # entries per value bucket, as older stores kept them: no longer read or written
     BACKFILL = "b"  # a partition's backfill marks, by partition, and its runs, by "partition|milestone" (backfill.py)
 
@@ -55,6 +55,15 @@ class Namespace(Enum):
 _PREFIXES = {namespace: namespace.value.encode() + b":" for namespace in Namespace}
 _BY_PREFIX = {prefix: namespace for namespace, prefix in _PREFIXES.items()}
 PREFIX_BYTES = 2
+_LOCAL_ONLY = _PREFIXES[Namespace.LEADERBOARD]
+
+
+def in_changelog(raw_key: bytes) -> bool:
+    """Whether a stored key is sent to the changelog. Leaderboard entries are not: they are derived
+    from the customer's state document (pipeline/read_index.py), so a store keeps them locally and a
+    restore derives them from the state records it reads (runtime/partitions.py); an event then
+    costs the changelog its state and history records, not two more for the entry it moved."""
+    return not raw_key.startswith(_LOCAL_ONLY)
 
 
 class StateKey:
