@@ -196,7 +196,7 @@ def _entries(store: MemoryStore) -> set[bytes]:
 def _restore(store: MemoryStore, records: dict[bytes, bytes | None]) -> None:
     """What runtime/partitions.py writes for a batch of changelog records: them, and the
     leaderboard entries their state records imply."""
-    changes = {**records, **read_index.restored_board_changes(records, store._get)}
+    changes = {**records, **read_index.restored_board_changes(records, store)}
     for key, value in changes.items():
         if value is None:
             store._delete(key)

@@ -28,7 +28,7 @@ state records it reads (``restored_board_changes``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +37,7 @@ import orjson
 from ..engine.core import Engine, Result, progress_value
 from ..engine.measures import Accumulation, accumulation
 from ..engine.registry import GROUP, Compiled
-from ..state.base import EMPTY_DOCUMENT, StateStore, decode_state
+from ..state.base import EMPTY_DOCUMENT, StateStore, key_id, raw_prefix
 from ..state.keys import PREFIX_BYTES, Customer, Namespace, StateKey
 from . import history, leaderboards
 
@@ -213,31 +213,37 @@ def board_keys(customer_id: str, state: dict[str, Any] | None) -> set[str]:
     return keys
 
 
-_STATE_PREFIXES = (Namespace.CUSTOMER.prefix, Namespace.ORG_CUSTOMER.prefix)
+_STATE_PREFIXES = frozenset((Namespace.CUSTOMER.prefix, Namespace.ORG_CUSTOMER.prefix))
+_DEFAULT_ORG_STATE = Namespace.CUSTOMER.prefix
+_ENTRIES = Namespace.LEADERBOARD
 _ON_A_BOARD = b'"l":1'  # in every encoded PROGRESS entry with leaderboard keys (and, rarely, elsewhere)
 
 
-def restored_board_changes(
-    changes: Mapping[bytes, bytes | None], stored: Callable[[bytes], bytes | None]
-) -> dict[bytes, bytes | None]:
+def restored_board_changes(changes: Mapping[bytes, bytes | None], store: StateStore) -> dict[bytes, bytes | None]:
     """The leaderboard keys to delete (None) and write when a restore writes ``changes`` (stored
-    keys and values read from the changelog) over a store whose values ``stored`` returns: for each
-    customer state document, the keys its new version implies and its stored one did not, and the
-    other way round."""
+    keys and values read from the changelog) over ``store``: for each customer state document, the
+    keys its new version implies and its stored one did not, and the other way round."""
     out: dict[bytes, bytes | None] = {}
-    for raw_key, raw_value in changes.items():
-        if raw_key[:PREFIX_BYTES] not in _STATE_PREFIXES:
-            continue
-        before = stored(raw_key)
-        if not (before and _ON_A_BOARD in before) and not (raw_value and _ON_A_BOARD in raw_value):
+    state_keys = [raw_key for raw_key in changes if raw_key[:PREFIX_BYTES] in _STATE_PREFIXES]
+    for raw_key, before in zip(state_keys, store._get_many(state_keys), strict=True):
+        after = changes[raw_key]
+        was_on, is_on = before is not None and _ON_A_BOARD in before, after is not None and _ON_A_BOARD in after
+        if not (was_on or is_on):
             continue  # neither version is on a leaderboard: nothing to decode
-        customer_id = Customer.of_state_key(StateKey.decode(raw_key)).customer_id
-        old, new = board_keys(customer_id, decode_state(before)), board_keys(customer_id, decode_state(raw_value))
+        customer_id = _customer_id(raw_key)
+        old = board_keys(customer_id, orjson.loads(before)) if was_on else set()  # type: ignore[arg-type]
+        new = board_keys(customer_id, orjson.loads(after)) if is_on else set()  # type: ignore[arg-type]
         for key in old - new:
-            out[Namespace.LEADERBOARD.key(key).raw] = None
+            out[raw_prefix(_ENTRIES, key)] = None
         for key in new - old:
-            out[Namespace.LEADERBOARD.key(key).raw] = EMPTY_DOCUMENT
+            out[raw_prefix(_ENTRIES, key)] = EMPTY_DOCUMENT
     return out
+
+
+def _customer_id(raw_state_key: bytes) -> str:
+    if raw_state_key.startswith(_DEFAULT_ORG_STATE):
+        return key_id(raw_state_key)  # the default organisation's: the bare customer id
+    return Customer.of_state_key(StateKey.decode(raw_state_key)).customer_id
 
 
 def _describe(record: Record, document: dict[str, Any] | None) -> dict[str, Any]:

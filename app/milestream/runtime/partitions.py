@@ -145,7 +145,7 @@ class PartitionStores:
                     # Leaderboard entries are derived from the state records (a changelog written
                     # before they were kept local may hold some: those are skipped).
                     changes = {m.key: m.value for m in messages if m.key is not None and in_changelog(m.key)}
-                    changes.update(restored_board_changes(changes, store._get))
+                    changes.update(restored_board_changes(changes, store))
                     store.write(changes, {CHANGELOG_OFFSET: str(messages[-1].offset + 1).encode()})
                     restored += len(messages)
                     metrics.RESTORED_RECORDS.inc(len(messages))

@@ -21,7 +21,7 @@ def decode_state(raw: bytes | None) -> dict[str, Any] | None:
     return None if raw is None else orjson.loads(raw)
 
 
-def _raw_prefix(namespace: Namespace, id_prefix: str = "") -> bytes:
+def raw_prefix(namespace: Namespace, id_prefix: str = "") -> bytes:
     """The stored bytes every key of ``namespace`` whose id starts with ``id_prefix`` starts with."""
     if not isinstance(namespace, Namespace):
         raise TypeError(f"scan a Namespace, not {type(namespace).__name__}")
@@ -63,7 +63,11 @@ class StateStore(ABC):
         return heard
 
     def _existing(self, raw_keys: list[bytes]) -> dict[bytes, bool]:
-        return {raw_key: self._get(raw_key) is not None for raw_key in raw_keys}
+        return {raw_key: value is not None for raw_key, value in zip(raw_keys, self._get_many(raw_keys), strict=True)}
+
+    def _get_many(self, raw_keys: list[bytes]) -> list[bytes | None]:
+        """The stored values of ``raw_keys``, in order (a sorted backend reads them in one call)."""
+        return [self._get(raw_key) for raw_key in raw_keys]
 
     @staticmethod
     def _notify(heard: Heard) -> None:
@@ -90,21 +94,21 @@ class StateStore(ABC):
 
     def keys(self, namespace: Namespace) -> Iterator[str]:
         """The ids of one namespace's keys (in no set order: the worker's table has a store per partition)."""
-        for raw in self._scan(_raw_prefix(namespace)):
+        for raw in self._scan(raw_prefix(namespace)):
             yield key_id(raw)
 
     def scan(self, namespace: Namespace, prefix: str = "", start: str | None = None) -> Iterator[str]:
         """The ids of ``namespace`` that start with ``prefix``, in key order (UTF-8 bytes), from
         ``start`` on (inclusive) when given. Sorted backends seek; the others sort."""
-        raw_prefix = _raw_prefix(namespace, prefix)
-        raw_start = _raw_prefix(namespace, start) if start is not None else raw_prefix
-        for raw in self._scan_sorted(raw_prefix, max(raw_prefix, raw_start)):
+        first = raw_prefix(namespace, prefix)
+        raw_start = raw_prefix(namespace, start) if start is not None else first
+        for raw in self._scan_sorted(first, max(first, raw_start)):
             yield key_id(raw)
 
     def scan_documents(self, namespace: Namespace, prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
         """``scan``'s ids with their documents, read in the same pass (a sorted backend reads each
         key and value together, where ``get`` per id would seek again)."""
-        for raw_key, raw_value in self._scan_items(_raw_prefix(namespace, prefix)):
+        for raw_key, raw_value in self._scan_items(raw_prefix(namespace, prefix)):
             yield key_id(raw_key), orjson.loads(raw_value)
 
     def _scan_items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:

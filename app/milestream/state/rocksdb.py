@@ -31,9 +31,9 @@ class RocksDBStore(StateStore):
     def _get(self, raw_key: bytes) -> bytes | None:
         return self._db.get(raw_key)
 
-    def _existing(self, raw_keys: list[bytes]) -> dict[bytes, bool]:
-        values: Any = self._db.get(list[Any](raw_keys))  # one multi-get for a checkpoint's keys
-        return {raw_key: value is not None for raw_key, value in zip(raw_keys, values, strict=True)}
+    def _get_many(self, raw_keys: list[bytes]) -> list[bytes | None]:
+        values: Any = self._db.get(list[Any](raw_keys))  # one multi-get (a checkpoint's keys, a restore's)
+        return list(values)
 
     def _put(self, raw_key: bytes, raw_value: bytes) -> None:
         heard = self._before_write({raw_key: raw_value}) if self._listeners else None
