@@ -151,6 +151,10 @@ def test_the_leaderboard_index_ranks_as_a_brute_force_ranking_of_the_state():
         amount = rng.choice(["10", "25.5", "100", "0.000001", "999"])
         when += timedelta(minutes=1)
         cluster.pipe("transactions", customer, transaction(customer, amount, when.isoformat(), n), when)
+        if n % 10 == 0:  # the same customer id in another organisation: another customer
+            cluster.pipe(
+                "transactions", customer, transaction(customer, amount, when.isoformat(), n, org_id="acme"), when
+            )
         if n % 50 == 0:  # a whole-bill return now and then, with adjustments on
             cluster.pipe(
                 "returns",
@@ -206,8 +210,9 @@ def _restore(store: MemoryStore, records: dict[bytes, bytes | None]) -> None:
 
 def test_a_restore_derives_the_leaderboard_entries_from_the_state_records():
     """The entries are never in the changelog. A store restored from it, in batches of any size (the
-    last value of each key a batch changed), or at once from the compacted topic, holds the very
-    entries the processing store holds: returns, a second milestone of two targets, a cycle close."""
+    last value of each key a batch changed) onto what it held, or from scratch (the compacted topic,
+    then the entries derived at the end), holds the very entries the processing store holds:
+    returns, a second milestone of two targets, a cycle close."""
     rng = random.Random(11)
     cluster = Cluster()
     cluster.pipe("definitions", "m-monthly", spend_definition(settings={"leaderboard": True}), at(JAN))
@@ -216,6 +221,8 @@ def test_a_restore_derives_the_leaderboard_entries_from_the_state_records():
     visits.pop("sub_targets")
     two["group"]["targets"].append(visits)
     assert cluster.pipe("definitions", "m-two", two, at(JAN)).outcome == "applied"
+    acme = spend_definition(milestone_id="m-acme", org_id="acme", settings={"leaderboard": True})
+    assert cluster.pipe("definitions", "m-acme", acme, at(JAN)).outcome == "applied"
     restored = {p: MemoryStore() for p in cluster.stores}
     seen: dict[int, dict[bytes, bytes]] = {p: {} for p in cluster.stores}
     pending: dict[int, dict[bytes, bytes | None]] = {p: {} for p in cluster.stores}
@@ -237,6 +244,10 @@ def test_a_restore_derives_the_leaderboard_entries_from_the_state_records():
         when += timedelta(minutes=1)
         amount = rng.choice(["10", "25.5", "999"])
         cluster.pipe("transactions", customer, transaction(customer, amount, when.isoformat(), n), when)
+        if n % 10 == 0:  # the same customer id in another organisation: another customer
+            cluster.pipe(
+                "transactions", customer, transaction(customer, amount, when.isoformat(), n, org_id="acme"), when
+            )
         if n % 40 == 0:  # a whole-bill return now and then
             back = {"type": "return", "event_id": f"r{n}", "customer_id": customer, "event_time": when.isoformat()}
             back.update(return_id=f"r{n}", bill_id=f"bill-{customer}-{n}", scope="bill")
@@ -248,11 +259,16 @@ def test_a_restore_derives_the_leaderboard_entries_from_the_state_records():
     follow(flush=True)
     for p, store in cluster.stores.items():
         assert _entries(restored[p]) == _entries(store)
-        fresh = MemoryStore()
-        _restore(fresh, dict(_changelog(store)))
+        fresh = MemoryStore()  # from scratch: the records, then the entries their last versions imply
+        for key, value in _changelog(store).items():
+            fresh._put(key, value)
+        for entries in read_index.derived_board_entries(fresh, batch=20):
+            for key, value in entries.items():
+                fresh._put(key, value)  # type: ignore[arg-type]
         assert _entries(fresh) == _entries(store)
     entries = [key_id(k) for store in cluster.stores.values() for k in _entries(store)]
     assert any(e.startswith(leaderboards.board_prefix("m-two", GROUP, 1)) for e in entries)  # the group board
+    assert any(e.startswith(leaderboards.board_prefix("m-acme", "spend", 1)) for e in entries)  # another org's
     assert any(e.startswith(leaderboards.board_prefix("m-monthly", "spend", 2)) for e in entries)  # the next cycle
 
 

@@ -23,12 +23,13 @@ theirs yet). Everything here is derived from the state: a document lost in a cra
 as the customer's state next changes, and the history keeps at most one entry per input offset.
 The leaderboard keys are a function of the PROGRESS document alone (``board_keys``): they are
 kept in the local store only, never sent to the changelog, and a restore derives them from the
-state records it reads (``restored_board_changes``).
+state records it reads (``restored_board_changes``, batch by batch, onto a store that holds some;
+``derived_board_entries``, once at the end, for a store restored from scratch).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -238,6 +239,29 @@ def restored_board_changes(changes: Mapping[bytes, bytes | None], store: StateSt
         for key in new - old:
             out[raw_prefix(_ENTRIES, key)] = EMPTY_DOCUMENT
     return out
+
+
+def on_a_board(changes: Mapping[bytes, bytes | None]) -> bool:
+    """Whether any value of ``changes`` may be a state document with leaderboard keys."""
+    return any(value is not None and _ON_A_BOARD in value for value in changes.values())
+
+
+def derived_board_entries(store: StateStore, batch: int) -> Iterator[dict[bytes, bytes | None]]:
+    """Every leaderboard key the customer state documents in ``store`` imply, ``batch`` at a time:
+    what a store restored from scratch lacks (its entries are not derived record by record, as
+    ``restored_board_changes`` does: the last version of each document is read once)."""
+    out: dict[bytes, bytes | None] = {}
+    for namespace in (Namespace.CUSTOMER, Namespace.ORG_CUSTOMER):
+        for raw_key, raw_value in store._scan_items(namespace.prefix):
+            if _ON_A_BOARD not in raw_value:
+                continue
+            for key in board_keys(_customer_id(raw_key), orjson.loads(raw_value)):
+                out[raw_prefix(_ENTRIES, key)] = EMPTY_DOCUMENT
+            if len(out) >= batch:
+                yield out
+                out = {}
+    if out:
+        yield out
 
 
 def _customer_id(raw_state_key: bytes) -> str:

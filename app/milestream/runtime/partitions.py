@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from .. import metrics
 from ..kafka_client import client_options
-from ..pipeline.read_index import restored_board_changes
+from ..pipeline.read_index import derived_board_entries, on_a_board, restored_board_changes
 from ..settings import Settings
 from ..state.base import Listener, StateStore
 from ..state.keys import in_changelog
@@ -94,6 +94,11 @@ class PartitionStores:
     def close(self) -> None:
         self.revoke(list(self.stores))
 
+    def _emptied(self, store: RocksDBStore, partition: int) -> RocksDBStore:
+        store.close()
+        shutil.rmtree(store.path, ignore_errors=True)
+        return self._open(partition)
+
     async def _restore(self, stores: dict[int, RocksDBStore]) -> None:
         began = time.monotonic()
         # The changelog is always read committed: a batch's state changes are one transaction (checkpoint.py).
@@ -115,6 +120,8 @@ class PartitionStores:
             ends = await consumer.end_offsets(list(tps))
             starts = await consumer.beginning_offsets(list(tps))
             pending: dict[TopicPartition, int] = {}
+            from_scratch: set[int] = set()  # stores restored from empty: entries derived at the end
+            boards: set[int] = set()  # of those, the ones whose state may imply leaderboard entries
             for tp, partition in tps.items():
                 local = changelog_offset(stores[partition])
                 if local > ends[tp]:
@@ -124,10 +131,15 @@ class PartitionStores:
                         local,
                         ends[tp],
                     )
-                    stores[partition].close()
-                    shutil.rmtree(stores[partition].path, ignore_errors=True)
-                    stores[partition] = self._open(partition)
+                    stores[partition] = self._emptied(stores[partition], partition)
                     local = 0
+                elif local == 0 and not stores[partition].empty():
+                    # A restore from scratch writes its offset only once it has derived the
+                    # leaderboard entries, at its end: this one was interrupted. Start it again.
+                    log.warning("partition %d: the restore of its store did not finish: rebuilding it", partition)
+                    stores[partition] = self._emptied(stores[partition], partition)
+                if local == 0:
+                    from_scratch.add(partition)
                 start = max(local, starts[tp])
                 if start < ends[tp]:
                     consumer.seek(tp, start)
@@ -141,19 +153,29 @@ class PartitionStores:
                 for tp, messages in batches.items():
                     if not messages:
                         continue
-                    store = stores[tps[tp]]
+                    partition = tps[tp]
+                    store = stores[partition]
                     # Leaderboard entries are derived from the state records (a changelog written
                     # before they were kept local may hold some: those are skipped).
                     changes = {m.key: m.value for m in messages if m.key is not None and in_changelog(m.key)}
-                    changes.update(restored_board_changes(changes, store))
-                    store.write(changes, {CHANGELOG_OFFSET: str(messages[-1].offset + 1).encode()})
+                    if partition in from_scratch:
+                        if partition not in boards and on_a_board(changes):
+                            boards.add(partition)
+                        store.write(changes)
+                    else:
+                        changes.update(restored_board_changes(changes, store))
+                        store.write(changes, {CHANGELOG_OFFSET: str(messages[-1].offset + 1).encode()})
                     restored += len(messages)
                     metrics.RESTORED_RECORDS.inc(len(messages))
                 for tp in list(pending):
                     position = await consumer.position(tp)
                     if position >= pending[tp]:
+                        store = stores[tps[tp]]
+                        if tps[tp] in boards:
+                            for entries in derived_board_entries(store, RESTORE_BATCH):
+                                store.write(entries)
                         # Transaction markers take offsets too: record where the changelog really ends.
-                        stores[tps[tp]].write({}, {CHANGELOG_OFFSET: str(position).encode()})
+                        store.write({}, {CHANGELOG_OFFSET: str(position).encode()})
                         del pending[tp]
                         consumer.pause(tp)
                 metrics.RESTORING_PARTITIONS.set(len(pending))

@@ -78,6 +78,10 @@ class RocksDBStore(StateStore):
         if heard:
             self._notify(heard)
 
+    def empty(self) -> bool:
+        """Whether the store holds nothing (no key, no meta entry)."""
+        return next(iter(self._db.keys()), None) is None
+
     def meta(self, name: str) -> bytes | None:
         """A value :meth:`write` stored beside the state (e.g. the changelog offset it reflects)."""
         return self._db.get(_META_PREFIX + name.encode())
