@@ -99,7 +99,7 @@ class Cluster:
     async def setup(self, leaderboard: bool, now: datetime) -> None:
         await self.offsets.start()
         await apply_topics(self.settings, self.topics)
-        definition = {**workload.definition(now), "settings": {"leaderboard": leaderboard}}
+        definition = workload.definition(now, leaderboard=leaderboard)
         producer = AIOKafkaProducer(**client_options(self.settings), acks="all")
         await producer.start()
         try:

@@ -58,9 +58,7 @@ def _transactions(records: int, leaderboard: bool, measured: bool) -> None:
 
     load = workload.transactions(WARM_UP + records, max(1_000, (WARM_UP + records) // 4), NOW)
     driver = TopologyTestDriver()
-    definition = workload.definition(NOW)
-    if leaderboard:
-        definition = {**definition, "settings": {"leaderboard": True}}
+    definition = workload.definition(NOW, leaderboard=leaderboard)
     driver.pipe("definitions", workload.MILESTONE_ID, definition)
     base = driver.store
     applied = load.records if measured else load.records[:WARM_UP]

@@ -53,7 +53,7 @@ PARTITIONS = 8
 def sample_state(now: datetime, leaderboard: bool = False) -> bytes:
     """A customer's state after one bench transaction, as the worker stores it."""
     driver = TopologyTestDriver()
-    definition = {**workload.definition(now), "settings": {"leaderboard": leaderboard}}
+    definition = workload.definition(now, leaderboard=leaderboard)
     driver.pipe("definitions", workload.MILESTONE_ID, definition)
     ((key, value),) = workload.transactions(1, 1, now).records
     driver.pipe("transactions", key, value)

@@ -101,6 +101,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="commit interval of the naive Faust agent and the Quix app, s (default 0.5; "
         "the worker checkpoints every MILESTREAM_CHECKPOINT_INTERVAL_MS)",
     )
+    p.add_argument(
+        "--leaderboard",
+        action="store_true",
+        help="the benchmark milestone with its leaderboard on (what the index costs the worker: compare "
+        "with a run without); implies --no-write",
+    )
     p.add_argument("--skip", default="", help=f"comma-separated phases to skip: {', '.join(PHASES)}")
     p.add_argument(
         "--quick",
@@ -115,7 +121,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name, (env, kind, full, quick) in SIZES.items():
         if getattr(args, name) is None:  # not given: --quick's size, else the environment's, else the default
             setattr(args, name, kind(quick if args.quick else os.environ.get(env, full)))
-    args.no_write = args.no_write or (args.quick and not args.write)
+    args.no_write = args.no_write or (args.quick and not args.write) or args.leaderboard
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     unknown = args.skip - set(PHASES)
     if unknown:
@@ -261,7 +267,7 @@ class Bench:
         try:
             await producer.send_and_wait(
                 self.topics["definitions"].name,
-                orjson.dumps(workload.definition(self.now, self.start)),
+                orjson.dumps(workload.definition(self.now, self.start, leaderboard=self.args.leaderboard)),
                 key=workload.MILESTONE_ID.encode(),
             )
         finally:

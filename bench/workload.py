@@ -30,8 +30,11 @@ def month_start(now: datetime) -> datetime:
     return now.astimezone(timezone.utc).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
-def definition(now: datetime, start: datetime | None = None, milestone_id: str = MILESTONE_ID) -> dict:
-    """The milestone, its first cycle the month of ``start`` (default: this month)."""
+def definition(
+    now: datetime, start: datetime | None = None, milestone_id: str = MILESTONE_ID, leaderboard: bool = False
+) -> dict:
+    """The milestone, its first cycle the month of ``start`` (default: this month), its leaderboard
+    setting on if asked."""
     start = month_start(start or now)
     return {
         "type": "milestone_definition",
@@ -57,6 +60,7 @@ def definition(now: datetime, start: datetime | None = None, milestone_id: str =
                 }
             ]
         },
+        "settings": {"leaderboard": leaderboard},
     }
 
 
