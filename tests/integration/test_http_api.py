@@ -122,8 +122,8 @@ def test_a_fresh_worker_derives_the_leaderboard_from_the_restored_state(workers,
         ),
         tmp_path / "fresh.log",
     )
-    fresh.start()
     try:
+        fresh.start()
         assert wait_until_balanced([fresh], 8) == [8]
         assert get(fresh, "/leaderboards/m-api?top=8") == boards["worker-1"]
         assert get(fresh, "/leaderboards/customers/api-3") == standing
