@@ -180,7 +180,7 @@ def _mirror_follows(backend, tmp_path_factory, moves, mirrored_after, per_checkp
             if (n + 1) % per_checkpoint and n + 1 < len(moves):
                 held[customer] = new
                 continue  # the checkpoint writes several moves at once
-            changes = overlay.take_changes()
+            changes, _ = overlay.take_changes()
             base.write(changes)
             base.write({k: v for k, v in changes.items() if v is not None})  # the same entries again
             overlay = None
@@ -220,7 +220,7 @@ def test_a_mirror_walked_in_slices_counts_the_writes_between_them(
         if isinstance(base, RocksDBStore):  # a checkpoint's write batch
             overlay = OverlayStore(base)
             leaderboards.update(overlay, old - new, new - old)
-            base.write(overlay.take_changes())
+            base.write(overlay.take_changes()[0])
         else:
             leaderboards.update(base, old - new, new - old)
         held[customer, cycle] = new

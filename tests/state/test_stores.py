@@ -183,15 +183,19 @@ def test_overlay_reads_through_and_keeps_writes_until_taken(tmp_path):
     overlay.put(customer("a"), {"n": 2})
     overlay.delete(customer("b"))
     overlay.put(customer("c"), {"n": 1})
+    entry = Namespace.LEADERBOARD.key("m\x00t\x00001\x00digits\x00a")
+    overlay.put_empty(entry)
     assert list(overlay.keys(Namespace.CUSTOMER)) == ["a", "c"]
     assert base.get(customer("a")) == {"n": 1}  # nothing reaches the store before the checkpoint
-    changes = overlay.take_changes()
+    changes, local = overlay.take_changes()
     assert changes == {
         customer("a").encode(): b'{"n":2}',
         customer("b").encode(): None,
         customer("c").encode(): b'{"n":1}',
+        entry.encode(): b"{}",
     }
-    assert overlay.take_changes() == {}
+    assert local == {entry.encode()}  # kept in the store, not sent to the changelog
+    assert overlay.take_changes() == ({}, set())
 
 
 def test_overlay_rollback_undoes_only_the_current_records_writes(tmp_path):
@@ -202,9 +206,11 @@ def test_overlay_rollback_undoes_only_the_current_records_writes(tmp_path):
     overlay.put(customer("a"), {"n": 2})
     overlay.put(customer("b"), {"n": 1})
     overlay.delete(customer("a"))
+    overlay.put_empty(Namespace.LEADERBOARD.key("m\x00t\x00001\x00digits\x00b"))  # a local key
     overlay.rollback()
     assert overlay.get(customer("a")) == {"n": 1} and overlay.get(customer("b")) is None
     assert list(overlay.changes) == [customer("a").encode()]
+    assert overlay.local == set()
 
 
 def test_scan_documents_reads_each_id_with_its_document_in_key_order(store):

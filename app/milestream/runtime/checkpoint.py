@@ -58,7 +58,6 @@ from aiokafka.partitioner import DefaultPartitioner
 from .. import metrics
 from ..pipeline.attempts import describe
 from ..pipeline.topology import OutRecord
-from ..state.keys import in_changelog
 from ..state.overlay import OverlayStore
 from .failure import DeliveryFailed
 from .partitions import CHANGELOG_OFFSET, PartitionStores
@@ -124,11 +123,14 @@ class Checkpoint:
         if self.empty:
             return
         started = time.perf_counter()
-        changes = {p: overlay.take_changes() for p, overlay in self.overlays.items()}
+        changes, changelog = {}, {}
+        for partition, overlay in self.overlays.items():
+            changes[partition], local = overlay.take_changes()
+            changelog[partition] = _without(changes[partition], local)
         if not self._exactly_once:
             await self.send_outputs()
             await self._acknowledged(self._sends)
-        reached = await self._commit_transaction(changes)
+        reached = await self._commit_transaction(changelog)
         for partition, partition_changes in changes.items():
             if partition in reached:
                 self._stores[partition].write(partition_changes, {CHANGELOG_OFFSET: str(reached[partition]).encode()})
@@ -183,11 +185,11 @@ class Checkpoint:
         """Send one changelog record per changed key, in whole producer batches per partition;
         per partition, the offset reached."""
         topic = self._stores.changelog_topic
-        groups = {}
-        for partition, partition_changes in changes.items():
-            records = [(key, value) for key, value in partition_changes.items() if in_changelog(key)]
-            if records:
-                groups[(topic, partition)] = records
+        groups = {
+            (topic, partition): list(partition_changes.items())
+            for partition, partition_changes in changes.items()
+            if partition_changes
+        }
         sends = await _send_batches(self._transactional, groups)
         metas = await self._acknowledged([(topic, future) for topic, _, _, future in sends])
         reached: dict[int, int] = {}
@@ -228,6 +230,16 @@ class Checkpoint:
         # The commit marker follows; a restore from here skips it (markers are written asynchronously,
         # so pointing past it could point past the changelog's end for a moment).
         return reached
+
+
+def _without(changes: dict[bytes, bytes | None], local: set[bytes]) -> dict[bytes, bytes | None]:
+    """``changes`` but the ``local`` keys (a copy only when there are some)."""
+    if not local:
+        return changes
+    kept = dict(changes)
+    for raw_key in local:
+        del kept[raw_key]
+    return kept
 
 
 _PARTITIONER = DefaultPartitioner()  # the producer's own: a key goes where a send of it would go

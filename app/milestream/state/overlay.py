@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from .base import Listener, StateStore
+from .keys import in_changelog
 
 _ABSENT = object()  # a key the batch had not written before the record began
 
@@ -24,6 +25,7 @@ class OverlayStore(StateStore):
     def __init__(self, base: StateStore) -> None:
         self.base = base
         self.changes: dict[bytes, bytes | None] = {}  # None: deleted
+        self.local: set[bytes] = set()  # the keys of ``changes`` not sent to the changelog (state/keys.py)
         self._undo: dict[bytes, object] | None = None
 
     # -- one record's writes, undone if processing it raises
@@ -34,14 +36,16 @@ class OverlayStore(StateStore):
         for raw_key, previous in (self._undo or {}).items():
             if previous is _ABSENT:
                 del self.changes[raw_key]
+                self.local.discard(raw_key)
             else:
                 self.changes[raw_key] = previous  # type: ignore[assignment]
         self._undo = None
 
-    def take_changes(self) -> dict[bytes, bytes | None]:
-        changes, self.changes = self.changes, {}
-        self._undo = None
-        return changes
+    def take_changes(self) -> tuple[dict[bytes, bytes | None], set[bytes]]:
+        """Every key written and its last value; of those, the keys not sent to the changelog."""
+        changes, local = self.changes, self.local
+        self.changes, self.local, self._undo = {}, set(), None
+        return changes, local
 
     # -- StateStore
     def listen(self, listener: Listener, prefix: bytes = b"") -> None:
@@ -57,12 +61,17 @@ class OverlayStore(StateStore):
         return self.base._get(raw_key)
 
     def _put(self, raw_key: bytes, raw_value: bytes) -> None:
-        self._remember(raw_key)
+        self._written(raw_key)
         self.changes[raw_key] = raw_value
 
     def _delete(self, raw_key: bytes) -> None:
-        self._remember(raw_key)
+        self._written(raw_key)
         self.changes[raw_key] = None
+
+    def _written(self, raw_key: bytes) -> None:
+        self._remember(raw_key)
+        if not in_changelog(raw_key):
+            self.local.add(raw_key)
 
     def _scan(self, prefix: bytes) -> Iterator[bytes]:
         written = {k: v for k, v in self.changes.items() if k.startswith(prefix)}
