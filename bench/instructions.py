@@ -43,7 +43,8 @@ NOW = datetime(2026, 12, 15, tzinfo=timezone.utc)
 
 # ------------------------------------------------------------------ the child: one workload, no output
 def _write_back(base, overlay) -> None:
-    for key, value in overlay.take_changes().items():
+    changes, _ = overlay.take_changes()
+    for key, value in changes.items():
         if value is None:
             base._delete(key)
         else:
