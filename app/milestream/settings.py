@@ -135,7 +135,8 @@ class Settings(BaseSettings):
         "",
         "MILESTREAM_WORKER_ID",
         "Static group member id of this worker (default: derived from app id, host name and data folder); "
-        "a worker restarted under the same id gets its partitions back at once.",
+        "a worker restarted under the same id and at the same address gets its partitions back at once "
+        "(at another address it joins as a new member).",
     )
     restart_on_failure: bool = _setting(
         True,

@@ -17,6 +17,8 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from datetime import datetime, timedelta, timezone
 
 import orjson
@@ -26,7 +28,17 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from bench.cluster import Offsets
 from tests.factories import transaction
 from tests.integration.test_crash_recovery import FIRES_AT, sub_target_definition
-from tests.support.worker import WorkerProcess, consume, create_topics, isolated_settings, produce, topic
+from tests.support.worker import (
+    WorkerProcess,
+    consume,
+    create_topics,
+    free_port,
+    isolated_settings,
+    produce,
+    topic,
+    two_workers,
+    wait_until_balanced,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -256,3 +268,33 @@ def test_sigterm_stops_the_worker_in_time_with_the_broker_gone(tmp_path):
         broker.stop()
     assert status is not None and took < SIGTERM_WITHIN_S, (status, took, worker.log_tail())
     assert "did not finish within" in worker.log_tail(200)  # the forced exit says so
+
+
+def test_a_worker_restarted_at_another_address_joins_and_is_routed_to(kafka_bootstrap, tmp_path):
+    """Static members get their previous assignment back, URL table included: a worker restarted
+    under the same id at another port joins as a new member (its id carries a digest of its URLs),
+    and the other worker forwards requests for its partitions to the new address."""
+    token = "restart-api-token"
+    one, two = two_workers(kafka_bootstrap, tmp_path, api_token=token)
+    moved = WorkerProcess(one.settings.model_copy(update={"web_port": free_port()}), tmp_path / "moved.log")
+    try:
+        one.start()
+        two.start()
+        wait_until_balanced([one, two], 8)
+        one.stop()
+        moved.start(timeout=90)
+        wait_until_balanced([moved, two], 8, timeout=90)
+        for n in range(16):  # customers on every partition, half of them owned by the moved worker
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{two.settings.web_port}/customers/nobody-{n}/milestones",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+                    status = response.status
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+            assert status in (200, 404), f"nobody-{n}: {status}"
+    finally:
+        for worker in (moved, one, two):
+            worker.stop()

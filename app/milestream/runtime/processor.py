@@ -39,7 +39,7 @@ from ..pipeline.topology import Processed, Record, Topology
 from ..settings import Settings
 from ..state.overlay import OverlayStore
 from ..topics import changelog_topics
-from ..worker.lifecycle import group_instance_id
+from ..worker.lifecycle import group_instance_id, group_member_id
 from ..worker.records import record_from_aiokafka
 from .assignor import Ownership, ownership_assignor
 from .checkpoint import Checkpoint
@@ -98,7 +98,7 @@ class BatchProcessor:
         consumer_options = dict(
             **client_options(settings),
             group_id=settings.app_id,
-            group_instance_id=instance,
+            group_instance_id=group_member_id(settings),
             client_id=f"{settings.app_id}-batches",
             enable_auto_commit=False,
             auto_offset_reset="earliest",

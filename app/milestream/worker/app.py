@@ -42,7 +42,7 @@ from ..schemas.base import utc_iso
 from ..schemas.codec import dumps
 from ..settings import Settings
 from ..topics import apply_topics, load_topics, worker_topics, written_topics
-from .lifecycle import group_instance_id, shutdown_bounded_worker
+from .lifecycle import group_member_id, shutdown_bounded_worker
 from .pages import add_pages
 from .records import record_from_aiokafka
 from .state_access import RuntimeStateAccess
@@ -100,7 +100,7 @@ def create_app(settings: Settings) -> faust.App:
         producer_linger=settings.producer_linger_ms / 1000,
         producer_max_batch_size=settings.producer_max_batch_bytes,
         broker_session_timeout=settings.session_timeout_s,
-        consumer_group_instance_id=f"{group_instance_id(settings)}-definitions",
+        consumer_group_instance_id=f"{group_member_id(settings)}-definitions",
         Worker=shutdown_bounded_worker(settings.shutdown_grace_s),
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         consumer_auto_offset_reset="earliest",

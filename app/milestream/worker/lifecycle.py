@@ -43,6 +43,20 @@ def group_instance_id(settings: Settings) -> str:
     return f"{settings.app_id}-{socket.gethostname()}-{hashlib.sha256(folder.encode()).hexdigest()[:12]}"
 
 
+def group_member_id(settings: Settings) -> str:
+    """The worker's static member id in its consumer groups: its instance id and a digest of the URLs
+    it advertises in their metadata.
+
+    A broker hands a static member that rejoins the assignment it had, without a rebalance, so a
+    worker restarted under the same id with another URL would get its old URL back: Faust's
+    assignor refuses the assignment (the worker never starts) and the API's ownership table would
+    send requests to the old address. With the digest such a worker joins as a new member (the old
+    one leaves after the session timeout); restarted with the same URLs it takes its place at once.
+    """
+    urls = f"{settings.advertised_url}|{settings.web_host}:{settings.web_port}"
+    return f"{group_instance_id(settings)}-{hashlib.sha256(urls.encode()).hexdigest()[:8]}"
+
+
 def shutdown_bounded_worker(grace_s: float) -> type[faust.Worker]:
     """A Faust worker class whose shutdown on a signal ends within ``grace_s`` seconds."""
 
