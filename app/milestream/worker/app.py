@@ -42,6 +42,7 @@ from ..schemas.base import utc_iso
 from ..schemas.codec import dumps
 from ..settings import Settings
 from ..topics import apply_topics, load_topics, worker_topics, written_topics
+from . import garbage
 from .lifecycle import group_member_id, shutdown_bounded_worker
 from .pages import add_pages
 from .records import record_from_aiokafka
@@ -58,6 +59,7 @@ class WorkerApp(faust.App):
 
     async def on_first_start(self) -> None:
         await super().on_first_start()
+        garbage.measure_pauses()
         settings = self.milestream_settings
         try:
             report = await asyncio.wait_for(
