@@ -62,16 +62,6 @@ POISON_RECORDS = Counter(
     registry=REGISTRY,
 )
 
-# The process (worker/garbage.py)
-GC_PAUSE_SECONDS = Histogram(
-    "milestream_gc_pause_seconds",
-    "Pauses of Python's garbage collector, by generation (2: a full collection); the event loop, and so "
-    "processing and the API, wait for each.",
-    ["generation"],
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5),
-    registry=REGISTRY,
-)
-
 # The batch runtime (runtime/)
 BATCH_RECORDS = Histogram(
     "milestream_batch_records",

@@ -4,20 +4,34 @@ from milestream import metrics
 from milestream.worker import garbage
 
 
-def _pauses(generation: int) -> tuple[float, float]:
-    labels = {"generation": str(generation)}
-    count = metrics.REGISTRY.get_sample_value("milestream_gc_pause_seconds_count", labels) or 0
-    total = metrics.REGISTRY.get_sample_value("milestream_gc_pause_seconds_sum", labels) or 0
-    return count, total
+def _sample(name: str, **labels: str) -> float:
+    return metrics.REGISTRY.get_sample_value(name, labels) or 0
 
 
 def test_every_collection_is_observed_by_generation():
     garbage.measure_pauses()
     garbage.measure_pauses()  # once per process, however often it is called
-    assert gc.callbacks.count(garbage._observe) == 1
-    (full, full_s), (young, _) = _pauses(2), _pauses(0)
+    assert gc.callbacks.count(garbage.PAUSES.callback) == 1
+    full = _sample("milestream_gc_pause_seconds_count", generation="2")
+    full_s = _sample("milestream_gc_pause_seconds_sum", generation="2")
+    young = _sample("milestream_gc_pause_seconds_count", generation="0")
     gc.collect(2)
     gc.collect(0)
-    assert _pauses(2)[0] == full + 1
-    assert _pauses(2)[1] > full_s  # a duration, not a count
-    assert _pauses(0)[0] == young + 1
+    assert _sample("milestream_gc_pause_seconds_count", generation="2") == full + 1
+    assert _sample("milestream_gc_pause_seconds_sum", generation="2") > full_s  # a duration, not a count
+    assert _sample("milestream_gc_pause_seconds_count", generation="0") == young + 1
+
+
+def test_a_pause_is_counted_in_its_bucket_and_every_bucket_above(monkeypatch):
+    pauses = garbage.GcPauses()
+    clock = iter([10.0, 10.03])  # a 30 ms full collection
+    monkeypatch.setattr(garbage.time, "perf_counter", lambda: next(clock))
+    pauses.callback("start", {"generation": 2})
+    pauses.callback("stop", {"generation": 2, "collected": 0, "uncollectable": 0})
+    (family,) = pauses.collect()
+    buckets = {
+        s.labels["le"]: s.value for s in family.samples if s.name.endswith("_bucket") and s.labels["generation"] == "2"
+    }
+    assert buckets["0.025"] == 0 and buckets["0.05"] == 1 and buckets["+Inf"] == 1
+    total = [s.value for s in family.samples if s.name.endswith("_sum") and s.labels["generation"] == "2"]
+    assert abs(total[0] - 0.03) < 1e-9

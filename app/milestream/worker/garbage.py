@@ -5,29 +5,65 @@ event loop that also processes records and answers the API: on a loaded 2-core h
 took 40–90 ms, a few times a minute (BENCHMARKS.md, HTTP API), and everything waiting on the loop
 waited for it. Every collection's pause is observed in ``milestream_gc_pause_seconds{generation}``,
 so a tail of API latency or processing can be set against it.
+
+The collector calls back in whatever thread allocated, possibly one holding a metric's lock: the
+callback only adds to plain numbers, and the histogram is built from them when /metrics is read.
 """
 
 from __future__ import annotations
 
 import gc
 import time
+from bisect import bisect_left
+from collections.abc import Iterator
 from typing import Any
+
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
 
 from .. import metrics
 
-_PAUSES = {generation: metrics.GC_PAUSE_SECONDS.labels(str(generation)) for generation in range(3)}
-_started = [0.0]
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5)
+GENERATIONS = 3
 
 
-def _observe(phase: str, info: dict[str, Any]) -> None:
-    # Called by the collector, which never runs inside its own callback: no metric lock is re-entered.
-    if phase == "start":
-        _started[0] = time.perf_counter()
-    else:
-        _PAUSES[info["generation"]].observe(time.perf_counter() - _started[0])
+class GcPauses(Collector):
+    """Pause counts per bucket (the last: above every bound) and their sum, per generation."""
+
+    def __init__(self) -> None:
+        self.counts = [[0] * (len(BUCKETS) + 1) for _ in range(GENERATIONS)]
+        self.sums = [0.0] * GENERATIONS
+        self._started = 0.0
+
+    def callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        pause, generation = time.perf_counter() - self._started, info["generation"]
+        self.counts[generation][bisect_left(BUCKETS, pause)] += 1
+        self.sums[generation] += pause
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(
+            "milestream_gc_pause_seconds",
+            "Pauses of Python's garbage collector, by generation (2: a full collection); the event loop, and "
+            "so processing and the API, wait for each.",
+            labels=["generation"],
+        )
+        for generation in range(GENERATIONS):
+            cumulative, buckets = 0, []
+            for bound, count in zip((*map(str, BUCKETS), "+Inf"), self.counts[generation], strict=True):
+                cumulative += count
+                buckets.append((bound, cumulative))
+            family.add_metric([str(generation)], buckets, self.sums[generation])
+        yield family
+
+
+PAUSES = GcPauses()
 
 
 def measure_pauses() -> None:
     """Observe every collection's pause from now on (once per process, however often called)."""
-    if _observe not in gc.callbacks:
-        gc.callbacks.append(_observe)
+    if PAUSES.callback not in gc.callbacks:
+        gc.callbacks.append(PAUSES.callback)
+        metrics.REGISTRY.register(PAUSES)
