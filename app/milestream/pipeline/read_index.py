@@ -84,21 +84,9 @@ def _milestone_index(
     """(the milestone's new PROGRESS entry, value changes by cycle, cycles that closed now)."""
     cycles: dict[str, Any] = ms.get("c", _NOTHING)
     was_open: dict[str, Values] = before.get("o", _NOTHING)
-    if not compiled.settings.leaderboard and "adj" not in ms and cycles.keys() == was_open.keys():
-        # Nearly every record: the same cycles open as last time, no board, no carried returns.
-        changes: dict[int, dict[str, Any]] = {}
-        opened: dict[str, Values] = {}
-        for key, cycle in cycles.items():
-            values = opened[key] = cycle_values(engine, compiled, ms, cycle, int(key))
-            old = was_open[key]
-            if values != old:
-                delta = _deltas(old, values)
-                if delta:
-                    changes[int(key)] = {"d": delta}
-        return {"o": opened}, changes, set()
     opened = {key: cycle_values(engine, compiled, ms, cycle, int(key)) for key, cycle in cycles.items()}
+    changes: dict[int, dict[str, Any]] = {}
     closed_kept: dict[str, Values] = dict(before.get("x", {}))
-    changes = {}
     closed_now: set[int] = set()
     for key, old in was_open.items():
         if key in opened:
@@ -112,10 +100,7 @@ def _milestone_index(
         if delta:
             changes[int(key)] = {"d": delta}
         closed_kept[key] = final
-    for key, values in opened.items():
-        delta = _deltas(was_open.get(key, {}), values)
-        if delta:
-            changes[int(key)] = {"d": delta}
+    _open_changes(was_open, opened, changes)
     carried_before: dict[str, Values] = before.get("a", {})
     carried = {key: dict(values) for key, values in ms.get("adj", {}).items()}
     for key, values in carried.items():
@@ -132,6 +117,16 @@ def _milestone_index(
             if kept:
                 entry["x"] = {k: closed_kept[k] for k in kept}
     return entry, changes, closed_now
+
+
+def _open_changes(was_open: dict[str, Values], opened: dict[str, Values], changes: dict[int, dict[str, Any]]) -> None:
+    """Add to ``changes`` each open cycle's change of values since they were last indexed."""
+    for key, values in opened.items():
+        old = was_open.get(key, _NOTHING)
+        if values != old:
+            delta = _deltas(old, values)
+            if delta:
+                changes[int(key)] = {"d": delta}
 
 
 def _current(opened: dict[str, Values]) -> int:
