@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..engine.core import Engine, Result, progress_value
-from ..engine.measures import Accumulation
+from ..engine.measures import Accumulation, accumulation
 from ..engine.registry import GROUP, Compiled
 from ..state.base import EMPTY_DOCUMENT, StateStore, key_id, raw_prefix
 from ..state.keys import PREFIX_BYTES, Customer, Namespace, StateKey
@@ -64,15 +64,8 @@ def _fmt(value: Decimal) -> str:
 
 def cycle_values(engine: Engine, compiled: Compiled, ms: dict[str, Any], cycle: dict[str, Any], index: int) -> Values:
     """Each target's value in a cycle (and the targets met, on a leaderboard of several targets)."""
-    targets = cycle.get("t", _NOTHING)
-    values: Values = {}
-    for plan in compiled.plans:
-        target_id = plan.target.target_id
-        progress = targets.get(target_id, _NOTHING)
-        if plan.accumulation is Accumulation.SUM and "b" not in progress:
-            values[target_id] = progress.get("v") or "0"  # a sum is stored formatted: the common case
-        else:
-            values[target_id] = _fmt(progress_value(progress, plan.accumulation))
+    targets = cycle.get("t", {})
+    values = {t.target_id: _value(targets.get(t.target_id, {}), accumulation(t.kpi)) for t in compiled.targets}
     if compiled.settings.leaderboard and not compiled.single_target:
         values[GROUP] = _fmt(engine.group_status(compiled, engine._progress(compiled, ms, cycle, index))[0])
     return values
@@ -82,11 +75,12 @@ def _milestone_index(
     engine: Engine, compiled: Compiled, ms: dict[str, Any], before: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[int, dict[str, Any]], set[int]]:
     """(the milestone's new PROGRESS entry, value changes by cycle, cycles that closed now)."""
-    cycles: dict[str, Any] = ms.get("c", _NOTHING)
-    was_open: dict[str, Values] = before.get("o", _NOTHING)
-    opened = {key: cycle_values(engine, compiled, ms, cycle, int(key)) for key, cycle in cycles.items()}
-    changes: dict[int, dict[str, Any]] = {}
+    opened: dict[str, Values] = {
+        key: cycle_values(engine, compiled, ms, cycle, int(key)) for key, cycle in ms.get("c", {}).items()
+    }
+    was_open: dict[str, Values] = before.get("o", {})
     closed_kept: dict[str, Values] = dict(before.get("x", {}))
+    changes: dict[int, dict[str, Any]] = {}
     closed_now: set[int] = set()
     for key, old in was_open.items():
         if key in opened:
@@ -100,7 +94,10 @@ def _milestone_index(
         if delta:
             changes[int(key)] = {"d": delta}
         closed_kept[key] = final
-    _open_changes(was_open, opened, changes)
+    for key, values in opened.items():
+        delta = _deltas(was_open.get(key, {}), values)
+        if delta:
+            changes[int(key)] = {"d": delta}
     carried_before: dict[str, Values] = before.get("a", {})
     carried = {key: dict(values) for key, values in ms.get("adj", {}).items()}
     for key, values in carried.items():
@@ -119,14 +116,12 @@ def _milestone_index(
     return entry, changes, closed_now
 
 
-def _open_changes(was_open: dict[str, Values], opened: dict[str, Values], changes: dict[int, dict[str, Any]]) -> None:
-    """Add to ``changes`` each open cycle's change of values since they were last indexed."""
-    for key, values in opened.items():
-        old = was_open.get(key, _NOTHING)
-        if values != old:
-            delta = _deltas(old, values)
-            if delta:
-                changes[int(key)] = {"d": delta}
+def _value(progress: dict[str, Any], mode: Accumulation) -> str:
+    """A target's progress as text. A sum without a starting balance is its stored text already
+    (the engine writes sums formatted): the common case, read for every open cycle on every record."""
+    if mode is Accumulation.SUM and "b" not in progress:
+        return progress.get("v") or "0"
+    return _fmt(progress_value(progress, mode))
 
 
 def _current(opened: dict[str, Values]) -> int:
@@ -135,7 +130,7 @@ def _current(opened: dict[str, Values]) -> int:
 
 def _deltas(old: Values, new: Values) -> Values:
     out = {}
-    for target in new if new.keys() == old.keys() else new.keys() | old.keys():
+    for target in new.keys() | old.keys():
         if target == GROUP:
             continue
         before, after = old.get(target, "0"), new.get(target, "0")
@@ -324,15 +319,14 @@ def maintain(
             continue
         if not engine.is_enrolled(compiled, ms, customer.customer_id):
             continue
-        indexed = before.get(milestone_id, _NOTHING)
+        indexed = before.get(milestone_id, {})
         entry, changes, _ = _milestone_index(engine, compiled, ms, indexed)
-        counters = indexed.get("h")
+        counters = dict(indexed.get("h", {}))
         for cycle in late.get(milestone_id, ()):
             changes.setdefault(cycle, {})["late"] = True
         if changes and history_per_cycle > 0:
             described = described or _describe(record, document)
             entries = {cycle: {**described, **change} for cycle, change in changes.items()}
-            counters = dict(counters or ())  # a copy: ``before`` stays as it was, to compare with
             history.record_contribution(
                 store, customer, milestone_id, entries, counters, history_per_cycle, history_cycles
             )
