@@ -6,15 +6,18 @@ import hashlib
 import orjson
 import pytest
 
+from milestream.pipeline.driver import TopologyTestDriver
 from milestream.state.keys import Namespace
 from tests.engine.builders import customer_state
 from tests.factories import at, monthly_gross_definition, transaction
+from tests.support.stores import RecordingStore
 
 WHEN = "2024-01-05T10:00:00+05:30"
 
 
 @pytest.fixture
-def loaded(driver):
+def loaded():
+    driver = TopologyTestDriver(store=RecordingStore())
     driver.pipe("definitions", "m-monthly", monthly_gross_definition())
     return driver
 
@@ -89,9 +92,8 @@ def test_redelivered_record_writes_the_state_that_includes_it_again(loaded):
     re-sends that state (unchanged), so the record is acked only once the changelog has it too."""
     loaded.pipe("transactions", "c1", transaction("c1", "3000", WHEN, 1), timestamp=at(WHEN), offset=0)
     state = customer_state(loaded, "c1")
-    puts = []
-    put = loaded.store.put
-    loaded.store.put = lambda key, value: (puts.append((key, value)), put(key, value))
+    puts = loaded.store.puts
+    puts.clear()
     again = loaded.pipe("transactions", "c1", transaction("c1", "3000", WHEN, 1), timestamp=at(WHEN), offset=0)
     assert again.outcome == "duplicate"
     # The state last, after its close-index entry, all unchanged.
@@ -104,9 +106,8 @@ def test_redelivered_record_writes_the_state_that_includes_it_again(loaded):
 def test_redelivered_record_re_emits_its_outputs_with_the_same_ids(loaded):
     loaded.pipe("transactions", "c1", transaction("c1", "6000", WHEN, 1), timestamp=at(WHEN), offset=0)
     state, outbox = customer_state(loaded, "c1"), loaded.store.get(Namespace.OUTBOX.key("c1"))
-    puts = []
-    put = loaded.store.put
-    loaded.store.put = lambda key, value: (puts.append((key, value)), put(key, value))
+    puts = loaded.store.puts
+    puts.clear()
     replay = loaded.pipe("transactions", "c1", transaction("c1", "6000", WHEN, 1), timestamp=at(WHEN), offset=0)
     assert replay.outcome == "duplicate"
     first, second = loaded.read("promotions")
