@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from ..schemas.base import DEFAULT_ORG, utc_iso
 from ..schemas.codec import Rejected
@@ -149,7 +149,7 @@ class SeriesEngine:
     """Applies customer events to series state under a series registry."""
 
     # The events ``apply`` reads: every other event leaves series state alone.
-    consumes: tuple[type[LedgerEntry], type[ProgramMembership], type[RewardRedemption]] = (
+    consumes: ClassVar[tuple[type[LedgerEntry], type[ProgramMembership], type[RewardRedemption]]] = (
         LedgerEntry,
         ProgramMembership,
         RewardRedemption,

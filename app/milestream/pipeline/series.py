@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 from ..engine.series import SeriesEngine, SeriesRegistry, apply_series_definition, live_at
 from ..schemas.base import DEFAULT_ORG, utc_iso
 from ..schemas.codec import dumps
@@ -43,6 +45,7 @@ from .topology import (
 )
 
 
+@mypyc_attr(native_class=False)  # a str subclass: a plain Python class in the compiled build
 class _Later(str):
     """A customer id that sorts backwards: the heaps below keep the earlier id of a tie."""
 

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import orjson
+from mypy_extensions import mypyc_attr
 
 from .keys import PREFIX_BYTES, Namespace, StateKey, encoded
 
@@ -39,6 +40,9 @@ Listener = Callable[[Changes, Existed], None]
 Heard = list[tuple[Listener, dict[bytes, "bytes | None"], dict[bytes, bool]]]  # what to tell, after a write
 
 
+# Other backends (the worker's partition stores) and tests' fault-injecting stores subclass it, in
+# the compiled build too.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class StateStore(ABC):
     """Documents by :class:`StateKey` (state/keys.py). Every backend stores the same bytes:
     the encoded key and the document as JSON; a backend only moves bytes."""

@@ -29,7 +29,7 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from .. import metrics
+from .. import __version__, build, metrics
 from ..api.server import add_api
 from ..console import add_console
 from ..kafka_client import client_options, faust_credentials
@@ -60,6 +60,7 @@ class WorkerApp(faust.App):
     async def on_first_start(self) -> None:
         await super().on_first_start()
         garbage.measure_pauses()
+        log.info("milestream %s, %s build", __version__, build.describe())
         settings = self.milestream_settings
         try:
             report = await asyncio.wait_for(
