@@ -10,12 +10,21 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 # project's (and `make test`'s) keep the current one.
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# The compiled build (setup.py, MILESTREAM_COMPILE=1: the per-record path compiled with mypyc), installed
+# as users install it (not editable): rebuilt whenever a source changes. `make bench` measures it and
+# `make test` runs the core's tests and the real-broker crash tests against it.
+COMPILED_VENV := .venv-compiled
+COMPILED_PY := $(COMPILED_VENV)/bin/python
+COMPILED_STAMP := $(COMPILED_VENV)/.built
+APP_SOURCES := $(shell find app -name '*.py')
+# A package installed outside the repository finds the repository's files through these.
+REPO_FILES := MILESTREAM_TOPICS_FILE=$(CURDIR)/topics.yaml MILESTREAM_KAFKA_DIR=$(or $(MILESTREAM_KAFKA_DIR),$(CURDIR)/.local/kafka)
 KAFKA  := $(PYTHON) deploy/local_kafka.py
 BOOTSTRAP_FILE := $(or $(MILESTREAM_KAFKA_DIR),.local/kafka)/run/bootstrap
 
 BROWSER_SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install browser screenshots kafka-fetch kafka-up kafka-down topics worker demo run lint test test-unit bench schemas clean
+.PHONY: install compiled test-compiled browser screenshots kafka-fetch kafka-up kafka-down topics worker demo run lint test test-unit bench schemas clean
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +46,17 @@ $(BENCH_STAMP): $(STAMP)
 	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[bench]'
 	rm -f $(BENCH_VENV)/.installed-* && touch $@
+
+# Dependencies first (a pure build, replaced next), then the compiled package against them, so mypyc
+# sees the dependencies' real types.
+$(COMPILED_STAMP): $(STAMP) setup.py $(APP_SOURCES)
+	[ -x $(COMPILED_PY) ] || $(PYTHON) -m venv $(COMPILED_VENV)
+	$(COMPILED_PY) -m pip install --quiet --upgrade pip 'setuptools>=77' wheel
+	$(COMPILED_PY) -m pip install --quiet '.[test]'
+	MILESTREAM_COMPILE=1 $(COMPILED_PY) -m pip install --quiet --no-build-isolation --no-deps --force-reinstall .
+	touch $@
+
+compiled: $(COMPILED_STAMP)
 
 kafka-fetch:
 	$(KAFKA) fetch
@@ -63,22 +83,29 @@ run: topics
 
 ## lint: ruff (lint and format) on the tree, mypy on the package; part of `make test`.
 lint: install
-	$(VENV)/bin/ruff check app tests bench deploy
-	$(VENV)/bin/ruff format --check app tests bench deploy
+	$(VENV)/bin/ruff check app tests bench deploy setup.py
+	$(VENV)/bin/ruff format --check app tests bench deploy setup.py
 	$(VENV)/bin/mypy
 
-test: lint kafka-fetch browser
+test: lint kafka-fetch browser test-compiled
 	$(PY) -m pytest
+
+## test-compiled: the compiled build against the core's tests, then a real `milestream worker` of that
+## build through the end-to-end and crash tests on the broker.
+test-compiled: $(COMPILED_STAMP) kafka-fetch
+	$(REPO_FILES) MILESTREAM_EXPECT_COMPILED=1 $(COMPILED_PY) -m pytest -m "not kafka" tests/test_build.py tests/engine tests/pipeline tests/state tests/runtime tests/worker tests/api tests/schemas tests/test_simulate.py tests/test_simulate_series.py
+	$(REPO_FILES) $(COMPILED_PY) -m pytest tests/integration/test_end_to_end.py tests/integration/test_crash_recovery.py
 
 test-unit: install
 	$(PY) -m pytest -m "not kafka"
 
-bench: $(BENCH_STAMP) kafka-fetch
-	MILESTREAM_QUIX_PYTHON=$(BENCH_VENV)/bin/python $(PY) -m bench.run
-	$(PY) -m bench.close
-	$(PY) -m bench.restore
-	$(PY) -m bench.api
-	$(PY) -m bench.backfill
+# The worker as deployed: the compiled build (deploy/Dockerfile builds the same).
+bench: $(BENCH_STAMP) $(COMPILED_STAMP) kafka-fetch
+	$(REPO_FILES) MILESTREAM_QUIX_PYTHON=$(BENCH_VENV)/bin/python $(COMPILED_PY) -m bench.run
+	$(REPO_FILES) $(COMPILED_PY) -m bench.close
+	$(REPO_FILES) $(COMPILED_PY) -m bench.restore
+	$(REPO_FILES) $(COMPILED_PY) -m bench.api
+	$(REPO_FILES) $(COMPILED_PY) -m bench.backfill
 
 ## screenshots: PNGs of each console page in docs/console/, against a worker with demo data
 ## (on the broker at KAFKA_BOOTSTRAP_SERVERS when set, else the local one, started if need be).
@@ -91,4 +118,4 @@ schemas: install
 	$(VENV)/bin/milestream schemas --out schemas --api-doc docs/api.md
 
 clean:
-	rm -rf .local $(VENV) $(BENCH_VENV)
+	rm -rf .local build $(VENV) $(BENCH_VENV) $(COMPILED_VENV)

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from milestream import build
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS_MD = REPO_ROOT / "BENCHMARKS.md"
 START_MARKER = "<!-- results:start -->"
@@ -45,6 +47,7 @@ def machine(kafka: str) -> dict[str, Any]:
         "ram_gib": round(int(mem_kb) / 1024 / 1024, 1) if mem_kb else None,
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
+        "milestream_build": build.describe(),
         "java": _command_output("java", "-version") or "unknown",
         "kafka": kafka,
     }
@@ -418,7 +421,8 @@ def results_markdown(results: dict[str, Any], earlier: Sequence[str] = ()) -> st
         f"{results['wall_clock_seconds']:.0f} s.",
         "",
         f"- **Machine:** {m['cpus']} CPUs ({m['cpu_model']}), {m['ram_gib']} GiB RAM, {m['os']}",
-        f"- **Software:** Python {m['python']}, {m['java']}, Kafka {m['kafka']}",
+        f"- **Software:** Python {m['python']}, {m['java']}, Kafka {m['kafka']}; Milestream's "
+        f"{m.get('milestream_build', 'pure Python')} build",
         f"- **Workload:** {s['events']:,} transactions of {s['customers']:,} customers, "
         f"{s['partitions']} partitions, one milestone (monthly gross spend 5,000, sub-targets 25/50/75 %)",
         f"- **Settings:** the worker: batches of up to {s['max_poll_records']} records, "
