@@ -367,7 +367,8 @@ def write(result: dict[str, Any]) -> str:
     block = (
         f"{START_MARKER}\n"
         f"Run on **{result['date']}** at commit `{result['revision']}`, {env['cpus']} CPUs ({env['cpu_model']}), "
-        f"Python {env['python']}, Kafka: {result['kafka']}. {WORKERS} workers, "
+        f"Python {env['python']} (Milestream's {env.get('milestream_build', 'pure Python')} build), "
+        f"Kafka: {result['kafka']}. {WORKERS} workers, "
         f"{result['partitions']} partitions, **{result['customers']:,} customers** in state (one transaction each), "
         f"one milestone with its leaderboard on.\n\n"
         f"API latency while the workers process a steady {result['api'][0]['input']['rate']:,.0f} transactions/s, "

@@ -316,7 +316,8 @@ def block(results: dict[str, Any]) -> str:
         [
             START_MARKER,
             f"Run on **{results['date']}** at commit `{results['revision']}`, {m['cpus']} CPUs ({m['cpu_model']}), "
-            f"{m['ram_gib']} GiB RAM, Python {m['python']}, Kafka: {m['kafka']}; the whole run took "
+            f"{m['ram_gib']} GiB RAM, Python {m['python']} (Milestream's {m.get('milestream_build', 'pure Python')} "
+            f"build), Kafka: {m['kafka']}; the whole run took "
             f"{results['wall_clock_seconds']:.0f} s.",
             "",
             f"**{s['events']:,} transactions of {s['customers']:,} customers** with event times from {s['from']} "

@@ -263,7 +263,8 @@ def write(result: dict, broker: dict | None, revision: str) -> str:
     block = (
         f"{START_MARKER}\n"
         f"Run on **{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC** at commit `{revision}`, "
-        f"{env['cpus']} CPUs ({env['cpu_model']}), Python {env['python']}.\n\n"
+        f"{env['cpus']} CPUs ({env['cpu_model']}), Python {env['python']} (Milestream's "
+        f"{env.get('milestream_build', 'pure Python')} build).\n\n"
         "| Enrolled customers | Cycle-close events | Close time | Closes/s | Ticks (batch) | "
         "Building the index (enrolments) | Peak RSS |\n"
         "|---:|---:|---:|---:|---:|---:|---:|\n"
