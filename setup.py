@@ -13,7 +13,7 @@ from pathlib import Path
 
 from setuptools import setup
 
-# Left interpreted: keys.py builds its keys through the dataclass's slot descriptors (the fastest way in
+# Left interpreted: keys.py builds its keys through the class's slot descriptors (the fastest way in
 # CPython, impossible in a compiled class). Package __init__ files have nothing to compile.
 INTERPRETED = {"app/milestream/state/keys.py"}
 COMPILED_PACKAGES = ("engine", "pipeline", "state")
