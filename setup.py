@@ -17,15 +17,17 @@ from setuptools import setup
 # CPython, impossible in a compiled class). Package __init__ files have nothing to compile.
 INTERPRETED = {"app/milestream/state/keys.py"}
 COMPILED_PACKAGES = ("engine", "pipeline", "state")
+ROOT = Path(__file__).resolve().parent
 
 
 def compiled_modules() -> list[str]:
-    return [
-        path.as_posix()
+    """The modules to compile, as paths from the repository's root (whatever the current directory)."""
+    paths = (
+        path.relative_to(ROOT).as_posix()
         for package in COMPILED_PACKAGES
-        for path in sorted(Path("app/milestream", package).glob("*.py"))
-        if path.name != "__init__.py" and path.as_posix() not in INTERPRETED
-    ]
+        for path in sorted((ROOT / "app" / "milestream" / package).glob("*.py"))
+    )
+    return [path for path in paths if not path.endswith("/__init__.py") and path not in INTERPRETED]
 
 
 def extensions() -> list:
