@@ -223,11 +223,19 @@ class BucketCounts:
         return ahead, self._earlier(i, k)
 
     def _earlier(self, i: int, k: int) -> Iterator[str]:
-        placed = (self.buckets[j] for j in range(i - 1, -1, -1) if self._counts[j])
+        placed = self._placed_before(i)
         if k:
             yield from merge(placed, self._new_sorted[k - 1 :: -1], reverse=True)
         else:
             yield from placed
+
+    def _placed_before(self, i: int) -> Iterator[str]:
+        """The non-empty placed buckets before buckets[i], the nearest first. A generator function,
+        not a generator expression: compiled, an expression assigned to a name is built as a whole
+        list, and a rank reads only the first few of thousands of buckets."""
+        for j in range(i - 1, -1, -1):
+            if self._counts[j]:
+                yield self.buckets[j]
 
     def change(self, counter: str, count: int) -> bool:
         """Set a bucket's count; False once the buckets waiting for a place are too many (build the
