@@ -45,6 +45,9 @@ def test_transactions_through_the_broker_yield_one_achievement(worker):
     assert event.event_id == milestone_event_id("m-e2e", "spend", "alice", event.cycle.index, "achievement")
     metrics = worker.http("/metrics")
     assert 'milestream_outputs_emitted_total{kind="achievement"}' in metrics
+    # Start-up's objects were frozen out of later collections once the definitions were loaded.
+    (frozen,) = [line for line in metrics.splitlines() if line.startswith("milestream_gc_frozen_objects ")]
+    assert float(frozen.split()[1]) > 10_000
 
 
 def test_bad_input_is_dead_lettered_and_good_input_still_flows(worker):

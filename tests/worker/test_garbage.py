@@ -22,16 +22,30 @@ def test_every_collection_is_observed_by_generation():
     assert _sample("milestream_gc_pause_seconds_count", generation="0") == young + 1
 
 
-def test_a_pause_is_counted_in_its_bucket_and_every_bucket_above(monkeypatch):
-    pauses = garbage.GcPauses()
+def test_a_pause_is_counted_in_its_bucket_and_every_bucket_above():
     clock = iter([10.0, 10.03])  # a 30 ms full collection
-    monkeypatch.setattr(garbage.time, "perf_counter", lambda: next(clock))
+    pauses = garbage.GcPauses(clock=lambda: next(clock))
     pauses.callback("start", {"generation": 2})
     pauses.callback("stop", {"generation": 2, "collected": 0, "uncollectable": 0})
-    (family,) = pauses.collect()
+    family, _frozen = pauses.collect()
     buckets = {
         s.labels["le"]: s.value for s in family.samples if s.name.endswith("_bucket") and s.labels["generation"] == "2"
     }
     assert buckets["0.025"] == 0 and buckets["0.05"] == 1 and buckets["+Inf"] == 1
     total = [s.value for s in family.samples if s.name.endswith("_sum") and s.labels["generation"] == "2"]
     assert abs(total[0] - 0.03) < 1e-9
+
+
+def test_start_up_objects_are_frozen_out_of_later_collections():
+    garbage.measure_pauses()
+    assert gc.get_freeze_count() == 0
+    try:
+        garbage.freeze_startup_objects()
+        frozen = gc.get_freeze_count()
+        assert frozen > 1000  # this process's modules and classes at least
+        assert _sample("milestream_gc_frozen_objects") == frozen
+        made_since = [[n] for n in range(100)]
+        assert any(made_since is o for o in gc.get_objects())  # what is made later is still collected
+    finally:
+        gc.unfreeze()
+    assert _sample("milestream_gc_frozen_objects") == 0

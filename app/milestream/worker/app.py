@@ -153,6 +153,7 @@ def create_app(settings: Settings) -> faust.App:
     @app.task
     async def customer_batches() -> None:
         await definitions_ready.wait()
+        garbage.freeze_startup_objects()
         await processor.run()
 
     # Every worker applies every definitions record (follow_definitions); the one worker
