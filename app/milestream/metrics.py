@@ -19,6 +19,13 @@ PROCESSING_SECONDS = Histogram(
     buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5),
     registry=REGISTRY,
 )
+HTTP_REQUEST_SECONDS = Histogram(
+    "milestream_http_request_seconds",
+    "Time the worker took to answer an HTTP request, by route pattern, method and status (api/timing.py).",
+    ["route", "method", "status"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+    registry=REGISTRY,
+)
 OUTPUTS_EMITTED = Counter(
     "milestream_outputs_emitted",
     "Milestone events published to the promotions topic, by kind.",

@@ -48,6 +48,8 @@ def test_transactions_through_the_broker_yield_one_achievement(worker):
     # Start-up's objects were frozen out of later collections once the definitions were loaded.
     (frozen,) = [line for line in metrics.splitlines() if line.startswith("milestream_gc_frozen_objects ")]
     assert float(frozen.split()[1]) > 10_000
+    # Each request's time, by the route's pattern (the test polled /definitions above).
+    assert 'milestream_http_request_seconds_count{method="GET",route="/definitions",status="200"}' in metrics
 
 
 def test_bad_input_is_dead_lettered_and_good_input_still_flows(worker):

@@ -88,8 +88,8 @@ def test_a_non_loopback_bind_needs_a_token(host):
 def test_faust_serves_no_raw_table_pages():
     options = faust_web_options(Settings())
     assert not any(options[f"web_{name}_enabled"] for name in ("tables", "router", "graph", "stats"))
-    # Errors as JSON, then the token check; and the request body limit.
-    assert len(options["web_application_options"]["middlewares"]) == 2
+    # Timing, errors as JSON, then the token check; and the request body limit.
+    assert len(options["web_application_options"]["middlewares"]) == 3
     assert options["web_application_options"]["client_max_size"] == Settings().api_max_body_bytes
 
 

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..api.errors import install_json_protocol_errors, json_errors_middleware
+from ..api.timing import timing_middleware
 from ..settings import Settings
 
 OPEN_PATHS = frozenset({"/healthz", "/metrics"})
@@ -109,9 +110,10 @@ def faust_web_options(settings: Settings) -> dict[str, Any]:
         "web_port": settings.web_port,
         "web_bind": settings.web_host,
         "web_host": settings.web_host,
-        # Errors as JSON outermost, so a refused token, an unknown path or a too-large body all answer JSON.
+        # Timing outermost, so every answer is timed; then errors as JSON, so a refused token, an unknown
+        # path or a too-large body all answer JSON.
         "web_application_options": {
-            "middlewares": [json_errors_middleware(), token_middleware(settings)],
+            "middlewares": [timing_middleware(), json_errors_middleware(), token_middleware(settings)],
             "client_max_size": settings.api_max_body_bytes,
         },
         "web_tables_enabled": False,
