@@ -12,14 +12,23 @@ def test_every_collection_is_observed_by_generation():
     garbage.measure_pauses()
     garbage.measure_pauses()  # once per process, however often it is called
     assert gc.callbacks.count(garbage.PAUSES.callback) == 1
-    full = _sample("milestream_gc_pause_seconds_count", generation="2")
-    full_s = _sample("milestream_gc_pause_seconds_sum", generation="2")
-    young = _sample("milestream_gc_pause_seconds_count", generation="0")
-    gc.collect(2)
-    gc.collect(0)
-    assert _sample("milestream_gc_pause_seconds_count", generation="2") == full + 1
-    assert _sample("milestream_gc_pause_seconds_sum", generation="2") > full_s  # a duration, not a count
-    assert _sample("milestream_gc_pause_seconds_count", generation="0") == young + 1
+    gc.disable()  # only the collections asked for below: none set off by allocations meanwhile
+    try:
+        full = _sample("milestream_gc_pause_seconds_count", generation="2")
+        full_s = _sample("milestream_gc_pause_seconds_sum", generation="2")
+        young = _sample("milestream_gc_pause_seconds_count", generation="0")
+        gc.collect(2)
+        gc.collect(0)
+        after = (
+            _sample("milestream_gc_pause_seconds_count", generation="2"),
+            _sample("milestream_gc_pause_seconds_sum", generation="2"),
+            _sample("milestream_gc_pause_seconds_count", generation="0"),
+        )
+    finally:
+        gc.enable()
+    assert after[0] == full + 1
+    assert after[1] > full_s  # a duration, not a count
+    assert after[2] == young + 1
 
 
 def test_a_pause_is_counted_in_its_bucket_and_every_bucket_above():
