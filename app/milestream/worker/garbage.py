@@ -7,10 +7,10 @@ waited for it. Every collection's pause is observed in ``milestream_gc_pause_sec
 so a tail of API latency or processing can be set against it.
 
 Most of what a full collection walks is there from the start and never becomes garbage: modules,
-classes, Faust's and pydantic's machinery (about 90,000 objects, 35–50 ms a walk on its own). Once
+classes, Faust's and pydantic's machinery (about 90,000 objects, some 40 ms a walk on its own). Once
 the worker has started and loaded its definitions, ``freeze_startup_objects`` moves them into the
-permanent generation: a full collection then walks only what was made since, and took under a
-millisecond in the API benchmark where it took 45–55 ms (BENCHMARKS.md, HTTP API).
+permanent generation: a full collection then walks only what was made since, and took 1–8 ms in the
+API benchmark where it took 30–55 ms (BENCHMARKS.md, HTTP API).
 
 The collector calls back in whatever thread allocated, possibly one holding a metric's lock: the
 callback only adds to plain numbers, and the histogram is built from them when /metrics is read.
