@@ -307,3 +307,26 @@ def _reference_span(digits: str, leading: int) -> tuple[str, str]:
 )
 def test_bucket_spans_are_the_values_sharing_their_leading_digits(digits, leading):
     assert leaderboards._bucket_span(digits, leading) == _reference_span(digits, leading)
+
+
+def test_board_prefixes_are_remembered_within_a_bound():
+    """Prefixes are remembered per board (made for every event on a leaderboard), and the memory of
+    them stays bounded however many boards pass through a worker."""
+    first = leaderboards.board_prefix("m", "t", 7)
+    assert first == "m\x00t\x00007\x00"
+    assert leaderboards.board_prefix("m", "t", 7) is first
+    for n in range(leaderboards._BOARD_PREFIXES_MAX + 10):
+        assert leaderboards.board_prefix(f"m{n}", "t", n % 999) == f"m{n}\x00t\x00{n % 999:03d}\x00"
+    assert len(leaderboards._BOARD_PREFIXES) <= leaderboards._BOARD_PREFIXES_MAX
+
+
+@given(st.text(alphabet="ab\x00", max_size=12))
+def test_a_key_not_shaped_as_an_entry_is_refused_by_split(key):
+    """Fewer than three separators: ValueError, which the counting steps over (``_entry_bucket``)."""
+    if key.count("\x00") < 3:
+        with pytest.raises(ValueError):
+            leaderboards._split(key)
+        assert leaderboards._entry_bucket(key) is None
+    else:
+        board, digits = leaderboards._split(key)
+        assert board.count("\x00") == 3 and board.endswith("\x00") and key.startswith(board + digits)

@@ -63,8 +63,20 @@ class Entry(NamedTuple):
     customer_id: str
 
 
+_BOARD_PREFIXES: dict[tuple[str, str, int], str] = {}
+_BOARD_PREFIXES_MAX = 4096  # boards in use at once: milestones x targets x cycles kept
+
+
 def board_prefix(milestone_id: str, target_id: str, cycle: int) -> str:
-    return f"{milestone_id}{SEP}{target_id}{SEP}{cycle:03d}{SEP}"
+    # Remembered: an entry key is made for every event on a leaderboard, and formatting the prefix
+    # (the cycle's three digits) cost as much as the rest of the key.
+    board = (milestone_id, target_id, cycle)
+    prefix = _BOARD_PREFIXES.get(board)
+    if prefix is None:
+        if len(_BOARD_PREFIXES) >= _BOARD_PREFIXES_MAX:
+            _BOARD_PREFIXES.clear()
+        prefix = _BOARD_PREFIXES[board] = f"{milestone_id}{SEP}{target_id}{SEP}{cycle:03d}{SEP}"
+    return prefix
 
 
 _LAST = 2 * OFFSET - 1  # the largest descending digits a key holds
@@ -119,8 +131,8 @@ def value_text(value: Decimal) -> str:
 
 def _split(key: str) -> tuple[str, str]:
     """(board prefix, descending value digits) of an entry key."""
-    milestone_id, target_id, cycle, rest = key.split(SEP, 3)
-    return f"{milestone_id}{SEP}{target_id}{SEP}{cycle}{SEP}", rest[:WIDTH]
+    end = key.index(SEP, key.index(SEP, key.index(SEP) + 1) + 1) + 1  # past the third separator
+    return key[:end], key[end : end + WIDTH]
 
 
 def bucket(digits: str, leading: int = LEADING_DIGITS) -> str:
