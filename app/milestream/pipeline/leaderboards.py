@@ -141,19 +141,33 @@ def bucket(digits: str, leading: int = LEADING_DIGITS) -> str:
     return _bucket_span(digits, leading)[0]
 
 
+_SPANS: dict[tuple[int, int, int], tuple[str, str]] = {}  # by leading digits, digits of the value, leading
+_SPANS_MAX = 1 << 16
+
+
 def _bucket_span(digits: str, leading: int = LEADING_DIGITS) -> tuple[str, str]:
     """The smallest and the largest digits of the bucket of ``digits`` (worked out for each entry
-    a checkpoint writes while the API keeps counts: plain integer steps, no formatting of widths)."""
+    a checkpoint writes while the API keeps counts: integer steps, and each bucket's digits formatted
+    once, when it is first met)."""
     scaled = OFFSET - int(digits)
     if scaled <= 0:
         return _AT_OR_BELOW_ZERO  # zero and every negative value: one bucket
     size = bisect_right(_POWERS, scaled)  # the digits of the value (times SCALE)
     step = _POWERS[size - leading] if size > leading else 1
-    top = scaled - scaled % step + step - 1
-    if top > OFFSET:  # the highest values a key holds, clamped: a bucket of its own
-        return _HIGHEST
-    first = OFFSET - top
-    return _DIGITS % first, _DIGITS % (first + step - 1)
+    # A board has some thousands of buckets: each one's digits are formatted once, not for each entry.
+    remembered = (scaled // step, size, leading)
+    span = _SPANS.get(remembered)
+    if span is None:
+        if len(_SPANS) >= _SPANS_MAX:
+            _SPANS.clear()
+        top = scaled - scaled % step + step - 1
+        if top > OFFSET:  # the highest values a key holds, clamped: a bucket of its own
+            span = _HIGHEST
+        else:
+            first = OFFSET - top
+            span = (_DIGITS % first, _DIGITS % (first + step - 1))
+        _SPANS[remembered] = span
+    return span
 
 
 def update(store: StateStore, removed: Iterable[str], added: Iterable[str]) -> None:
