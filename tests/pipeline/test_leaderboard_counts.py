@@ -330,3 +330,19 @@ def test_a_key_not_shaped_as_an_entry_is_refused_by_split(key):
     else:
         board, digits = leaderboards._split(key)
         assert board.count("\x00") == 3 and board.endswith("\x00") and key.startswith(board + digits)
+
+
+def test_bucket_spans_are_remembered_within_a_bound():
+    """Each bucket's bounds are formatted once and remembered; the memory holds no more than its
+    bound however many buckets pass, and what it returns is the bucket's span."""
+    leaderboards._SPANS.clear()
+    count = leaderboards._SPANS_MAX + 500
+
+    def digits(n: int) -> str:
+        return f"{leaderboards.OFFSET - n * 10**6:031d}"  # with 20 leading digits, a bucket each
+
+    spans = [leaderboards._bucket_span(digits(n), 20) for n in range(1, count + 1)]
+    assert len(leaderboards._SPANS) == 500  # cleared once full
+    assert len(set(spans)) == count
+    for n in (1, 999, 10_000, count):
+        assert spans[n - 1] == leaderboards._bucket_span(digits(n), 20) == _reference_span(digits(n), 20)
