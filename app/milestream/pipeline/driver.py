@@ -28,6 +28,7 @@ class TopologyTestDriver:
         self.topology = Topology(self.settings, self.topics)
         self.store = store or MemoryStore()
         self._offsets: dict[str, int] = defaultdict(int)
+        self._logical = {spec.name: spec.logical for spec in self.topics.values()}  # topic name: its logical name
         self.produced: dict[str, list[tuple[bytes | None, bytes | None]]] = defaultdict(list)
 
     def topic(self, logical: str) -> str:
@@ -61,11 +62,14 @@ class TopologyTestDriver:
         for out in processed.records:
             self.produced[out.topic].append((out.key, out.value))
         # Records the topology sends to its own inputs (series reward-change commands) come back, as on a broker.
-        logical = {spec.name: spec.logical for spec in self.topics.values()}
         for out in processed.records:
             if out.topic in self.topology.series.command_topics:
                 self.pipe(
-                    logical[out.topic], out.key, out.value, timestamp=record.timestamp, partition=out.partition or 0
+                    self._logical[out.topic],
+                    out.key,
+                    out.value,
+                    timestamp=record.timestamp,
+                    partition=out.partition or 0,
                 )
         return processed
 
