@@ -127,6 +127,7 @@ class BackfillStage:
         # The partition documents read on every record (marks, runs), by key, with the store they were
         # read from: a batch's overlay is a new store, so the cache lasts one batch.
         self._docs: dict[StateKey, tuple[StateStore, dict | None]] = {}
+        self._running_keys: dict[int, StateKey] = {}  # running_key by partition, made once (read per record)
 
     def _get(self, store: StateStore, key: StateKey) -> dict | None:
         cached = self._docs.get(key)
@@ -179,7 +180,10 @@ class BackfillStage:
 
     def _explicit(self, store: StateStore, partition: int) -> frozenset[str]:
         """The milestones between a run's start and end markers on a partition."""
-        doc = self._get(store, running_key(partition))
+        key = self._running_keys.get(partition)
+        if key is None:
+            key = self._running_keys[partition] = running_key(partition)
+        doc = self._get(store, key)
         return frozenset(doc["r"]) if doc else frozenset()
 
     def _ended(self, store: StateStore, partition: int, milestone_id: str) -> bool:

@@ -45,7 +45,7 @@ from ..schemas.definitions import OrganisationSettings
 from ..schemas.series import SeriesDefinition, SeriesRewardChange
 from ..settings import Settings
 from ..state.base import StateStore
-from ..state.keys import Customer
+from ..state.keys import Customer, StateKey
 from ..topics import TopicSpec
 from . import read_index
 from .backfill import BACKFILL_MARKED, BACKFILL_SKIPPED, BACKFILLED, BackfillStage
@@ -326,7 +326,8 @@ class Topology:
                 f"milestone {milestone_id!r} belongs to organisation {owner!r}, not {org_id!r}",
             )
         customer = Customer(org_id, customer_id)  # the same customer id in two organisations: two customers
-        state = store.get(customer.state_key) or {"v": STATE_VERSION}
+        state_key = customer.state_key  # read and written: made once
+        state = store.get(state_key) or {"v": STATE_VERSION}
         offsets: dict[str, int] = state.setdefault("o", {})
         position = f"{record.topic}/{record.partition}"
         if record.offset <= offsets.get(position, -1):
@@ -355,7 +356,16 @@ class Topology:
         offsets[position] = record.offset
         processed = Processed(NO_OUTPUT)
         self.commit_result(
-            store, record, customer, state, result, processed, series.records, series.events, document=document
+            store,
+            record,
+            customer,
+            state,
+            result,
+            processed,
+            series.records,
+            series.events,
+            document=document,
+            state_key=state_key,
         )
         if processed.records:
             processed.outcome = APPLIED
@@ -374,12 +384,14 @@ class Topology:
         series_events: Sequence[dict] = (),
         applied_by: Engine | None = None,
         document: dict[str, Any] | None = None,
+        state_key: StateKey | None = None,
     ) -> None:
         """Write what applying one record to one customer did, in crash-safe order:
         close-index entries, then the outbox, then the state (see the module doc).
         ``applied_by``: an engine over fewer milestones that applied it (a backfill's): the read
         side is brought up to date for those alone, as the others did not change. ``document``:
-        the record's value as decoded, if it was (the history describes the record from it)."""
+        the record's value as decoded, if it was (the history describes the record from it). ``state_key``:
+        the customer's state key, if the caller made it already."""
         org_id, customer_id = customer.org_id, customer.customer_id
         index = CloseIndex(store, record.partition)
         for due, milestone_id, cycle in result.opened:
@@ -403,7 +415,7 @@ class Topology:
             append_outbox(store, customer, record.source, records, self.outbox_size)
         engine = applied_by or self.engine
         read_index.maintain(store, engine, customer, state, result, record, document=document, **self.read_index_bounds)
-        store.put(customer.state_key, state)
+        store.put(state_key or customer.state_key, state)
 
     # ------------------------------------------------------------- cycle close
     def process_tick(self, record: Record, tick: CloseTick, store: StateStore) -> Processed:
