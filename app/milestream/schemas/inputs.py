@@ -15,7 +15,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from .base import (
     DEFAULT_ORG,
@@ -75,6 +75,14 @@ class LineItem(StrictModel):
         return self.gross_amount if self.net_amount is None else self.net_amount
 
 
+def _unique_lines(items: list[LineItem]) -> list[LineItem]:
+    # On the field, not the model: a bill without line items (most of them) makes no Python call.
+    ids = [item.line_id for item in items]
+    if len(ids) != len(set(ids)):
+        raise ValueError("line_id values must be unique within a bill")
+    return items
+
+
 class Transaction(InputEvent, StoreRef, NamesNoMilestone):
     """A bill. ``gross_amount`` is before discounts, ``net_amount`` what was paid."""
 
@@ -82,19 +90,14 @@ class Transaction(InputEvent, StoreRef, NamesNoMilestone):
     bill_id: Id
     gross_amount: NonNegativeAmount
     net_amount: NonNegativeAmount | None = None
-    line_items: Annotated[list[LineItem], Field(max_length=MAX_LINE_ITEMS)] = Field(default_factory=list)
+    line_items: Annotated[list[LineItem], Field(max_length=MAX_LINE_ITEMS), AfterValidator(_unique_lines)] = Field(
+        default_factory=list
+    )
     extended_fields: Attributes = Field(default_factory=dict)
 
     @property
     def net(self):
         return self.gross_amount if self.net_amount is None else self.net_amount
-
-    @model_validator(mode="after")
-    def _unique_lines(self) -> Transaction:
-        ids = [item.line_id for item in self.line_items]
-        if len(ids) != len(set(ids)):
-            raise ValueError("line_items: line_id values must be unique within a bill")
-        return self
 
 
 class ReturnedLine(StrictModel):
