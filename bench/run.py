@@ -56,6 +56,10 @@ PHASES = ("raw", "naive", "quix", "milestream", "latency", "inprocess")
 POLL_S = 0.25  # how often the consumers' progress and the group lag are sampled
 STALL_S = 90.0  # a phase fails when nothing moves for this long
 LATENCY_RATE_CAP = 5000.0
+# The latency phase's rate is half the worker's measured capacity on output-producing records: measured
+# over enough of them (seconds, not a fraction of one) and read often, so that the estimate is stable.
+CAPACITY_EVENTS_MIN, CAPACITY_EVENTS_MAX = 5_000, 20_000
+CAPACITY_POLL_S = 0.05
 LATENCY_WINDOW_S = 5.0
 
 
@@ -582,30 +586,40 @@ class Bench:
         load = workload.latency_transactions(count, self.now, seed=13, tag=f"cal-{self.tag}")
         base = await self.worker_processed() or 0
         outputs_before = await self.offsets.total(self.promotions)
-        seen: dict[str, Any] = {"count": 0, "first": None}
+        seen: dict[str, Any] = {"count": 0, "first": None, "first_count": 0}
         await self.produce_fast(load.records)
 
         async def done() -> bool:
             now = time.time()
             seen["count"] = (await self.worker_processed() or base) - base
             if seen["count"] > 0 and seen["first"] is None:
-                seen["first"] = now
+                # Records processed before this first sight are not in the timed span: not counted either.
+                seen["first"], seen["first_count"] = now, seen["count"]
             return seen["count"] >= count
 
         async def progress() -> int:
             return seen["count"]
 
         finished = await wait_for(
-            "worker on output-producing transactions", done, progress=progress, timeout=120 + count / 20, service=worker
+            "worker on output-producing transactions",
+            done,
+            progress=progress,
+            timeout=120 + count / 20,
+            interval=CAPACITY_POLL_S,
+            service=worker,
         )
 
         async def outputs_out() -> bool:
             return await self.offsets.total(self.promotions) >= outputs_before + count
 
         await wait_for("outputs of the capacity run", outputs_out, timeout=60, service=worker)
-        rate = count / max(finished - seen["first"], 1e-9)
+        timed = count - seen["first_count"]
+        if timed < count // 2:
+            raise BenchError(f"the capacity run was over before it could be timed ({count:,} events): use more")
+        rate = timed / max(finished - seen["first"], CAPACITY_POLL_S)
         self.results["output_capacity"] = {
             "events": count,
+            "timed_events": timed,
             "processing_seconds": finished - seen["first"],
             "processing_rate": rate,
         }
@@ -618,7 +632,7 @@ class Bench:
             raise BenchError("the latency phase needs the milestream phase's worker")
         rate = self.args.latency_rate
         if not rate:
-            capacity = await self.output_capacity(max(1000, min(5000, count // 4)))
+            capacity = await self.output_capacity(max(CAPACITY_EVENTS_MIN, min(CAPACITY_EVENTS_MAX, count)))
             rate = min(LATENCY_RATE_CAP, 0.5 * capacity)
         count = max(1, min(count, int(rate * self.args.latency_seconds)))
         load = workload.latency_transactions(count, self.now, tag=f"lat-{self.tag}")
