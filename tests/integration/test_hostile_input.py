@@ -26,6 +26,7 @@ WHEN = (NOW - timedelta(minutes=5)).isoformat()
 DEFINITION = monthly_gross_definition("m-hostile", **live_window(NOW))
 GOOD_CUSTOMERS = 60
 MAX_DEAD_LETTER_BYTES = 64 * 1024
+LINE = {"line_id": "1", "sku": "sku-1", "gross_amount": "10"}
 
 
 def _body(customer: str, n: int, **fields: Any) -> bytes:
@@ -45,6 +46,8 @@ def bad_record(n: int, neighbour: str) -> tuple[str, bytes | None, bytes, str]:
         (key, orjson.dumps({k: v for k, v in good.items() if k != "event_time"}), "schema_violation"),
         (key, _body(neighbour, n, gross_amount="-10"), "schema_violation"),
         (key, _body(neighbour, n, gross_amount="NaN"), "schema_violation"),
+        (key, _body(neighbour, n, gross_amount="Infinity"), "schema_violation"),
+        (key, _body(neighbour, n, line_items=[LINE, LINE]), "schema_violation"),  # a line id twice in a bill
         (key, _body(neighbour, n, event_time=1_700_000_000), "schema_violation"),
         (key, _body(neighbour, n, event_time="1700000000"), "schema_violation"),
         (key, _body(neighbour, n, event_time="9999-12-31T23:59:59+00:00"), "schema_violation"),
