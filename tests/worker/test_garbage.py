@@ -56,5 +56,6 @@ def test_start_up_objects_are_frozen_out_of_later_collections():
         made_since = [[n] for n in range(100)]
         assert any(made_since is o for o in gc.get_objects())  # what is made later is still collected
     finally:
-        gc.unfreeze()
+        garbage.unfreeze()
+    assert gc.get_freeze_count() == 0
     assert _sample("milestream_gc_frozen_objects") == 0

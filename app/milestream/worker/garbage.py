@@ -41,6 +41,9 @@ class GcPauses(Collector):
         self.counts = [[0] * (len(BUCKETS) + 1) for _ in range(GENERATIONS)]
         self.sums = [0.0] * GENERATIONS
         self._started = 0.0
+        # Counted when frozen, not per scrape: counting walks the whole permanent generation
+        # (hundreds of thousands of objects, milliseconds a read of /metrics).
+        self.frozen = 0
 
     def callback(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
@@ -67,7 +70,7 @@ class GcPauses(Collector):
         yield GaugeMetricFamily(
             "milestream_gc_frozen_objects",
             "Objects left out of every collection since the worker started (freeze_startup_objects); 0 before.",
-            value=gc.get_freeze_count(),
+            value=self.frozen,
         )
 
 
@@ -80,6 +83,13 @@ def freeze_startup_objects() -> None:
     process should be there."""
     gc.collect()
     gc.freeze()
+    PAUSES.frozen = gc.get_freeze_count()
+
+
+def unfreeze() -> None:
+    """Return the frozen objects to the collected generations (``gc.unfreeze``)."""
+    gc.unfreeze()
+    PAUSES.frozen = 0
 
 
 def measure_pauses() -> None:
