@@ -158,6 +158,9 @@ def test_leaderboard_entries_are_written_to_the_store_and_not_sent_to_the_change
     assert stores[3].has(Namespace.LEADERBOARD.key("m\x00t\x00001\x00digits\x00c1"))
     assert changelog_offset(stores[3]) == 1
     # A checkpoint whose changes are all local (no state record) still writes them, at the same offset.
+    point = Checkpoint(
+        stores, producer, producer, FakeConsumer(journal), "app", exactly_once=False, delivery_timeout_s=1
+    )
     point.overlay(3).delete(Namespace.LEADERBOARD.key("m\x00t\x00001\x00digits\x00c1"))
     point.processed(TopicPartition("transactions", 3), 8, [])
     asyncio.run(point.commit())
@@ -285,3 +288,45 @@ def test_outputs_go_in_order_in_one_batch_per_topic_partition_where_the_producer
         assert values == sorted(values)
     assert all(len(records) <= 2 for _, _, records in producer.batches)  # several batches where one is full
     assert ("close-ticks", 2, None, b"tick") in sent
+
+
+def test_a_checkpoint_over_a_sealed_one_reads_its_changes_before_they_are_in_the_store(stores):
+    journal = Journal()
+    first = checkpoint(stores, journal)
+    batch(first)  # c1 = {"n": 2}, c2 = {"n": 1}
+    first.overlay(3).put(Namespace.CUSTOMER.key("c3"), {"n": 5})
+    first.seal()
+    second = checkpoint(stores, journal).over(first)
+    overlay = second.overlay(3)
+    assert stores[3].get(Namespace.CUSTOMER.key("c1")) is None  # not committed yet
+    assert overlay.get(Namespace.CUSTOMER.key("c1")) == {"n": 2}
+    assert sorted(overlay.keys(Namespace.CUSTOMER)) == ["c1", "c2", "c3"]
+    overlay.put(Namespace.CUSTOMER.key("c1"), {"n": 3})  # the second checkpoint's own write
+    overlay.delete(Namespace.CUSTOMER.key("c3"))
+    second.processed(TopicPartition("transactions", 3), 43, [])
+
+    asyncio.run(first.commit())  # the first commits while the second holds its changes
+    assert stores[3].get(Namespace.CUSTOMER.key("c1")) == {"n": 2}
+    assert overlay.get(Namespace.CUSTOMER.key("c1")) == {"n": 3}
+    assert sorted(overlay.keys(Namespace.CUSTOMER)) == ["c1", "c2"]
+
+    asyncio.run(second.commit())
+    assert stores[3].get(Namespace.CUSTOMER.key("c1")) == {"n": 3}
+    assert not stores[3].has(Namespace.CUSTOMER.key("c3"))
+    assert journal[-1] == ("commit", {TopicPartition("transactions", 3): 44})
+
+
+def test_a_sealed_checkpoint_takes_no_more_changes_and_lets_go_of_the_one_under_it(stores):
+    journal = Journal()
+    first = checkpoint(stores, journal)
+    batch(first)
+    first.seal()
+    second = checkpoint(stores, journal).over(first)
+    second.overlay(3).put(Namespace.CUSTOMER.key("c9"), {"n": 1})
+    second.processed(TopicPartition("transactions", 3), 50, [])
+    asyncio.run(first.commit())
+    second.seal()
+    assert second._under is None and second.overlays == {}  # nothing older stays reachable
+    third = checkpoint(stores, journal).over(second)
+    assert third.overlay(3).get(Namespace.CUSTOMER.key("c9")) == {"n": 1}
+    assert third.overlay(3).get(Namespace.CUSTOMER.key("c1")) == {"n": 2}  # from the store

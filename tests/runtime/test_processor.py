@@ -29,6 +29,13 @@ class RecordingCheckpoint:
         self.sent_after = []  # records processed when outputs were sent
         RecordingCheckpoint.instances.append(self)
 
+    def over(self, previous):
+        self.under = previous
+        return self
+
+    def seal(self):
+        self.sealed = True
+
     def overlay(self, partition):
         return None
 
@@ -40,7 +47,14 @@ class RecordingCheckpoint:
     async def send_outputs(self):
         self.sent_after.append(len(self.processed_offsets))
 
+    gate: asyncio.Event | None = None  # when set on the class: commits wait for it
+    failure: Exception | None = None  # when set on the class: commits raise it
+
     async def commit(self):
+        if RecordingCheckpoint.gate is not None:
+            await RecordingCheckpoint.gate.wait()
+        if RecordingCheckpoint.failure is not None:
+            raise RecordingCheckpoint.failure
         self.committed = True
 
 
@@ -49,6 +63,7 @@ def processor_with(tmp_path, monkeypatch, slice_ms: float = 10.0, **settings_val
     processor = BatchProcessor(settings, Topology(settings, load_topics(settings)), lambda processed, topic: None)
     processor.producer = processor.transactional = processor.consumer = SimpleNamespace()
     RecordingCheckpoint.instances.clear()
+    RecordingCheckpoint.gate = RecordingCheckpoint.failure = None
     processor.stores.stores = {0: None}  # partition 0 is owned: its records are processed
 
     async def busy(record, overlay):
@@ -165,5 +180,94 @@ def test_an_interval_of_zero_commits_every_batch(tmp_path, monkeypatch):
     async def main():
         await processor.process_batch(records(0, [0]))
         assert processor._commit_due()
+
+    asyncio.run(main())
+
+
+def test_the_next_batches_are_processed_while_a_checkpoint_commits_one_commit_at_a_time(tmp_path, monkeypatch):
+    processor = processor_with(tmp_path, monkeypatch, checkpoint_interval_ms=60_000.0)
+
+    async def main():
+        RecordingCheckpoint.gate = asyncio.Event()  # the broker has not answered the first commit yet
+        await processor.process_batch(records(0, [0, 1]))
+        await processor.commit_in_background()
+        first = RecordingCheckpoint.instances[0]
+        assert first.sealed and not first.committed and processor._checkpoint is None
+        await processor.process_batch(records(0, [2]))  # not held back by the commit
+        second = RecordingCheckpoint.instances[1]
+        assert second.processed_offsets == [2] and second.under is first  # reads see the first's changes
+        assert processor._next_offsets == {}  # nothing committed yet
+
+        waiting = asyncio.ensure_future(processor.commit_in_background())  # the second waits for the first
+        await asyncio.sleep(0.01)
+        assert not waiting.done() and not hasattr(second, "sealed")
+        RecordingCheckpoint.gate.set()
+        await waiting
+        assert first.committed and second.sealed
+        await processor.commit_pending()  # waits for the one committing
+        assert second.committed and processor._next_offsets == {TopicPartition("t", 0): 3}
+        assert processor._committing is None
+
+    asyncio.run(main())
+
+
+def test_a_revocation_waits_for_the_checkpoint_committing_in_the_background(tmp_path, monkeypatch):
+    processor = processor_with(tmp_path, monkeypatch, checkpoint_interval_ms=60_000.0)
+
+    async def main():
+        RecordingCheckpoint.gate = asyncio.Event()
+        await processor.process_batch(records(0, [0]))
+        await processor.commit_in_background()
+        revoked = asyncio.ensure_future(
+            processor_module._Rebalance(processor).on_partitions_revoked([TopicPartition("t", 0)])
+        )
+        await asyncio.sleep(0.01)
+        assert not revoked.done()  # the partition cannot move before its checkpoint is committed
+        RecordingCheckpoint.gate.set()
+        await revoked
+        assert RecordingCheckpoint.instances[0].committed
+        assert processor._next_offsets == {TopicPartition("t", 0): 1}
+
+    asyncio.run(main())
+
+
+def test_a_checkpoint_that_fails_in_the_background_stops_the_worker(tmp_path, monkeypatch):
+    failures = []
+
+    def on_failure(exc):
+        failures.append(exc)
+        raise exc
+
+    processor = processor_with(tmp_path, monkeypatch, checkpoint_interval_ms=60_000.0)
+    processor.on_failure = on_failure
+
+    async def main():
+        RecordingCheckpoint.failure = RuntimeError("the broker refused the transaction")
+        await processor.process_batch(records(0, [0]))
+        await processor.commit_in_background()
+        await asyncio.sleep(0.01)
+        assert [str(e) for e in failures] == ["the broker refused the transaction"]  # at once, not at the next commit
+        with pytest.raises(RuntimeError):
+            await processor.commit_pending()
+        assert processor._next_offsets == {}  # nothing of it counts as committed
+
+    asyncio.run(main())
+
+
+def test_a_cancelled_wait_does_not_cancel_the_commit_it_waits_for(tmp_path, monkeypatch):
+    processor = processor_with(tmp_path, monkeypatch, checkpoint_interval_ms=60_000.0)
+
+    async def main():
+        RecordingCheckpoint.gate = asyncio.Event()
+        await processor.process_batch(records(0, [0]))
+        await processor.commit_in_background()
+        await processor.process_batch(records(0, [1]))
+        waiting = asyncio.ensure_future(processor.commit_pending())
+        await asyncio.sleep(0.01)
+        waiting.cancel()  # the worker is stopping
+        await asyncio.gather(waiting, return_exceptions=True)
+        RecordingCheckpoint.gate.set()
+        await processor._committed()
+        assert RecordingCheckpoint.instances[0].committed
 
     asyncio.run(main())

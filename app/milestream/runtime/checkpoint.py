@@ -38,6 +38,12 @@ one Kafka transaction (the input offsets are sent to it), then 3. A
 aborts the transaction and the batch is processed again from the committed
 state.
 
+Checkpoints commit one at a time, in order. While one commits, the batches after it are
+processed into the next (the processor does this): :meth:`Checkpoint.seal` takes the committing
+one's changes out of its overlays and :meth:`Checkpoint.over` lets the next one's reads see them
+until they are in RocksDB. Nothing of the next is sent to the changelog or committed before the one
+under it has finished all four steps, so the order above holds across checkpoints too.
+
 If a send fails or is not acknowledged within ``MILESTREAM_DELIVERY_TIMEOUT``,
 :class:`DeliveryFailed` is raised and nothing is committed: the worker exits to
 restart from its last commit (runtime/failure.py).
@@ -58,6 +64,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from .. import metrics
 from ..pipeline.attempts import describe
 from ..pipeline.topology import OutRecord
+from ..state.base import StateStore
 from ..state.overlay import OverlayStore
 from .failure import DeliveryFailed
 from .partitions import CHANGELOG_OFFSET, PartitionStores
@@ -93,12 +100,43 @@ class Checkpoint:
         self._topic_partitions: dict[str, list[int]] = {}  # an output topic's partitions, sorted
         self.offsets: dict[TopicPartition, int] = {}  # next offset to read, per input partition
         self.records = 0
+        # The checkpoint before this one, sealed and perhaps still committing: its changes are not in
+        # the stores until its step 3, so this one's reads see them through it (``overlay``).
+        self._under: Checkpoint | None = None
+        self._sealed: dict[int, tuple[dict[bytes, bytes | None], set[bytes]]] | None = None
+
+    def over(self, previous: Checkpoint | None) -> Checkpoint:
+        """Read through ``previous`` (sealed, its commit not necessarily written yet); self."""
+        self._under = previous
+        return self
 
     def overlay(self, partition: int) -> OverlayStore:
         overlay = self.overlays.get(partition)
         if overlay is None:
-            overlay = self.overlays[partition] = OverlayStore(self._stores[partition])
+            base: StateStore = self._stores[partition]
+            if self._under is not None:
+                base = self._under.layer(partition, base)
+            overlay = self.overlays[partition] = OverlayStore(base)
         return overlay
+
+    def seal(self) -> None:
+        """Take no more records: their changes move out of the overlays, to be committed. The next
+        checkpoint may then process records over this one (``over``) while this one commits; it must
+        not be sealed before this one's commit has returned (``_under`` is let go here)."""
+        if self._sealed is None:
+            self._sealed = {partition: overlay.take_changes() for partition, overlay in self.overlays.items()}
+            self.overlays = {}
+            self._under = None
+
+    def layer(self, partition: int, base: StateStore) -> StateStore:
+        """``base`` with this sealed checkpoint's changes on top (read only)."""
+        assert self._sealed is not None, "only a sealed checkpoint is read through"
+        sealed = self._sealed.get(partition)
+        if not sealed or not sealed[0]:
+            return base
+        layer = OverlayStore(base)
+        layer.changes = sealed[0]  # never written to: the next checkpoint's overlay takes its writes
+        return layer
 
     def processed(self, tp: TopicPartition, offset: int, outputs: list[OutRecord]) -> None:
         self.outputs += outputs
@@ -120,13 +158,15 @@ class Checkpoint:
         self._sends += await self._send_outputs(self._producer, outputs)
 
     async def commit(self) -> None:
+        self.seal()
         if self.empty:
             return
         started = time.perf_counter()
+        assert self._sealed is not None
         changes, changelog = {}, {}
-        for partition, overlay in self.overlays.items():
-            changes[partition], local = overlay.take_changes()
-            changelog[partition] = _without(changes[partition], local)
+        for partition, (partition_changes, local) in self._sealed.items():
+            changes[partition] = partition_changes
+            changelog[partition] = _without(partition_changes, local)
         if not self._exactly_once:
             await self.send_outputs()
             await self._acknowledged(self._sends)

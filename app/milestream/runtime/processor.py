@@ -15,10 +15,13 @@ busy partitions' next records for the fetch's whole maximum wait).
 Each record of a batch is processed by the topology against the overlay of its
 partition's store (state/overlay.py): a customer's state is read from RocksDB
 once per batch and written once, however many of their records the batch
-holds. The checkpoint then makes the batch durable (checkpoint.py).
+holds. The checkpoint then makes the batch durable (checkpoint.py). Its commit waits on the broker
+for most of its time, so it runs in the background while the next batches are processed, into the
+next checkpoint, whose reads see the committing one's changes (``Checkpoint.over``): one commit at
+a time, in order, and a checkpoint is sealed only once the one before it has committed.
 
-Rebalances: a revocation waits for the batch in flight to be committed (the
-lock); an assignment opens and restores the new partitions' stores before any
+Rebalances: a revocation waits for the batch in flight and the checkpoint
+committing to be committed (the lock); an assignment opens and restores the new partitions' stores before any
 of their records is processed.
 """
 
@@ -76,6 +79,8 @@ class BatchProcessor:
         self.transactional: AIOKafkaProducer | None = None
         self._lag_at = 0.0
         self._checkpoint: Checkpoint | None = None  # the batches processed since the last commit
+        # The checkpoint before it, sealed and committing while the next batches are processed.
+        self._committing: tuple[Checkpoint, asyncio.Task[None]] | None = None
         self._checkpoint_due = 0.0  # monotonic time its commit is due
         self._next_offsets: dict[TopicPartition, int] = {}  # per input partition, after the last commit
 
@@ -128,7 +133,7 @@ class BatchProcessor:
                     if batches:
                         await self.process_batch(batches)
                     if self._commit_due():
-                        await self.commit_pending()
+                        await self.commit_in_background()
                 self._report_lag()
         except asyncio.CancelledError:
             await self._commit_on_the_way_out()
@@ -149,8 +154,14 @@ class BatchProcessor:
 
     async def _commit_on_the_way_out(self) -> None:
         """A worker stopping commits what it processed, so its successor does not process it again."""
-        if self._checkpoint is None or self.lock.locked():
-            return  # stopped in the middle of a batch: the successor starts from the last commit
+        if self.lock.locked():  # stopped in the middle of a batch: the successor starts from the last commit
+            try:  # but the checkpoint before it finishes, before the clients stop under it
+                await asyncio.wait_for(self._committed(), self.settings.delivery_timeout_s)
+            except Exception:  # on the way out: the next start recovers from the last commit
+                log.exception("committing the last checkpoint on the way out failed")
+            return
+        if self._checkpoint is None and self._committing is None:
+            return
         try:
             async with self.lock:
                 await asyncio.wait_for(self.commit_pending(), self.settings.delivery_timeout_s)
@@ -170,7 +181,7 @@ class BatchProcessor:
                 self.settings.app_id,
                 exactly_once=self.settings.exactly_once,
                 delivery_timeout_s=self.settings.delivery_timeout_s,
-            )
+            ).over(self._committing[0] if self._committing is not None else None)
             self._checkpoint_due = time.monotonic() + self.settings.checkpoint_interval_ms / 1000
         return self._checkpoint
 
@@ -187,11 +198,39 @@ class BatchProcessor:
         return max(0, min(200, int((self._checkpoint_due - time.monotonic()) * 1000)))
 
     async def commit_pending(self) -> None:
-        """Commit the checkpoint of the batches processed since the last commit (the lock held)."""
+        """Commit the checkpoint of the batches processed since the last commit, and wait until it
+        and the one before it are committed (the lock held: a revocation, a worker stopping)."""
+        await self._committed()
         checkpoint, self._checkpoint = self._checkpoint, None
         if checkpoint is not None:
             await checkpoint.commit()
             self._next_offsets.update(checkpoint.offsets)
+
+    async def commit_in_background(self) -> None:
+        """Seal the pending checkpoint and commit it while the next batches are processed (the lock
+        held). Its commit waits on the broker for most of its time (acknowledgements, the
+        transaction, the offsets): processing meanwhile keeps that wait off the records that arrive
+        during it. One commit at a time, in order: the one before must have returned first."""
+        await self._committed()
+        checkpoint, self._checkpoint = self._checkpoint, None
+        if checkpoint is None:
+            return
+        checkpoint.seal()
+        self._committing = (checkpoint, asyncio.create_task(self._commit(checkpoint)))
+
+    async def _commit(self, checkpoint: Checkpoint) -> None:
+        try:
+            await checkpoint.commit()
+        except Exception as exc:  # not committed: restart from the last commit
+            self.on_failure(exc)
+        self._next_offsets.update(checkpoint.offsets)
+
+    async def _committed(self) -> None:
+        """Wait for the checkpoint committing in the background, if any (its failure raises here)."""
+        committing = self._committing
+        if committing is not None:
+            await asyncio.shield(committing[1])  # a cancelled waiter must not cancel the commit half-way
+            self._committing = None
 
     async def process_batch(self, batches: dict[TopicPartition, list[Any]]) -> None:
         """Apply a batch to the pending checkpoint's overlays and send its outputs (at-least-once);
@@ -278,6 +317,10 @@ class _Rebalance(ConsumerRebalanceListener):
         partitions = {tp.partition for tp in assigned}
         stores = self.processor.stores
         async with self.processor.lock:
+            try:
+                await self.processor._committed()  # its stores may be revoked next
+            except Exception as exc:
+                self.processor.on_failure(exc)
             stores.revoke(set(stores.owned()) - partitions)
             try:
                 await stores.assign(partitions)
