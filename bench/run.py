@@ -669,7 +669,7 @@ class Bench:
 
         reader = asyncio.create_task(read_outputs())
         # Lingering 5 ms, as the Java client (since Kafka 4.0) and librdkafka do by default: a request
-        # per record cost this process and the broker more CPU than the worker on a 2-core host.
+        # per record cost this process and the broker CPU that the measured worker competes for.
         producer = AIOKafkaProducer(**client_options(self.settings), acks=1, linger_ms=5)
         await producer.start()
         try:
