@@ -405,6 +405,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             setattr(args, name, quick if args.quick else int(os.environ.get(env, full)))
     args.no_write = args.no_write or (args.quick and not args.write)
     args.commit_interval = 0.5  # run.Bench's settings; the worker itself commits every batch
+    args.leaderboard = False  # run.Bench's milestone, without the leaderboard index
     return args
 
 
