@@ -181,8 +181,9 @@ class Settings(BaseSettings):
         "MILESTREAM_CHECKPOINT_INTERVAL_MS",
         "How often the batch runtime commits what it processed (changelog transaction, RocksDB, input "
         "offsets; runtime/checkpoint.py): a checkpoint spans the batches of this interval, or commits after "
-        "MILESTREAM_MAX_POLL_RECORDS records (0: a commit per batch). At-least-once, outputs leave as each "
-        "processing slice of a batch ends; exactly-once, at the commit.",
+        "MILESTREAM_MAX_POLL_RECORDS records (0: a commit per batch). A commit runs while the next batches "
+        "are processed, one at a time. At-least-once, outputs leave as each processing slice of a batch "
+        "ends; exactly-once, at the commit.",
         ge=0,
     )
     processing_slice_ms: float = _setting(
