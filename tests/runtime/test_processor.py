@@ -184,13 +184,27 @@ def test_an_interval_of_zero_commits_every_batch(tmp_path, monkeypatch):
     asyncio.run(main())
 
 
+async def commit_held_by_the_broker(processor, offsets):
+    """A batch processed and its checkpoint committing in the background, the commit held until
+    ``RecordingCheckpoint.gate`` is set."""
+    RecordingCheckpoint.gate = asyncio.Event()
+    await processor.process_batch(records(0, offsets))
+    await processor.commit_in_background()
+
+
+async def still_waiting(awaitable):
+    """``awaitable`` started, and not done a moment later."""
+    future = asyncio.ensure_future(awaitable)
+    await asyncio.sleep(0.01)
+    assert not future.done()
+    return future
+
+
 def test_the_next_batches_are_processed_while_a_checkpoint_commits_one_commit_at_a_time(tmp_path, monkeypatch):
     processor = processor_with(tmp_path, monkeypatch, checkpoint_interval_ms=60_000.0)
 
     async def main():
-        RecordingCheckpoint.gate = asyncio.Event()  # the broker has not answered the first commit yet
-        await processor.process_batch(records(0, [0, 1]))
-        await processor.commit_in_background()
+        await commit_held_by_the_broker(processor, [0, 1])
         first = RecordingCheckpoint.instances[0]
         assert first.sealed and not first.committed and processor._checkpoint is None
         await processor.process_batch(records(0, [2]))  # not held back by the commit
@@ -198,9 +212,8 @@ def test_the_next_batches_are_processed_while_a_checkpoint_commits_one_commit_at
         assert second.processed_offsets == [2] and second.under is first  # reads see the first's changes
         assert processor._next_offsets == {}  # nothing committed yet
 
-        waiting = asyncio.ensure_future(processor.commit_in_background())  # the second waits for the first
-        await asyncio.sleep(0.01)
-        assert not waiting.done() and not hasattr(second, "sealed")
+        waiting = await still_waiting(processor.commit_in_background())  # the second waits for the first
+        assert not hasattr(second, "sealed")
         RecordingCheckpoint.gate.set()
         await waiting
         assert first.committed and second.sealed
@@ -215,14 +228,10 @@ def test_a_revocation_waits_for_the_checkpoint_committing_in_the_background(tmp_
     processor = processor_with(tmp_path, monkeypatch, checkpoint_interval_ms=60_000.0)
 
     async def main():
-        RecordingCheckpoint.gate = asyncio.Event()
-        await processor.process_batch(records(0, [0]))
-        await processor.commit_in_background()
-        revoked = asyncio.ensure_future(
-            processor_module._Rebalance(processor).on_partitions_revoked([TopicPartition("t", 0)])
-        )
-        await asyncio.sleep(0.01)
-        assert not revoked.done()  # the partition cannot move before its checkpoint is committed
+        await commit_held_by_the_broker(processor, [0])
+        rebalance = processor_module._Rebalance(processor)
+        # the partition cannot move before its checkpoint is committed
+        revoked = await still_waiting(rebalance.on_partitions_revoked([TopicPartition("t", 0)]))
         RecordingCheckpoint.gate.set()
         await revoked
         assert RecordingCheckpoint.instances[0].committed
@@ -258,12 +267,9 @@ def test_a_cancelled_wait_does_not_cancel_the_commit_it_waits_for(tmp_path, monk
     processor = processor_with(tmp_path, monkeypatch, checkpoint_interval_ms=60_000.0)
 
     async def main():
-        RecordingCheckpoint.gate = asyncio.Event()
-        await processor.process_batch(records(0, [0]))
-        await processor.commit_in_background()
+        await commit_held_by_the_broker(processor, [0])
         await processor.process_batch(records(0, [1]))
-        waiting = asyncio.ensure_future(processor.commit_pending())
-        await asyncio.sleep(0.01)
+        waiting = await still_waiting(processor.commit_pending())
         waiting.cancel()  # the worker is stopping
         await asyncio.gather(waiting, return_exceptions=True)
         RecordingCheckpoint.gate.set()
