@@ -40,7 +40,7 @@ the past can be filled in later by replaying the input topics into that mileston
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_CEILING, Decimal
 from typing import Any, NamedTuple, cast
@@ -108,22 +108,25 @@ class LateEvent:
     cycle_end: datetime
 
 
-@dataclass
 class Result:
-    outputs: list[dict[str, Any]] = field(default_factory=list)
-    late: list[LateEvent] = field(default_factory=list)
-    # Returns that could not be matched to a retained bill: recorded, not counted.
-    unmatched: list[UnmatchedReturn] = field(default_factory=list)
-    # (due time, milestone id, cycle index) of each cycle this customer now needs a
-    # close for: the caller indexes it so the close happens on schedule.
-    opened: list[tuple[datetime, str, int]] = field(default_factory=list)
-    # What a transaction counted towards, per milestone (kept with the bill for later returns).
-    counted: dict[str, list[Any]] = field(default_factory=dict)
-    # (milestone id, cycle, moment) of each milestone reached by this event: the
-    # "milestone achieved" activity of milestones that track it.
-    achieved: list[tuple[str, int, datetime]] = field(default_factory=list)
-    # (milestone id, moment) of each enrolment this customer's performance elsewhere caused.
-    enrolled: list[tuple[str, datetime]] = field(default_factory=list)
+    """What applying one event did. A plain class, not a dataclass: compiled, a dataclass's
+    ``__init__`` stays interpreted, and a Result is made for every record."""
+
+    def __init__(self) -> None:
+        self.outputs: list[dict[str, Any]] = []
+        self.late: list[LateEvent] = []
+        # Returns that could not be matched to a retained bill: recorded, not counted.
+        self.unmatched: list[UnmatchedReturn] = []
+        # (due time, milestone id, cycle index) of each cycle this customer now needs a
+        # close for: the caller indexes it so the close happens on schedule.
+        self.opened: list[tuple[datetime, str, int]] = []
+        # What a transaction counted towards, per milestone (kept with the bill for later returns).
+        self.counted: dict[str, list[Any]] = {}
+        # (milestone id, cycle, moment) of each milestone reached by this event: the
+        # "milestone achieved" activity of milestones that track it.
+        self.achieved: list[tuple[str, int, datetime]] = []
+        # (milestone id, moment) of each enrolment this customer's performance elsewhere caused.
+        self.enrolled: list[tuple[str, datetime]] = []
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ The topology calls three hooks (docs/series.md):
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -86,10 +85,12 @@ class TopLifetimePoints:
         return [{"customer_id": c, "org_id": o, "points": format(p, "f")} for p, c, o in ranked[:top]]
 
 
-@dataclass
 class SeriesOutcome:
-    records: list[OutRecord] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
+    """A series' part in one record (a plain class: made for every record, see Processed)."""
+
+    def __init__(self, events: list[dict[str, Any]] | None = None) -> None:
+        self.records: list[OutRecord] = []
+        self.events: list[dict[str, Any]] = [] if events is None else events
 
 
 def lifetime_key(customer: Customer) -> bytes:
