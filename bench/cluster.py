@@ -25,11 +25,20 @@ def local_kafka() -> ModuleType:
     return module
 
 
+# A benchmark's broker is started for the run and shares the 2-core host with what it measures.
+# HotSpot's optimising compiler (C2) kept compiling for minutes after a start and took 0.3 to 0.5 of
+# a core while doing it: the worker's event-to-output latency tripled while it ran (BENCHMARKS.md,
+# "A broker compiling itself"). The quick compiler (C1) alone served these loads at no more broker
+# CPU. A production broker is long past its compilation; MILESTREAM_KAFKA_JAVA_OPTS comes later on
+# the command line, so ``-XX:TieredStopAtLevel=4`` there gives the full tiered JIT back.
+BROKER_JVM_OPTIONS = ("-XX:TieredStopAtLevel=1",)
+
+
 def started_broker(folder: Path) -> Any:
     """A fresh local broker with its data under ``folder`` (Kafka's jars fetched first if missing)."""
     module = local_kafka()
     module.fetch()
-    return module.start(folder, fresh=True)
+    return module.start(folder, fresh=True, jvm_options=BROKER_JVM_OPTIONS)
 
 
 def bench_connection(folder: Path) -> tuple[Settings, Any, str]:

@@ -73,13 +73,7 @@ STORAGE_TOOL_MAIN = "kafka.tools.StorageTool"
 STARTED_MESSAGE = "Kafka Server started"
 
 HEAP_OPTS = ["-Xmx1G", "-Xms256m"]
-# The local broker shares a small host with the worker, the tests and the benchmarks, and lives for
-# minutes. HotSpot's optimising compiler (C2) kept compiling for minutes after a start and took 0.3 to
-# 0.5 of a core while doing it, on a 2-core host: the worker's event-to-output latency tripled while
-# it ran (BENCHMARKS.md, "A broker compiling itself"). The quick compiler (C1) alone compiles in a
-# fraction of that and served these loads at no more broker CPU. MILESTREAM_KAFKA_JAVA_OPTS comes
-# later on the command line, so ``-XX:TieredStopAtLevel=4`` there gives the full tiered JIT back.
-JVM_OPTS = ["-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true"]
+JVM_OPTS = ["-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true"]
 # The storage tool is a short-lived JVM: optimise for start-up time.
 TOOL_JVM_OPTS = ["-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true"]
 
@@ -630,8 +624,11 @@ def start(
     fresh: bool = False,
     timeout: float = START_TIMEOUT,
     sasl: dict[str, str] | None = None,
+    jvm_options: tuple[str, ...] = (),
 ) -> Broker:
     """Start a broker whose config, data and logs live in ``run_dir``.
+
+    ``jvm_options`` come after the defaults and before ``MILESTREAM_KAFKA_JAVA_OPTS``.
 
     The client port is ``port`` if given, else the port used last time in this
     run dir if it is free, else any free port. Existing data is kept unless
@@ -704,6 +701,7 @@ def start(
         *JVM_OPTS,
         f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
         f"-Dkafka.logs.dir={run_dir}",
+        *jvm_options,
         *extra_opts,
         "-cp",
         str(libs / "*"),
