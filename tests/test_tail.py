@@ -143,7 +143,8 @@ def test_without_from_beginning_only_new_records_are_shown(topics):
 
 
 @pytest.mark.kafka
-def test_ctrl_c_ends_it_cleanly(topics):
+@pytest.mark.parametrize("at_start", [signal.SIG_DFL, signal.SIG_IGN], ids=["default", "ignored-by-the-parent"])
+def test_ctrl_c_ends_it_cleanly(topics, at_start):
     from tests.support.worker import produce
 
     settings, env = topics
@@ -153,6 +154,7 @@ def test_ctrl_c_ends_it_cleanly(topics):
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, at_start),  # noqa: PLW1509 - the child's, before exec
     )
     try:
         first = process.stdout.readline()  # it is reading the topic

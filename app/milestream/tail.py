@@ -15,6 +15,8 @@ offset is committed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import sys
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -81,6 +83,7 @@ async def tail(settings: Settings, options: TailOptions, out: TextIO = sys.stdou
     if spec is None:
         raise UsageError(f"no topic {options.topic!r} in topics.yaml (topics: {', '.join(sorted(specs))})")
     consumer = await started(AIOKafkaConsumer(enable_auto_commit=False, **command_client_options(settings)), settings)
+    interrupted = _end_on_ctrl_c()
     try:
         if spec.name not in await asyncio.wait_for(consumer.topics(), settings.command_timeout_s):
             raise UsageError(
@@ -117,5 +120,26 @@ async def tail(settings: Settings, options: TailOptions, out: TextIO = sys.stdou
                     if options.max_records is not None and shown >= options.max_records:
                         return 0
         return 1 if options.max_records is not None else 0
+    except asyncio.CancelledError:
+        if not interrupted.is_set():
+            raise
+        return 0  # Ctrl-C is how a user ends it
     finally:
         await consumer.stop()
+
+
+def _end_on_ctrl_c() -> asyncio.Event:
+    """Make Ctrl-C (SIGINT) cancel this task, whatever SIGINT's disposition was when the process
+    started (a process started with SIGINT ignored, as some parents leave it, would otherwise not
+    stop); the event says it happened."""
+    interrupted = asyncio.Event()
+    task = asyncio.current_task()
+
+    def interrupt() -> None:
+        interrupted.set()
+        if task is not None:
+            task.cancel()
+
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread, not Unix
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, interrupt)
+    return interrupted
