@@ -234,7 +234,7 @@ class BatchProcessor:
 
     async def process_batch(self, batches: dict[TopicPartition, list[Any]]) -> None:
         """Apply a batch to the pending checkpoint's overlays and send its outputs (at-least-once);
-        the checkpoint commits when its interval is over (``commit_pending``)."""
+        the checkpoint commits when its interval is over (``commit_in_background``)."""
         checkpoint = self._pending()
         # The API serves reads on this event loop, from the committed stores (never the overlay): it
         # may run between two records, so a batch hands the loop over every slice instead of holding
