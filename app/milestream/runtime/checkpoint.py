@@ -9,7 +9,7 @@ it is durable until :meth:`Checkpoint.commit`, which does, in this order:
 1. **Outputs** (promotions, late events, dead letters, records the worker sends
    to its own inputs) are produced and their acknowledgements awaited. They go in
    producer batches, in order per topic partition, each to the partition the
-   producer's partitioner gives its key.
+   producer's default partitioner gives its key (pipeline/partitioner.py).
 2. **Changelog**: one record per key the batch changed (its last value, or a
    tombstone) to the changelog partition of the key's store, in one Kafka
    transaction, committed. The changelog is read ``read_committed``, so it
@@ -63,6 +63,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from .. import metrics
 from ..pipeline.attempts import describe
+from ..pipeline.partitioner import partition_for
 from ..pipeline.topology import OutRecord
 from ..state.base import StateStore
 from ..state.overlay import OverlayStore
@@ -190,7 +191,9 @@ class Checkpoint:
         for out in outputs:
             partition = out.partition
             if partition is None:
-                partition = _PARTITIONER(out.key, await self._partitions(producer, out.topic), None)
+                partitions = await self._partitions(producer, out.topic)
+                key = out.key
+                partition = _PARTITIONER(key, partitions, None) if key is None else partition_for(key, partitions)
             groups.setdefault((out.topic, partition), []).append((out.key, out.value))
         return [(topic, future) for topic, _, _, future in await _send_batches(producer, groups)]
 
@@ -282,7 +285,7 @@ def _without(changes: dict[bytes, bytes | None], local: set[bytes]) -> dict[byte
     return kept
 
 
-_PARTITIONER = DefaultPartitioner()  # the producer's own: a key goes where a send of it would go
+_PARTITIONER = DefaultPartitioner()  # the producer's own, for a record without a key (any partition)
 
 
 async def _send_batches(
