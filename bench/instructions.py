@@ -76,14 +76,12 @@ def _close(customers: int, measured: bool) -> None:
     import orjson
 
     from milestream.pipeline.driver import TopologyTestDriver
-    from milestream.pipeline.topology import Topology
     from milestream.settings import Settings
     from milestream.state.overlay import OverlayStore
 
     from . import close
 
-    driver = TopologyTestDriver(Settings(close_batch_size=SLICE))
-    driver.topology = Topology(driver.topology.settings, driver.topology.topics, keep_outbox=False)  # the worker's
+    driver = TopologyTestDriver(Settings(close_batch_size=SLICE), keep_outbox=False)  # the worker's topology
     driver.pipe("definitions", "bench-close", close.definition())
     during = close.CYCLE_START + timedelta(days=10)
     for n in range(customers):

@@ -22,10 +22,14 @@ from .topology import Processed, Record, Topology
 
 
 class TopologyTestDriver:
-    def __init__(self, settings: Settings | None = None, store: StateStore | None = None) -> None:
+    def __init__(
+        self, settings: Settings | None = None, store: StateStore | None = None, *, keep_outbox: bool = True
+    ) -> None:
+        """``keep_outbox=False``: the topology as the worker runs it, whose checkpoint writes the state
+        only once the outputs are acknowledged, so no outbox is kept (``Topology``)."""
         self.settings = settings or Settings()
         self.topics = load_topics(self.settings)
-        self.topology = Topology(self.settings, self.topics)
+        self.topology = Topology(self.settings, self.topics, keep_outbox=keep_outbox)
         self.store = store or MemoryStore()
         self._offsets: dict[str, int] = defaultdict(int)
         self._logical = {spec.name: spec.logical for spec in self.topics.values()}  # topic name: its logical name
