@@ -53,7 +53,8 @@ BENCH_DIR = REPO_ROOT / ".local" / "bench"
 # The interpreter of the Quix Streams app: quixstreams pins an older pydantic, so `make bench`
 # installs it in a virtualenv of its own.
 QUIX_PYTHON = "MILESTREAM_QUIX_PYTHON"
-PHASES = ("raw", "naive", "quix", "milestream", "latency", "inprocess")
+WORKERS = 2  # the "workers" phase: one deployment of this many workers (this host has 2 cores)
+PHASES = ("raw", "naive", "quix", "milestream", "latency", "workers", "inprocess")
 POLL_S = 0.25  # how often the consumers' progress and the group lag are sampled
 STALL_S = 90.0  # a phase fails when nothing moves for this long
 LATENCY_RATE_CAP = 5000.0
@@ -362,14 +363,16 @@ class Bench:
     async def _follow(
         self,
         name: str,
-        service: Service,
+        service: Service | list[Service],
         group: str,
         events: int,
         count: Callable[[], Any],
         started: float,
         healthy: float,
     ) -> dict[str, Any]:
-        """Sample a consumer process's processed count until all ``events`` are processed and committed."""
+        """Sample a consumer's processed count (of all its processes, for a list) until all ``events``
+        are processed and committed; "consumer" CPU is theirs together."""
+        services = service if isinstance(service, list) else [service]
         seen: dict[str, Any] = {
             "count": 0,
             "first": None,
@@ -378,14 +381,15 @@ class Bench:
             "cpu": None,
             "last_log": time.monotonic(),
         }
-        pids = {
-            "consumer": service.process.pid if service.process else None,
-            "broker": self.broker_pid,
-            "bench": os.getpid(),
+        consumers = {
+            "consumer" if len(services) == 1 else f"consumer {n + 1}": one.process.pid if one.process else None
+            for n, one in enumerate(services)
         }
-        meter = CpuMeter(pids)
+        meter = CpuMeter({**consumers, "broker": self.broker_pid, "bench": os.getpid()})
 
         async def sample() -> bool:
+            for other in services[1:]:  # wait_for watches the first
+                other.check_alive()
             now = time.time()
             value = await count()
             if value is not None:
@@ -396,6 +400,7 @@ class Bench:
                 if value >= events and seen["done"] is None:
                     seen["done"] = now
                     seen["cpu"] = meter.read()
+                    seen["cpu"]["consumer"] = sum(seen["cpu"].get(name, 0.0) for name in consumers)
             if seen["done"] is not None and seen["committed"] is None:
                 if await self.offsets.lag(group, self.end) == 0:
                     seen["committed"] = time.time()
@@ -413,9 +418,10 @@ class Bench:
 
         timeout = 120 + events / 200
         await wait_for(
-            f"{name} processing {events:,} records", sample, progress=progress, timeout=timeout, service=service
+            f"{name} processing {events:,} records", sample, progress=progress, timeout=timeout, service=services[0]
         )
         result = rates(events, seen["first"], seen["done"], started, seen["committed"], seen["cpu"])
+        result["done_at"] = seen["done"]
         result["startup_seconds"] = seen["first"] - started
         result["healthy_after_seconds"] = healthy - started
         result["processed_to_committed_seconds"] = seen["committed"] - seen["done"]
@@ -496,10 +502,12 @@ class Bench:
         if result["outputs"] != load.expected_outputs:
             log("WARNING: the Quix app's outputs differ from what the workload should yield")
 
-    async def worker_outcomes(self, topic: str | None = None) -> dict[str, int] | None:
-        """Records of ``topic`` (default: transactions) the worker has processed, by outcome, from its /metrics page."""
-        assert self.worker is not None
-        text = await http_text(self.worker, "/metrics")
+    async def worker_outcomes(self, topic: str | None = None, worker: Service | None = None) -> dict[str, int] | None:
+        """Records of ``topic`` (default: transactions) a worker (default: the worker) has processed, by
+        outcome, from its /metrics page."""
+        worker = worker or self.worker
+        assert worker is not None
+        text = await http_text(worker, "/metrics")
         if text is None:
             return None
         pattern = re.compile(
@@ -574,6 +582,92 @@ class Bench:
             f"{result['dead_letters']} dead letters, outcomes {result['outcomes']}"
         )
         if result["outputs"] != expected or result["dead_letters"]:
+            log("WARNING: outputs differ from what the workload should yield")
+
+    async def milestream_workers(self, load: workload.Workload, count: int) -> None:
+        """``count`` workers of one more deployment (an app id of its own, so its group reads the
+        pre-loaded transactions from the start) share the partitions: ``results["workers"]``. The
+        single worker stops first: its CPU is not theirs."""
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+        base = self.settings.model_copy(update={"app_id": f"{self.settings.app_id}-x{count}"})
+        outputs_before = await self.offsets.total(self.promotions)
+        workers = []
+        for n in range(count):
+            settings = base.model_copy(
+                update={
+                    "web_port": free_port(),
+                    "data_dir": str(self.run_dir / f"milestream-x{count}-{n + 1}"),
+                    "worker_id": f"x{count}-{n + 1}",
+                }
+            )
+            workers.append(
+                Service(
+                    f"milestream worker {n + 1} of {count}",
+                    [sys.executable, "-m", "milestream.cli", "worker", "--unsupervised"],
+                    settings_env(settings),
+                    self.run_dir / f"milestream-x{count}-{n + 1}.log",
+                    settings.web_port,
+                )
+            )
+        try:
+            for worker in workers:
+                worker.start()
+            loop = asyncio.get_running_loop()
+            healthy = max(
+                await asyncio.gather(
+                    *(loop.run_in_executor(None, worker.wait_healthy, "/healthz", 120.0) for worker in workers)
+                )
+            )
+            per_worker: list[dict[str, int]] = [{} for _ in workers]
+            all_working: list[tuple[float, int]] = []  # when every worker had processed records, and the count then
+
+            async def processed() -> int | None:
+                found = await asyncio.gather(*(self.worker_outcomes(worker=worker) for worker in workers))
+                for n, outcomes in enumerate(found):
+                    if outcomes is not None:
+                        per_worker[n] = outcomes
+                total = sum(sum(outcomes.values()) for outcomes in per_worker)
+                if not all_working and all(sum(outcomes.values()) for outcomes in per_worker):
+                    all_working.append((time.time(), total))
+                return total
+
+            started = min(worker.started_at for worker in workers)
+            result = await self._follow(
+                f"{count} workers", workers, base.app_id, len(load), processed, started, healthy
+            )
+
+            async def outputs_settled() -> bool:
+                return await self.offsets.total(self.promotions) - outputs_before >= load.expected_outputs
+
+            try:
+                await wait_for("the workers' milestone events", outputs_settled, timeout=30, service=workers[0])
+            except BenchError as exc:
+                log(f"WARNING: {str(exc).splitlines()[0]}")
+        finally:
+            for worker in workers:
+                worker.stop()
+        result["workers"] = count
+        result["per_worker"] = [sum(outcomes.values()) for outcomes in per_worker]
+        # The group's first assignment gives every partition to the worker that joins first; the others'
+        # joining moves partitions (a revocation, a restore) while it runs. From the moment every worker
+        # processes, the rate is the deployment's own.
+        if all_working and result.get("done_at"):
+            since, at = all_working[0]
+            if result["done_at"] > since and len(load) > at:
+                result["all_working_rate"] = (len(load) - at) / (result["done_at"] - since)
+                result["all_working_events"] = len(load) - at
+        result["outputs"] = await self.offsets.total(self.promotions) - outputs_before
+        result["expected_outputs"] = load.expected_outputs
+        self.results["workers"] = result
+        log(
+            f"{count} workers: {result['processing_rate']:,.0f}/s processing, "
+            f"{result.get('all_working_rate', 0):,.0f}/s once all were processing "
+            f"({', '.join(f'{n:,}' for n in result['per_worker'])} records each), "
+            f"{result['outputs']:,} outputs (expected {load.expected_outputs:,})"
+        )
+        if result["outputs"] < load.expected_outputs:
             log("WARNING: outputs differ from what the workload should yield")
 
     async def output_capacity(self, count: int) -> float:
@@ -795,6 +889,8 @@ async def kafka_phases(
             await bench.milestream(load)
             if "latency" not in args.skip and args.latency_events > 0:
                 await bench.latency(args.latency_events)
+        if "workers" not in args.skip:
+            await bench.milestream_workers(load, WORKERS)
     finally:
         await bench.cleanup(external=broker_pid is None)
     return bench, load
