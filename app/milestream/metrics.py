@@ -2,9 +2,54 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+
+
+class TalliedHistogram(Collector):
+    """A histogram without labels whose observations come in bulk, from the one thread that makes
+    them: a bisect and two additions each. prometheus_client's ``Histogram.observe`` takes a lock and
+    walks the buckets (0.65 µs), once for every input record of a worker that processes tens of
+    thousands a second. /metrics reads it as it does any histogram (``_bucket``, ``_count``, ``_sum``)."""
+
+    def __init__(self, name: str, documentation: str, buckets: tuple[float, ...], registry: CollectorRegistry) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.buckets = tuple(sorted(buckets))
+        self.counts = [0] * (len(self.buckets) + 1)  # the last: above every bound
+        self.sum = 0.0
+        registry.register(self)
+
+    def observe(self, value: float) -> None:
+        self.observe_many((value,))
+
+    def observe_many(self, values: Iterable[float]) -> None:
+        counts, buckets, total = self.counts, self.buckets, 0.0
+        for value in values:
+            counts[bisect_left(buckets, value)] += 1
+            total += value
+        self.sum += total
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(self.name, self.documentation)
+        family.add_metric([], cumulative_buckets(self.buckets, self.counts), self.sum)
+        yield family
+
+
+def cumulative_buckets(bounds: tuple[float, ...], counts: list[int]) -> list[tuple[str, float]]:
+    """A histogram's buckets as /metrics shows them, from counts per bucket (the last: above every bound)."""
+    cumulative, buckets = 0, []
+    for bound, count in zip((*map(str, bounds), "+Inf"), counts, strict=True):
+        cumulative += count
+        buckets.append((bound, float(cumulative)))
+    return buckets
+
 
 EVENTS_CONSUMED = Counter(
     "milestream_events_consumed",
@@ -13,7 +58,7 @@ EVENTS_CONSUMED = Counter(
     ["topic", "outcome"],
     registry=REGISTRY,
 )
-PROCESSING_SECONDS = Histogram(
+PROCESSING_SECONDS = TalliedHistogram(
     "milestream_processing_seconds",
     "Time to process one input record (decode, engine, state write).",
     buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5),

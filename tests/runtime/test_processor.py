@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import pytest
 from aiokafka import TopicPartition
 
+from milestream.pipeline.attempts import RetryLater
 from milestream.pipeline.topology import Processed, Topology
 from milestream.runtime import processor as processor_module
 from milestream.runtime.processor import BatchProcessor
@@ -60,19 +61,19 @@ class RecordingCheckpoint:
 
 def processor_with(tmp_path, monkeypatch, slice_ms: float = 10.0, **settings_values) -> BatchProcessor:
     settings = Settings(data_dir=str(tmp_path), processing_slice_ms=slice_ms, **settings_values)
-    processor = BatchProcessor(settings, Topology(settings, load_topics(settings)), lambda processed, topic: None)
+    processor = BatchProcessor(settings, Topology(settings, load_topics(settings)), lambda observed: None)
     processor.producer = processor.transactional = processor.consumer = SimpleNamespace()
     RecordingCheckpoint.instances.clear()
     RecordingCheckpoint.gate = RecordingCheckpoint.failure = None
     processor.stores.stores = {0: None}  # partition 0 is owned: its records are processed
 
-    async def busy(record, overlay):
+    def busy(record, overlay):
         until = time.perf_counter() + RECORD_MS / 1000
         while time.perf_counter() < until:
             pass
         return Processed("no_output")
 
-    monkeypatch.setattr(processor, "_process", busy)
+    monkeypatch.setattr(processor, "_attempt", busy)
     monkeypatch.setattr(processor_module, "Checkpoint", RecordingCheckpoint)
     monkeypatch.setattr(processor_module, "record_from_aiokafka", lambda message: SimpleNamespace(topic="t"))
     return processor
@@ -123,6 +124,51 @@ def test_outputs_leave_at_the_end_of_each_slice_not_only_at_the_end_of_the_batch
         assert len(early) >= 50 * RECORD_MS / slice_ms / 2 and early == sorted(early)
     else:
         assert checkpoint.sent_after == [50]
+
+
+@pytest.mark.parametrize("slice_ms", [5.0, 1000.0])
+def test_the_metrics_are_told_every_record_once_a_slice(tmp_path, monkeypatch, slice_ms):
+    processor = processor_with(tmp_path, monkeypatch, slice_ms)
+    told = []
+    processor.observe = told.append
+    batch = {TopicPartition("t", 0): [SimpleNamespace(offset=n) for n in range(50)]}  # 100 ms of processing
+    asyncio.run(processor.process_batch(batch))
+    assert sum(len(slice_) for slice_ in told) == 50
+    assert all(topic == "t" and processed.outcome == "no_output" for slice_ in told for processed, topic in slice_)
+    if slice_ms < 50 * RECORD_MS:
+        assert 2 <= len(told) < 50  # several records a call
+    else:
+        assert len(told) == 1
+
+
+def test_a_record_whose_processing_fails_is_retried_in_place_after_a_pause(tmp_path, monkeypatch):
+    processor = processor_with(tmp_path, monkeypatch)
+    monkeypatch.undo()  # the real attempt, around a processing that fails twice
+    monkeypatch.setattr(processor_module, "Checkpoint", RecordingCheckpoint)
+    monkeypatch.setattr(
+        processor_module, "record_from_aiokafka", lambda message: SimpleNamespace(topic="t", source="t/0/0")
+    )
+    overlay = SimpleNamespace(begun=0, rolled_back=0)
+    overlay.begin = lambda: setattr(overlay, "begun", overlay.begun + 1)
+    overlay.rollback = lambda: setattr(overlay, "rolled_back", overlay.rolled_back + 1)
+    monkeypatch.setattr(RecordingCheckpoint, "overlay", lambda self, partition: overlay)
+    calls = []
+
+    def process(topology, record, store):
+        calls.append(time.monotonic())
+        if len(calls) < 3:
+            raise RetryLater(record, len(calls), ValueError("boom"))
+        return Processed("applied")
+
+    monkeypatch.setattr(processor.attempts, "process", process)
+    told = []
+    processor.observe = told.append
+    asyncio.run(processor.process_batch({TopicPartition("t", 0): [SimpleNamespace(offset=0)]}))
+    assert len(calls) == 3 and overlay.begun == 3 and overlay.rolled_back == 2
+    assert calls[1] - calls[0] >= 0.09 and calls[2] - calls[1] >= 0.19  # 0.1 s, then 0.2 s
+    (checkpoint,) = RecordingCheckpoint.instances
+    assert checkpoint.processed_offsets == [0]
+    assert [[processed.outcome for processed, _ in slice_] for slice_ in told] == [["applied"]]
 
 
 def records(partition, offsets):

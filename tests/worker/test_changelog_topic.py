@@ -9,7 +9,7 @@ from milestream.topics import changelog_topics, load_topics, topics_to_apply
 def test_the_declared_changelog_is_the_state_stores_own():
     settings = Settings(app_id="shop-a", topic_prefix="shop.")
     topics = load_topics(settings)
-    processor = BatchProcessor(settings, Topology(settings, topics), lambda processed, topic: None)
+    processor = BatchProcessor(settings, Topology(settings, topics), lambda observed: None)
     (spec,) = changelog_topics(settings, topics).values()
     assert spec.name == processor.stores.changelog_topic == "shop-a-customer-state-changelog"
     assert spec.partitions == topics["transactions"].partitions == topics["close-ticks"].partitions

@@ -61,12 +61,13 @@ class BatchProcessor:
         self,
         settings: Settings,
         topology: Topology,
-        observe: Callable[[Processed, str], None],
+        observe: Callable[[list[tuple[Processed, str]]], None],
         on_failure: Callable[[BaseException], NoReturn] = exit_worker,
     ) -> None:
         self.settings = settings
         self.topology = topology
-        self.observe = observe
+        self.observe = observe  # told, a slice at a time, what each record did and its topic
+        self._retry_pause_s = 0.0
         self.on_failure = on_failure
         (changelog,) = changelog_topics(settings, topology.topics)
         self.stores = PartitionStores(settings, changelog, topology.topics["transactions"].partitions)
@@ -244,44 +245,62 @@ class BatchProcessor:
         slice_s = self.settings.processing_slice_ms / 1000
         clock = time.perf_counter
         until = clock() + slice_s
-        for tp, messages in batches.items():
-            if tp.partition not in self.stores:
-                continue  # revoked since it was fetched: its new owner reads it again
-            overlay = checkpoint.overlay(tp.partition)
-            for message in messages:
-                record = record_from_aiokafka(message)
-                processed = await self._process(record, overlay)
-                self.observe(processed, record.topic)
-                checkpoint.processed(tp, message.offset, processed.records)
-                if clock() >= until:
-                    await checkpoint.send_outputs()
-                    await asyncio.sleep(0)
-                    until = clock() + slice_s
+        # What each record did, told to the metrics once a slice (a metric's increment costs more than
+        # the counting, and this runs for every record): (outcome and outputs, topic), and the time each took.
+        observed: list[tuple[Processed, str]] = []
+        seconds: list[float] = []
+        try:
+            for tp, messages in batches.items():
+                if tp.partition not in self.stores:
+                    continue  # revoked since it was fetched: its new owner reads it again
+                overlay = checkpoint.overlay(tp.partition)
+                for message in messages:
+                    record = record_from_aiokafka(message)
+                    started = clock()
+                    processed = self._attempt(record, overlay)
+                    while processed is None:  # retried in place after a pause (pipeline/attempts.py)
+                        await asyncio.sleep(self._retry_pause_s)
+                        started = clock()
+                        processed = self._attempt(record, overlay)
+                    seconds.append(clock() - started)
+                    observed.append((processed, record.topic))
+                    checkpoint.processed(tp, message.offset, processed.records)
+                    if clock() >= until:
+                        self._observe(observed, seconds)
+                        observed, seconds = [], []
+                        await checkpoint.send_outputs()
+                        await asyncio.sleep(0)
+                        until = clock() + slice_s
+        finally:
+            self._observe(observed, seconds)
         await checkpoint.send_outputs()
 
-    async def _process(self, record: Record, overlay: OverlayStore) -> Processed:
-        """Process one record, retrying it in place while processing raises (pipeline/attempts.py)."""
-        while True:
-            overlay.begin()
-            started = time.perf_counter()
-            try:
-                processed = self.attempts.process(self.topology, record, overlay)
-            except RetryLater as exc:
-                overlay.rollback()
-                metrics.PROCESSING_FAILURES.labels("error").inc()
-                log.error("%s; retrying it", exc, exc_info=exc.__cause__)
-                await asyncio.sleep(min(0.1 * 2 ** (exc.attempt - 1), RETRY_PAUSE_CAP_S))
-                continue
-            except InfrastructureFailure:
-                metrics.PROCESSING_FAILURES.labels("infrastructure").inc()
-                raise
-            metrics.PROCESSING_SECONDS.observe(time.perf_counter() - started)
-            if processed.poison:
-                metrics.POISON_RECORDS.inc()
-                log.error(
-                    "poison record %s dead-lettered after %d failed attempts", record.source, self.attempts.max_attempts
-                )
-            return processed
+    def _observe(self, observed: list[tuple[Processed, str]], seconds: list[float]) -> None:
+        if observed:
+            self.observe(observed)
+            metrics.PROCESSING_SECONDS.observe_many(seconds)
+
+    def _attempt(self, record: Record, overlay: OverlayStore) -> Processed | None:
+        """One attempt at a record: what it did, or None when it failed in a way worth retrying (its
+        changes rolled back; the pause before the next attempt in ``_retry_pause_s``)."""
+        overlay.begin()
+        try:
+            processed = self.attempts.process(self.topology, record, overlay)
+        except RetryLater as exc:
+            overlay.rollback()
+            metrics.PROCESSING_FAILURES.labels("error").inc()
+            log.error("%s; retrying it", exc, exc_info=exc.__cause__)
+            self._retry_pause_s = min(0.1 * 2 ** (exc.attempt - 1), RETRY_PAUSE_CAP_S)
+            return None
+        except InfrastructureFailure:
+            metrics.PROCESSING_FAILURES.labels("infrastructure").inc()
+            raise
+        if processed.poison:
+            metrics.POISON_RECORDS.inc()
+            log.error(
+                "poison record %s dead-lettered after %d failed attempts", record.source, self.attempts.max_attempts
+            )
+        return processed
 
     def _report_lag(self) -> None:
         now = time.monotonic()

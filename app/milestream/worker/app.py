@@ -124,29 +124,37 @@ def create_app(settings: Settings) -> faust.App:
     outputs = {spec.name: raw_topic(spec.name) for spec in topics.values() if spec.name in writable}
 
     # A labelled counter per (topic, outcome) and per output kind, looked up once: labels() costs more
-    # than the increment, and this runs for every record (outcomes and kinds are fixed sets: see
-    # pipeline/topology.py and schemas/outputs.py).
+    # than the increment (outcomes and kinds are fixed sets: see pipeline/topology.py and
+    # schemas/outputs.py). The records of a slice are counted first and each counter moved once.
     consumed: dict[tuple[str, str], Any] = {}
     emitted: dict[str, Any] = {}
 
-    def observe(processed: Processed, topic_name: str) -> None:
-        counter = consumed.get((topic_name, processed.outcome))
-        if counter is None:
-            counter = consumed[topic_name, processed.outcome] = metrics.EVENTS_CONSUMED.labels(
-                topic_name, processed.outcome
-            )
-        counter.inc()
-        if processed.outcome not in PROCESSED:
-            metrics.DEAD_LETTERS.labels(processed.outcome).inc()
-        for event in processed.milestone_events:
-            kind = emitted.get(event["kind"])
+    def observe(observed: list[tuple[Processed, str]]) -> None:
+        outcomes: dict[tuple[str, str], int] = {}
+        kinds: dict[str, int] = {}
+        late = 0
+        for processed, topic_name in observed:
+            key = (topic_name, processed.outcome)
+            outcomes[key] = outcomes.get(key, 0) + 1
+            if processed.outcome not in PROCESSED:
+                metrics.DEAD_LETTERS.labels(processed.outcome).inc()
+            for event in processed.milestone_events:
+                kinds[event["kind"]] = kinds.get(event["kind"], 0) + 1
+            late += processed.late_events
+            if processed.backfill is not None:
+                metrics.BACKFILL_RECORDS.labels(processed.backfill, processed.outcome).inc()
+        for key, count in outcomes.items():
+            counter = consumed.get(key)
+            if counter is None:
+                counter = consumed[key] = metrics.EVENTS_CONSUMED.labels(*key)
+            counter.inc(count)
+        for kind_name, count in kinds.items():
+            kind = emitted.get(kind_name)
             if kind is None:
-                kind = emitted[event["kind"]] = metrics.OUTPUTS_EMITTED.labels(event["kind"])
-            kind.inc()
-        if processed.late_events:
-            metrics.LATE_EVENTS.inc(processed.late_events)
-        if processed.backfill is not None:
-            metrics.BACKFILL_RECORDS.labels(processed.backfill, processed.outcome).inc()
+                kind = emitted[kind_name] = metrics.OUTPUTS_EMITTED.labels(kind_name)
+            kind.inc(count)
+        if late:
+            metrics.LATE_EVENTS.inc(late)
 
     processor = BatchProcessor(settings, topology, observe)
 
@@ -174,7 +182,7 @@ def create_app(settings: Settings) -> faust.App:
             processed = verdicts.pop((message.partition, message.offset), None)
             if processed is None:  # applied before this worker started: nothing left to publish
                 continue
-            observe(processed, message.topic)
+            observe([(processed, message.topic)])
             processed.records = [out for out in processed.records if out.topic in outputs]
             try:  # rare: wait, so the ack implies the output is durable
                 await deliver_now(outputs, processed, settings.delivery_timeout_s)

@@ -61,11 +61,9 @@ class GcPauses(Collector):
             labels=["generation"],
         )
         for generation in range(GENERATIONS):
-            cumulative, buckets = 0, []
-            for bound, count in zip((*map(str, BUCKETS), "+Inf"), self.counts[generation], strict=True):
-                cumulative += count
-                buckets.append((bound, cumulative))
-            family.add_metric([str(generation)], buckets, self.sums[generation])
+            family.add_metric(
+                [str(generation)], metrics.cumulative_buckets(BUCKETS, self.counts[generation]), self.sums[generation]
+            )
         yield family
         yield GaugeMetricFamily(
             "milestream_gc_frozen_objects",
