@@ -123,3 +123,33 @@ def test_offsets_are_tracked_per_partition(loaded):
         "transactions", "c1", transaction("c1", "3000", WHEN, 2), timestamp=at(WHEN), partition=0, offset=6
     )
     assert second.outcome == "applied"
+
+
+def test_tally_counts_what_a_slice_of_records_did():
+    from milestream.pipeline.topology import Processed, tally
+
+    applied = Processed("applied")
+    applied.milestone_events = [{"kind": "sub_target"}, {"kind": "achievement"}]
+    late = Processed("no_output")
+    late.late_events = 2
+    backfilled = Processed("backfilled")
+    backfilled.backfill = "m-1"
+    counted = tally(
+        [
+            (applied, "tx"),
+            (late, "tx"),
+            (Processed("no_output"), "tx"),
+            (Processed("schema_violation"), "events"),
+            (backfilled, "bf"),
+        ]
+    )
+    assert counted.outcomes == {
+        ("tx", "applied"): 1,
+        ("tx", "no_output"): 2,
+        ("events", "schema_violation"): 1,
+        ("bf", "backfilled"): 1,
+    }
+    assert counted.dead_letters == {"schema_violation": 1}
+    assert counted.milestone_events == {"sub_target": 1, "achievement": 1}
+    assert counted.late_events == 2
+    assert counted.backfill == {("m-1", "backfilled"): 1}

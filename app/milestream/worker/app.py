@@ -34,7 +34,7 @@ from ..api.server import add_api
 from ..console import add_console
 from ..kafka_client import client_options, faust_credentials
 from ..pipeline.attempts import describe
-from ..pipeline.topology import PROCESSED, Processed, Topology
+from ..pipeline.topology import PROCESSED, Processed, Topology, tally
 from ..runtime.failure import DeliveryFailed, exit_worker
 from ..runtime.partitions import OwnedState
 from ..runtime.processor import BatchProcessor
@@ -130,31 +130,23 @@ def create_app(settings: Settings) -> faust.App:
     emitted: dict[str, Any] = {}
 
     def observe(observed: list[tuple[Processed, str]]) -> None:
-        outcomes: dict[tuple[str, str], int] = {}
-        kinds: dict[str, int] = {}
-        late = 0
-        for processed, topic_name in observed:
-            key = (topic_name, processed.outcome)
-            outcomes[key] = outcomes.get(key, 0) + 1
-            if processed.outcome not in PROCESSED:
-                metrics.DEAD_LETTERS.labels(processed.outcome).inc()
-            for event in processed.milestone_events:
-                kinds[event["kind"]] = kinds.get(event["kind"], 0) + 1
-            late += processed.late_events
-            if processed.backfill is not None:
-                metrics.BACKFILL_RECORDS.labels(processed.backfill, processed.outcome).inc()
-        for key, count in outcomes.items():
+        counted = tally(observed)
+        for key, count in counted.outcomes.items():
             counter = consumed.get(key)
             if counter is None:
                 counter = consumed[key] = metrics.EVENTS_CONSUMED.labels(*key)
             counter.inc(count)
-        for kind_name, count in kinds.items():
+        for kind_name, count in counted.milestone_events.items():
             kind = emitted.get(kind_name)
             if kind is None:
                 kind = emitted[kind_name] = metrics.OUTPUTS_EMITTED.labels(kind_name)
             kind.inc(count)
-        if late:
-            metrics.LATE_EVENTS.inc(late)
+        for reason, count in counted.dead_letters.items():
+            metrics.DEAD_LETTERS.labels(reason).inc(count)
+        for run, count in counted.backfill.items():
+            metrics.BACKFILL_RECORDS.labels(*run).inc(count)
+        if counted.late_events:
+            metrics.LATE_EVENTS.inc(counted.late_events)
 
     processor = BatchProcessor(settings, topology, observe)
 
