@@ -41,9 +41,13 @@ class Namespace(Enum):
     LEADERBOARD_COUNT = "n"  # entries per value bucket, as older stores kept them: no longer read or written
     BACKFILL = "b"  # a partition's backfill marks, by partition, and its runs, by "partition|milestone" (backfill.py)
 
+    # Each member's stored prefix, set once below: read as an attribute, not looked up in a dict by
+    # the member (an Enum's __hash__ is a Python call, paid by every key made).
+    _stored_prefix: bytes
+
     @property
     def prefix(self) -> bytes:
-        return _PREFIXES[self]
+        return self._stored_prefix
 
     def key(self, id: str) -> StateKey:
         if type(id) is not str:
@@ -53,6 +57,8 @@ class Namespace(Enum):
 
 # Computed once: a key is encoded several times per input record.
 _PREFIXES = {namespace: namespace.value.encode() + b":" for namespace in Namespace}
+for _namespace, _prefix in _PREFIXES.items():
+    _namespace._stored_prefix = _prefix
 _BY_PREFIX = {prefix: namespace for namespace, prefix in _PREFIXES.items()}
 PREFIX_BYTES = 2
 _LOCAL_ONLY = _PREFIXES[Namespace.LEADERBOARD]
@@ -81,7 +87,7 @@ class StateKey:
         set_field = object.__setattr__
         set_field(self, "namespace", namespace)
         set_field(self, "id", id)
-        set_field(self, "raw", _PREFIXES[namespace] + id.encode("utf-8", _ERRORS))
+        set_field(self, "raw", namespace._stored_prefix + id.encode("utf-8", _ERRORS))
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"a StateKey is immutable: cannot set {name!r}")
@@ -121,7 +127,7 @@ def _made(namespace: Namespace, id: str) -> StateKey:
     key = object.__new__(StateKey)
     _set_namespace(key, namespace)
     _set_id(key, id)
-    _set_raw(key, _PREFIXES[namespace] + id.encode("utf-8", _ERRORS))
+    _set_raw(key, namespace._stored_prefix + id.encode("utf-8", _ERRORS))
     return key
 
 
