@@ -421,7 +421,6 @@ class Bench:
             f"{name} processing {events:,} records", sample, progress=progress, timeout=timeout, service=services[0]
         )
         result = rates(events, seen["first"], seen["done"], started, seen["committed"], seen["cpu"])
-        result["done_at"] = seen["done"]
         result["startup_seconds"] = seen["first"] - started
         result["healthy_after_seconds"] = healthy - started
         result["processed_to_committed_seconds"] = seen["committed"] - seen["done"]
@@ -623,7 +622,14 @@ class Bench:
                 )
             )
             per_worker: list[dict[str, int]] = [{} for _ in workers]
-            all_working: list[tuple[float, int]] = []  # when every worker had processed records, and the count then
+            consumers = {
+                f"consumer {n + 1}": worker.process.pid if worker.process else None for n, worker in enumerate(workers)
+            }
+            # The group's first assignment gives every partition to the worker that joins first (and the
+            # first /metrics read may come after it has begun); the others' joining then moves partitions
+            # (a revocation, a restore). The deployment's own rate and CPU are measured from the moment
+            # every worker processes to the last record.
+            window: dict[str, Any] = {}
 
             async def processed() -> int | None:
                 found = await asyncio.gather(*(self.worker_outcomes(worker=worker) for worker in workers))
@@ -631,8 +637,12 @@ class Bench:
                     if outcomes is not None:
                         per_worker[n] = outcomes
                 total = sum(sum(outcomes.values()) for outcomes in per_worker)
-                if not all_working and all(sum(outcomes.values()) for outcomes in per_worker):
-                    all_working.append((time.time(), total))
+                now = time.time()
+                if "since" not in window and all(sum(outcomes.values()) for outcomes in per_worker):
+                    meter = CpuMeter({**consumers, "broker": self.broker_pid, "bench": os.getpid()})
+                    window.update(since=now, at=total, meter=meter)
+                if "since" in window and "done" not in window and total >= events:
+                    window.update(done=now, cpu=window["meter"].read())
                 return total
 
             started = min(worker.started_at for worker in workers)
@@ -648,23 +658,24 @@ class Bench:
         finally:
             for worker in workers:
                 worker.stop()
+        whole_rate = result["processing_rate"]
+        if "cpu" in window and events > window["at"] and window["done"] > window["since"]:
+            cpu = window["cpu"]
+            cpu["consumer"] = sum(cpu.get(name, 0.0) for name in consumers)
+            result = rates(events - window["at"], window["since"], window["done"], started, None, cpu)
+            result["all_working"] = True
+        else:  # a worker had nothing to do: the whole phase's figures
+            log("WARNING: not every worker processed records; the figures are the whole phase's")
         result["workers"] = count
+        result["whole_rate"] = whole_rate
         result["per_worker"] = [sum(outcomes.values()) for outcomes in per_worker]
-        # The group's first assignment gives every partition to the worker that joins first; the others'
-        # joining moves partitions (a revocation, a restore) while it runs. From the moment every worker
-        # processes, the rate is the deployment's own.
-        if all_working and result.get("done_at"):
-            since, at = all_working[0]
-            if result["done_at"] > since and events > at:
-                result["all_working_rate"] = (events - at) / (result["done_at"] - since)
-                result["all_working_events"] = events - at
         result["outputs"] = await self.offsets.total(self.promotions) - outputs_before
         result["expected_outputs"] = expected
         self.results["workers"] = result
         log(
-            f"{count} workers: {result['processing_rate']:,.0f}/s processing, "
-            f"{result.get('all_working_rate', 0):,.0f}/s once all were processing "
-            f"({', '.join(f'{n:,}' for n in result['per_worker'])} records each), "
+            f"{count} workers: {result['processing_rate']:,.0f}/s over the last {result['events']:,} records, "
+            f"once all were processing ({whole_rate:,.0f}/s over the whole phase; "
+            f"{', '.join(f'{n:,}' for n in result['per_worker'])} records each), "
             f"{result['outputs']:,} outputs (expected {expected:,})"
         )
         if result["outputs"] != expected or sum(result["per_worker"]) != events:
