@@ -2,13 +2,14 @@
 
 import asyncio
 import time
+from datetime import datetime, timezone
 from types import SimpleNamespace
 
 import pytest
 from aiokafka import TopicPartition
 
 from milestream.pipeline.attempts import RetryLater
-from milestream.pipeline.topology import Processed, Topology
+from milestream.pipeline.topology import Processed, Record, Topology
 from milestream.runtime import processor as processor_module
 from milestream.runtime.processor import BatchProcessor
 from milestream.settings import Settings
@@ -146,7 +147,9 @@ def test_a_record_whose_processing_fails_is_retried_in_place_after_a_pause(tmp_p
     monkeypatch.undo()  # the real attempt, around a processing that fails twice
     monkeypatch.setattr(processor_module, "Checkpoint", RecordingCheckpoint)
     monkeypatch.setattr(
-        processor_module, "record_from_aiokafka", lambda message: SimpleNamespace(topic="t", source="t/0/0")
+        processor_module,
+        "record_from_aiokafka",
+        lambda message: Record("t", 0, message.offset, b"k", b"{}", datetime.now(timezone.utc)),
     )
     overlay = SimpleNamespace(begun=0, rolled_back=0)
     overlay.begin = lambda: setattr(overlay, "begun", overlay.begun + 1)
@@ -160,7 +163,7 @@ def test_a_record_whose_processing_fails_is_retried_in_place_after_a_pause(tmp_p
             raise RetryLater(record, len(calls), ValueError("boom"))
         return Processed("applied")
 
-    monkeypatch.setattr(processor.attempts, "process", process)
+    processor.attempts = SimpleNamespace(process=process, max_attempts=5)  # the compiled class cannot be patched
     told = []
     processor.observe = told.append
     asyncio.run(processor.process_batch({TopicPartition("t", 0): [SimpleNamespace(offset=0)]}))
