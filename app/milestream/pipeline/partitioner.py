@@ -3,9 +3,9 @@ modulo the topic's partition count, as the Java client and aiokafka's ``DefaultP
 
 The checkpoint sends its outputs in whole producer batches, so it picks each output's partition
 itself, where a send would have let the producer do it. aiokafka's murmur2 is pure Python: about
-5 µs a key, paid for every output. This one is compiled with the pipeline (a few hundred
-nanoseconds): its integers are machine words there (``i64``), so every product is kept below 2**63
-by multiplying in 16-bit halves.
+1.8 µs a customer id, paid for every output. This one is compiled with the pipeline (about 0.05 µs):
+its integers are machine words there (``i64``), so every product is kept below 2**63 by multiplying
+in 16-bit halves.
 """
 
 from __future__ import annotations
