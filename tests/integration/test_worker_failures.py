@@ -153,3 +153,72 @@ def test_a_broken_changelog_stops_the_worker_and_dead_letters_nothing(kafka_boot
         assert committed_offsets(settings, "transactions") == {}
     finally:
         worker.stop()
+
+
+# Loaded at the worker's start-up (``sitecustomize`` on its PYTHONPATH): processing raises for a
+# record of a ``flaky`` customer twice, then works; for a ``poison`` customer's, always. A bug in the
+# pipeline, reproduced in the process users run.
+_FAULTS = """
+from milestream.pipeline import topology
+
+_process = topology.Topology.process
+_failed = {}
+
+
+def _faulty(self, record, store):
+    key = record.key or b""
+    if key.startswith(b"flaky") and _failed.get(record.source, 0) < 2:
+        _failed[record.source] = _failed.get(record.source, 0) + 1
+        raise RuntimeError("a bug that goes away")
+    if key.startswith(b"poison"):
+        raise RuntimeError("a bug that stays")
+    return _process(self, record, store)
+
+
+topology.Topology.process = _faulty
+"""
+
+
+def _metric(text: str, name: str) -> float:
+    (line,) = [line for line in text.splitlines() if line.startswith(name + " ")]
+    return float(line.split()[-1])
+
+
+def test_a_record_whose_processing_fails_is_retried_in_place_and_a_poison_one_dead_lettered(kafka_bootstrap, tmp_path):
+    from milestream.pipeline import topology
+
+    if not isinstance(topology.Topology.__dict__["process"], type(_metric)):
+        pytest.skip("the compiled build's classes cannot be patched to inject the fault")
+    (tmp_path / "faults").mkdir()
+    (tmp_path / "faults" / "sitecustomize.py").write_text(_FAULTS)
+    settings = isolated_settings(kafka_bootstrap, tmp_path / "data", max_processing_attempts=3)
+    create_topics(settings)
+    worker = WorkerProcess(settings, tmp_path / "worker.log", env={"PYTHONPATH": str(tmp_path / "faults")})
+    worker.start()
+    try:
+        produce(settings, [("definitions", "m-faults", monthly_gross_definition("m-faults", **THIS_YEAR))])
+        worker.wait_for_definition("m-faults")
+        produce(
+            settings,
+            [
+                ("transactions", "flaky-1", transaction("flaky-1", "6000", RECENTLY, 1)),
+                ("transactions", "poison-1", transaction("poison-1", "6000", RECENTLY, 1)),
+                ("transactions", "steady-1", transaction("steady-1", "6000", RECENTLY, 1)),
+            ],
+        )
+        promotions = consume(
+            settings, "promotions", lambda seen: {e["customer_id"] for e in seen} >= {"flaky-1", "steady-1"}
+        )
+        assert {e["customer_id"] for e in promotions} == {"flaky-1", "steady-1"}
+        (letter,) = consume(settings, "dead-letters", lambda seen: len(seen) >= 1)
+        assert letter["reason"] == "processing_error" and "failed 3 times" in letter["detail"]
+        wait_for_commits(settings, "transactions")
+        metrics = worker.http("/metrics")
+        assert _metric(metrics, 'milestream_processing_failures_total{kind="error"}') == 4  # 2 flaky, 2 poison
+        assert _metric(metrics, "milestream_poison_records_total") == 1
+        consumed = 'milestream_events_consumed_total{outcome="%s",topic="' + settings.topic_prefix + 'transactions"}'
+        assert _metric(metrics, consumed % "processing_error") == 1
+        assert _metric(metrics, consumed % "applied") == 2
+        assert worker.process is not None and worker.process.poll() is None  # still running
+    finally:
+        worker.stop()

@@ -61,6 +61,7 @@ class WorkerProcess:
     log_path: Path
     process: subprocess.Popen | None = None
     starts: int = field(default=0)
+    env: dict[str, str] = field(default_factory=dict)  # added to the settings' environment
 
     def start(self, timeout: float = 120.0) -> None:
         self.launch()
@@ -74,7 +75,7 @@ class WorkerProcess:
         log.flush()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "milestream.cli", "worker"],
-            env=settings_env(self.settings),
+            env={**settings_env(self.settings), **self.env},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
