@@ -25,7 +25,6 @@ import os
 import random
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -42,7 +41,7 @@ from milestream.topics import apply_topics, load_topics
 
 from . import workload
 from .cluster import Offsets, bench_connection
-from .procs import BenchError, CpuMeter, Service, free_port, settings_env
+from .procs import BenchError, CpuMeter, Service, free_port, worker_service
 from .report import git_revision, machine, write_block
 from .run import http_text
 
@@ -134,12 +133,8 @@ class Cluster:
                 }
             )
             profile = ["-m", "cProfile", "-o", str(self.folder / f"{self.label}-{n + 1}.prof")] if self.profile else []
-            service = Service(
-                f"worker {self.label}-{n + 1}",
-                [sys.executable, *profile, "-m", "milestream.cli", "worker", "--unsupervised"],
-                settings_env(settings),
-                self.folder / f"{self.label}-{n + 1}.log",
-                settings.web_port,
+            service = worker_service(
+                f"worker {self.label}-{n + 1}", settings, self.folder / f"{self.label}-{n + 1}.log", profile
             )
             service.start()
             self.workers.append(service)

@@ -25,7 +25,6 @@ import asyncio
 import os
 import resource
 import shutil
-import sys
 import tempfile
 import time
 import uuid
@@ -39,7 +38,7 @@ from milestream.settings import Settings
 from milestream.state.rocksdb import RocksDBStore
 
 from .cluster import Offsets, started_broker
-from .procs import Service, free_port, settings_env
+from .procs import Service, free_port, worker_service
 from .report import git_revision, machine, write_block
 
 START_MARKER = "<!-- close:start -->"
@@ -201,14 +200,7 @@ async def run_on_broker(customers: int, bootstrap: str, folder: Path) -> dict:
             key=customer.encode(),
         )
     await producer.flush()
-    worker = Service(
-        "milestream worker",
-        # The worker itself, not its supervisor: its CPU is what is measured, and a failure must end the run.
-        [sys.executable, "-m", "milestream.cli", "worker", "--unsupervised"],
-        settings_env(settings),
-        folder / "worker.log",
-        settings.web_port,
-    )
+    worker = worker_service("milestream worker", settings, folder / "worker.log")
     worker.start()
     offsets = Offsets(settings)
     await offsets.start()

@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -144,6 +145,13 @@ class Service:
 # ----------------------------------------------------------------------- CPU use
 
 _TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def worker_service(name: str, settings: Settings, log_path: Path, python_options: Sequence[str] = ()) -> Service:
+    """A ``milestream worker`` of ``settings``: the worker itself, not its supervisor (its CPU is what is
+    measured, and a failure must end the run). ``python_options``: e.g. ``-m cProfile -o FILE``."""
+    command = [sys.executable, *python_options, "-m", "milestream.cli", "worker", "--unsupervised"]
+    return Service(name, command, settings_env(settings), log_path, settings.web_port)
 
 
 def process_cpu_seconds(pid: int | None) -> float:

@@ -354,7 +354,7 @@ def latency_timeline(latency: dict[str, Any]) -> str:
 def workers_note(results: dict[str, Any]) -> str | None:
     """How the two-worker deployment compares with one worker, once both workers were processing."""
     workers, one = results.get("workers"), results.get("milestream")
-    if not workers or not workers.get("all_working"):
+    if not workers:
         return None
     text = (
         f"**{workers['workers']} workers:** {workers['processing_rate']:,.0f} events/s once every worker was "

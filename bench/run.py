@@ -46,7 +46,7 @@ from milestream.topics import apply_topics, load_topics
 
 from . import inprocess, report, workload
 from .cluster import Offsets, interrupt_on_sigterm, local_kafka, started_broker
-from .procs import BenchError, CpuMeter, Service, free_port, settings_env
+from .procs import BenchError, CpuMeter, Service, free_port, settings_env, worker_service
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = REPO_ROOT / ".local" / "bench"
@@ -534,13 +534,10 @@ class Bench:
         settings = settings or self.settings
         outputs_before = await self.offsets.total(self.promotions)
         expected = load.expected_outputs * milestones
-        worker = self.worker = Service(
+        worker = self.worker = worker_service(
             "milestream worker",
-            # The worker itself, not its supervisor: its CPU is what is measured, and a failure must end the run.
-            [sys.executable, "-m", "milestream.cli", "worker", "--unsupervised"],
-            settings_env(settings),
+            settings,
             self.run_dir / ("milestream-worker.log" if settings is self.settings else f"{settings.app_id}.log"),
-            settings.web_port,
         )
         worker.start()
         healthy = await asyncio.get_running_loop().run_in_executor(None, worker.wait_healthy, "/healthz", 120.0)
@@ -604,12 +601,8 @@ class Bench:
                 }
             )
             workers.append(
-                Service(
-                    f"milestream worker {n + 1} of {count}",
-                    [sys.executable, "-m", "milestream.cli", "worker", "--unsupervised"],
-                    settings_env(settings),
-                    self.run_dir / f"milestream-x{count}-{n + 1}.log",
-                    settings.web_port,
+                worker_service(
+                    f"milestream worker {n + 1} of {count}", settings, self.run_dir / f"milestream-x{count}-{n + 1}.log"
                 )
             )
         try:
@@ -658,28 +651,31 @@ class Bench:
         finally:
             for worker in workers:
                 worker.stop()
-        whole_rate = result["processing_rate"]
-        if "cpu" in window and events > window["at"] and window["done"] > window["since"]:
-            cpu = window["cpu"]
-            cpu["consumer"] = sum(cpu.get(name, 0.0) for name in consumers)
-            result = rates(events - window["at"], window["since"], window["done"], started, None, cpu)
-            result["all_working"] = True
-        else:  # a worker had nothing to do: the whole phase's figures
-            log("WARNING: not every worker processed records; the figures are the whole phase's")
-        result["workers"] = count
-        result["whole_rate"] = whole_rate
-        result["per_worker"] = [sum(outcomes.values()) for outcomes in per_worker]
-        result["outputs"] = await self.offsets.total(self.promotions) - outputs_before
-        result["expected_outputs"] = expected
-        self.results["workers"] = result
-        log(
-            f"{count} workers: {result['processing_rate']:,.0f}/s over the last {result['events']:,} records, "
-            f"once all were processing ({whole_rate:,.0f}/s over the whole phase; "
-            f"{', '.join(f'{n:,}' for n in result['per_worker'])} records each), "
-            f"{result['outputs']:,} outputs (expected {expected:,})"
-        )
-        if result["outputs"] != expected or sum(result["per_worker"]) != events:
+        records_each = ", ".join(f"{sum(outcomes.values()):,}" for outcomes in per_worker)
+        outputs = await self.offsets.total(self.promotions) - outputs_before
+        if outputs != expected or sum(sum(outcomes.values()) for outcomes in per_worker) != events:
             log("WARNING: the workers' records or outputs differ from the worker's before them")
+        if not ("cpu" in window and events > window["at"] and window["done"] > window["since"]):
+            # Too few records to see both at work (--quick): the first to join did them all, or all but
+            # a few, before the group's rebalance. A whole-phase figure would time the rebalance.
+            log(f"WARNING: {count} workers: not measured, not every worker processed records ({records_each} each)")
+            return
+        cpu = window["cpu"]
+        cpu["consumer"] = sum(cpu.get(name, 0.0) for name in consumers)
+        measured = rates(events - window["at"], window["since"], window["done"], started, None, cpu)
+        measured.update(
+            workers=count,
+            whole_rate=result["processing_rate"],
+            per_worker=[sum(outcomes.values()) for outcomes in per_worker],
+            outputs=outputs,
+            expected_outputs=expected,
+        )
+        self.results["workers"] = measured
+        log(
+            f"{count} workers: {measured['processing_rate']:,.0f}/s over the last {measured['events']:,} records, "
+            f"once all were processing ({measured['whole_rate']:,.0f}/s over the whole phase; {records_each} records "
+            f"each), {outputs:,} outputs (expected {expected:,})"
+        )
 
     async def output_capacity(self, count: int) -> float:
         """The worker's rate on the latency workload (every event yields a milestone event).
