@@ -270,3 +270,40 @@ def test_an_overlay_cannot_be_listened_to(tmp_path):
     overlay = OverlayStore(MemoryStore())
     with pytest.raises(TypeError):
         overlay.listen(lambda changes, existed: None)
+
+
+CRASH_AFTER_WRITE = """
+import os, sys
+from milestream.state.rocksdb import RocksDBStore
+store = RocksDBStore(sys.argv[1], changelog_backed=sys.argv[2] == "1")
+store.write({b"c:flushed": b"{}"}, {"changelog-offset": b"1"})
+store._db.flush()
+store.write({b"c:a": b"{}", b"c:b": b"{}"}, {"changelog-offset": b"3"})
+os._exit(0)  # as a kill -9: nothing closed
+"""
+
+
+@pytest.mark.parametrize("changelog_backed", [False, True])
+def test_a_crash_loses_a_changelog_backed_stores_unflushed_writes_with_their_offset(changelog_backed, tmp_path):
+    """Without the write-ahead log, a crash takes the writes since the last flush, the changelog
+    offset written with them included, so the store stands at an earlier offset whose state it
+    holds whole; a store without a changelog keeps every write."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "state"
+    subprocess.run([sys.executable, "-c", CRASH_AFTER_WRITE, str(path), "1" if changelog_backed else "0"], check=True)
+    store = RocksDBStore(path, changelog_backed=changelog_backed)
+    kept = {key: store._get(key) is not None for key in (b"c:flushed", b"c:a", b"c:b")}
+    if changelog_backed:
+        assert kept == {b"c:flushed": True, b"c:a": False, b"c:b": False}
+        assert store.meta("changelog-offset") == b"1"
+    else:
+        assert all(kept.values())
+        assert store.meta("changelog-offset") == b"3"
+    # Closed, it has flushed everything.
+    store.write({b"c:c": b"{}"}, {"changelog-offset": b"4"})
+    store.close()
+    reopened = RocksDBStore(path, changelog_backed=changelog_backed)
+    assert reopened._get(b"c:c") == b"{}" and reopened.meta("changelog-offset") == b"4"
+    reopened.close()

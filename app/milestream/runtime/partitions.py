@@ -11,7 +11,9 @@ the same RocksDB write batch as the state, runtime/checkpoint.py). When a
 partition is assigned, only the changelog's tail after that offset is read: a
 worker that kept its disk restores in a moment; a new one reads the whole
 (compacted) changelog. A store ahead of its changelog (the topic was recreated)
-is discarded and rebuilt. Leaderboard entries are never in the changelog: each
+is discarded and rebuilt. The stores skip RocksDB's write-ahead log (state/rocksdb.py): after
+a crash a store reopens at the offset of its last flushed write, and the restore reads the
+changelog from there. Leaderboard entries are never in the changelog: each
 state record restored brings the entries it implies (pipeline/read_index.py).
 """
 
@@ -70,7 +72,7 @@ class PartitionStores:
         return sorted(self.stores)
 
     def _open(self, partition: int) -> RocksDBStore:
-        return RocksDBStore(self.folder / str(partition))
+        return RocksDBStore(self.folder / str(partition), changelog_backed=True)
 
     async def assign(self, partitions: Iterable[int]) -> None:
         """Open and restore the stores of newly assigned partitions."""

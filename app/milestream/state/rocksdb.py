@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from rocksdict import BlockBasedOptions, Options, Rdict, WriteBatch
+from rocksdict import BlockBasedOptions, Options, Rdict, WriteBatch, WriteOptions
 
 from .base import StateStore
 
@@ -15,7 +15,15 @@ _META_PREFIX = b"\x00meta:"
 
 
 class RocksDBStore(StateStore):
-    def __init__(self, path: str | Path) -> None:
+    """``changelog_backed``: the store is a copy of a changelog and records, in the same write batch
+    as the state, the changelog offset it reflects (runtime/partitions.py). Such a store skips
+    RocksDB's write-ahead log, as Kafka Streams' stores do: a crash then loses the writes not yet
+    flushed to a table file, all together with the offset written with them (RocksDB flushes whole
+    memtables, in order), so the store reopens as it stood at an earlier offset and its restore
+    reads the changelog from there. A closed store has flushed everything. The log cost about a
+    microsecond a record on the worker's path and wrote every byte to disk twice."""
+
+    def __init__(self, path: str | Path, *, changelog_backed: bool = False) -> None:
         options = Options(raw_mode=True)
         options.create_if_missing(True)
         # A Bloom filter per table file (10 bits a key, about 15 MB for a million customers' keys): a
@@ -31,6 +39,11 @@ class RocksDBStore(StateStore):
         options.set_memtable_prefix_bloom_ratio(0.02)
         self.path = Path(path)
         self._db = Rdict(str(path), options)
+        if changelog_backed:
+            write_options = WriteOptions()
+            # An attribute (rocksdict 0.3's stubs declare a method, which the object does not have).
+            write_options.disable_wal = True  # type: ignore[method-assign, assignment]
+            self._db.set_write_options(write_options)
 
     def _get(self, raw_key: bytes) -> bytes | None:
         return self._db.get(raw_key)
@@ -71,7 +84,10 @@ class RocksDBStore(StateStore):
         """Apply ``changes`` (None: delete) and ``meta`` atomically, in one RocksDB write batch."""
         heard = self._before_write(changes) if self._listeners else None
         batch = WriteBatch(raw_mode=True)
-        for raw_key, raw_value in changes.items():
+        # In key order: each insert into RocksDB's memtable (a skip list) then starts near the last
+        # one's place, already in the CPU's cache (about 10 % less time for a checkpoint's batch).
+        for raw_key in sorted(changes):
+            raw_value = changes[raw_key]
             if raw_value is None:
                 batch.delete(raw_key)
             else:
