@@ -5,6 +5,9 @@
   acknowledges a batch's outputs before it writes the state): the work the worker does per
   record, minus Kafka and Faust.
 * ``engine``: ``Engine.apply`` alone on pre-decoded events and live state dicts.
+* ``parts``: what every event needs whatever runs it, each part timed alone: the worker's decoder
+  (JSON and validation) and a customer document's round trip through a partition's RocksDB store.
+  With ``Engine.apply`` and the raw consumer's cost they make a floor (bench/report.py ``floor``).
 * ``profile``: cProfile of the driver, the functions that take the most time.
 """
 
@@ -13,12 +16,19 @@ from __future__ import annotations
 import cProfile
 import io
 import pstats
+import tempfile
 import time
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from milestream.pipeline.driver import TopologyTestDriver
+from milestream.schemas.codec import decoder_for
 from milestream.schemas.inputs import Transaction
+from milestream.settings import Settings
+from milestream.state.base import encode_state
+from milestream.state.rocksdb import RocksDBStore
 
 from . import workload
 
@@ -72,6 +82,55 @@ def engine_rate(records: list[tuple[bytes, bytes]], now: datetime) -> dict[str, 
         "rate": len(events) / seconds,
         "outputs": outputs,
         "decode_rate": len(events) / decode_seconds,
+    }
+
+
+def parts(records: list[tuple[bytes, bytes]], now: datetime, checkpoint_records: int) -> dict[str, Any]:
+    """The per-event cost of two parts every event needs, each timed alone (µs/event):
+
+    * ``decode``: the worker's decoder for the transactions topic (orjson, then pydantic);
+    * ``state``: the customer's document read (from the checkpoint's pending writes, else from
+      RocksDB), decoded and encoded with orjson, then a checkpoint's write of the pending documents to
+      a partition's RocksDB store (sorted, no write-ahead log, as the worker's) every
+      ``checkpoint_records`` events (one store: the worker's checkpoint splits the same writes
+      across its partitions' stores). The documents are the engine's, made beforehand.
+
+    Leaves out what the worker also does per event (history, read index, close index, outputs, the
+    changelog, metrics), so the sum is below any real worker's cost."""
+    decoder = decoder_for(("transaction",), Settings().max_payload_bytes)
+    started = time.perf_counter()
+    for _, value in records:
+        decoder.decode(value)
+    decode_seconds = time.perf_counter() - started
+
+    # The document each event leaves, as the engine writes it.
+    engine = _driver(now).topology.engine
+    states: dict[str, dict[str, Any]] = {}
+    documents: list[tuple[bytes, bytes]] = []
+    for n, (key, value) in enumerate(records):
+        event = Transaction.model_validate_json(value)
+        state = states.setdefault(event.customer_id, {"v": 1})
+        engine.apply(state, event, now, f"bench/0/{n}")
+        documents.append((b"c:" + key, encode_state(state)))
+    states.clear()
+
+    with tempfile.TemporaryDirectory(prefix="milestream-bench-parts-") as folder:
+        store = RocksDBStore(folder, changelog_backed=True)
+        pending: dict[bytes, bytes] = {}
+        started = time.perf_counter()
+        for n, (raw_key, document) in enumerate(documents):
+            raw = pending.get(raw_key) or store._get(raw_key)
+            orjson.dumps(orjson.loads(raw) if raw is not None else {})
+            pending[raw_key] = document
+            if (n + 1) % checkpoint_records == 0 or n == len(documents) - 1:
+                store.write(pending)
+                pending = {}
+        state_seconds = time.perf_counter() - started
+        store.close()
+    return {
+        "events": len(records),
+        "decode_us": 1e6 * decode_seconds / len(records),
+        "state_us": 1e6 * state_seconds / len(records),
     }
 
 

@@ -373,6 +373,48 @@ def workers_note(results: dict[str, Any]) -> str | None:
     )
 
 
+def floor(results: dict[str, Any]) -> dict[str, float] | None:
+    """The least an event costs whatever runs it: the raw consumer's time an event, the worker's
+    decoding, ``Engine.apply`` and the customer document's round trip through RocksDB, each measured
+    alone in this run; the rest of the worker's work (history, read index, outputs, changelog) left
+    out. Its inverse bounds the rate of any worker doing this work on one core."""
+    inprocess = results.get("inprocess") or {}
+    parts, engine, raw = inprocess.get("parts"), inprocess.get("engine"), results.get("raw")
+    if not (parts and engine and raw):
+        return None
+    consume = 1e6 / raw["processing_rate"]
+    libraries = consume + parts["decode_us"] + parts["state_us"]  # Kafka client, pydantic, orjson, RocksDB
+    total = libraries + 1e6 / engine["rate"]
+    quix = (results.get("quix") or {}).get("processing_rate")
+    return {
+        "consume_us": consume,
+        "decode_us": parts["decode_us"],
+        "engine_us": 1e6 / engine["rate"],
+        "state_us": parts["state_us"],
+        "total_us": total,
+        "ceiling_rate": 1e6 / total,
+        "libraries_rate": 1e6 / libraries,
+        **({"ceiling_x_quix": 1e6 / total / quix, "libraries_x_quix": 1e6 / libraries / quix} if quix else {}),
+    }
+
+
+def floor_note(results: dict[str, Any]) -> str | None:
+    f = floor(results)
+    if f is None:
+        return None
+    text = (
+        f"**The floor of an event's cost:** consuming it {f['consume_us']:.1f} µs (the raw consumer's rate), "
+        f"decoding and validating it {f['decode_us']:.1f}, `Engine.apply` {f['engine_us']:.1f}, the customer "
+        f"document's round trip through RocksDB {f['state_us']:.1f}: {f['total_us']:.1f} µs, so at most "
+        f"{f['ceiling_rate']:,.0f} events/s on one core even if the rest of the worker's work (history, read "
+        f"index, close index, outputs, changelog) cost nothing; the parts outside Milestream's code alone "
+        f"(Kafka client, pydantic, orjson, RocksDB) allow {f['libraries_rate']:,.0f}/s"
+    )
+    if "ceiling_x_quix" in f:
+        text += f" ({f['ceiling_x_quix']:.2f} and {f['libraries_x_quix']:.2f} × the Quix app)"
+    return text + "."
+
+
 def console_report(results: dict[str, Any]) -> str:
     parts = ["", "Throughput", text_table(THROUGHPUT_HEADER, throughput_rows(results))]
     scaling = workers_note(results)
@@ -381,6 +423,9 @@ def console_report(results: dict[str, Any]) -> str:
     ratios = ratio_rows(results)
     if ratios:
         parts += ["", "Ratios", text_table(RATIO_HEADER, ratios)]
+    least = floor_note(results)
+    if least:
+        parts += ["", least.replace("**", "").replace("`", "")]
     latency = latency_rows(results)
     if latency:
         lat = results["latency"]
@@ -474,6 +519,9 @@ def results_markdown(results: dict[str, Any], earlier: Sequence[str] = ()) -> st
     ratios = ratio_rows(results)
     if ratios:
         lines += ["", "### Ratios", "", markdown_table(RATIO_HEADER, ratios)]
+    least = floor_note(results)
+    if least:
+        lines += ["", least]
     latency = results.get("latency")
     if latency:
         lines += [

@@ -921,11 +921,14 @@ def inprocess_phase(
         result: dict[str, Any] = {"driver": inprocess.driver_rate(records, now)}
         log(f"in-process driver: {result['driver']['rate']:,.0f}/s; Engine.apply alone ...")
         result["engine"] = inprocess.engine_rate(records, now)
+        result["parts"] = inprocess.parts(records, now, Settings().max_poll_records)
     finally:
         gc.unfreeze()
     log(
         f"in-process Engine.apply: {result['engine']['rate']:,.0f}/s "
-        f"(decoding alone {result['engine']['decode_rate']:,.0f}/s)"
+        f"(decoding alone {result['engine']['decode_rate']:,.0f}/s); the worker's decoder "
+        f"{result['parts']['decode_us']:.1f} µs/event, a document's round trip through RocksDB "
+        f"{result['parts']['state_us']:.1f} µs/event"
     )
     if args.profile_events > 0:
         text, top = inprocess.profile(records[: args.profile_events], now)
