@@ -1,6 +1,9 @@
 """Conformance cases every state backend runs, and the key namespaces they share."""
 
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -288,9 +291,6 @@ def test_a_crash_loses_a_changelog_backed_stores_unflushed_writes_with_their_off
     """Without the write-ahead log, a crash takes the writes since the last flush, the changelog
     offset written with them included, so the store stands at an earlier offset whose state it
     holds whole; a store without a changelog keeps every write."""
-    import subprocess
-    import sys
-
     path = tmp_path / "state"
     subprocess.run([sys.executable, "-c", CRASH_AFTER_WRITE, str(path), "1" if changelog_backed else "0"], check=True)
     store = RocksDBStore(path, changelog_backed=changelog_backed)
@@ -307,3 +307,36 @@ def test_a_crash_loses_a_changelog_backed_stores_unflushed_writes_with_their_off
     reopened = RocksDBStore(path, changelog_backed=changelog_backed)
     assert reopened._get(b"c:c") == b"{}" and reopened.meta("changelog-offset") == b"4"
     reopened.close()
+
+
+def _in_memory_only(store: RocksDBStore) -> int:
+    """Entries in the store's memtables (the active one and those waiting for their flush)."""
+    db = store._db
+    return (db.property_int_value("rocksdb.num-entries-active-mem-table") or 0) + (
+        db.property_int_value("rocksdb.num-entries-imm-mem-tables") or 0
+    )
+
+
+def _flushed(store: RocksDBStore) -> bool:
+    for _ in range(200):  # the flush runs in RocksDB's background thread
+        if _in_memory_only(store) == 0:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_changelog_backed_store_flushes_at_its_first_write_once_its_flush_interval_has_passed(tmp_path):
+    """What a crash can take from it is bounded in time, not only by the memtable's size."""
+    store = RocksDBStore(tmp_path / "state", changelog_backed=True, flush_interval_s=0.5)
+    store.write({b"c:a": b"{}"}, {"changelog-offset": b"1"})
+    assert _in_memory_only(store) == 2  # the key and the offset: within the interval, not flushed
+    time.sleep(0.6)
+    store.write({b"c:b": b"{}"}, {"changelog-offset": b"2"})
+    assert _flushed(store)
+    store.write({b"c:c": b"{}"}, {"changelog-offset": b"3"})  # a new interval
+    assert _in_memory_only(store) == 2
+    store.close()
+    with_log = RocksDBStore(tmp_path / "logged", flush_interval_s=0.0)  # with its log, RocksDB decides
+    with_log.write({b"c:a": b"{}"})
+    assert _in_memory_only(with_log) == 1
+    with_log.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,9 @@ from typing import Any
 from rocksdict import BlockBasedOptions, Options, Rdict, WriteBatch, WriteOptions
 
 from .base import StateStore
+
+# The longest a changelog-backed store keeps writes in memory only (see RocksDBStore).
+FLUSH_INTERVAL_S = 60.0
 
 # Outside every namespace (state/keys.py tags are letters followed by ":"), so no state key names it.
 _META_PREFIX = b"\x00meta:"
@@ -21,9 +25,16 @@ class RocksDBStore(StateStore):
     flushed to a table file, all together with the offset written with them (RocksDB flushes whole
     memtables, in order), so the store reopens as it stood at an earlier offset and its restore
     reads the changelog from there. A closed store has flushed everything. The log cost about a
-    microsecond a record on the worker's path and wrote every byte to disk twice."""
+    microsecond a record on the worker's path and wrote every byte to disk twice.
 
-    def __init__(self, path: str | Path, *, changelog_backed: bool = False) -> None:
+    Such a store also flushes its memtable once ``flush_interval_s`` has passed since the last flush,
+    at its next write: a quiet store would otherwise keep days of writes in memory only, and reopen
+    after a crash further back than the changelog keeps tombstones (compaction drops them after the
+    topic's ``delete.retention.ms``, a day by default), bringing deleted keys back."""
+
+    def __init__(
+        self, path: str | Path, *, changelog_backed: bool = False, flush_interval_s: float = FLUSH_INTERVAL_S
+    ) -> None:
         options = Options(raw_mode=True)
         options.create_if_missing(True)
         # A Bloom filter per table file (10 bits a key, about 15 MB for a million customers' keys): a
@@ -39,11 +50,19 @@ class RocksDBStore(StateStore):
         options.set_memtable_prefix_bloom_ratio(0.02)
         self.path = Path(path)
         self._db = Rdict(str(path), options)
+        self._flush_interval_s: float | None = None  # with the write-ahead log: RocksDB decides
         if changelog_backed:
             write_options = WriteOptions()
             # An attribute (rocksdict 0.3's stubs declare a method, which the object does not have).
             write_options.disable_wal = True  # type: ignore[method-assign, assignment]
             self._db.set_write_options(write_options)
+            self._flush_interval_s = flush_interval_s
+        self._flushed_at = time.monotonic()
+
+    def _written(self) -> None:
+        if self._flush_interval_s is not None and time.monotonic() - self._flushed_at >= self._flush_interval_s:
+            self._db.flush(wait=False)  # in RocksDB's background thread
+            self._flushed_at = time.monotonic()
 
     def _get(self, raw_key: bytes) -> bytes | None:
         return self._db.get(raw_key)
@@ -55,12 +74,14 @@ class RocksDBStore(StateStore):
     def _put(self, raw_key: bytes, raw_value: bytes) -> None:
         heard = self._before_write({raw_key: raw_value}) if self._listeners else None
         self._db[raw_key] = raw_value
+        self._written()
         if heard:
             self._notify(heard)
 
     def _delete(self, raw_key: bytes) -> None:
         heard = self._before_write({raw_key: None}) if self._listeners else None
         self._db.delete(raw_key)
+        self._written()
         if heard:
             self._notify(heard)
 
@@ -95,6 +116,7 @@ class RocksDBStore(StateStore):
         for name, value in (meta or {}).items():
             batch.put(_META_PREFIX + name.encode(), value)
         self._db.write(batch)
+        self._written()
         if heard:
             self._notify(heard)
 
