@@ -96,6 +96,11 @@ class PartitionStores:
     def close(self) -> None:
         self.revoke(list(self.stores))
 
+    def flush_due(self) -> None:
+        """Flush the stores whose oldest write not on disk has waited long enough (state/rocksdb.py)."""
+        for store in self.stores.values():
+            store.flush_if_due()
+
     def _emptied(self, store: RocksDBStore, partition: int) -> RocksDBStore:
         store.close()
         shutil.rmtree(store.path, ignore_errors=True)

@@ -135,6 +135,7 @@ class BatchProcessor:
                         await self.process_batch(batches)
                     if self._commit_due():
                         await self.commit_in_background()
+                self.stores.flush_due()  # a store's writes are on disk within a minute, idle or not
                 self._report_lag()
         except asyncio.CancelledError:
             await self._commit_on_the_way_out()

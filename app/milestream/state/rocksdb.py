@@ -27,10 +27,11 @@ class RocksDBStore(StateStore):
     reads the changelog from there. A closed store has flushed everything. The log cost about a
     microsecond a record on the worker's path and wrote every byte to disk twice.
 
-    Such a store also flushes its memtable once ``flush_interval_s`` has passed since the last flush,
-    at its next write: a quiet store would otherwise keep days of writes in memory only, and reopen
-    after a crash further back than the changelog keeps tombstones (compaction drops them after the
-    topic's ``delete.retention.ms``, a day by default), bringing deleted keys back."""
+    Such a store also flushes its memtable once a write has waited ``flush_interval_s`` in it, at
+    its next write or when the worker's loop calls :meth:`flush_if_due` (it does while idle too): a
+    quiet store would otherwise keep days of writes in memory only, and reopen after a crash further
+    back than the changelog keeps tombstones (compaction drops them after the topic's
+    ``delete.retention.ms``, a day by default), bringing deleted keys back."""
 
     def __init__(
         self, path: str | Path, *, changelog_backed: bool = False, flush_interval_s: float = FLUSH_INTERVAL_S
@@ -57,12 +58,21 @@ class RocksDBStore(StateStore):
             write_options.disable_wal = True  # type: ignore[method-assign, assignment]
             self._db.set_write_options(write_options)
             self._flush_interval_s = flush_interval_s
-        self._flushed_at = time.monotonic()
+        self._unflushed_since: float | None = None  # the first write since the last flush asked for
 
     def _written(self) -> None:
-        if self._flush_interval_s is not None and time.monotonic() - self._flushed_at >= self._flush_interval_s:
+        if self._flush_interval_s is None:
+            return
+        if self._unflushed_since is None:
+            self._unflushed_since = time.monotonic()
+        self.flush_if_due()
+
+    def flush_if_due(self) -> None:
+        """Flush the memtable if a write has waited ``flush_interval_s`` in it (a changelog-backed store)."""
+        since, interval = self._unflushed_since, self._flush_interval_s
+        if since is not None and interval is not None and time.monotonic() - since >= interval:
             self._db.flush(wait=False)  # in RocksDB's background thread
-            self._flushed_at = time.monotonic()
+            self._unflushed_since = None
 
     def _get(self, raw_key: bytes) -> bytes | None:
         return self._db.get(raw_key)
