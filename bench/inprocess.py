@@ -115,7 +115,7 @@ def parts(records: list[tuple[bytes, bytes]], now: datetime, checkpoint_records:
     states.clear()
 
     with tempfile.TemporaryDirectory(prefix="milestream-bench-parts-") as folder:
-        store = RocksDBStore(folder, changelog_backed=True)
+        store = RocksDBStore(folder, changelog_flush_interval_s=Settings().state_flush_interval_s)
         pending: dict[bytes, bytes] = {}
         started = time.perf_counter()
         for n, (raw_key, document) in enumerate(documents):

@@ -81,6 +81,16 @@ class Settings(BaseSettings):
     data_dir: str = _setting(
         ".local/worker", "MILESTREAM_DATA_DIR", "Where the worker keeps its RocksDB stores, one per owned partition."
     )
+    state_flush_interval_s: float = _setting(
+        60.0,
+        "MILESTREAM_STATE_FLUSH_INTERVAL_S",
+        "Longest a write to a partition's RocksDB store waits in memory before it is flushed to disk, whether "
+        "the store goes on being written or not. The stores keep no write-ahead log (the changelog is their "
+        "log): after a crash a store reopens at its last flush and restores the rest from the changelog, "
+        "whose compaction keeps tombstones for the topic's delete.retention.ms (a day by default), so keep "
+        "this well below that.",
+        gt=0,
+    )
     web_port: int = _setting(
         6066, "MILESTREAM_WEB_PORT", "HTTP port of the worker: /metrics, /healthz.", ge=0, le=65535
     )

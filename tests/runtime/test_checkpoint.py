@@ -339,7 +339,7 @@ def test_the_partition_stores_are_changelog_backed_and_flushed_when_due(stores):
     from milestream.state.rocksdb import RocksDBStore
 
     assert stores[3]._flush_interval_s is not None  # no write-ahead log: the changelog is its log
-    stores.stores[4] = RocksDBStore(stores.folder / "4", changelog_backed=True, flush_interval_s=0.3)
+    stores.stores[4] = RocksDBStore(stores.folder / "4", changelog_flush_interval_s=0.3)
     stores[4].write({b"c:a": b"{}"}, {CHANGELOG_OFFSET: b"1"})
 
     def in_memory() -> int:

@@ -278,7 +278,7 @@ def test_an_overlay_cannot_be_listened_to(tmp_path):
 CRASH_AFTER_WRITE = """
 import os, sys
 from milestream.state.rocksdb import RocksDBStore
-store = RocksDBStore(sys.argv[1], changelog_backed=sys.argv[2] == "1")
+store = RocksDBStore(sys.argv[1], changelog_flush_interval_s=60.0 if sys.argv[2] == "1" else None)
 store.write({b"c:flushed": b"{}"}, {"changelog-offset": b"1"})
 store._db.flush()
 store.write({b"c:a": b"{}", b"c:b": b"{}"}, {"changelog-offset": b"3"})
@@ -293,7 +293,7 @@ def test_a_crash_loses_a_changelog_backed_stores_unflushed_writes_with_their_off
     holds whole; a store without a changelog keeps every write."""
     path = tmp_path / "state"
     subprocess.run([sys.executable, "-c", CRASH_AFTER_WRITE, str(path), "1" if changelog_backed else "0"], check=True)
-    store = RocksDBStore(path, changelog_backed=changelog_backed)
+    store = RocksDBStore(path, changelog_flush_interval_s=60.0 if changelog_backed else None)
     kept = {key: store._get(key) is not None for key in (b"c:flushed", b"c:a", b"c:b")}
     if changelog_backed:
         assert kept == {b"c:flushed": True, b"c:a": False, b"c:b": False}
@@ -304,7 +304,7 @@ def test_a_crash_loses_a_changelog_backed_stores_unflushed_writes_with_their_off
     # Closed, it has flushed everything.
     store.write({b"c:c": b"{}"}, {"changelog-offset": b"4"})
     store.close()
-    reopened = RocksDBStore(path, changelog_backed=changelog_backed)
+    reopened = RocksDBStore(path, changelog_flush_interval_s=60.0 if changelog_backed else None)
     assert reopened._get(b"c:c") == b"{}" and reopened.meta("changelog-offset") == b"4"
     reopened.close()
 
@@ -328,7 +328,7 @@ def _flushed(store: RocksDBStore) -> bool:
 def test_a_changelog_backed_store_flushes_once_a_write_has_waited_its_flush_interval(tmp_path):
     """What a crash can take from it is bounded in time, not only by the memtable's size: at the next
     write, or when the worker's loop asks (a store written once, then idle)."""
-    store = RocksDBStore(tmp_path / "state", changelog_backed=True, flush_interval_s=0.5)
+    store = RocksDBStore(tmp_path / "state", changelog_flush_interval_s=0.5)
     store.write({b"c:a": b"{}"}, {"changelog-offset": b"1"})
     store.flush_if_due()
     assert _in_memory_only(store) == 2  # the key and the offset: within the interval, not flushed
@@ -342,7 +342,7 @@ def test_a_changelog_backed_store_flushes_once_a_write_has_waited_its_flush_inte
     store.write({b"c:c": b"{}"}, {"changelog-offset": b"3"})  # the write that finds the interval over
     assert _flushed(store)
     store.close()
-    with_log = RocksDBStore(tmp_path / "logged", flush_interval_s=0.0)  # with its log, RocksDB decides
+    with_log = RocksDBStore(tmp_path / "logged")  # with its log, RocksDB decides
     with_log.write({b"c:a": b"{}"})
     with_log.flush_if_due()
     assert _in_memory_only(with_log) == 1

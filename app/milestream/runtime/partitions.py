@@ -72,7 +72,9 @@ class PartitionStores:
         return sorted(self.stores)
 
     def _open(self, partition: int) -> RocksDBStore:
-        return RocksDBStore(self.folder / str(partition), changelog_backed=True)
+        return RocksDBStore(
+            self.folder / str(partition), changelog_flush_interval_s=self.settings.state_flush_interval_s
+        )
 
     async def assign(self, partitions: Iterable[int]) -> None:
         """Open and restore the stores of newly assigned partitions."""

@@ -11,31 +11,26 @@ from rocksdict import BlockBasedOptions, Options, Rdict, WriteBatch, WriteOption
 
 from .base import StateStore
 
-# The longest a changelog-backed store keeps writes in memory only (see RocksDBStore).
-FLUSH_INTERVAL_S = 60.0
-
 # Outside every namespace (state/keys.py tags are letters followed by ":"), so no state key names it.
 _META_PREFIX = b"\x00meta:"
 
 
 class RocksDBStore(StateStore):
-    """``changelog_backed``: the store is a copy of a changelog and records, in the same write batch
-    as the state, the changelog offset it reflects (runtime/partitions.py). Such a store skips
-    RocksDB's write-ahead log, as Kafka Streams' stores do: a crash then loses the writes not yet
-    flushed to a table file, all together with the offset written with them (RocksDB flushes whole
-    memtables, in order), so the store reopens as it stood at an earlier offset and its restore
+    """``changelog_flush_interval_s``: given for a store that is a copy of a changelog and records, in
+    the same write batch as the state, the changelog offset it reflects (runtime/partitions.py). Such
+    a store skips RocksDB's write-ahead log, as Kafka Streams' stores do: a crash then loses the writes
+    not yet flushed to a table file, all together with the offset written with them (RocksDB flushes
+    whole memtables, in order), so the store reopens as it stood at an earlier offset and its restore
     reads the changelog from there. A closed store has flushed everything. The log cost about a
     microsecond a record on the worker's path and wrote every byte to disk twice.
 
-    Such a store also flushes its memtable once a write has waited ``flush_interval_s`` in it, at
-    its next write or when the worker's loop calls :meth:`flush_if_due` (it does while idle too): a
-    quiet store would otherwise keep days of writes in memory only, and reopen after a crash further
-    back than the changelog keeps tombstones (compaction drops them after the topic's
+    Such a store also flushes its memtable once a write has waited that many seconds in it, at its
+    next write or when the worker's loop calls :meth:`flush_if_due` (it does while idle too): a quiet
+    store would otherwise keep days of writes in memory only, and reopen after a crash further back
+    than the changelog keeps tombstones (compaction drops them after the topic's
     ``delete.retention.ms``, a day by default), bringing deleted keys back."""
 
-    def __init__(
-        self, path: str | Path, *, changelog_backed: bool = False, flush_interval_s: float = FLUSH_INTERVAL_S
-    ) -> None:
+    def __init__(self, path: str | Path, *, changelog_flush_interval_s: float | None = None) -> None:
         options = Options(raw_mode=True)
         options.create_if_missing(True)
         # A Bloom filter per table file (10 bits a key, about 15 MB for a million customers' keys): a
@@ -51,13 +46,12 @@ class RocksDBStore(StateStore):
         options.set_memtable_prefix_bloom_ratio(0.02)
         self.path = Path(path)
         self._db = Rdict(str(path), options)
-        self._flush_interval_s: float | None = None  # with the write-ahead log: RocksDB decides
-        if changelog_backed:
+        self._flush_interval_s = changelog_flush_interval_s  # None: with the write-ahead log, RocksDB decides
+        if changelog_flush_interval_s is not None:
             write_options = WriteOptions()
             # An attribute (rocksdict 0.3's stubs declare a method, which the object does not have).
             write_options.disable_wal = True  # type: ignore[method-assign, assignment]
             self._db.set_write_options(write_options)
-            self._flush_interval_s = flush_interval_s
         self._unflushed_since: float | None = None  # the first write since the last flush asked for
 
     def _written(self) -> None:
@@ -68,7 +62,7 @@ class RocksDBStore(StateStore):
         self.flush_if_due()
 
     def flush_if_due(self) -> None:
-        """Flush the memtable if a write has waited ``flush_interval_s`` in it (a changelog-backed store)."""
+        """Flush the memtable if a write has waited ``changelog_flush_interval_s`` in it."""
         since, interval = self._unflushed_since, self._flush_interval_s
         if since is not None and interval is not None and time.monotonic() - since >= interval:
             self._db.flush(wait=False)  # in RocksDB's background thread
