@@ -337,20 +337,13 @@ def test_the_partition_stores_are_changelog_backed_and_flushed_when_due(stores):
     import time
 
     from milestream.state.rocksdb import RocksDBStore
+    from tests.support.stores import flushed, in_memory_only
 
     assert stores[3]._flush_interval_s is not None  # no write-ahead log: the changelog is its log
     stores.stores[4] = RocksDBStore(stores.folder / "4", changelog_flush_interval_s=0.3)
     stores[4].write({b"c:a": b"{}"}, {CHANGELOG_OFFSET: b"1"})
-
-    def in_memory() -> int:
-        return stores[4]._db.property_int_value("rocksdb.num-entries-active-mem-table") or 0
-
     stores.flush_due()
-    assert in_memory() == 2  # not due yet
+    assert in_memory_only(stores[4]) == 2  # not due yet
     time.sleep(0.4)
     stores.flush_due()  # no write since
-    for _ in range(200):  # the flush runs in RocksDB's background thread
-        if in_memory() == 0 and not stores[4]._db.property_int_value("rocksdb.num-entries-imm-mem-tables"):
-            break
-        time.sleep(0.05)
-    assert in_memory() == 0
+    assert flushed(stores[4])

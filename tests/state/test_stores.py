@@ -14,6 +14,7 @@ from milestream.state.keys import Namespace, StateKey
 from milestream.state.memory import MemoryStore
 from milestream.state.overlay import OverlayStore
 from milestream.state.rocksdb import RocksDBStore
+from tests.support.stores import flushed, in_memory_only
 
 
 def open_store(backend: str, folder: Path):
@@ -309,41 +310,25 @@ def test_a_crash_loses_a_changelog_backed_stores_unflushed_writes_with_their_off
     reopened.close()
 
 
-def _in_memory_only(store: RocksDBStore) -> int:
-    """Entries in the store's memtables (the active one and those waiting for their flush)."""
-    db = store._db
-    return (db.property_int_value("rocksdb.num-entries-active-mem-table") or 0) + (
-        db.property_int_value("rocksdb.num-entries-imm-mem-tables") or 0
-    )
-
-
-def _flushed(store: RocksDBStore) -> bool:
-    for _ in range(200):  # the flush runs in RocksDB's background thread
-        if _in_memory_only(store) == 0:
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_a_changelog_backed_store_flushes_once_a_write_has_waited_its_flush_interval(tmp_path):
     """What a crash can take from it is bounded in time, not only by the memtable's size: at the next
     write, or when the worker's loop asks (a store written once, then idle)."""
     store = RocksDBStore(tmp_path / "state", changelog_flush_interval_s=0.5)
     store.write({b"c:a": b"{}"}, {"changelog-offset": b"1"})
     store.flush_if_due()
-    assert _in_memory_only(store) == 2  # the key and the offset: within the interval, not flushed
+    assert in_memory_only(store) == 2  # the key and the offset: within the interval, not flushed
     time.sleep(0.6)
     store.flush_if_due()  # no write since: the loop's call flushes it
-    assert _flushed(store)
+    assert flushed(store)
     store.flush_if_due()
     store.write({b"c:b": b"{}"}, {"changelog-offset": b"2"})  # a new interval from this write
-    assert _in_memory_only(store) == 2
+    assert in_memory_only(store) == 2
     time.sleep(0.6)
     store.write({b"c:c": b"{}"}, {"changelog-offset": b"3"})  # the write that finds the interval over
-    assert _flushed(store)
+    assert flushed(store)
     store.close()
     with_log = RocksDBStore(tmp_path / "logged")  # with its log, RocksDB decides
     with_log.write({b"c:a": b"{}"})
     with_log.flush_if_due()
-    assert _in_memory_only(with_log) == 1
+    assert in_memory_only(with_log) == 1
     with_log.close()
