@@ -86,8 +86,10 @@ def test_count_documents_of_an_older_store_are_left_alone(operations, value, cus
 @pytest.mark.parametrize(
     ("leading", "same", "apart"),
     [
-        (3, ("999.5", "999"), ("999", "998.9")),  # 999.5 and 999 share 999; 998.9 is 998
-        (4, ("999.95", "999.9"), ("999.9", "999.89")),  # 999.95 and 999.9 share 999.9; 999.89 is 999.8
+        # A bucket holds the values whose millionths less one share their leading digits: 999.5 and
+        # 999.01 share 999; 999 itself (998.999999 less nothing) is in 998's.
+        (3, ("999.5", "999.01"), ("999.01", "999")),
+        (4, ("999.95", "999.91"), ("999.91", "999.9")),  # 999.9 is in 999.8's
     ],
 )
 def test_buckets_sort_as_the_board_and_hold_the_leading_digits(leading, same, apart):
@@ -103,7 +105,7 @@ def test_buckets_sort_as_the_board_and_hold_the_leading_digits(leading, same, ap
 
 def test_counts_are_the_entries_per_bucket_of_four_leading_digits():
     store = MemoryStore()
-    values = [Decimal(v) for v in ("999.95", "999.9", "999.89", "12.345", "12.34", "0", "-3")]
+    values = [Decimal(v) for v in ("999.95", "999.91", "999.9", "12.345", "12.341", "0", "-3")]
     live = set()
     for n, value in enumerate(values):
         key = leaderboards.entry_key("m", "t", 1, value, f"c{n}")
@@ -112,7 +114,8 @@ def test_counts_are_the_entries_per_bucket_of_four_leading_digits():
     leaderboards.put(store, leaderboards.entry_key("m", "t", 2, Decimal(5), "c0"))  # another board
     counts = leaderboards.bucket_counts(store, "m", "t", 1)
     assert counts.leading == leaderboards.LEADING_DIGITS
-    assert list(counts.as_dict().values()) == [2, 1, 2, 2]  # 999.9, 999.8, 12.34, zero and below
+    # (999.9, 1000], (999.8, 999.9], (12.34, 12.35], zero and below
+    assert list(counts.as_dict().values()) == [2, 1, 2, 2]
     assert list(store.scan(Namespace.LEADERBOARD_COUNT)) == []  # nothing stored but the entries
     mirror = leaderboards.CountsMirror(store)
     assert mirror.counts("m", "t", 1) == counts
@@ -255,17 +258,17 @@ def test_a_mirror_that_cannot_apply_a_write_counts_the_entries_again():
 
 
 @given(VALUES)
-def test_a_bucket_span_holds_exactly_its_buckets_digits(value):
+def test_a_bucket_is_every_key_that_starts_with_it(value):
     digits = leaderboards._split(leaderboards.entry_key("m", "t", 1, value, "c"))[1]
-    first, last = leaderboards._bucket_span(digits)
-    assert first <= digits <= last
-    assert leaderboards.bucket(first) == leaderboards.bucket(last) == leaderboards.bucket(digits) == first
+    found = leaderboards.bucket(digits)
+    width = leaderboards.WIDTH
+    first, last = found.ljust(width, "0"), found.ljust(width, "9")
+    assert digits.startswith(found)
+    assert leaderboards.bucket(first) == leaderboards.bucket(last) == found
     if int(last) < 2 * leaderboards.OFFSET - 1:
-        after = f"{int(last) + 1:0{leaderboards.WIDTH}d}"
-        assert leaderboards.bucket(after) == after  # the next digits begin the next bucket
+        assert leaderboards.bucket(f"{int(last) + 1:0{width}d}") != found  # the next digits: the next bucket
     if int(first) > 0:
-        before = f"{int(first) - 1:0{leaderboards.WIDTH}d}"
-        assert leaderboards.bucket(before) != first
+        assert leaderboards.bucket(f"{int(first) - 1:0{width}d}") != found
 
 
 @given(st.lists(st.tuples(st.sampled_from([1, 2]), VALUES, CUSTOMERS), max_size=80))
@@ -284,29 +287,30 @@ def test_a_walk_counts_each_entry_in_its_bucket(entries):
     assert leaderboards._counted_entries(store) == expected
 
 
-def _reference_span(digits: str, leading: int) -> tuple[str, str]:
-    """The bucket span by its definition: the values whose leading ``leading`` digits are the same."""
-    offset, width = leaderboards.OFFSET, leaderboards.WIDTH
-    scaled = offset - int(digits)
-    if scaled <= 0:
-        return f"{offset:0{width}d}", f"{2 * offset - 1:0{width}d}"
-    step = 10 ** max(len(str(scaled)) - leading, 0)
-    top = scaled // step * step + step - 1
-    if top > offset:
-        return f"{0:0{width}d}", f"{0:0{width}d}"
-    return f"{offset - top:0{width}d}", f"{offset - top + step - 1:0{width}d}"
+def _reference_bucket(digits: str, leading: int) -> tuple[int, str] | None:
+    """The bucket by its definition: a positive value's millionths less one, ``u``, by its number
+    of digits and its ``leading`` leading digits; None for zero and below."""
+    inverted = int(digits)
+    if inverted >= leaderboards.OFFSET:
+        return None
+    u = str(leaderboards.OFFSET - 1 - inverted)
+    return len(u), u[:leading]
 
 
-@given(
-    st.one_of(
-        VALUES.map(leaderboards._descending),
-        st.integers(0, 2 * leaderboards.OFFSET - 1).map(lambda n: f"{n:031d}"),
-        st.integers(0, 40).map(lambda n: f"{leaderboards.OFFSET - 10**n:031d}"),  # at powers of ten
-    ),
-    st.integers(1, 6),
+DIGITS = st.one_of(
+    VALUES.map(leaderboards._descending),
+    st.integers(0, 2 * leaderboards.OFFSET - 1).map(lambda n: f"{n:031d}"),
+    st.integers(0, 40).map(lambda n: f"{max(leaderboards.OFFSET - 10**n, 0):031d}"),  # at powers of ten
+    st.integers(0, 40).map(lambda n: f"{max(leaderboards.OFFSET - 10**n - 1, 0):031d}"),
 )
-def test_bucket_spans_are_the_values_sharing_their_leading_digits(digits, leading):
-    assert leaderboards._bucket_span(digits, leading) == _reference_span(digits, leading)
+
+
+@given(DIGITS, DIGITS, st.integers(1, 6))
+def test_buckets_are_the_values_sharing_their_leading_digits_and_sort_as_the_board(one, other, leading):
+    together = leaderboards.bucket(one, leading) == leaderboards.bucket(other, leading)
+    assert together == (_reference_bucket(one, leading) == _reference_bucket(other, leading))
+    if not together:
+        assert (leaderboards.bucket(one, leading) < leaderboards.bucket(other, leading)) == (one < other)
 
 
 def test_board_prefixes_are_remembered_within_a_bound():
@@ -322,27 +326,11 @@ def test_board_prefixes_are_remembered_within_a_bound():
 
 @given(st.text(alphabet="ab\x00", max_size=12))
 def test_a_key_not_shaped_as_an_entry_is_refused_by_split(key):
-    """Fewer than three separators: ValueError, which the counting steps over (``_entry_bucket``)."""
+    """Fewer than three separators: ValueError; nor is it counted (``_entry_counter``)."""
+    assert leaderboards._entry_counter(key) is None  # no value digits either
     if key.count("\x00") < 3:
         with pytest.raises(ValueError):
             leaderboards._split(key)
-        assert leaderboards._entry_bucket(key) is None
     else:
         board, digits = leaderboards._split(key)
         assert board.count("\x00") == 3 and board.endswith("\x00") and key.startswith(board + digits)
-
-
-def test_bucket_spans_are_remembered_within_a_bound():
-    """Each bucket's bounds are formatted once and remembered; the memory holds no more than its
-    bound however many buckets pass, and what it returns is the bucket's span."""
-    leaderboards._SPANS.clear()
-    count = leaderboards._SPANS_MAX + 500
-
-    def digits(n: int) -> str:
-        return f"{leaderboards.OFFSET - n * 10**6:031d}"  # with 20 leading digits, a bucket each
-
-    spans = [leaderboards._bucket_span(digits(n), 20) for n in range(1, count + 1)]
-    assert len(leaderboards._SPANS) == 500  # cleared once full
-    assert len(set(spans)) == count
-    for n in (1, 999, 10_000, count):
-        assert spans[n - 1] == leaderboards._bucket_span(digits(n), 20) == _reference_span(digits(n), 20)

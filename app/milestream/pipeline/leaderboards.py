@@ -15,7 +15,7 @@ merges the partitions' heads (api/leaderboards.py). Keys only: the value is read
 
 A rank counts the entries ahead of a customer. Walking them all would cost O(rank), so the API
 counts each partition's entries per value bucket in memory: a bucket holds the values with the same
-four leading digits (all values at or below zero share one), so a board has some tens of thousands of
+four leading digits (all values at or below zero share one; ``bucket``), so a board has some tens of thousands of
 buckets at most, and a rank is the sum of the counts of the buckets ahead (summed in a Fenwick tree:
 ``BucketCounts``) plus a walk of the customer's own bucket (``around``). The counts are derived, never
 stored: ``CountsMirror`` reads them from the entries when a partition is assigned (a slice at a
@@ -31,14 +31,14 @@ standing while it is one of the last ``CLOSED_CYCLES_KEPT`` closed cycles of tha
 from __future__ import annotations
 
 import logging
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from heapq import merge
 from typing import NamedTuple
 
-from ..state.base import Changes, Existed, StateStore, key_id
+from ..state.base import EMPTY_DOCUMENT, Changes, Existed, StateStore, key_id
 from ..state.keys import Namespace
 
 log = logging.getLogger("milestream.api")  # the counts mirror serves the API's ranks
@@ -48,10 +48,8 @@ SCALE = 10**6
 OFFSET = 10**30
 WIDTH = 31
 CLOSED_CYCLES_KEPT = 3
-_POWERS = [10**n for n in range(WIDTH + 1)]
+_ENTRY = Namespace.LEADERBOARD.prefix  # an entry's stored key: this, then the key's UTF-8 bytes
 _DIGITS = f"%0{WIDTH}d"  # an entry's value digits
-_AT_OR_BELOW_ZERO = (f"{OFFSET:0{WIDTH}d}", f"{2 * OFFSET - 1:0{WIDTH}d}")
-_HIGHEST = (f"{0:0{WIDTH}d}", f"{0:0{WIDTH}d}")
 # A bucket's values share their leading digits. Four: a million customers of the benchmark's
 # amounts put about 11 entries in a partition's bucket (three digits: about 106, and a rank walked them).
 LEADING_DIGITS = 4
@@ -136,47 +134,44 @@ def _split(key: str) -> tuple[str, str]:
 
 
 def bucket(digits: str, leading: int = LEADING_DIGITS) -> str:
-    """The bucket of an entry's descending value digits, as the smallest digits (the highest value) the
-    bucket holds: so buckets sort as the board ranks, and a bucket's entries sort from its key on."""
-    return _bucket_span(digits, leading)[0]
+    """The bucket of an entry's descending value digits: their first digits, through ``leading``
+    digits past the run of nines after the leading zero (every value at or below zero, whose digits
+    begin with a one, shares the bucket "1"). The digits of a positive value are ``10**30 - 1 - u``
+    for ``u``, the value in millionths less one: each digit is nine less ``u``'s, so the run of nines
+    says how many digits ``u`` has and the next digits are its leading ones. A bucket thus holds
+    the values whose ``u`` has the same number of digits and the same ``leading`` leading digits.
+    No bucket is a prefix of another, so buckets sort as the board ranks and a bucket's entries are
+    exactly the keys that start with it: slices of text, worked out for each entry a checkpoint
+    writes while the API keeps counts."""
+    if digits[:1] != "0":
+        return digits[:1]
+    nines = len(digits) - 1 - len(digits[1:].lstrip("9"))
+    return digits[: 1 + nines + leading]
 
 
-_SPANS: dict[tuple[int, int, int], tuple[str, str]] = {}  # by leading digits, digits of the value, leading
-_SPANS_MAX = 1 << 16
-
-
-def _bucket_span(digits: str, leading: int = LEADING_DIGITS) -> tuple[str, str]:
-    """The smallest and the largest digits of the bucket of ``digits`` (worked out for each entry
-    a checkpoint writes while the API keeps counts: integer steps, and each bucket's digits formatted
-    once, when it is first met)."""
-    scaled = OFFSET - int(digits)
-    if scaled <= 0:
-        return _AT_OR_BELOW_ZERO  # zero and every negative value: one bucket
-    size = bisect_right(_POWERS, scaled)  # the digits of the value (times SCALE)
-    step = _POWERS[size - leading] if size > leading else 1
-    # A board has some thousands of buckets: each one's digits are formatted once, not for each entry.
-    remembered = (scaled // step, size, leading)
-    span = _SPANS.get(remembered)
-    if span is None:
-        if len(_SPANS) >= _SPANS_MAX:
-            _SPANS.clear()
-        top = scaled - scaled % step + step - 1
-        if top > OFFSET:  # the highest values a key holds, clamped: a bucket of its own
-            span = _HIGHEST
-        else:
-            first = OFFSET - top
-            span = (_DIGITS % first, _DIGITS % (first + step - 1))
-        _SPANS[remembered] = span
-    return span
+def _entry_counter(key: str) -> tuple[str, str] | None:
+    """(board prefix, counter id: the board prefix and the bucket) of an entry key; None for a key
+    not shaped as one (nothing writes such a key: counting goes on around it rather than fail every
+    rank). Customer ids hold no separator, so the value digits end at the last one."""
+    end = key.rfind(SEP)
+    start = end - WIDTH
+    if start < 1 or key.count(SEP, 0, start) != 3 or key[start - 1] != SEP:
+        return None
+    digits = key[start:end]
+    if not (digits.isascii() and digits.isdigit()):
+        return None
+    return key[:start], key[: start + len(bucket(digits))]
 
 
 def update(store: StateStore, removed: Iterable[str], added: Iterable[str]) -> None:
     """Remove entries the board holds and add entries it does not (read_index.py: the keys a
     customer loses and gains, in one call)."""
+    # Raw keys, with no StateKey made and checked for each: entry keys are made here, of ids that
+    # were checked as input, two for most events on a leaderboard.
     for key in removed:
-        store.delete(Namespace.LEADERBOARD.key(key))
+        store._delete(_ENTRY + key.encode("utf-8", "surrogatepass"))
     for key in added:
-        store.put_empty(Namespace.LEADERBOARD.key(key))
+        store._put(_ENTRY + key.encode("utf-8", "surrogatepass"), EMPTY_DOCUMENT)
 
 
 def put(store: StateStore, key: str) -> None:
@@ -316,8 +311,8 @@ def _counted_entries(store: StateStore, prefix: str = "") -> dict[str, dict[str,
 
 class _Tally:
     """Counts entry keys into ``boards`` as a walk meets them, in order. A bucket's entries come
-    together, so each key is compared with its bucket's last digits, and only a key in another
-    bucket has its bucket worked out (a few microseconds, too long to spend on each entry)."""
+    together, so a key that starts with the last key's counter id is counted there at once, and
+    only a key in another bucket has its bucket worked out."""
 
     def __init__(self, boards: dict[str, dict[str, int]]) -> None:
         self.boards = boards
@@ -325,35 +320,22 @@ class _Tally:
 
     def forget(self) -> None:
         """Drop what was remembered of the last bucket (the boards may have changed since)."""
-        self._board, self._counter, self._last = "", "", ""
+        self._counter, self._digits_end = "", 0
         self._counts: dict[str, int] = {}
 
     def add(self, key: str) -> None:
-        board = self._board
-        if board and key.startswith(board):
-            digits = key[len(board) : len(board) + WIDTH]
-            if digits <= self._last and key[len(board) + WIDTH : len(board) + WIDTH + 1] == SEP:
-                self._counts[self._counter] += 1
-                return
-        found = _entry_bucket(key)
-        if found is None:
-            self._board = ""
+        counter = self._counter
+        if counter and key.startswith(counter) and key[self._digits_end : self._digits_end + 1] == SEP:
+            self._counts[counter] += 1
             return
-        board, first, self._last = found
-        self._board = board
+        found = _entry_counter(key)
+        if found is None:
+            self._counter = ""
+            return
+        board, counter = found
+        self._counter, self._digits_end = counter, len(board) + WIDTH
         self._counts = self.boards.setdefault(board, {})
-        self._counter = board + first
-        self._counts[self._counter] = self._counts.get(self._counter, 0) + 1
-
-
-def _entry_bucket(key: str) -> tuple[str, str, str] | None:
-    """(board prefix, first digits, last digits of its bucket) of an entry key; None for a key not
-    shaped as one (nothing writes such a key: counting goes on around it rather than fail every rank)."""
-    try:
-        board, digits = _split(key)
-        return board, *_bucket_span(digits)
-    except ValueError:
-        return None
+        self._counts[counter] = self._counts.get(counter, 0) + 1
 
 
 class CountsMirror:
@@ -438,10 +420,10 @@ class CountsMirror:
             key = key_id(raw_key)
             if walking and (passed is None or key > passed):
                 continue  # not walked yet: the walk counts it as the store holds it then
-            found = _entry_bucket(key)
+            found = _entry_counter(key)
             if found is None:
                 continue
-            prefix, counter = found[0], found[0] + found[1]
+            prefix, counter = found
             stored = self._boards.setdefault(prefix, {})
             count = stored.get(counter, 0) + delta
             if count:
