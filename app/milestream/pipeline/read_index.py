@@ -166,6 +166,14 @@ def _board_moves(
 ) -> tuple[set[str], set[str]]:
     """The leaderboard keys a milestone's PROGRESS entry loses and gains from ``was`` to ``now``
     (a value written differently, "10" and "10.0", keeps its key)."""
+    if now.get("l") and not was.get("l") and not now.get("x"):
+        # Newly on the board (as at a customer's first event): keys gained only, none to compare.
+        gained = {
+            leaderboards.text_entry_key(milestone_id, target, int(cycle), value, customer_id)
+            for cycle, values in now.get("o", {}).items()
+            for target, value in values.items()
+        }
+        return set(), gained
     moved = _open_values_moved(was, now)
     if moved is None:
         old_values, new_values = _board_values(was), _board_values(now)
