@@ -269,6 +269,27 @@ def test_a_listener_hears_only_its_prefix(backend, tmp_path):
     store.close()
 
 
+KEY_BYTES = st.binary(max_size=4).map(lambda b: b.replace(b"\x00", b"\xff"))  # 0xff runs: the edge of a prefix
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(KEY_BYTES, min_size=1, max_size=30, unique=True), st.lists(KEY_BYTES, max_size=4))
+def test_a_batch_writes_each_listener_exactly_its_prefixs_part(keys, prefixes):
+    """A batch's keys are sorted, and each listener's part of them found by bisection: the same keys
+    as a look at every key would find, whatever the prefix (empty, ending in 0xff bytes)."""
+    with tempfile.TemporaryDirectory() as folder:
+        store = RocksDBStore(Path(folder) / "s")
+        heard: dict[int, list[dict]] = {}
+        for n, prefix in enumerate(prefixes):
+            store.listen(lambda changes, existed, n=n: heard.setdefault(n, []).append(dict(changes)), prefix)
+        changes = {b"k" + key if n % 3 else key: (None if n % 2 else b"{}") for n, key in enumerate(keys)}
+        store.write(changes)
+        for n, prefix in enumerate(prefixes):
+            theirs = {k: v for k, v in changes.items() if k.startswith(prefix)}
+            assert heard.get(n, []) == ([theirs] if theirs else [])
+        store.close()
+
+
 def test_an_overlay_cannot_be_listened_to(tmp_path):
     """Its writes reach the store under it only at the checkpoint: a listener would hear nothing."""
     overlay = OverlayStore(MemoryStore())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -27,6 +28,13 @@ def raw_prefix(namespace: Namespace, id_prefix: str = "") -> bytes:
     if not isinstance(namespace, Namespace):
         raise TypeError(f"scan a Namespace, not {type(namespace).__name__}")
     return namespace.prefix + id_prefix.encode("utf-8", "surrogatepass")
+
+
+def _after_every(prefix: bytes) -> bytes | None:
+    """The first bytes after every key that starts with ``prefix`` (None: no such bytes, for an empty
+    prefix or one of 0xff bytes alone)."""
+    end = prefix.rstrip(b"\xff")
+    return end[:-1] + bytes((end[-1] + 1,)) if end else None
 
 
 def key_id(raw_key: bytes) -> str:
@@ -57,11 +65,18 @@ class StateStore(ABC):
         the checkpoint."""
         self._listeners = (*self._listeners, (prefix, listener))
 
-    def _before_write(self, changes: Changes) -> Heard:
-        """Before a write: for each listener, its part of ``changes`` and what those keys held."""
+    def _before_write(self, changes: Changes, ordered: list[bytes] | None = None) -> Heard:
+        """Before a write: for each listener, its part of ``changes`` and what those keys held.
+        ``ordered``: the keys of ``changes`` in order, if the caller sorted them; a listener's keys
+        are then one run of them, found by bisection (a checkpoint's keys are mostly others')."""
         heard: Heard = []
         for prefix, listener in self._listeners:
-            theirs = {k: v for k, v in changes.items() if k.startswith(prefix)}
+            after = _after_every(prefix) if ordered is not None else None
+            if ordered is not None and after is not None:
+                run = ordered[bisect_left(ordered, prefix) : bisect_left(ordered, after)]
+                theirs = {k: changes[k] for k in run}
+            else:
+                theirs = {k: v for k, v in changes.items() if k.startswith(prefix)}
             if theirs:
                 heard.append((listener, theirs, self._existing(list(theirs))))
         return heard

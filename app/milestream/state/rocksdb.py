@@ -107,11 +107,12 @@ class RocksDBStore(StateStore):
 
     def write(self, changes: Mapping[bytes, bytes | None], meta: Mapping[str, bytes] | None = None) -> None:
         """Apply ``changes`` (None: delete) and ``meta`` atomically, in one RocksDB write batch."""
-        heard = self._before_write(changes) if self._listeners else None
-        batch = WriteBatch(raw_mode=True)
         # In key order: each insert into RocksDB's memtable (a skip list) then starts near the last
         # one's place, already in the CPU's cache (about 10 % less time for a checkpoint's batch).
-        for raw_key in sorted(changes):
+        ordered = sorted(changes)
+        heard = self._before_write(changes, ordered) if self._listeners else None
+        batch = WriteBatch(raw_mode=True)
+        for raw_key in ordered:
             raw_value = changes[raw_key]
             if raw_value is None:
                 batch.delete(raw_key)
