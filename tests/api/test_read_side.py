@@ -318,6 +318,15 @@ def test_entry_keys_read_off_a_value_text_are_those_of_its_decimal(value):
         assert key == leaderboards.entry_key("m", "t", 3, Decimal(text), "c")
 
 
+@pytest.mark.parametrize(
+    "scaled", [-(10**31), -1, 0, 1, 2, 10**18 - 1, 10**18, 10**18 + 1, 10**30 - 1, 10**30, 2 * 10**30, 10**40]
+)
+def test_value_digits_either_side_of_machine_sized_arithmetic(scaled):
+    """Scaled values up to 10**18 take integers of a machine word; the others the 31-digit route."""
+    expected = min(max(leaderboards.OFFSET - scaled, 0), 2 * leaderboards.OFFSET - 1)
+    assert leaderboards._inverted(scaled) == f"{expected:031d}"
+
+
 @pytest.mark.parametrize("text", ["5.", "+5", " 5", "1e3", "-0", "-0.0000001", "0.0000001", "٣", "-.5", "1E-7"])
 def test_other_value_texts_take_the_decimal_route(text):
     assert leaderboards._descending_text(text) == leaderboards._descending(Decimal(text))

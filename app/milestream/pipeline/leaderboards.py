@@ -89,7 +89,16 @@ def _descending(value: Decimal) -> str:
     return _inverted(whole)
 
 
+_SMALL = 10**18  # scaled values up to this (a trillion, with six decimals): most of them
+_SMALL_HEAD = f"{(OFFSET - _SMALL) // _SMALL:013d}"  # "0" and twelve nines: OFFSET - _SMALL's leading digits
+_SMALL_DIGITS = "%018d"
+
+
 def _inverted(scaled: int) -> str:
+    if 0 < scaled <= _SMALL:
+        # OFFSET - scaled is (OFFSET - _SMALL) + (_SMALL - scaled): its leading digits are fixed and
+        # the rest is a machine-sized integer's (the 31-digit integer cost half the key's time).
+        return _SMALL_HEAD + _SMALL_DIGITS % (_SMALL - scaled)
     inverted = OFFSET - scaled
     return _DIGITS % (inverted if 0 <= inverted <= _LAST else (0 if inverted < 0 else _LAST))
 
@@ -424,7 +433,9 @@ class CountsMirror:
             if found is None:
                 continue
             prefix, counter = found
-            stored = self._boards.setdefault(prefix, {})
+            stored = self._boards.get(prefix)
+            if stored is None:
+                stored = self._boards[prefix] = {}
             count = stored.get(counter, 0) + delta
             if count:
                 stored[counter] = count
