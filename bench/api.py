@@ -40,7 +40,7 @@ from milestream.kafka_client import client_options, security_values
 from milestream.settings import Settings
 from milestream.topics import apply_topics, load_topics
 
-from . import workload
+from . import inprocess, workload
 from .cluster import Offsets, bench_connection
 from .procs import BenchError, CpuMeter, Service, free_port, worker_service
 from .report import git_revision, machine, write_block
@@ -409,10 +409,31 @@ def write(result: dict[str, Any]) -> str:
         f"{runs('on', 'rate')} | {best(throughput['on'], 'rate'):,.0f} |\n\n"
         f"Cost: **{cost:.1%}** of the throughput over the middle of the loads, best against best (target < 10 %: "
         f"{'met' if cost < 0.10 else '**missed**'}); {whole_cost:.1%} over the whole loads.\n"
-        f"{END_MARKER}"
+        + in_process_note(result.get("in_process"))
+        + f"{END_MARKER}"
     )
     write_block(START_MARKER, END_MARKER, block, "HTTP API\n\n" + INTRO.rstrip("\n"))
     return block
+
+
+def in_process_note(measured: dict[str, Any] | None) -> str:
+    """The in-process measure of the index's cost per record, as a paragraph ("" if not run)."""
+    if not measured or not measured.get("off") or not measured.get("on"):
+        return ""
+    off, on = min(measured["off"]), min(measured["on"])
+
+    def each(setting: str) -> str:
+        return ", ".join(f"{v:.1f}" for v in measured[setting])
+
+    return (
+        f"\nIn process, without the broker (`bench/inprocess.py` `index_cost`: {measured['customers']:,} of the "
+        "same transactions through the worker's topology into a batch's overlay, the checkpoint's write to a "
+        f"RocksDB store every {measured['checkpoint_records']:,} records, the API's counts mirror following it): "
+        f"{each('off')} µs a record with the leaderboard off, {each('on')} with it on; best against best, "
+        f"the index adds **{on - off:.1f} µs a record, {on / off - 1:.1%}** of the record's cost there (the "
+        "worker's cost per event also holds the Kafka client's, the changelog's and the outputs' work, which "
+        "the index does not add to).\n"
+    )
 
 
 INTRO = (
@@ -429,6 +450,18 @@ INTRO = (
 async def run(args: argparse.Namespace, connection: Settings, folder: Path) -> dict[str, Any]:
     now = datetime.now(timezone.utc)
     load = records(args.customers, now, seed=3, tag="load")
+    # First, in process: the index's own cost per record, without the broker's and the host's spread.
+    sample = load[: args.inprocess_customers]
+    # A checkpoint's share of one store: a batch's records spread over the input's partitions.
+    per_store = max(connection.max_poll_records // load_topics(connection)["transactions"].partitions, 1)
+    in_process = inprocess.index_cost(sample, now, per_store) if sample else {"off": [], "on": []}
+    if sample:
+        log(
+            f"in process, {len(sample):,} customers: µs/record with the leaderboard off "
+            + ", ".join(f"{v:.1f}" for v in in_process["off"])
+            + "; on "
+            + ", ".join(f"{v:.1f}" for v in in_process["on"])
+        )
     throughput: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
     api: list[dict[str, Any]] = []
     partitions = 0
@@ -475,6 +508,7 @@ async def run(args: argparse.Namespace, connection: Settings, folder: Path) -> d
     return {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "customers": args.customers,
+        "in_process": {"customers": len(sample), "checkpoint_records": per_store, **in_process},
         "seconds": args.seconds,
         "partitions": partitions,
         "throughput": throughput,
@@ -495,6 +529,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30.0, help="seconds per operation (default 30)")
     parser.add_argument("--input-rate", type=float, default=500.0, help="transactions/s during the API load")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds allowed for each load")
+    parser.add_argument(
+        "--inprocess-customers",
+        type=int,
+        default=100_000,
+        help="customers of the in-process measure of the index's cost (default 100,000; 0: skip it)",
+    )
     parser.add_argument("--api-only", action="store_true", help="skip the run with the leaderboard off")
     parser.add_argument("--profile", action="store_true", help="run the workers under cProfile; print the profiles")
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")

@@ -134,6 +134,41 @@ def parts(records: list[tuple[bytes, bytes]], now: datetime, checkpoint_records:
     }
 
 
+def index_cost(
+    records: list[tuple[bytes, bytes]], now: datetime, checkpoint_records: int, rounds: int = 2
+) -> dict[str, list[float]]:
+    """µs per record of the worker's path on one partition, with the benchmark milestone's leaderboard
+    off and on (``rounds`` of each, alternating): the topology into a batch's overlay, the
+    checkpoint's write to a RocksDB store (as the worker's: no write-ahead log) every
+    ``checkpoint_records`` records, and, with the leaderboard on, the API's counts mirror following
+    the store. Leaves out Kafka (consuming, the changelog, the outputs), which the index adds nothing to."""
+    from milestream.pipeline.leaderboards import CountsMirror
+    from milestream.pipeline.topology import Record
+    from milestream.state.overlay import OverlayStore
+
+    out: dict[str, list[float]] = {"off": [], "on": []}
+    for _ in range(rounds):
+        for setting in ("off", "on"):
+            with tempfile.TemporaryDirectory(prefix="milestream-bench-index-") as folder:
+                store = RocksDBStore(folder, changelog_flush_interval_s=Settings().state_flush_interval_s)
+                driver = TopologyTestDriver(store=store, keep_outbox=False)
+                driver.pipe("definitions", workload.MILESTONE_ID, workload.definition(now, leaderboard=setting == "on"))
+                if setting == "on":
+                    CountsMirror(store)
+                topology, topic = driver.topology, driver.topic("transactions")
+                overlay = OverlayStore(store)
+                started = time.perf_counter()
+                for n, (key, value) in enumerate(records):
+                    overlay.begin()
+                    topology.process(Record(topic, 0, n, key, value, now, ()), overlay)
+                    if (n + 1) % checkpoint_records == 0 or n == len(records) - 1:
+                        changes, _ = overlay.take_changes()
+                        store.write(changes)
+                out[setting].append(1e6 * (time.perf_counter() - started) / len(records))
+                store.close()
+    return out
+
+
 def profile(records: list[tuple[bytes, bytes]], now: datetime, top: int = 20) -> tuple[str, list[dict[str, Any]]]:
     """cProfile of the driver: the full report text and the top functions by own time."""
     driver = _driver(now)
