@@ -441,7 +441,7 @@ INTRO = (
     "transaction per customer through two real workers (one milestone, its leaderboard on), waits until\n"
     "every one is committed, then measures the API while the workers keep processing a steady input stream:\n"
     "the top 100 of the leaderboard and a customer's rank at 200 requests/s each, then a customer's progress,\n"
-    "and again at 50 requests/s each. It also runs the same load with the leaderboard setting off, three times\n"
+    "and again at 50 requests/s each. It also runs the same load with the leaderboard setting off, four times\n"
     "each, to measure what the index costs. `--customers 50000` sizes it down; `--help` lists the other flags.\n"
 )
 
@@ -525,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
         default=[200.0, 50.0],
         help="requests/s of each operation, one API load per rate (default 200,50)",
     )
-    parser.add_argument("--rounds", type=int, default=3, help="loads with the leaderboard off and on (default 3)")
+    parser.add_argument("--rounds", type=int, default=4, help="loads with the leaderboard off and on (default 4)")
     parser.add_argument("--seconds", type=float, default=30.0, help="seconds per operation (default 30)")
     parser.add_argument("--input-rate", type=float, default=500.0, help="transactions/s during the API load")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds allowed for each load")
