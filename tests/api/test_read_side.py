@@ -330,3 +330,27 @@ def test_value_digits_either_side_of_machine_sized_arithmetic(scaled):
 @pytest.mark.parametrize("text", ["5.", "+5", " 5", "1e3", "-0", "-0.0000001", "0.0000001", "٣", "-.5", "1E-7"])
 def test_other_value_texts_take_the_decimal_route(text):
     assert leaderboards._descending_text(text) == leaderboards._descending(Decimal(text))
+
+
+VALUE_TEXTS = st.sampled_from(["0", "5", "5.0", "12.5", "-3", "999.999999"])
+CYCLE_VALUES = st.dictionaries(
+    st.sampled_from(["1", "2", "3"]), st.dictionaries(st.sampled_from(["t", "u"]), VALUE_TEXTS)
+)
+PROGRESS_ENTRIES = st.fixed_dictionaries(
+    {"o": CYCLE_VALUES},
+    optional={"l": st.just(1), "x": CYCLE_VALUES},
+)
+
+
+@given(PROGRESS_ENTRIES, PROGRESS_ENTRIES)
+def test_the_keys_a_progress_entry_loses_and_gains_are_the_difference_of_its_keys(was, now):
+    """Whichever way ``_board_moves`` takes (newly on a board, open values moved, the whole
+    comparison), what it removes and adds turns the keys ``was`` implies into those ``now`` does."""
+
+    def keys(entry):
+        return read_index._board_keys("m", "c", read_index._board_values(entry))
+
+    lost, gained = read_index._board_moves("m", "c", was, now)
+    assert not lost & gained
+    assert lost <= keys(was) and not gained & keys(was)
+    assert (keys(was) - lost) | gained == keys(now)
